@@ -1,0 +1,169 @@
+"""The terminal chat: "question: ... answer: ...", streamed as the model writes.
+
+Reads lines from stdin (a terminal or a pipe) until EOF; each line is one
+message in a single console conversation whose history persists across runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from bot.types import ConversationKey, IncomingMessage, PlatformLimits
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.core import Core
+
+log = logging.getLogger(__name__)
+
+# A terminal has no length limit and no rate limit; it streams by appending.
+CONSOLE_LIMITS = PlatformLimits(
+    max_len=1_000_000,
+    can_edit=False,
+    native_stream=True,
+    edit_burst=1_000_000,
+    edit_rate=1_000_000.0,
+    min_edit_interval=0.0,
+)
+
+
+class ConsoleSink:
+    """Prints the answer to a text stream; appends instead of editing."""
+
+    limits = CONSOLE_LIMITS
+    pace_key = "console"
+
+    def __init__(self, out: TextIO, answer_label: str) -> None:
+        self._out = out
+        self._label = answer_label
+        self._count = 0
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+    def _next_id(self) -> str:
+        self._count += 1
+        return str(self._count)
+
+    async def typing(self) -> None:
+        """Nothing to show: the answer starts streaming within moments."""
+
+    async def send(self, text: str) -> str:
+        self._write(f"{self._label}{text}\n")
+        return self._next_id()
+
+    async def edit(self, message_id: str, text: str) -> None:
+        # Unreachable with can_edit=False; print rather than lose the text.
+        self._write(f"{self._label}{text}\n")
+
+    async def stream_start(self, text: str) -> str:
+        self._write(f"{self._label}{text}")
+        return self._next_id()
+
+    async def stream_append(self, stream_id: str, text: str) -> None:
+        self._write(text)
+
+    async def stream_stop(self, stream_id: str) -> None:
+        self._write("\n")
+
+
+class ConsoleAdapter:
+    """Feeds stdin lines to the core, one answer at a time."""
+
+    name = "console"
+
+    def __init__(self, cfg: Config, core: Core, stdin: TextIO, stdout: TextIO) -> None:
+        self._core = core
+        self._stdin = stdin
+        self._stdout = stdout
+        self._key = ConversationKey("console", "local", cfg.console.session)
+        self._user = cfg.console.user_name or _login_name()
+        self._interactive = stdin.isatty()
+        self._sink = ConsoleSink(stdout, core.texts.get("console_answer"))
+        self._task: asyncio.Task[None] | None = None
+        self._count = 0
+
+    async def start(self) -> None:
+        if self._interactive:
+            self._stdout.write(self._core.texts.get("console_welcome") + "\n")
+        self._task = asyncio.create_task(self._loop(), name="console")
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _loop(self) -> None:
+        lines = _read_lines_in_thread(self._stdin)
+        while True:
+            if self._interactive:
+                self._stdout.write(self._core.texts.get("console_question"))
+                self._stdout.flush()
+            line = await lines.get()
+            if line is None:
+                return
+            if not line.strip():
+                continue  # an empty line in a terminal is not a question
+            await self._core.handle(self._message(line), self._sink)
+            await self._core.drain()
+
+    def _message(self, line: str) -> IncomingMessage:
+        self._count += 1
+        return IncomingMessage(
+            key=self._key,
+            message_id=f"{os.getpid()}-{time.time_ns()}-{self._count}",
+            author_id=self._user,
+            author_name=self._user,
+            text=line.rstrip("\n"),
+            sent_at=time.time(),
+            addressed=True,
+            is_dm=True,
+            author_is_admin=True,  # it is the operator's own terminal
+        )
+
+
+def _read_lines_in_thread(stream: TextIO) -> asyncio.Queue[str | None]:
+    """Read ``stream`` on a daemon thread (works for terminals, pipes and files)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def put(item: str | None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop closed while we were blocked on input
+            pass
+
+    def reader() -> None:
+        try:
+            for line in stream:
+                put(line)
+        except (OSError, ValueError) as exc:
+            log.warning("stopped reading stdin: %s", exc)
+        finally:
+            put(None)
+
+    threading.Thread(target=reader, name="stdin", daemon=True).start()
+    return queue
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "you"
+
+
+def create(cfg: Config, core: Core) -> ConsoleAdapter:
+    """The console is always available."""
+    return ConsoleAdapter(cfg, core, sys.stdin, sys.stdout)

@@ -1,0 +1,74 @@
+"""``python -m bot [run|console|check]``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .app import PLATFORMS, serve
+from .config import Config, format_config, load_config
+from .errors import StartupError
+
+log = logging.getLogger("bot")
+
+DEFAULT_CONFIG = "config.yaml"
+EXIT_USAGE = 2  # bad config, bad token, nothing to run: the user must fix something
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "aiosqlite", "websockets")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description="An OpenAI model in Discord, Slack and the terminal."
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=("run", "console", "check"),
+        help="run: every configured platform (default); console: chat in the terminal; "
+        "check: print the effective config with secrets redacted",
+    )
+    parser.add_argument("--config", default=os.environ.get("BOT_CONFIG", DEFAULT_CONFIG))
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="use the bundled SmolLM2 model on a local llama.cpp server (requirements-local.txt)",
+    )
+    return parser.parse_args(argv)
+
+
+def setup_logging(cfg: Config, console: bool) -> None:
+    # In the terminal chat, logs would interleave with the answer: warnings only.
+    level = logging.WARNING if console else getattr(logging, cfg.logging.level, logging.INFO)
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(args.config, os.environ, require_api_key=not args.local)
+        if args.command == "check":
+            print(format_config(cfg))
+            return 0
+        setup_logging(cfg, console=args.command == "console")
+        platforms = ("console",) if args.command == "console" else PLATFORMS
+        return asyncio.run(serve(cfg, platforms, local=args.local))
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The interface every platform adapter implements.
+
+``bot.app`` loads an adapter module by name (``adapters.discord``, ``adapters.slack``,
+``adapters.console``) and calls its ``create(cfg, core)``, so the core never imports
+a platform library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .core import Core
+
+
+class Adapter(Protocol):
+    """One running platform connection."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect and return once ready to receive messages.
+
+        Raises bot.errors.StartupError with one clear line (bad token, missing
+        intent or scope); the process then exits with status 2.
+        """
+
+    async def wait_closed(self) -> None:
+        """Return when the adapter stopped on its own (e.g. connection lost for good)."""
+
+    async def stop(self) -> None:
+        """Stop taking new messages and close connections; safe to call twice."""
+
+
+class AdapterFactory(Protocol):
+    """``create`` of an adapter module: None when its credentials are not configured."""
+
+    def __call__(self, cfg: Config, core: Core) -> Adapter | None: ...

@@ -1,0 +1,129 @@
+"""Start-up and shutdown: build the store, client and core once, run the adapters.
+
+Adapters and storage backends are loaded by module name, so ``bot/`` never
+imports a platform library and a backend can be added without touching the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
+from typing import cast
+
+from .adapter import Adapter, AdapterFactory
+from .config import Config
+from .core import Core, CoreSettings
+from .errors import StartupError
+from .llm import OpenAIChat, make_client
+from .store import Store
+from .texts import Texts
+from .tokens import token_counter_for
+
+log = logging.getLogger(__name__)
+
+PLATFORMS = ("discord", "slack")  # started by `python -m bot` when configured
+SHUTDOWN_GRACE_S = 5.0  # answers in flight get this long to finish on SIGTERM
+
+
+def open_store(url: str) -> Store:
+    """The storage backend for ``storage.url`` (see ``storage/__init__.py``)."""
+    module = importlib.import_module("storage")
+    return cast(Store, module.open_store(url))
+
+
+def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
+    """``adapters.<name>.create(cfg, core)``; None when not configured."""
+    factory = cast(AdapterFactory, importlib.import_module(f"adapters.{name}").create)
+    return factory(cfg, core)
+
+
+@contextlib.asynccontextmanager
+async def running_core(cfg: Config) -> AsyncIterator[Core]:
+    """One store, one OpenAI client and one core for the whole process."""
+    store = open_store(cfg.storage.url)
+    await store.open()
+    client = make_client(cfg.openai)
+    counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
+    core = Core(
+        store=store,
+        model=OpenAIChat.from_config(client, cfg.openai),
+        counter=counter,
+        texts=Texts(cfg.language, prefix=cfg.commands.prefix),
+        settings=CoreSettings(
+            system_prompt=cfg.openai.system_prompt,
+            context_tokens=cfg.openai.context_tokens,
+            max_output_tokens=cfg.openai.max_output_tokens,
+            command_prefix=cfg.commands.prefix,
+            system_prompt_policy=cfg.commands.system_prompt_policy,
+        ),
+    )
+    try:
+        yield core
+    finally:
+        await core.close(SHUTDOWN_GRACE_S)
+        await client.close()
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def local_model_if(cfg: Config, wanted: bool) -> AsyncIterator[Config]:
+    """With ``--local``, start the bundled llama.cpp server and point the config at it."""
+    if not wanted:
+        yield cfg
+        return
+    from .local_model import start_local_model  # optional extra; imported only here
+
+    async with start_local_model() as local:
+        log.info("local model %s ready in %.1fs", local.model, local.load_seconds)
+        openai_cfg = replace(
+            cfg.openai,
+            base_url=local.base_url,
+            model=local.model,
+            context_tokens=local.context_tokens,
+            max_output_tokens=min(cfg.openai.max_output_tokens, local.context_tokens // 4),
+        )
+        yield replace(cfg, openai=openai_cfg)
+
+
+async def serve(cfg: Config, platforms: Sequence[str], *, local: bool = False) -> int:
+    """Run the given adapters until SIGINT/SIGTERM or until they all stop."""
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    async with local_model_if(cfg, local) as cfg, running_core(cfg) as core:
+        adapters = [a for name in platforms if (a := load_adapter(name, cfg, core)) is not None]
+        if not adapters:
+            raise StartupError(core.texts.get("no_platforms"))
+        started: list[Adapter] = []
+        try:
+            for adapter in adapters:
+                await adapter.start()
+                started.append(adapter)
+                log.info("%s adapter running", adapter.name)
+            await _until_stopped(stop, started)
+        finally:
+            for adapter in reversed(started):
+                with contextlib.suppress(Exception):
+                    await adapter.stop()
+    return 0
+
+
+async def _until_stopped(stop: asyncio.Event, adapters: Sequence[Adapter]) -> None:
+    waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
+    waiters += [asyncio.ensure_future(a.wait_closed()) for a in adapters]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _on_signals(callback: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, callback)

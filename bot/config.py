@@ -1,0 +1,664 @@
+"""Loading, checking and showing the bot's configuration.
+
+Settings live in a YAML file; secrets come from the environment through
+``${VAR}`` and ``${VAR:-default}`` references inside string values (``$${``
+writes a literal ``${``). Every problem is a :class:`~bot.errors.ConfigError`
+naming the dotted key path, so start-up can print one line and exit.
+
+Rules worth knowing:
+
+- A key left out of the file takes its default. Keys that the shipped
+  ``config.yaml`` fills from the environment (``openai.api_key``, the platform
+  tokens, ``storage.url``, ...) default to the same ``${VAR:-...}`` reference, so
+  even an empty file picks up the environment.
+- ``null``, or an empty string for a non-text key, also means "the default";
+  this lets ``${SOME_VAR:-}`` leave a number or switch at its default.
+- Values from the environment are text: ``"0.5"``, ``"true"``/``"1"``/``"on"``
+  and comma-separated lists (``"a,b"``) are converted to the key's type.
+- An empty platform token means that platform is off; it is not an error.
+- ``openai.api_key`` is required, because answering is the bot's only job and a
+  missing key should stop start-up, not fail at the first message. A local
+  OpenAI-compatible server (``openai.base_url`` set) often needs no key, so then
+  an empty key becomes the placeholder ``"not-needed"`` (the SDK insists on some
+  key). Callers that supply the model themselves (``--local``) pass
+  ``require_api_key=False`` and get the placeholder too. ``python -m bot check``
+  reports the same error a start would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+log = logging.getLogger(__name__)
+
+Language = Literal["en", "ko"]
+PromptPolicy = Literal["anyone", "admins", "nobody"]
+SlackMode = Literal["socket", "http"]
+SlackScope = Literal["thread", "channel"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+NO_KEY_PLACEHOLDER = "not-needed"  # api_key sent to a local server that needs none
+SECRET_SET = "***set***"  # how redacted() shows a secret that has a value
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant in a group chat. Answer clearly and concisely, "
+    "use Markdown where it helps, and reply in the language the user writes in."
+)
+
+# Keys missing from the file default to these references (the shipped config.yaml
+# uses the same ones), so the environment works even with a near-empty file.
+ENV_DEFAULTS: Mapping[str, str] = {
+    "language": "${BOT_LANGUAGE:-en}",
+    "openai.api_key": "${OPENAI_API_KEY:-}",
+    "openai.base_url": "${OPENAI_BASE_URL:-}",
+    "openai.model": "${OPENAI_MODEL:-gpt-4o-mini}",
+    "storage.url": "${DATABASE_URL:-sqlite:///data/bot.db}",
+    "discord.token": "${DISCORD_BOT_TOKEN:-}",
+    "slack.bot_token": "${SLACK_BOT_TOKEN:-}",
+    "slack.app_token": "${SLACK_APP_TOKEN:-}",
+    "slack.signing_secret": "${SLACK_SIGNING_SECRET:-}",
+    "logging.level": "${LOG_LEVEL:-INFO}",
+}
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+# "$${" (escape) | "${body}" (reference) | "${" without its "}" (an error)
+_REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
+_REFERENCE_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
+_SECRET_NAME = re.compile(r"token|secret|key|pass|pwd|auth", re.IGNORECASE)
+
+# Field metadata: "secret" hides the value; "url" redacts a password in it;
+# "nonempty", "min"/"max" (inclusive) and "gt" (exclusive) are checked on load.
+_SECRET: Mapping[str, Any] = {"secret": True}
+_NONEMPTY: Mapping[str, Any] = {"nonempty": True}
+_POSITIVE: Mapping[str, Any] = {"gt": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIConfig:
+    """How to reach the model and how to ask it."""
+
+    api_key: str = field(default="", repr=False, metadata=_SECRET)
+    base_url: str | None = None  # None: the SDK's default (api.openai.com)
+    model: str = field(default="gpt-4o-mini", metadata=_NONEMPTY)
+    temperature: float = field(default=0.7, metadata={"min": 0, "max": 2})
+    max_output_tokens: int = field(default=1024, metadata=_POSITIVE)
+    context_tokens: int = field(default=16000, metadata=_POSITIVE)  # prompt + answer budget
+    request_timeout_s: float = field(default=90.0, metadata=_POSITIVE)  # whole answer
+    first_token_timeout_s: float = field(default=30.0, metadata=_POSITIVE)
+    max_retries: int = field(default=3, metadata={"min": 0, "max": 10})
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class StorageConfig:
+    """Where history lives: ``sqlite:///path`` or ``memory://``."""
+
+    url: str = field(default="sqlite:///data/bot.db", metadata={"nonempty": True, "url": True})
+
+    def __repr__(self) -> str:
+        return f"StorageConfig(url={redact_url(self.url)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandsConfig:
+    """Text commands (``!reset``, ``!system``, ``!help``)."""
+
+    prefix: str = field(default="!", metadata=_NONEMPTY)
+    system_prompt_policy: PromptPolicy = "admins"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """``python -m bot console``: a chat in the terminal."""
+
+    session: str = field(default="default", metadata=_NONEMPTY)
+    user_name: str | None = None  # None: the login name
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordConfig:
+    """The Discord adapter; an empty token turns it off."""
+
+    token: str = field(default="", repr=False, metadata=_SECRET)
+    allow_bots: bool = False
+    auto_thread: bool = False
+    streaming: bool = True
+    allowed_guilds: tuple[str, ...] = ()  # empty: everywhere
+    allowed_channels: tuple[str, ...] = ()
+    allowed_roles: tuple[str, ...] = ()
+    admin_roles: tuple[str, ...] = ()
+    slash_commands: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a token is configured."""
+        return bool(self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    """The Slack adapter; an empty bot token turns it off."""
+
+    bot_token: str = field(default="", repr=False, metadata=_SECRET)
+    app_token: str = field(default="", repr=False, metadata=_SECRET)
+    signing_secret: str = field(default="", repr=False, metadata=_SECRET)
+    mode: SlackMode = "socket"
+    http_host: str = field(default="0.0.0.0", metadata=_NONEMPTY)  # Slack must reach it
+    http_port: int = field(default=3000, metadata={"min": 1, "max": 65535})
+    http_path: str = field(default="/slack/events", metadata=_NONEMPTY)
+    scope: SlackScope = "thread"
+    allow_bots: bool = False
+    streaming: bool = True
+    allowed_teams: tuple[str, ...] = ()  # empty: everywhere
+    allowed_channels: tuple[str, ...] = ()
+    allowed_users: tuple[str, ...] = ()
+    admin_users: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a bot token is configured."""
+        return bool(self.bot_token)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Log verbosity."""
+
+    level: LogLevel = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration, as loaded and checked."""
+
+    language: Language = "en"
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+# -- loading -------------------------------------------------------------------
+
+
+def load_config(
+    path: str | Path, env: Mapping[str, str], *, require_api_key: bool = True
+) -> Config:
+    """Read, interpolate and check the YAML file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {file}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{file} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {file}: {exc.strerror or exc}") from None
+    return config_from_dict(_parse_yaml(text, str(file)), env, require_api_key=require_api_key)
+
+
+def config_from_dict(
+    data: Mapping[str, Any] | None, env: Mapping[str, str], *, require_api_key: bool = True
+) -> Config:
+    """Build a checked Config from already-parsed YAML data (``None`` = empty)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("config", f"the top level must be key: value lines, got {_kind(data)}")
+    return _check(_build(Config, data, "", env), require_api_key)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys (YAML would let the last one win)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _value in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *base" may legitimately be overridden
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, str | int | float | bool) and key in seen:
+            line = seen[key].start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {line})", key_node.start_mark
+            )
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(text: str, name: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError("config", f"{name}: YAML syntax error{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("config", f"{name}: YAML syntax error: {exc}") from None
+
+
+# -- building: the dataclasses above are the schema ----------------------------
+
+_D = TypeVar("_D", bound="DataclassInstance")
+
+
+def _build(cls: type[_D], data: Mapping[Any, Any], path: str, env: Mapping[str, str]) -> _D:
+    """Make ``cls`` from ``data``: sections recurse, leaves are interpolated and converted."""
+    fields = dataclasses.fields(cls)
+    _reject_unknown(data, [f.name for f in fields], path)
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields:
+        key = _join(path, f.name)
+        hint = hints[f.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            values[f.name] = _build(hint, _section(data.get(f.name), key), key, env)
+        elif f.name in data:
+            raw = _interpolate(data[f.name], key, env)
+            values[f.name] = _convert(hint, raw, key, f)
+        elif key in ENV_DEFAULTS:
+            values[f.name] = _convert(hint, _interpolate(ENV_DEFAULTS[key], key, env), key, f)
+    return cls(**values)
+
+
+def _section(value: Any, path: str) -> Mapping[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, f"must be a section of key: value lines, got {_kind(value)}")
+    return value
+
+
+def _reject_unknown(data: Mapping[Any, Any], known: Sequence[str], path: str) -> None:
+    unknown = []
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(_join(path, str(key)), "keys must be text")
+        if key not in known:
+            unknown.append(key)
+    if not unknown:
+        return
+    first, rest = unknown[0], unknown[1:]
+    problem = "unknown key" + _suggest(first, known, path)
+    if rest:
+        problem += "; also unknown: " + ", ".join(_join(path, k) for k in rest)
+    raise ConfigError(_join(path, first), problem)
+
+
+def _suggest(key: str, known: Sequence[str], path: str) -> str:
+    """A "did you mean" hint: a close key here, or the same key in another section."""
+    close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {_join(path, close[0])}?)"
+    if path:
+        return f" (known keys: {', '.join(known)})"
+    elsewhere = [
+        f"{name}.{f.name}"
+        for name, hint in get_type_hints(Config).items()
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint)
+        for f in dataclasses.fields(hint)
+    ]
+    close = difflib.get_close_matches(key.lower(), [p.split(".")[1] for p in elsewhere], n=1)
+    if close:
+        match = next(p for p in elsewhere if p.split(".")[1] == close[0])
+        return f" (did you mean {match}? it belongs in the {match.split('.')[0]} section)"
+    return f" (known sections: {', '.join(known)})"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# -- ${VAR} interpolation -------------------------------------------------------
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:
+    """Expand references in every string inside ``value`` (keys are left alone)."""
+    if isinstance(value, str):
+        return expand(value, path, env)
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {k: _interpolate(v, _join(path, str(k)), env) for k, v in value.items()}
+    return value
+
+
+def expand(text: str, path: str, env: Mapping[str, str]) -> str:
+    """Expand ``${VAR}``, ``${VAR:-default}`` and ``$${`` in one string.
+
+    ``${VAR:-default}`` uses the default when VAR is unset or empty (as in a
+    shell); ``${VAR}`` with VAR unset is an error naming ``path`` and VAR.
+    Substituted values are not expanded again.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        body = match.group("body")
+        if body is None:
+            raise ConfigError(path, "unclosed ${ (write $${ for a literal ${)")
+        ref = _REFERENCE_BODY.fullmatch(body)
+        if ref is None:
+            raise ConfigError(
+                path, f"bad reference ${{{body}}}: expected ${{NAME}} or ${{NAME:-default}}"
+            )
+        name, default = ref.group("name"), ref.group("default")
+        if default is not None:
+            return env.get(name) or default
+        if name not in env:
+            raise ConfigError(
+                path,
+                f"environment variable {name} is not set "
+                f"(set it, or write ${{{name}:-default}} to make it optional)",
+            )
+        return env[name]
+
+    return _REFERENCE.sub(replace, text)
+
+
+# -- converting one value to its field's type ------------------------------------
+
+
+def _convert(hint: Any, value: Any, path: str, f: dataclasses.Field[Any]) -> Any:
+    """Turn a YAML or environment value into the field's type, then range-check it."""
+    meta = f.metadata
+    optional = type(None) in get_args(hint)
+    if value is None or (value == "" and (optional or hint is not str)):
+        return None if optional else f.default
+    shown = "(hidden)" if meta.get("secret") else repr(value)
+    if hint is bool:
+        return _to_bool(value, path, shown)
+    if hint is int or hint is float:
+        return _check_range(_to_number(hint, value, path, meta, shown), path, meta)
+    if get_origin(hint) is Literal:
+        return _to_choice(value, get_args(hint), path)
+    if get_origin(hint) is tuple:
+        return _to_strs(value, path)
+    text = _to_str(value, path, shown)
+    if optional and not text:
+        return None
+    if meta.get("nonempty") and not text:
+        raise ConfigError(path, "must not be empty")
+    return text
+
+
+def _to_bool(value: Any, path: str, shown: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | str) and str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise ConfigError(path, f"must be true or false, got {shown}")
+
+
+def _to_number(
+    hint: type[int] | type[float], value: Any, path: str, meta: Mapping[str, Any], shown: str
+) -> int | float:
+    wanted = f"must be {_describe_number(hint, meta)}, got {shown}"
+    if isinstance(value, bool):
+        raise ConfigError(path, wanted)
+    if hint is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d[\d_]*\s*", value):
+            return int(value)
+        raise ConfigError(path, wanted)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(path, wanted) from None
+    if not math.isfinite(number):
+        raise ConfigError(path, wanted)
+    return number
+
+
+def _check_range(number: int | float, path: str, meta: Mapping[str, Any]) -> int | float:
+    low, high, above = meta.get("min"), meta.get("max"), meta.get("gt")
+    if (
+        (low is not None and number < low)
+        or (high is not None and number > high)
+        or (above is not None and number <= above)
+    ):
+        hint = int if isinstance(number, int) else float
+        raise ConfigError(path, f"must be {_describe_number(hint, meta)}, got {number!r}")
+    return number
+
+
+def _describe_number(hint: type[int] | type[float], meta: Mapping[str, Any]) -> str:
+    noun = "a whole number" if hint is int else "a number"
+    low, high, above = meta.get("min"), meta.get("max"), meta.get("gt")
+    if low is not None and high is not None:
+        return f"{noun} between {low:g} and {high:g}"
+    if above is not None:
+        return f"{noun} greater than {above:g}"
+    if low is not None:
+        return f"{noun} of at least {low:g}"
+    return noun
+
+
+def _to_choice(value: Any, choices: tuple[str, ...], path: str) -> str:
+    if isinstance(value, str):
+        for choice in choices:
+            if value.strip().lower() == choice.lower():
+                return choice
+    problem = f"must be one of {', '.join(choices)}, got {value!r}"
+    close = difflib.get_close_matches(str(value).lower(), [c.lower() for c in choices], n=1)
+    if close:
+        problem += f" (did you mean {close[0]}?)"
+    raise ConfigError(path, problem)
+
+
+def _to_strs(value: Any, path: str) -> tuple[str, ...]:
+    """A list, or comma-separated text (from the environment); IDs may be numbers."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(path, f"must be a list, got {_kind(value)}")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise ConfigError(f"{path}[{i}]", f"must be text or an ID, got {_kind(item)}")
+        if str(item).strip():
+            out.append(str(item).strip())
+    return tuple(out)
+
+
+def _to_str(value: Any, path: str, shown: str) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(path, f"must be text, got {_kind(value)} {shown} (put it in quotes)")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a section"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
+
+
+# -- checks that involve more than one key ----------------------------------------
+
+
+def _check(cfg: Config, require_api_key: bool) -> Config:
+    _check_openai(cfg.openai)
+    _check_storage(cfg.storage)
+    _check_slack(cfg.slack)
+    if any(ch.isspace() for ch in cfg.commands.prefix):
+        raise ConfigError(
+            "commands.prefix", f"must not contain spaces, got {cfg.commands.prefix!r}"
+        )
+    if cfg.openai.api_key:
+        return cfg
+    if cfg.openai.base_url or not require_api_key:
+        log.info("openai.api_key is empty; a local server gets a placeholder key")
+        openai = dataclasses.replace(cfg.openai, api_key=NO_KEY_PLACEHOLDER)
+        return dataclasses.replace(cfg, openai=openai)
+    raise ConfigError(
+        "openai.api_key",
+        "not set: set OPENAI_API_KEY, or set openai.base_url (OPENAI_BASE_URL) "
+        "for a local server that needs no key",
+    )
+
+
+def _check_openai(ai: OpenAIConfig) -> None:
+    if ai.max_output_tokens >= ai.context_tokens:
+        raise ConfigError(
+            "openai.max_output_tokens",
+            f"must be smaller than openai.context_tokens ({ai.context_tokens}), "
+            f"got {ai.max_output_tokens}",
+        )
+    if ai.first_token_timeout_s > ai.request_timeout_s:
+        raise ConfigError(
+            "openai.first_token_timeout_s",
+            f"must not exceed openai.request_timeout_s ({ai.request_timeout_s:g}), "
+            f"got {ai.first_token_timeout_s:g}",
+        )
+    if ai.base_url and not ai.base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "openai.base_url",
+            f"must start with http:// or https://, got {redact_url(ai.base_url)!r}",
+        )
+
+
+def _check_storage(storage: StorageConfig) -> None:
+    if "://" not in storage.url:
+        raise ConfigError(
+            "storage.url",
+            f"must look like sqlite:///data/bot.db or memory://, got {redact_url(storage.url)!r}",
+        )
+
+
+def _check_slack(slack: SlackConfig) -> None:
+    if slack.bot_token.startswith("xapp-") or slack.app_token.startswith("xoxb-"):
+        raise ConfigError(
+            "slack.bot_token",
+            "the bot token (xoxb-...) and the app token (xapp-...) look swapped",
+        )
+    if not slack.bot_token:
+        if slack.app_token:
+            raise ConfigError(
+                "slack.bot_token",
+                "not set, but slack.app_token is: set SLACK_BOT_TOKEN (xoxb-...) to turn "
+                "Slack on, or unset SLACK_APP_TOKEN",
+            )
+        return
+    if slack.mode == "socket" and not slack.app_token:
+        raise ConfigError(
+            "slack.app_token",
+            "socket mode needs an app-level token: set SLACK_APP_TOKEN (xapp-..., "
+            "scope connections:write), or use slack.mode: http",
+        )
+    if slack.mode == "http" and not slack.signing_secret:
+        raise ConfigError("slack.signing_secret", "HTTP mode needs SLACK_SIGNING_SECRET")
+    if not slack.http_path.startswith("/"):
+        raise ConfigError("slack.http_path", f"must start with /, got {slack.http_path!r}")
+
+
+# -- showing ------------------------------------------------------------------------
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, with every secret hidden.
+
+    A secret shows as ``"***set***"`` when it has a value and ``""`` when not;
+    a password inside a URL shows as ``***``.
+    """
+    return _redact(cfg)
+
+
+def format_config(cfg: Config) -> str:
+    """The effective configuration as YAML, secrets hidden (for ``python -m bot check``)."""
+    return yaml.safe_dump(redacted(cfg), sort_keys=False, allow_unicode=True, width=100)
+
+
+def _redact(obj: DataclassInstance) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = _redact(value)
+        elif isinstance(value, str) and (f.metadata.get("secret") or _SECRET_NAME.search(f.name)):
+            out[f.name] = _hide(value)
+        elif isinstance(value, str) and f.metadata.get("url"):
+            out[f.name] = redact_url(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _hide(secret: str) -> str:
+    if not secret:
+        return ""
+    return NO_KEY_PLACEHOLDER if secret == NO_KEY_PLACEHOLDER else SECRET_SET
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (userinfo or secret-looking query value) as ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        url = url.replace(parts.netloc, netloc, 1)
+    elif not at and "@" in url:  # not parsed as a URL with a host, but may still hold "user:pass@"
+        url = re.sub(r":[^:@/]*@", ":***@", url)
+    if parts.query:
+        query = "&".join(_redact_param(p) for p in parts.query.split("&"))
+        url = url.replace("?" + parts.query, "?" + query, 1)
+    return url
+
+
+def _redact_param(param: str) -> str:
+    name, eq, _value = param.partition("=")
+    return f"{name}=***" if eq and _SECRET_NAME.search(name) else param
+
+
+__all__ = [
+    "CommandsConfig",
+    "Config",
+    "ConsoleConfig",
+    "DiscordConfig",
+    "LoggingConfig",
+    "OpenAIConfig",
+    "SlackConfig",
+    "StorageConfig",
+    "config_from_dict",
+    "expand",
+    "format_config",
+    "load_config",
+    "redact_url",
+    "redacted",
+]

@@ -1,0 +1,217 @@
+"""Build the prompt for one answer: trim the history by tokens, never by count.
+
+Pure: no I/O, no clock. Stored turns carry their token count (counted once when
+stored), so trimming a long history costs no tokenizing; only text that is
+shortened here, the system prompt and the short speaker prefixes are counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.tokens import TokenCounter
+from bot.types import ChatMessage, Turn
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators the API wraps around every message
+REPLY_PRIMING_TOKENS = 3  # the API opens the assistant's reply inside the prompt
+MIN_NEWEST_TOKENS = 32  # what is kept of the newest message even if the system prompt shrinks
+MAX_NAME_CHARS = 40  # a speaker name is a label, not a place for text
+MAX_FIT_ATTEMPTS = 4  # shortening re-checks its own result; converges in one or two
+NOTE_SEPARATOR = "\n\n"
+GROUP_SYSTEM_LINE = (
+    "Several people talk in this conversation: each user message starts with the "
+    'speaker\'s name, like "Name: message".'
+)
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class ContextStats:
+    """What trimming did, for logs and usage accounting."""
+
+    dropped_turns: int  # older turns left out to fit the budget
+    prompt_tokens: int  # our estimate of the prompt's size
+    shortened: bool  # the newest message or the system prompt was cut
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One message of the prompt with its cost (content + prefix + overhead)."""
+
+    role: str
+    content: str
+    cost: int
+
+    def message(self) -> ChatMessage:
+        return {"role": self.role, "content": self.content}
+
+
+def build_messages(
+    system_prompt: str,
+    turns: Sequence[Turn],
+    budget: int,
+    counter: TokenCounter,
+    *,
+    group: bool,
+    shortened_note: str,
+) -> tuple[list[ChatMessage], ContextStats]:
+    """Messages for the model, newest last, fitting ``budget`` prompt tokens.
+
+    ``turns`` are oldest first and end with the user message being answered. The
+    system prompt and that message are always included (shortened if they must
+    be; ``shortened_note`` with ``{removed}`` marks the cut); older turns are
+    dropped oldest first. With ``group``, user messages carry "Name: " prefixes.
+    """
+    if not turns:
+        raise ValueError("build_messages needs at least the message being answered")
+    *older, newest = turns
+    prefixes = _PrefixCosts(counter, group)
+    room = budget - REPLY_PRIMING_TOKENS
+
+    system = _system_part(system_prompt, group, counter)
+    system, newest_part, shortened = _fit_system_and_newest(
+        system, newest, prefixes.get(newest), room, counter, shortened_note
+    )
+    kept, dropped = _fit_history(older, room - system.cost - newest_part.cost, prefixes)
+    parts = ([system] if system.content else []) + kept + [newest_part]
+    stats = ContextStats(
+        dropped_turns=dropped,
+        prompt_tokens=REPLY_PRIMING_TOKENS + sum(p.cost for p in parts),
+        shortened=shortened,
+    )
+    return [p.message() for p in parts], stats
+
+
+def _fit_system_and_newest(
+    system: _Part,
+    newest: Turn,
+    prefix: tuple[str, int],
+    room: int,
+    counter: TokenCounter,
+    shortened_note: str,
+) -> tuple[_Part, _Part, bool]:
+    """Make the system prompt and the newest message fit ``room`` together.
+
+    The newest message gives way first; the system prompt is cut only when even
+    a head of the newest message (plus the note) would not fit beside it.
+    """
+    prefix_text, prefix_cost = prefix
+    full = _Part(
+        newest.role,
+        prefix_text + newest.content,
+        newest.tokens + prefix_cost + MESSAGE_OVERHEAD_TOKENS,
+    )
+    if system.cost + full.cost <= room:
+        return system, full, False
+    note_cost = counter.count(_note(shortened_note, newest.tokens))
+    head = MESSAGE_OVERHEAD_TOKENS + prefix_cost + note_cost + MIN_NEWEST_TOKENS
+    floor = min(full.cost, head)  # all of a small message, a head and the note of a big one
+    if room - system.cost < floor:
+        system = _shrink_system(system, room - floor, counter)
+    if system.cost + full.cost <= room:
+        return system, full, True
+    max_cost = room - system.cost
+    return system, _shorten_newest(newest, prefix, max_cost, counter, shortened_note), True
+
+
+class _PrefixCosts:
+    """Speaker prefixes and their token counts, counted once per name per call."""
+
+    def __init__(self, counter: TokenCounter, group: bool) -> None:
+        self._counter = counter
+        self._group = group
+        self._costs: dict[str, int] = {}
+
+    def get(self, turn: Turn) -> tuple[str, int]:
+        if not self._group or turn.role != "user":
+            return "", 0
+        name = speaker_name(turn)
+        if not name:
+            return "", 0
+        prefix = f"{name}: "
+        if prefix not in self._costs:
+            self._costs[prefix] = self._counter.count(prefix)
+        return prefix, self._costs[prefix]
+
+
+def speaker_name(turn: Turn) -> str:
+    """The label shown before a user's message in group conversations (one short line)."""
+    raw = turn.author_name or turn.author_id or ""
+    return _WHITESPACE.sub(" ", raw).strip()[:MAX_NAME_CHARS].strip()
+
+
+def _system_part(system_prompt: str, group: bool, counter: TokenCounter) -> _Part:
+    text = system_prompt.strip()
+    if group:
+        text = f"{text}\n\n{GROUP_SYSTEM_LINE}" if text else GROUP_SYSTEM_LINE
+    if not text:
+        return _Part("system", "", 0)
+    return _Part("system", text, counter.count(text) + MESSAGE_OVERHEAD_TOKENS)
+
+
+def _shrink_system(system: _Part, max_cost: int, counter: TokenCounter) -> _Part:
+    """Cut the system prompt to ``max_cost``; leave it out if not even a token fits."""
+    text = counter.truncate(system.content, max_cost - MESSAGE_OVERHEAD_TOKENS)
+    if not text:
+        return _Part("system", "", 0)
+    return _Part("system", text, counter.count(text) + MESSAGE_OVERHEAD_TOKENS)
+
+
+def _note(shortened_note: str, removed: int) -> str:
+    return NOTE_SEPARATOR + shortened_note.format(removed=removed)
+
+
+def _shorten_newest(
+    newest: Turn,
+    prefix: tuple[str, int],
+    max_cost: int,
+    counter: TokenCounter,
+    shortened_note: str,
+) -> _Part:
+    """Keep the beginning of the newest message plus a visible note, within ``max_cost``."""
+    prefix_text, prefix_cost = prefix
+    fixed = MESSAGE_OVERHEAD_TOKENS + prefix_cost
+    # The note's length depends on the number it shows; start from the largest it can be.
+    keep = max_cost - fixed - counter.count(_note(shortened_note, newest.tokens))
+    content, cost = "", max_cost + 1
+    for _ in range(MAX_FIT_ATTEMPTS):
+        kept = counter.truncate(newest.content, keep)
+        kept_tokens = counter.count(kept)
+        content = kept + _note(shortened_note, max(newest.tokens - kept_tokens, 0))
+        cost = fixed + counter.count(content)
+        if cost <= max_cost or keep <= 0:
+            break
+        keep = max(keep - (cost - max_cost), 0)
+    if cost > max_cost:
+        # Not even the note fits: plain text is still better than an error.
+        content = counter.truncate(newest.content, max(max_cost - fixed, 1))
+        cost = fixed + counter.count(content)
+    return _Part(newest.role, prefix_text + content, cost)
+
+
+def _fit_history(
+    older: Sequence[Turn], room: int, prefixes: _PrefixCosts
+) -> tuple[list[_Part], int]:
+    """Newest-first, keep whole turns while they fit; everything before the first misfit goes."""
+    kept: list[_Part] = []
+    for turn in reversed(older):
+        if not turn.content.strip():
+            continue  # an empty turn says nothing and some servers reject it
+        prefix, prefix_cost = prefixes.get(turn)
+        cost = turn.tokens + prefix_cost + MESSAGE_OVERHEAD_TOKENS
+        if cost > room:
+            break
+        kept.append(_Part(turn.role, prefix + turn.content, cost))
+        room -= cost
+    kept.reverse()
+    dropped = sum(1 for t in older if t.content.strip()) - len(kept)
+    if dropped:
+        # The cut fell inside an exchange: an answer without its question misleads,
+        # and templates of some local servers insist the history starts with a user.
+        while kept and kept[0].role == "assistant":
+            kept.pop(0)
+            dropped += 1
+    return kept, dropped

@@ -1,0 +1,262 @@
+"""The conversation engine: one message in, one answer out through its sink.
+
+``handle`` accepts a message quickly (clean, dedupe, store the user turn,
+reserve its place in the conversation's lane) and returns; the answer is then
+produced in order per conversation and concurrently across conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from .context import build_messages
+from .delivery import DeliveryError, ReplyStream
+from .errors import LLMError
+from .lanes import Lanes
+from .pacing import Pacer
+from .sanitize import clean_text, parse_command
+from .store import Store
+from .texts import Texts
+from .tokens import TokenCounter
+from .types import Answer, ChatModel, IncomingMessage, ReplySink, Turn
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
+MAX_SYSTEM_PROMPT_CHARS = 4000
+COMMANDS = ("reset", "system", "help")
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """The part of the configuration the core itself needs."""
+
+    system_prompt: str
+    context_tokens: int
+    max_output_tokens: int
+    command_prefix: str = "!"
+    system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
+
+
+class Core:
+    """Keeps each conversation's history, asks the model, answers via the sink."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        model: ChatModel,
+        counter: TokenCounter,
+        texts: Texts,
+        settings: CoreSettings,
+        pacer: Pacer | None = None,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.counter = counter
+        self.texts = texts
+        self.settings = settings
+        self.pacer = pacer or Pacer()
+        self._lanes = Lanes()
+        self._closing = False
+
+    @property
+    def busy_conversations(self) -> int:
+        """How many conversations have work queued or in flight."""
+        return len(self._lanes)
+
+    async def handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
+        """Accept one message; the answer follows asynchronously through ``sink``."""
+        if self._closing:
+            log.info("shutting down; ignoring message %s", msg.message_id)
+            return
+        conv = msg.key.as_str()
+        if not msg.addressed and not (msg.in_thread and await self.store.has_turns(conv)):
+            return
+        text = clean_text(msg.text)
+        command = parse_command(text, self.settings.command_prefix)
+        if command is not None:
+            await self.run_command(command.name, command.arg, msg, sink)
+            return
+        if not text:
+            await self._reply_once(msg, sink, self.texts.get("empty_message"))
+            return
+        slot = self._lanes.reserve(conv)
+        turn = Turn(
+            role="user",
+            content=text,
+            tokens=self.counter.count(text),
+            author_id=msg.author_id,
+            author_name=msg.author_name,
+            message_id=msg.message_id,
+            created_at=msg.sent_at,
+        )
+        try:
+            turn_id = await self.store.add_user_turn(conv, turn)
+        except BaseException:
+            slot.cancel()
+            raise
+        if turn_id is None:
+            log.info("duplicate message %s in %s ignored", msg.message_id, conv)
+            slot.cancel()
+            return
+        slot.fill(lambda: self._answer(msg, sink, turn_id))
+
+    async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
+        """Run a core command (also used for native slash commands)."""
+        conv = msg.key.as_str()
+        slot = self._lanes.reserve(conv)
+        try:
+            first = await self.store.claim(conv, msg.message_id)
+        except BaseException:
+            slot.cancel()
+            raise
+        if not first:
+            slot.cancel()
+            return
+        name = name.lower()
+        if name == "reset":
+            # Forget now, not when the lane gets here: messages that arrive after the
+            # reset are stored at once and must survive it. An answer still being
+            # written for an earlier message is then not stored (its question is gone).
+            await self.store.reset(conv)
+        slot.fill(lambda: self._command(name, arg, msg, sink))
+
+    async def drain(self) -> None:
+        """Wait until every accepted message has been answered."""
+        await self._lanes.drain()
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop accepting messages; let answers in flight finish within ``grace_s``."""
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._lanes.drain(), grace_s)
+        except TimeoutError:
+            log.warning("answers still running after %.1fs; cancelling them", grace_s)
+            self._lanes.cancel_all()
+            await asyncio.sleep(0)
+
+    # -- answering ---------------------------------------------------------
+
+    async def _answer(self, msg: IncomingMessage, sink: ReplySink, turn_id: int) -> None:
+        conv = msg.key.as_str()
+        await self._typing(sink)
+        system = await self.store.get_system_prompt(conv) or self.settings.system_prompt
+        turns = await self.store.recent_turns(conv, turn_id, HISTORY_TURNS)
+        budget = self.settings.context_tokens - self.settings.max_output_tokens
+        messages, _stats = build_messages(
+            system,
+            turns,
+            budget,
+            self.counter,
+            group=not msg.is_dm,
+            shortened_note=self.texts.get("message_shortened"),
+        )
+        stream = ReplyStream(sink, self.pacer)
+        answer = Answer()
+        deltas = self.model.stream(messages, answer)
+        try:
+            async with contextlib.aclosing(deltas):  # leaving early closes the HTTP stream
+                async for delta in deltas:
+                    await stream.push(delta)
+            if not stream.text.strip():
+                raise LLMError("bad_request", "the model returned an empty answer")
+            await stream.finish()
+        except LLMError as exc:
+            log.warning("model call for %s failed: %s", conv, exc)
+            await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))
+            return
+        except DeliveryError as exc:
+            # Not stored: the user never saw this answer, so it is not part of the talk.
+            log.warning("could not deliver the answer in %s: %s", conv, exc)
+            await self._send_quietly(sink, self.texts.get("error_delivery"))
+            return
+        except Exception:
+            log.exception("unexpected error while answering in %s", conv)
+            await self._report(stream, sink, self.texts.get("error_internal"))
+            return
+        await self._store_answer(conv, msg, stream.text, answer, turn_id)
+
+    async def _store_answer(
+        self, conv: str, msg: IncomingMessage, text: str, answer: Answer, reply_to: int
+    ) -> None:
+        tokens = answer.usage.completion_tokens or self.counter.count(text)
+        turn = Turn(
+            role="assistant",
+            content=text,
+            tokens=tokens,
+            created_at=time.time(),
+            reply_to=reply_to,
+        )
+        await self.store.add_assistant_turn(conv, turn)
+
+    async def _report(self, stream: ReplyStream, sink: ReplySink, note: str) -> None:
+        """Tell the user what went wrong, after any partial text already shown."""
+        try:
+            await stream.fail(note)
+        except Exception:
+            log.exception("could not show the error note; trying a plain message")
+            await self._send_quietly(sink, note)
+
+    async def _typing(self, sink: ReplySink) -> None:
+        try:
+            await sink.typing()
+        except Exception as exc:  # a missing typing indicator must not cost the answer
+            log.info("typing indicator failed: %s", exc)
+
+    async def _send_quietly(self, sink: ReplySink, text: str) -> None:
+        try:
+            await sink.send(text)
+        except Exception:
+            log.exception("could not send a message to the conversation")
+
+    # -- commands ----------------------------------------------------------
+
+    async def _reply_once(self, msg: IncomingMessage, sink: ReplySink, text: str) -> None:
+        """Reply with a fixed text, once per message even if it is redelivered."""
+        conv = msg.key.as_str()
+        slot = self._lanes.reserve(conv)
+        if not await self.store.claim(conv, msg.message_id):
+            slot.cancel()
+            return
+        slot.fill(lambda: self._send_quietly(sink, text))
+
+    async def _command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
+        await self._send_quietly(sink, await self._command_text(name, arg, msg))
+
+    async def _command_text(self, name: str, arg: str, msg: IncomingMessage) -> str:
+        conv = msg.key.as_str()
+        prefix = self.settings.command_prefix
+        if name == "help":
+            return self.texts.get("help", prefix=prefix)
+        if name == "reset":
+            return self.texts.get("reset_done")
+        if name != "system":
+            return self.texts.get("unknown_command", command=name, prefix=prefix)
+        if not arg:
+            custom = await self.store.get_system_prompt(conv)
+            if custom is None:
+                return self.texts.get("system_default", prompt=self.settings.system_prompt)
+            return self.texts.get("system_show", prompt=custom)
+        if not self._may_set_system_prompt(msg):
+            return self.texts.get("system_denied")
+        if arg.lower() == "clear":
+            await self.store.set_system_prompt(conv, None)
+            return self.texts.get("system_cleared")
+        if len(arg) > MAX_SYSTEM_PROMPT_CHARS:
+            return self.texts.get("system_too_long", limit=MAX_SYSTEM_PROMPT_CHARS)
+        await self.store.set_system_prompt(conv, arg)
+        return self.texts.get("system_set")
+
+    def _may_set_system_prompt(self, msg: IncomingMessage) -> bool:
+        policy = self.settings.system_prompt_policy
+        if policy == "anyone":
+            return True
+        if policy == "admins":
+            # In a DM the author only changes their own conversation.
+            return msg.author_is_admin or msg.is_dm
+        return False

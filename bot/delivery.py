@@ -1,0 +1,422 @@
+"""Deliver one answer into a ReplySink while the model is still writing it.
+
+Three ways, picked from the sink's limits:
+
+* native: the platform streams (stream_start / stream_append / stream_stop);
+* edit: post the first text at once, then edit the message as text arrives;
+* parts: post each part when it is complete (no edits).
+
+``push`` only records text and wakes one writer task; that task makes every
+write, one at a time and in order, so a message is never edited concurrently.
+Each write takes a token from the pacer for the sink's pace key, and edits of
+one message are at least ``min_edit_interval`` apart (deltas in between are
+coalesced). The writer never reads anything from the platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from functools import partial
+from typing import TypeVar
+
+from .pacing import Pacer
+from .split import (
+    Fence,
+    Part,
+    fence_at_end,
+    fence_like,
+    last_part,
+    part_prefix,
+    split_text,
+    suffix_reserve,
+    take_part,
+)
+from .types import NativeStreamSink, NativeStreamUnavailable, ReplySink
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 0.5  # pause before the single retry of a failed sink call
+NOTE_GAP_LINES = 2  # newlines between a partial answer and a failure note
+_SPACED_OPS = frozenset({"edit", "append", "close"})  # writes to an existing message
+
+T = TypeVar("T")
+Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence open there
+
+
+class DeliveryError(Exception):
+    """A sink call failed twice; the answer could not be delivered in full."""
+
+
+class _Mode(Enum):
+    NATIVE = "native"
+    EDIT = "edit"
+    PARTS = "parts"
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """The next write: op is send/edit/start/append/close/stop, or skip (no write)."""
+
+    op: str
+    text: str = ""
+    frozen: Frozen | None = None  # the part this step completes
+    shown_end: int = 0  # native: how far into the answer the stream shows afterwards
+    with_note: bool = False  # the failure note is part of this write
+
+
+class ReplyStream:
+    """Streams one answer into ``sink``; see the module docstring."""
+
+    def __init__(self, sink: ReplySink, pacer: Pacer, *, retry_delay: float = RETRY_DELAY_S):
+        self._sink = sink
+        self._pacer = pacer
+        self._limits = sink.limits
+        self._retry_delay = retry_delay
+        self._native = sink if isinstance(sink, NativeStreamSink) else None
+        self._mode = _initial_mode(sink)
+        # The answer is kept as frozen text plus a working buffer that starts one
+        # character before the part in progress (so pushes copy little).
+        self._done = ""  # bodies of the frozen parts
+        self._buf = ""
+        self._start = 0  # where the part in progress begins in _buf
+        self._fence: Fence | None = None  # fence open at _start
+        self._parts: list[Part] = []
+        self._msg_id: str | None = None  # message/stream showing the current part
+        self._shown = ""  # its text (send/edit)
+        self._shown_end = 0  # native: _buf index the open stream shows up to
+        self._last_write = float("-inf")  # clock time of the last write to _msg_id
+        self._note: str | None = None
+        self._note_shown = False
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything pushed so far."""
+        return self._done + self._buf[self._start :]
+
+    @property
+    def parts(self) -> list[Part]:
+        """The parts delivered so far; after ``finish`` their bodies make up ``text``."""
+        return list(self._parts)
+
+    async def push(self, delta: str) -> None:
+        """Add model text; raises DeliveryError if an earlier write failed for good."""
+        if self._closing:
+            raise RuntimeError("push() after finish() or fail()")
+        self._raise_if_failed()
+        if not delta:
+            return
+        self._buf += delta
+        self._ensure_writer()
+        self._wake.set()
+
+    async def finish(self) -> None:
+        """Make the whole answer visible (waits for pacing); raises DeliveryError."""
+        self._closing = True
+        if self._writer is not None and self._writer.cancelled():
+            return  # aclose() stopped this stream
+        if self._writer is None:
+            if not self._buf[self._start :]:
+                return
+            self._ensure_writer()
+        self._wake.set()
+        assert self._writer is not None
+        await self._writer
+
+    async def fail(self, note: str) -> None:
+        """The answer broke: show ``note`` after the partial text, or on its own."""
+        self._note = note or None
+        try:
+            await self.finish()
+        except DeliveryError as exc:
+            log.warning("partial answer not fully shown before the note: %s", exc)
+        if self._note is not None and not self._note_shown:
+            await self._send_note(self._note)
+
+    async def aclose(self) -> None:
+        """Stop writing without flushing (for cancellation and shutdown)."""
+        self._closing = True
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    # -- the writer task -------------------------------------------------
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run(), name="reply-stream")
+
+    def _raise_if_failed(self) -> None:
+        writer = self._writer
+        if writer is None or not writer.done() or writer.cancelled():
+            return
+        exc = writer.exception()
+        if exc is not None:
+            raise exc
+
+    async def _run(self) -> None:
+        while True:
+            step = self._plan()
+            if step is None:
+                if self._closing:
+                    break
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if step.op != "skip":
+                await self._wait_turn(step)
+                # More text may have arrived while waiting: write the latest.
+                step = self._plan()
+                if step is None:
+                    continue
+            await self._execute(step)
+        if self._start < len(self._buf):
+            self._parts.append(last_part(self._buf, self._limits.max_len, self._fence, self._start))
+
+    async def _wait_turn(self, step: _Step) -> None:
+        if step.op in _SPACED_OPS and self._msg_id is not None:
+            delay = self._last_write + self._limits.min_edit_interval - self._pacer.clock()
+            if delay > 0:
+                await self._pacer.sleep(delay)
+        await self._acquire()
+
+    async def _acquire(self) -> None:
+        limits = self._limits
+        await self._pacer.acquire(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
+
+    # -- planning: what to write next (pure, no awaits) ------------------
+
+    def _plan(self) -> _Step | None:
+        if self._mode is _Mode.NATIVE:
+            return self._plan_native()
+        if self._mode is _Mode.EDIT:
+            return self._plan_edit()
+        return self._plan_parts()
+
+    def _plan_edit(self) -> _Step | None:
+        taken = self._take()
+        if taken is not None:
+            return self._freeze_step(taken, "send" if self._msg_id is None else "edit")
+        render = last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
+        if self._closing and self._note_shown:
+            return None  # the last write carried the note; the text cannot grow any more
+        if self._closing:
+            shown, with_note = self._with_note(render)
+        else:
+            shown, with_note = self._with_closed_fence(render), False
+        if not shown.strip() or shown == self._shown:
+            return None
+        return _Step("send" if self._msg_id is None else "edit", shown, with_note=with_note)
+
+    def _plan_parts(self) -> _Step | None:
+        taken = self._take()
+        if taken is not None:
+            return self._freeze_step(taken, "send")
+        if not self._closing or self._start >= len(self._buf):
+            return None
+        return self._final_send()
+
+    def _plan_native(self) -> _Step | None:
+        taken = self._take(min_end=self._shown_end)
+        if taken is not None:
+            if self._msg_id is None:
+                return self._freeze_step(taken, "send")
+            part, cut, _ = taken
+            return _Step("close", self._buf[self._shown_end : cut] + part.suffix, frozen=taken)
+        if self._msg_id is None:
+            if self._closing:  # the rest is complete: one plain message will do
+                return self._final_send() if self._start < len(self._buf) else None
+            end = self._native_safe_end()
+            render = part_prefix(self._fence, self._limits.max_len) + self._buf[self._start : end]
+            return _Step("start", render, shown_end=end) if render.strip() else None
+        end = len(self._buf) if self._closing else self._native_safe_end()
+        if end > self._shown_end:
+            return _Step("append", self._buf[self._shown_end : end], shown_end=end)
+        if not self._closing:
+            return None
+        tail = self._note_tail(
+            last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
+        )
+        if tail:
+            return _Step("append", tail, shown_end=end, with_note=True)
+        return _Step("stop", frozen=self._rest_frozen())
+
+    def _take(self, min_end: int = 0) -> Frozen | None:
+        limit = self._limits.max_len
+        return take_part(self._buf, limit, self._fence, start=self._start, min_end=min_end)
+
+    def _freeze_step(self, taken: Frozen, op: str) -> _Step:
+        render = taken[0].render()
+        if not render.strip() or (op == "edit" and render == self._shown):
+            return _Step("skip", frozen=taken)  # nothing new to show for this part
+        return _Step(op, render, frozen=taken)
+
+    def _final_send(self) -> _Step:
+        render = last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
+        shown, with_note = self._with_note(render)
+        if not shown.strip():
+            return _Step("skip", frozen=self._rest_frozen())
+        return _Step("send", shown, frozen=self._rest_frozen(), with_note=with_note)
+
+    def _rest_frozen(self) -> Frozen:
+        part = last_part(self._buf, self._limits.max_len, self._fence, self._start)
+        return part, len(self._buf), self._fence_at_end()
+
+    def _fence_at_end(self) -> Fence | None:
+        # Judge the unfinished last line too: the answer ends (or pauses) there.
+        return fence_at_end(self._buf, self._start, self._fence)
+
+    def _with_closed_fence(self, render: str) -> str:
+        """While streaming, close an open code block so the message renders well."""
+        fence = self._fence_at_end()
+        if fence is None:
+            return render
+        closed = render + _closing_line(render, fence)
+        return closed if len(closed) <= self._limits.max_len else render
+
+    def _with_note(self, render: str) -> tuple[str, bool]:
+        tail = self._note_tail(render)
+        return (render + tail, True) if tail else (render, False)
+
+    def _note_tail(self, render: str) -> str:
+        """Text that appends the failure note to ``render``, or "" if it does not fit."""
+        if self._note is None or self._note_shown or not render.strip():
+            return ""
+        fence = self._fence_at_end()
+        closer = _closing_line(render, fence) if fence else ""
+        body = render + closer
+        trailing = len(body) - len(body.rstrip("\n"))
+        tail = closer + "\n" * max(0, NOTE_GAP_LINES - trailing) + self._note
+        return tail if len(render) + len(tail) <= self._limits.max_len else ""
+
+    def _native_safe_end(self) -> int:
+        """How far a native stream may show the answer without risking a later cut."""
+        text, start, limit = self._buf, self._start, self._limits.max_len
+        room = limit - len(part_prefix(self._fence, limit)) - suffix_reserve(limit)
+        end = min(len(text), start + room)
+        line_start = text.rfind("\n", 0, end) + 1
+        if line_start < end and fence_like(text[line_start:end]):
+            end = line_start  # wait until a possible fence line is complete
+        if end > start and (text[end - 1] == "\r" or "\ud800" <= text[end - 1] <= "\udbff"):
+            end -= 1  # keep "\r\n" and surrogate pairs together
+        return max(end, self._shown_end)
+
+    # -- executing one step ----------------------------------------------
+
+    async def _execute(self, step: _Step) -> None:
+        if step.op == "start":
+            if not await self._start_stream(step.text):
+                return
+            self._shown_end = step.shown_end
+        elif step.op in ("append", "close", "stop"):
+            await self._write_stream(step)
+        elif step.op == "send":
+            self._msg_id = await self._call("send", partial(self._sink.send, step.text))
+            self._shown = step.text
+        elif step.op == "edit":
+            await self._call("edit", partial(self._sink.edit, self._id(), step.text))
+            self._shown = step.text
+        self._last_write = self._pacer.clock()
+        self._note_shown = self._note_shown or step.with_note
+        if step.frozen is not None:
+            self._complete(step.frozen)
+
+    async def _write_stream(self, step: _Step) -> None:
+        """Append to the open native stream; "close" and "stop" also end it."""
+        stream, stream_id = self._stream(), self._id()
+        if step.text:
+            await self._call("stream_append", partial(stream.stream_append, stream_id, step.text))
+            self._shown_end = step.shown_end
+            if step.op == "close":
+                await self._acquire()  # stopping is a second write
+        if step.op in ("close", "stop"):
+            await self._call("stream_stop", partial(stream.stream_stop, stream_id))
+
+    async def _start_stream(self, text: str) -> bool:
+        """Open a native stream; on refusal switch this answer to send/edit."""
+        try:
+            self._msg_id = await self._call(
+                "stream_start",
+                partial(self._stream().stream_start, text),
+                passthrough=(NativeStreamUnavailable,),
+            )
+        except NativeStreamUnavailable as exc:
+            self._mode = _Mode.EDIT if self._limits.can_edit else _Mode.PARTS
+            log.info(
+                "native streaming refused on %s (%s); using %s",
+                self._sink.pace_key,
+                exc,
+                self._mode.value,
+            )
+            return False
+        return True
+
+    def _complete(self, frozen: Frozen) -> None:
+        part, end, fence = frozen
+        self._parts.append(part)
+        self._done += part.body
+        keep = max(0, end - 1)  # one character of context tells whether a line continues
+        self._buf = self._buf[keep:]
+        self._start = self._shown_end = end - keep
+        self._fence = fence
+        self._msg_id, self._shown = None, ""
+        self._last_write = float("-inf")
+
+    def _stream(self) -> NativeStreamSink:
+        assert self._native is not None, "native mode needs a NativeStreamSink"
+        return self._native
+
+    def _id(self) -> str:
+        assert self._msg_id is not None, "no message to write to"
+        return self._msg_id
+
+    async def _call(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        passthrough: tuple[type[Exception], ...] = (),
+    ) -> T:
+        """Run one sink call; retry once after a pause; then raise DeliveryError."""
+        try:
+            return await call()
+        except passthrough:
+            raise
+        except Exception as exc:
+            log.warning("%s on %s failed, retrying once: %r", what, self._sink.pace_key, exc)
+        await self._pacer.sleep(self._retry_delay)
+        await self._acquire()  # the failed call may have used up a platform slot
+        try:
+            return await call()
+        except passthrough:
+            raise
+        except Exception as exc:
+            raise DeliveryError(f"{what} failed twice: {exc!r}") from exc
+
+    async def _send_note(self, note: str) -> None:
+        for part in split_text(note, self._limits.max_len):
+            text = part.render()
+            if text.strip():
+                await self._acquire()
+                await self._call("send", partial(self._sink.send, text))
+        self._note_shown = True
+
+
+def _initial_mode(sink: ReplySink) -> _Mode:
+    limits = sink.limits
+    if not limits.stream:
+        return _Mode.PARTS
+    if limits.native_stream and isinstance(sink, NativeStreamSink):
+        return _Mode.NATIVE
+    return _Mode.EDIT if limits.can_edit else _Mode.PARTS
+
+
+def _closing_line(render: str, fence: Fence) -> str:
+    """Close ``fence`` after ``render`` for display, without adding a blank line."""
+    return fence.marker if render.endswith("\n") else "\n" + fence.marker

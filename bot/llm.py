@@ -1,0 +1,497 @@
+"""The chat model: an OpenAI-compatible server streamed through the ``openai`` SDK.
+
+One ``openai.AsyncOpenAI`` client (built by :func:`make_client`, SDK retries off) is
+shared by every conversation. :class:`OpenAIChat` does its own retrying so it can
+
+* stop at the answer's total deadline (``request_timeout_s``, retries included);
+* give up on a call whose first text takes longer than ``first_token_timeout_s``;
+* never retry once text was yielded (the user has already seen it);
+* turn every failure into one :class:`~bot.errors.LLMError` kind.
+
+Retried, before any text only: 429 (honouring Retry-After, capped), 408/409/5xx,
+connection errors, timeouts, and - once - a malformed stream (see ``MALFORMED_RETRIES``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol, cast
+from urllib.parse import urlsplit
+
+import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+
+from .errors import ConfigError, LLMError, LLMErrorKind
+from .types import Answer, ChatMessage, Usage
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0  # the SDK's own timeouts are a backstop; ours are tighter
+BACKOFF_BASE_S = 0.5  # the first retry waits about this long, doubling after
+BACKOFF_CAP_S = 8.0
+RETRY_AFTER_CAP_S = 30.0  # a longer Retry-After is shortened to this (the deadline still rules)
+# A malformed stream before any text (a data: line that is not JSON, an error event) is
+# retried once: a proxy hiccup goes away, but a server that always answers in a format
+# we cannot read would only burn the deadline on more attempts.
+MALFORMED_RETRIES = 1
+NO_KEY_PLACEHOLDER = "sk-no-key-required"  # local servers ignore the key; the SDK wants one
+DETAIL_MAX_CHARS = 300
+
+# Which field carries the output limit. OpenAI (and Azure OpenAI) reasoning models reject
+# the older ``max_tokens`` with 400 unsupported_parameter and want ``max_completion_tokens``.
+# Most other OpenAI-compatible servers (Ollama, LM Studio, older llama.cpp and
+# llama-cpp-python) only read ``max_tokens`` and silently ignore ``max_completion_tokens``,
+# which would leave the answer unbounded; vLLM reads both. Sending both is no way out:
+# OpenAI rejects ``max_tokens`` whenever it is present. So: ``max_completion_tokens`` for
+# OpenAI's own hosts, ``max_tokens`` everywhere else, and if a server still rejects the
+# one we sent (400 naming the parameter), we switch once and remember (see _adapt).
+OPENAI_HOSTS = ("api.openai.com",)
+OPENAI_HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com")
+# Request fields a server may reject as unsupported; we then stop sending (or swap) them.
+# Delta fields in which OpenAI-compatible servers stream a reasoning model's thinking
+# (vLLM/DeepSeek: reasoning_content; Ollama, newer vLLM: reasoning). Not shown to users,
+# but their arrival proves the server is working, so they count as progress.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+ADAPTABLE_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "stream_options")
+
+_REJECTED = re.compile(r"unsupported|not supported|unrecognized|unknown|extra inputs", re.I)
+_CONTEXT = re.compile(
+    r"context[ _-]?(length|window|size)|maximum context|too many tokens|prompt is too long",
+    re.I,
+)
+_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_*-]{2})[A-Za-z0-9_*-]{6,}")
+
+TokenParam = Literal["max_tokens", "max_completion_tokens"]
+
+
+class ClientSettings(Protocol):
+    """What :func:`make_client` reads from ``cfg.openai``."""
+
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def request_timeout_s(self) -> float: ...
+
+
+class ChatSettings(ClientSettings, Protocol):
+    """What :meth:`OpenAIChat.from_config` reads from ``cfg.openai``."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def max_output_tokens(self) -> int: ...
+    @property
+    def first_token_timeout_s(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+
+
+def make_client(
+    settings: ClientSettings, env: Mapping[str, str] | None = None
+) -> openai.AsyncOpenAI:
+    """Build the one client of the process. Its own retries are off: OpenAIChat retries."""
+    env = os.environ if env is None else env
+    key = settings.api_key or env.get("OPENAI_API_KEY", "")
+    if not key:
+        if not (settings.base_url or env.get("OPENAI_BASE_URL")):
+            raise ConfigError(
+                "openai.api_key",
+                "is empty; set it (or OPENAI_API_KEY), or set openai.base_url to a local "
+                "server that needs no key",
+            )
+        key = NO_KEY_PLACEHOLDER
+    timeout = settings.request_timeout_s
+    return openai.AsyncOpenAI(
+        api_key=key,
+        base_url=settings.base_url,  # None: the SDK reads OPENAI_BASE_URL, else OpenAI's URL
+        max_retries=0,
+        timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout)),
+    )
+
+
+def default_token_param(base_url: object) -> TokenParam:
+    """The output-limit field to send to this server (see the note at OPENAI_HOSTS)."""
+    host = (urlsplit(str(base_url)).hostname or "").lower()
+    if host in OPENAI_HOSTS or host.endswith(OPENAI_HOST_SUFFIXES):
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """How one failed attempt is judged."""
+
+    kind: LLMErrorKind
+    retryable: bool
+    detail: str
+    retry_after: float | None = None  # seconds the server asked us to wait
+    malformed: bool = False  # counts against MALFORMED_RETRIES
+    adapt: str | None = None  # a request field the server rejected as unsupported
+
+
+class _AttemptFailed(Exception):
+    """One attempt failed before any text was yielded (so it may be retried)."""
+
+    def __init__(self, verdict: _Verdict) -> None:
+        super().__init__(verdict.detail)
+        self.verdict = verdict
+
+
+class OpenAIChat:
+    """:class:`bot.types.ChatModel` over one ``openai.AsyncOpenAI`` client."""
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        model: str,
+        temperature: float,
+        max_output_tokens: int,
+        request_timeout_s: float,
+        first_token_timeout_s: float,
+        max_retries: int,
+        token_param: TokenParam | None = None,
+        backoff_base_s: float = BACKOFF_BASE_S,
+        backoff_cap_s: float = BACKOFF_CAP_S,
+        retry_after_cap_s: float = RETRY_AFTER_CAP_S,
+    ) -> None:
+        self._client = client
+        self._model = model
+        self._temperature = temperature
+        self._max_output_tokens = max_output_tokens
+        self._request_timeout_s = request_timeout_s
+        self._first_token_timeout_s = first_token_timeout_s
+        self._max_retries = max(0, max_retries)
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._retry_after_cap_s = retry_after_cap_s
+        # Request shape; _adapt changes it when a server rejects a field.
+        self._token_param: TokenParam | None = token_param or default_token_param(client.base_url)
+        self._send_temperature = True
+        self._send_stream_options = True
+        self._adapted: set[str] = set()
+
+    @classmethod
+    def from_config(cls, client: openai.AsyncOpenAI, settings: ChatSettings) -> OpenAIChat:
+        """Build from ``cfg.openai``."""
+        return cls(
+            client,
+            model=settings.model,
+            temperature=settings.temperature,
+            max_output_tokens=settings.max_output_tokens,
+            request_timeout_s=settings.request_timeout_s,
+            first_token_timeout_s=settings.first_token_timeout_s,
+            max_retries=settings.max_retries,
+        )
+
+    async def stream(
+        self, messages: list[ChatMessage], answer: Answer
+    ) -> AsyncGenerator[str, None]:
+        """Yield text deltas of one answer, filling ``answer``; raise LLMError on failure.
+
+        Consume it under ``contextlib.aclosing`` so that leaving early closes the
+        HTTP stream at once; cancellation closes it too.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._request_timeout_s
+        attempts = retries = 0
+        malformed_left = MALFORMED_RETRIES
+        adapted_here: set[str] = set()  # a field rejected again after adapting is final
+        while True:
+            attempts += 1
+            try:
+                async with contextlib.aclosing(self._attempt(messages, answer, deadline)) as deltas:
+                    async for delta in deltas:
+                        yield delta
+                return
+            except _AttemptFailed as failed:
+                verdict = failed.verdict
+            if verdict.adapt and verdict.adapt not in adapted_here and self._adapt(verdict):
+                adapted_here.add(verdict.adapt)
+                continue
+            delay = self._retry_delay(verdict, retries, malformed_left, deadline - loop.time())
+            if delay is None:
+                log.warning(
+                    "model call failed for good (%s) after %d attempt(s): %s",
+                    verdict.kind,
+                    attempts,
+                    verdict.detail,
+                )
+                raise LLMError(verdict.kind, verdict.detail)
+            retries += 1
+            malformed_left -= verdict.malformed
+            log.warning(
+                "model call attempt %d failed (%s), retrying in %.2fs: %s",
+                attempts,
+                verdict.kind,
+                delay,
+                verdict.detail,
+            )
+            await asyncio.sleep(delay)
+
+    # -- one attempt -------------------------------------------------------------------
+
+    async def _attempt(
+        self, messages: list[ChatMessage], answer: Answer, deadline: float
+    ) -> AsyncGenerator[str, None]:
+        """One request. Raises _AttemptFailed before any text, LLMError after."""
+        loop = asyncio.get_running_loop()
+        first_by = min(deadline, loop.time() + self._first_token_timeout_s)
+        stream = await self._open(messages, first_by, deadline)
+        request_id = stream.response.headers.get("x-request-id") or "-"
+        got_text = thinking = False
+        try:
+            while True:
+                # Before the first text: the first-token deadline. After it (or once a
+                # reasoning model shows it is thinking): the same span as the longest
+                # allowed silence between chunks, always within the total deadline.
+                limit = min(deadline, loop.time() + self._first_token_timeout_s)
+                try:
+                    chunk = await self._next_chunk(
+                        stream, limit if got_text or thinking else first_by, deadline, request_id
+                    )
+                except _AttemptFailed as failed:
+                    if not got_text:
+                        raise
+                    raise self._interrupted(failed.verdict, answer) from failed.__cause__
+                if chunk is None:
+                    return
+                text = self._take(chunk, answer, request_id)
+                if text:
+                    got_text = True
+                    answer.text += text
+                    yield text
+                elif not thinking and _is_reasoning(chunk):
+                    thinking = True
+        finally:
+            # Runs on success, failure, aclose() and cancellation alike: closing the
+            # response drops the connection if the body was not read to the end.
+            await stream.close()
+
+    async def _open(
+        self, messages: list[ChatMessage], first_by: float, deadline: float
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
+        try:
+            async with asyncio.timeout_at(first_by):
+                return await self._create(messages)
+        except TimeoutError as exc:
+            raise _AttemptFailed(self._timeout(first_by, deadline, "-")) from exc
+        except openai.APIError as exc:
+            raise _AttemptFailed(_classify(exc, "-", self._client.api_key)) from exc
+
+    async def _create(self, messages: list[ChatMessage]) -> openai.AsyncStream[ChatCompletionChunk]:
+        limit = self._max_output_tokens if self._max_output_tokens > 0 else None
+        return await self._client.chat.completions.create(
+            model=self._model,
+            messages=cast("list[ChatCompletionMessageParam]", messages),
+            stream=True,
+            stream_options={"include_usage": True} if self._send_stream_options else openai.omit,
+            temperature=self._temperature if self._send_temperature else openai.omit,
+            max_tokens=limit if self._token_param == "max_tokens" and limit else openai.omit,
+            max_completion_tokens=(
+                limit if self._token_param == "max_completion_tokens" and limit else openai.omit
+            ),
+        )
+
+    async def _next_chunk(
+        self,
+        stream: openai.AsyncStream[ChatCompletionChunk],
+        limit: float,
+        deadline: float,
+        request_id: str,
+    ) -> ChatCompletionChunk | None:
+        """The next parsed chunk, None at the end of the stream."""
+        try:
+            async with asyncio.timeout_at(limit):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            raise _AttemptFailed(self._timeout(limit, deadline, request_id)) from exc
+        except openai.APIError as exc:  # broken connection, or an error event in the stream
+            raise _AttemptFailed(_classify(exc, request_id, self._client.api_key)) from exc
+        except ValueError as exc:  # a data: line that is not JSON (or not UTF-8)
+            raise _AttemptFailed(_malformed(request_id, f"{type(exc).__name__}: {exc}")) from exc
+        if not isinstance(chunk, ChatCompletionChunk):
+            raise _AttemptFailed(_malformed(request_id, "a data: line that is not an object"))
+        return chunk
+
+    def _take(self, chunk: ChatCompletionChunk, answer: Answer, request_id: str) -> str:
+        """Record usage; return the chunk's text (servers differ: read defensively)."""
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            answer.usage = Usage(
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            )
+        choices = getattr(chunk, "choices", None) or ()
+        if not choices:
+            return ""
+        choice = choices[0]
+        if getattr(choice, "finish_reason", None) == "length":
+            log.info("answer hit max_output_tokens (request_id=%s)", request_id)
+        content = getattr(getattr(choice, "delta", None), "content", None)
+        return content if isinstance(content, str) else ""
+
+    # -- verdicts ----------------------------------------------------------------------
+
+    def _timeout(self, limit: float, deadline: float, request_id: str) -> _Verdict:
+        if limit >= deadline:
+            return _Verdict(
+                "timeout",
+                False,
+                f"no answer within the total deadline of {self._request_timeout_s:g}s "
+                f"(request_id={request_id})",
+            )
+        return _Verdict(
+            "timeout",
+            True,
+            f"no text within {self._first_token_timeout_s:g}s (request_id={request_id})",
+        )
+
+    def _interrupted(self, verdict: _Verdict, answer: Answer) -> LLMError:
+        detail = f"stream broke after {len(answer.text)} chars: {verdict.detail}"
+        log.warning("model stream interrupted: %s", detail)
+        return LLMError("interrupted", detail)
+
+    def _retry_delay(
+        self, verdict: _Verdict, retries: int, malformed_left: int, remaining: float
+    ) -> float | None:
+        """Seconds to wait before the next attempt, None to give up now."""
+        if not verdict.retryable or retries >= self._max_retries:
+            return None
+        if verdict.malformed and malformed_left <= 0:
+            return None
+        step = min(self._backoff_cap_s, self._backoff_base_s * 2**retries)
+        delay = step / 2 + random.uniform(0, step / 2)  # jitter spreads out retry bursts
+        if verdict.retry_after is not None:
+            delay = max(delay, min(verdict.retry_after, self._retry_after_cap_s))
+        # Waiting past the deadline would only end in a timeout: report the real cause now.
+        return delay if delay < remaining else None
+
+    def _adapt(self, verdict: _Verdict) -> bool:
+        """Stop sending (or swap) a field the server rejected; True if worth retrying."""
+        param = verdict.adapt
+        if param is None or not self._sends(param):
+            return param is not None  # another call already adapted: just retry
+        if param in self._adapted:
+            return False
+        self._adapted.add(param)
+        if param == "temperature":
+            self._send_temperature = False
+        elif param == "stream_options":
+            self._send_stream_options = False  # usage will then be unknown
+        else:
+            other: TokenParam = "max_completion_tokens" if param == "max_tokens" else "max_tokens"
+            self._token_param = None if other in self._adapted else other
+        log.warning(
+            "the server rejected %r; sending requests without it from now on (%s)",
+            param,
+            verdict.detail,
+        )
+        return True
+
+    def _sends(self, param: str) -> bool:
+        if param == "temperature":
+            return self._send_temperature
+        if param == "stream_options":
+            return self._send_stream_options
+        return self._token_param == param
+
+
+def _classify(exc: openai.APIError, request_id: str, secret: str) -> _Verdict:
+    """Judge an SDK error: which kind, and whether another attempt may help."""
+    if isinstance(exc, openai.APIStatusError):
+        return _classify_status(exc, secret)
+    if isinstance(exc, openai.APITimeoutError):
+        return _Verdict("timeout", True, f"HTTP client timeout (request_id={request_id})")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        reason = f"{type(cause).__name__}: {cause}" if cause else exc.message
+        return _Verdict(
+            "unavailable", True, _redact(f"connection error: {reason}", secret, request_id)
+        )
+    # Any other APIError is an error event inside a 200 stream: data: {"error": {...}}.
+    detail = _redact(f"error event in stream: {exc.message}", secret, request_id)
+    if _CONTEXT.search(f"{exc.code} {exc.message}"):
+        return _Verdict("context_too_long", False, detail)
+    return _Verdict("unavailable", True, detail, malformed=True)
+
+
+def _classify_status(exc: openai.APIStatusError, secret: str) -> _Verdict:
+    status, code, message = exc.status_code, exc.code or "", exc.message
+    detail = _redact(f"HTTP {status} code={code or '-'}: {message}", secret, exc.request_id)
+    retry_after = _retry_after(exc.response.headers)
+    if status == 429:
+        # insufficient_quota is an empty billing account, not a burst: waiting won't help.
+        return _Verdict("rate_limited", code != "insufficient_quota", detail, retry_after)
+    if status in (401, 403):
+        return _Verdict("auth", False, detail)
+    if status == 408:
+        return _Verdict("timeout", True, detail, retry_after)
+    if status == 409 or status >= 500:
+        return _Verdict("unavailable", True, detail, retry_after)
+    if status == 413 or _CONTEXT.search(f"{code} {message}"):
+        return _Verdict("context_too_long", False, detail)
+    if 400 <= status < 500:
+        return _Verdict("bad_request", False, detail, adapt=_rejected_param(exc))
+    return _Verdict("unavailable", True, detail)
+
+
+def _rejected_param(exc: openai.APIStatusError) -> str | None:
+    """The request field a 4xx says is unsupported, if it is one we can drop or swap."""
+    text = f"{exc.code or ''} {exc.message}"
+    if not _REJECTED.search(text):
+        return None
+    if exc.param in ADAPTABLE_PARAMS:
+        return exc.param
+    named = [p for p in ADAPTABLE_PARAMS if re.search(rf"\b{p}\b", exc.message)]
+    return named[0] if named else None
+
+
+def _is_reasoning(chunk: ChatCompletionChunk) -> bool:
+    """Whether a chunk carries a thinking model's reasoning (never shown to users)."""
+    choices = getattr(chunk, "choices", None) or ()
+    delta = getattr(choices[0], "delta", None) if choices else None
+    return any(getattr(delta, name, None) for name in REASONING_FIELDS)
+
+
+def _malformed(request_id: str, what: str) -> _Verdict:
+    detail = f"malformed stream: {what} (request_id={request_id})"[:DETAIL_MAX_CHARS]
+    return _Verdict("unavailable", True, detail, malformed=True)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    with contextlib.suppress(ValueError):
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(ms) / 1000)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    with contextlib.suppress(TypeError, ValueError):
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    return None
+
+
+def _redact(text: str, secret: str, request_id: str | None) -> str:
+    """Bound a detail for the log, without the API key or anything shaped like one."""
+    if secret and len(secret) >= 8:
+        text = text.replace(secret, "[redacted]")
+    text = _KEYLIKE.sub(r"\1…", text)
+    return f"{text[:DETAIL_MAX_CHARS]} (request_id={request_id or '-'})"

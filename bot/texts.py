@@ -1,0 +1,203 @@
+"""Every text the bot shows to people, in English and Korean.
+
+Texts are ``str.format`` templates. ``{prefix}`` (the command prefix) is filled
+in by :class:`Texts` itself; other placeholders come from the caller. A
+placeholder the caller does not pass is left as it is, so a text can be handed
+on as a template (``message_shortened`` gets its ``{removed}`` from the context
+builder). Korean texts use the polite 해요체.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "!"
+
+EN: Mapping[str, str] = {
+    # -- commands --
+    "help": (
+        "Commands:\n"
+        "`{prefix}reset`: forget this conversation and start over\n"
+        "`{prefix}system <text>`: set the system prompt for this conversation\n"
+        "`{prefix}system`: show the current system prompt\n"
+        "`{prefix}system clear`: go back to the default system prompt\n"
+        "`{prefix}help`: show this list"
+    ),
+    "reset_done": "Done. I've forgotten this conversation, so let's start fresh.",
+    "system_show": "The system prompt for this conversation:\n{prompt}",
+    "system_default": (
+        "This conversation uses the default system prompt:\n{prompt}\n"
+        "Set your own with `{prefix}system <text>`."
+    ),
+    "system_set": "System prompt updated. It applies from your next message.",
+    "system_cleared": "Custom system prompt removed; this conversation uses the default again.",
+    "system_denied": "Only admins can change the system prompt here.",
+    "system_disabled": "Changing the system prompt is turned off for this bot.",
+    "system_too_long": (
+        "That system prompt is too long. The limit is {limit} characters, so please shorten it."
+    ),
+    "empty_message": "Your message is empty. Send some text and I'll answer.",
+    "unknown_command": (
+        "I don't know the command `{prefix}{command}`. Send `{prefix}help` to see the commands."
+    ),
+    "busy": "I'm still answering earlier messages here. Yours is queued and will be next.",
+    "user_rate_limited": (
+        "You're sending messages faster than I can answer. Please wait {seconds} seconds."
+    ),
+    # -- shown to the model, not the user --
+    "message_shortened": "[This message was too long, so {removed} tokens were cut from it.]",
+    # -- errors: what happened, and whether trying again helps --
+    "error_rate_limited": "The model is rate-limited right now. Please try again in a minute.",
+    "error_unavailable": (
+        "The model service isn't responding right now. Please try again in a few minutes."
+    ),
+    "error_context_too_long": (
+        "This conversation is too long for the model. "
+        "Send `{prefix}reset` to start over, or try a shorter message."
+    ),
+    "error_timeout": "The model took too long to answer. Please try again.",
+    "error_interrupted": (
+        "The answer was cut off because the connection to the model broke. Please ask again."
+    ),
+    "error_auth": (
+        "The model service rejected the bot's API key. Trying again won't help; "
+        "please tell whoever runs this bot."
+    ),
+    "error_bad_request": (
+        "The model service refused this request. Try rephrasing your message; "
+        "if it keeps happening, please tell whoever runs this bot."
+    ),
+    "error_internal": (
+        "Something went wrong on my side. Please try again; "
+        "if it keeps happening, please tell whoever runs this bot."
+    ),
+    "error_delivery": "I couldn't post the whole answer here. Please try again.",
+    # -- console --
+    "console_question": "question: ",
+    "console_answer": "answer: ",
+    "console_welcome": (
+        "Chatting in the terminal. Type `{prefix}help` for commands; Ctrl+D or Ctrl+C quits."
+    ),
+    # -- start-up --
+    "no_platforms": (
+        "No chat platform is configured. Set DISCORD_BOT_TOKEN for Discord, or "
+        "SLACK_BOT_TOKEN and SLACK_APP_TOKEN for Slack, then start again. "
+        "To chat in this terminal instead, run: python -m bot console"
+    ),
+    # -- Discord slash command descriptions (at most 100 characters) --
+    "slash_reset": "Forget this conversation and start over",
+    "slash_system": "Show, set or clear the system prompt for this conversation",
+    "slash_system_text": "New system prompt; 'clear' for the default; leave empty to show it",
+    "slash_help": "Show what the bot can do",
+}
+
+KO: Mapping[str, str] = {
+    # -- commands --
+    "help": (
+        "명령어 목록이에요.\n"
+        "`{prefix}reset`: 이 대화를 잊고 새로 시작해요\n"
+        "`{prefix}system <내용>`: 이 대화의 시스템 프롬프트를 정해요\n"
+        "`{prefix}system`: 지금 쓰는 시스템 프롬프트를 보여 줘요\n"
+        "`{prefix}system clear`: 기본 시스템 프롬프트로 돌아가요\n"
+        "`{prefix}help`: 이 목록을 보여 줘요"
+    ),
+    "reset_done": "이 대화 내용을 모두 잊었어요. 새로 시작해요.",
+    "system_show": "이 대화의 시스템 프롬프트예요.\n{prompt}",
+    "system_default": (
+        "이 대화는 기본 시스템 프롬프트를 쓰고 있어요.\n{prompt}\n"
+        "`{prefix}system <내용>`으로 직접 정할 수 있어요."
+    ),
+    "system_set": "시스템 프롬프트를 바꿨어요. 다음 메시지부터 적용돼요.",
+    "system_cleared": "직접 정한 시스템 프롬프트를 지웠어요. 이제 다시 기본 프롬프트를 써요.",
+    "system_denied": "여기서는 관리자만 시스템 프롬프트를 바꿀 수 있어요.",
+    "system_disabled": "이 봇에서는 시스템 프롬프트를 바꿀 수 없도록 설정되어 있어요.",
+    "system_too_long": "시스템 프롬프트가 너무 길어요. {limit}자 이내로 줄여 주세요.",
+    "empty_message": "메시지가 비어 있어요. 내용을 적어서 보내 주시면 답해 드릴게요.",
+    "unknown_command": (
+        "모르는 명령어예요: `{prefix}{command}`\n"
+        "`{prefix}help`를 보내면 쓸 수 있는 명령어를 볼 수 있어요."
+    ),
+    "busy": "아직 앞의 메시지에 답하고 있어요. 보내 주신 메시지는 그다음에 바로 답할게요.",
+    "user_rate_limited": "메시지를 너무 빨리 보내고 있어요. {seconds}초 뒤에 다시 보내 주세요.",
+    # -- shown to the model, not the user --
+    "message_shortened": "[이 메시지는 너무 길어서 {removed}토큰을 잘라 냈어요.]",
+    # -- errors --
+    "error_rate_limited": "지금 모델 사용량 한도에 걸렸어요. 1분쯤 뒤에 다시 시도해 주세요.",
+    "error_unavailable": "지금 모델 서비스가 응답하지 않아요. 몇 분 뒤에 다시 시도해 주세요.",
+    "error_context_too_long": (
+        "대화가 너무 길어서 모델이 처리할 수 없어요. "
+        "`{prefix}reset`으로 새로 시작하거나 더 짧게 보내 주세요."
+    ),
+    "error_timeout": "모델이 답하는 데 너무 오래 걸렸어요. 다시 시도해 주세요.",
+    "error_interrupted": "모델과의 연결이 끊겨서 답이 중간에 끊겼어요. 다시 물어봐 주세요.",
+    "error_auth": (
+        "모델 서비스가 봇의 API 키를 거부했어요. 다시 시도해도 해결되지 않으니 "
+        "봇을 운영하는 분께 알려 주세요."
+    ),
+    "error_bad_request": (
+        "모델 서비스가 이 요청을 거절했어요. 메시지를 바꿔서 다시 보내 보시고, "
+        "계속 그러면 봇을 운영하는 분께 알려 주세요."
+    ),
+    "error_internal": (
+        "봇 내부에서 문제가 생겼어요. 다시 시도해 보시고, "
+        "계속 그러면 봇을 운영하는 분께 알려 주세요."
+    ),
+    "error_delivery": "답을 여기에 다 올리지 못했어요. 다시 시도해 주세요.",
+    # -- console --
+    "console_question": "질문: ",
+    "console_answer": "답변: ",
+    "console_welcome": (
+        "터미널에서 대화하고 있어요. 명령어는 `{prefix}help`로 볼 수 있고, "
+        "Ctrl+D나 Ctrl+C를 누르면 끝나요."
+    ),
+    # -- start-up --
+    "no_platforms": (
+        "설정된 채팅 플랫폼이 없어요. Discord를 쓰려면 DISCORD_BOT_TOKEN을, "
+        "Slack을 쓰려면 SLACK_BOT_TOKEN과 SLACK_APP_TOKEN을 설정한 뒤 다시 시작해 주세요. "
+        "터미널에서 대화하려면 python -m bot console을 실행하세요."
+    ),
+    # -- Discord slash command descriptions --
+    "slash_reset": "이 대화를 잊고 새로 시작해요",
+    "slash_system": "이 대화의 시스템 프롬프트를 보거나 정하거나 지워요",
+    "slash_system_text": (
+        "새 시스템 프롬프트예요. 'clear'는 기본값으로 돌아가고, 비워 두면 지금 값을 보여 줘요"
+    ),
+    "slash_help": "봇으로 할 수 있는 일을 보여 줘요",
+}
+
+CATALOG: Mapping[str, Mapping[str, str]] = {"en": EN, "ko": KO}
+
+
+class _KeepMissing(dict[str, Any]):
+    """Format arguments that leave an unknown ``{name}`` in place."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Texts:
+    """The texts of one language, with the command prefix filled in."""
+
+    language: str
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if self.language not in CATALOG:
+            raise ValueError(f"no texts for language {self.language!r}; have {sorted(CATALOG)}")
+
+    def get(self, key: str, **kwargs: Any) -> str:
+        """The text ``key`` with its placeholders filled; KeyError if there is no such text."""
+        template = CATALOG[self.language][key]
+        return template.format_map(_KeepMissing({"prefix": self.prefix, **kwargs}))
+
+
+def placeholders(template: str) -> frozenset[str]:
+    """The ``{names}`` a template uses."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)

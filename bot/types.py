@@ -1,0 +1,144 @@
+"""The core's vocabulary: what adapters hand in and what the core hands back.
+
+Adapters translate a platform payload into an :class:`IncomingMessage` in a pure
+function and give the core a :class:`ReplySink` bound to the conversation the
+message came from. Nothing here knows any platform library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Where a conversation lives; two keys that differ never share history."""
+
+    platform: str  # "discord" | "slack" | "console"
+    workspace: str  # guild id / team id / "local"; "@dm" for Discord DMs
+    channel: str
+    thread: str | None = None
+    user: str | None = None  # set for DMs so each person has their own history
+
+    def as_str(self) -> str:
+        """A stable string form, used as the storage key."""
+        parts = (self.platform, self.workspace, self.channel, self.thread or "", self.user or "")
+        return ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One user message, already translated from the platform's payload."""
+
+    key: ConversationKey
+    message_id: str  # platform id, unique within the conversation (used for dedupe)
+    author_id: str
+    author_name: str
+    text: str  # mentions already made readable, the bot's own mention stripped
+    sent_at: float  # unix seconds
+    addressed: bool  # mention, DM, reply to the bot, slash command
+    in_thread: bool = False  # a thread follow-up counts as addressed if the bot is in it
+    is_dm: bool = False
+    author_is_admin: bool = False  # adapter decides (Manage Server, listed roles/users)
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformLimits:
+    """What a sink can do; the core's delivery logic adapts to it."""
+
+    max_len: int  # longest single message, in characters
+    can_edit: bool  # whether sent messages can be edited (stream by editing)
+    native_stream: bool = False  # sink implements stream_start/append/stop
+    edit_burst: int = 5  # writes allowed at once per pace key (token bucket size)
+    edit_rate: float = 1.0  # writes per second refilled per pace key
+    min_edit_interval: float = 0.25  # seconds between edits of one message (coalescing)
+    stream: bool = True  # False: post one message per part when the answer is done
+
+
+@runtime_checkable
+class ReplySink(Protocol):
+    """Posts replies into the one conversation it was made for."""
+
+    limits: PlatformLimits
+    pace_key: str  # edits are paced per this key (a channel), not per bot
+
+    async def typing(self) -> None:
+        """Show that an answer is coming (typing indicator, status line)."""
+
+    async def send(self, text: str) -> str:
+        """Post a new message; return its id."""
+
+    async def edit(self, message_id: str, text: str) -> None:
+        """Replace the text of a message this sink sent."""
+
+
+@runtime_checkable
+class NativeStreamSink(ReplySink, Protocol):
+    """A sink whose platform streams text natively (Slack, the console)."""
+
+    async def stream_start(self, text: str) -> str:
+        """Open a streamed message with its first text; return its id."""
+
+    async def stream_append(self, stream_id: str, text: str) -> None:
+        """Append text to an open streamed message."""
+
+    async def stream_stop(self, stream_id: str) -> None:
+        """Close a streamed message."""
+
+
+class NativeStreamUnavailable(Exception):
+    """Raised by stream_start when the platform refuses native streaming here.
+
+    The core then falls back to send/edit for this answer; the adapter should
+    remember the refusal (e.g. per workspace) and stop advertising native_stream.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One stored message of a conversation."""
+
+    role: Role
+    content: str
+    tokens: int  # counted once when stored, never recounted
+    author_id: str | None = None
+    author_name: str | None = None
+    message_id: str | None = None
+    created_at: float = 0.0
+    id: int = 0  # assigned by the store
+    reply_to: int | None = None  # for assistant turns: the user turn they answer
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one model call, when the server reports it."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Answer:
+    """What a model call produced (mutable while streaming)."""
+
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+
+ChatMessage = dict[str, str]  # {"role": ..., "content": ..., optionally "name": ...}
+
+
+class ChatModel(Protocol):
+    """Streams an answer from a chat model (bot.llm.OpenAIChat is the real one)."""
+
+    def stream(self, messages: list[ChatMessage], answer: Answer) -> AsyncGenerator[str, None]:
+        """Yield text deltas; fill ``answer.usage`` when known.
+
+        Raises bot.errors.LLMError (with a kind) when the call fails for good,
+        after retries. Retries happen only before the first delta is yielded.
+        """
+        ...

@@ -1,0 +1,42 @@
+"""Storage backends for :class:`bot.store.Store`, picked by ``storage.url``."""
+
+from __future__ import annotations
+
+from bot.errors import ConfigError
+from bot.store import Store
+
+from .memory import MemoryStore
+from .sqlite import SqliteStore
+
+CONFIG_KEY = "storage.url"
+SUPPORTED_URLS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, memory://"
+)
+
+__all__ = ["MemoryStore", "SqliteStore", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Build the backend named by ``url``; the caller then awaits ``store.open()``.
+
+    ``sqlite:///data/bot.db`` is relative to the working directory,
+    ``sqlite:////var/lib/bot.db`` absolute. Raises ConfigError for anything else.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    scheme = scheme.lower()
+    if scheme == "memory" and sep and not rest:
+        return MemoryStore()
+    if scheme == "sqlite" and sep:
+        return SqliteStore(_sqlite_path(url, rest))
+    raise ConfigError(CONFIG_KEY, f"unsupported URL {url!r}; use one of: {SUPPORTED_URLS}")
+
+
+def _sqlite_path(url: str, rest: str) -> str:
+    # sqlite://<host>/<path> as in other URL schemes: the host part must be empty.
+    if not rest.startswith("/") or len(rest) == 1:
+        raise ConfigError(
+            CONFIG_KEY,
+            f"{url!r} has no file path; write sqlite:///relative/path.db, "
+            "sqlite:////absolute/path.db or sqlite:///:memory:",
+        )
+    return rest[1:]

@@ -1,0 +1,150 @@
+"""An in-memory store with the SQLite store's semantics (tests, benchmarks, demos)."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+
+from bot.types import Turn
+
+from .migrations import SEEN_RETENTION_S
+
+PRUNE_INTERVAL_S = 3600.0
+
+_Position = tuple[int, int]  # (anchor, id): the order turns are read back in
+
+
+@dataclasses.dataclass(slots=True)
+class _History:
+    """One conversation's turns, kept sorted by position."""
+
+    positions: list[_Position] = dataclasses.field(default_factory=list)
+    turns: list[Turn] = dataclasses.field(default_factory=list)
+
+    def add(self, position: _Position, turn: Turn) -> None:
+        at = bisect.bisect_right(self.positions, position)
+        self.positions.insert(at, position)
+        self.turns.insert(at, turn)
+
+    def has(self, user_turn_id: int) -> bool:
+        """Whether the user turn with this id is stored (its position is (id, id))."""
+        at = bisect.bisect_left(self.positions, (user_turn_id, user_turn_id))
+        return at < len(self.positions) and self.positions[at] == (user_turn_id, user_turn_id)
+
+    def upto(self, anchor: int, limit: int) -> list[Turn]:
+        end = bisect.bisect_right(self.positions, (anchor, sys.maxsize))
+        return self.turns[max(0, end - limit) : end]
+
+
+class MemoryStore:
+    """A :class:`bot.store.Store` that lives in this process only.
+
+    Every method finishes without awaiting, so concurrent callers can never see
+    half of an operation. Ids count up from 1 and are never reused.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._histories: dict[str, _History] = {}
+        # Insertion-ordered, so the oldest rows come first when pruning.
+        self._seen: dict[tuple[str, str], float] = {}
+        self._prompts: dict[str, str] = {}
+        self._last_id = 0
+        self._next_prune = 0.0
+
+    async def open(self) -> None:
+        """Nothing to open; kept for the Store protocol."""
+
+    async def close(self) -> None:
+        """Nothing to close; the data stays with the object."""
+
+    async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
+        """Store a user turn unless its message id was seen."""
+        _check_role(turn, "user")
+        if turn.message_id is not None and not self._claim(conversation, turn.message_id):
+            return None
+        turn_id = self._next_id()
+        self._add(conversation, (turn_id, turn_id), dataclasses.replace(turn, id=turn_id))
+        return turn_id
+
+    async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
+        """Store an answer right after ``turn.reply_to``; None if that turn is gone."""
+        _check_role(turn, "assistant")
+        history = self._histories.get(conversation)
+        if turn.reply_to is not None and (history is None or not history.has(turn.reply_to)):
+            return None
+        turn_id = self._next_id()
+        anchor = turn_id if turn.reply_to is None else turn.reply_to
+        self._add(conversation, (anchor, turn_id), dataclasses.replace(turn, id=turn_id))
+        return turn_id
+
+    async def claim(self, conversation: str, message_id: str) -> bool:
+        """Record a message id; True the first time only."""
+        return self._claim(conversation, message_id)
+
+    async def recent_turns(self, conversation: str, upto: int, limit: int) -> list[Turn]:
+        """The newest ``limit`` turns at or before user turn ``upto``, oldest first."""
+        history = self._histories.get(conversation)
+        if history is None or limit <= 0:
+            return []
+        return history.upto(upto, limit)
+
+    async def has_turns(self, conversation: str) -> bool:
+        """Whether the conversation has any stored turn."""
+        return conversation in self._histories
+
+    async def reset(self, conversation: str) -> None:
+        """Forget the conversation's turns; dedupe rows and settings stay."""
+        self._histories.pop(conversation, None)
+
+    async def get_system_prompt(self, conversation: str) -> str | None:
+        """The conversation's own system prompt, or None."""
+        return self._prompts.get(conversation)
+
+    async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
+        """Set, or with None clear, the conversation's system prompt."""
+        if prompt is None:
+            self._prompts.pop(conversation, None)
+        else:
+            self._prompts[conversation] = prompt
+
+    async def prune_seen(self) -> int:
+        """Forget dedupe rows older than the retention; return how many."""
+        return self._prune(self._clock())
+
+    def _claim(self, conversation: str, message_id: str) -> bool:
+        now = self._clock()
+        if now >= self._next_prune:
+            self._prune(now)
+        key = (conversation, message_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+    def _prune(self, now: float) -> int:
+        self._next_prune = now + PRUNE_INTERVAL_S
+        cutoff = now - SEEN_RETENTION_S
+        old: list[tuple[str, str]] = []
+        for key, at in self._seen.items():  # oldest first: stop at the first young row
+            if at >= cutoff:
+                break
+            old.append(key)
+        for key in old:
+            del self._seen[key]
+        return len(old)
+
+    def _next_id(self) -> int:
+        self._last_id += 1
+        return self._last_id
+
+    def _add(self, conversation: str, position: _Position, turn: Turn) -> None:
+        self._histories.setdefault(conversation, _History()).add(position, turn)
+
+
+def _check_role(turn: Turn, role: str) -> None:
+    if turn.role != role:
+        raise ValueError(f"expected a {role} turn, got {turn.role!r}")

@@ -1,0 +1,65 @@
+"""The SQLite schema as an ordered list of migration steps.
+
+``PRAGMA user_version`` records how many steps a database file has had; opening
+it applies the missing ones in one transaction. Steps are append-only: never edit
+a released step, add a new one.
+"""
+
+from __future__ import annotations
+
+# Dedupe rows older than this are pruned; redeliveries arrive within minutes
+# (Slack retries) or hours (a Discord resume), so a week is plenty.
+SEEN_RETENTION_S = 7 * 24 * 3600.0
+
+# v1: conversation history and per-conversation settings.
+# ``anchor`` is the order position: a user turn's own id, an answer's reply_to,
+# so an answer sorts right after the question it answers even when later
+# questions were stored first. AUTOINCREMENT: an id is never reused after a
+# reset, so a stale reply_to can never point at a newer turn.
+_V1 = (
+    """
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        author_id TEXT,
+        author_name TEXT,
+        message_id TEXT,
+        created_at REAL NOT NULL,
+        reply_to INTEGER,
+        anchor INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX turns_by_position ON turns (conversation, anchor, id)",
+    """
+    CREATE TABLE conversation_settings (
+        conversation TEXT PRIMARY KEY,
+        system_prompt TEXT
+    )
+    """,
+)
+
+# v2: durable dedupe of platform message ids, kept apart from the turns so that
+# a reset (which deletes turns) still recognises a redelivered event. Backfilled
+# from the user turns a v1 database already holds.
+_V2 = (
+    """
+    CREATE TABLE seen (
+        conversation TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (conversation, message_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX seen_by_age ON seen (at)",
+    """
+    INSERT OR IGNORE INTO seen (conversation, message_id, at)
+    SELECT conversation, message_id, CAST(strftime('%s', 'now') AS REAL)
+    FROM turns WHERE role = 'user' AND message_id IS NOT NULL
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)

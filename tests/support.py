@@ -1,0 +1,162 @@
+"""Test doubles for the core: a recording sink and a core built on the fake OpenAI."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import openai
+import pytest_asyncio
+
+from bot.core import Core, CoreSettings
+from bot.llm import OpenAIChat
+from bot.store import Store
+from bot.texts import Texts
+from bot.tokens import token_counter_for
+from bot.types import ConversationKey, IncomingMessage, PlatformLimits
+from storage.memory import MemoryStore
+
+FAST_LIMITS = PlatformLimits(
+    max_len=2000, can_edit=True, edit_burst=1000, edit_rate=1000.0, min_edit_interval=0.0
+)
+_ids = itertools.count(1)
+
+
+@dataclass
+class SentMessage:
+    id: str
+    text: str
+    edits: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> str:
+        return self.edits[-1] if self.edits else self.text
+
+
+class RecordingSink:
+    """An in-memory conversation: records typing, sends and edits."""
+
+    def __init__(self, limits: PlatformLimits = FAST_LIMITS, pace_key: str = "chan") -> None:
+        self.limits = limits
+        self.pace_key = pace_key
+        self.messages: list[SentMessage] = []
+        self.typing_calls = 0
+
+    async def typing(self) -> None:
+        self.typing_calls += 1
+
+    async def send(self, text: str) -> str:
+        msg = SentMessage(str(next(_ids)), text)
+        self.messages.append(msg)
+        return msg.id
+
+    async def edit(self, message_id: str, text: str) -> None:
+        for msg in self.messages:
+            if msg.id == message_id:
+                msg.edits.append(text)
+                return
+        raise KeyError(message_id)
+
+    @property
+    def texts(self) -> list[str]:
+        """The final text of every message, in order."""
+        return [m.final for m in self.messages]
+
+
+def message(
+    text: str,
+    *,
+    channel: str = "c1",
+    thread: str | None = None,
+    author: str = "alice",
+    addressed: bool = True,
+    in_thread: bool = False,
+    is_dm: bool = False,
+    admin: bool = False,
+    message_id: str | None = None,
+) -> IncomingMessage:
+    """A message as an adapter would produce it."""
+    return IncomingMessage(
+        key=ConversationKey("test", "w1", channel, thread),
+        message_id=message_id or f"m{next(_ids)}",
+        author_id=f"id-{author}",
+        author_name=author.capitalize(),
+        text=text,
+        sent_at=time.time(),
+        addressed=addressed,
+        in_thread=in_thread,
+        is_dm=is_dm,
+        author_is_admin=admin,
+    )
+
+
+CoreFactory = Callable[..., Awaitable[Core]]
+
+
+def make_core(
+    client: openai.AsyncOpenAI,
+    store: Store,
+    *,
+    context_tokens: int = 8000,
+    max_output_tokens: int = 500,
+    system_prompt: str = "You are a test bot.",
+    policy: str = "admins",
+    language: str = "en",
+    request_timeout_s: float = 5.0,
+    max_retries: int = 2,
+) -> Core:
+    """A real core on the given client and store, with short deadlines for tests."""
+    model = OpenAIChat(
+        client,
+        model="gpt-4o-mini",
+        temperature=0.5,
+        max_output_tokens=max_output_tokens,
+        request_timeout_s=request_timeout_s,
+        first_token_timeout_s=min(2.0, request_timeout_s),
+        max_retries=max_retries,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+    )
+    return Core(
+        store=store,
+        model=model,
+        counter=token_counter_for("gpt-4o-mini"),
+        texts=Texts(language),
+        settings=CoreSettings(
+            system_prompt=system_prompt,
+            context_tokens=context_tokens,
+            max_output_tokens=max_output_tokens,
+            system_prompt_policy=policy,
+        ),
+    )
+
+
+@pytest_asyncio.fixture
+async def core_factory(openai_client: openai.AsyncOpenAI) -> AsyncIterator[CoreFactory]:
+    """Build cores (on a MemoryStore unless one is given) that are closed afterwards."""
+    cores: list[Core] = []
+
+    async def build(store: Store | None = None, **kw: object) -> Core:
+        if store is None:
+            store = MemoryStore()
+            await store.open()
+        core = make_core(openai_client, store, **kw)  # type: ignore[arg-type]
+        cores.append(core)
+        return core
+
+    yield build
+    for core in cores:
+        await core.close(1.0)
+
+
+@pytest_asyncio.fixture
+async def memory_core(core_factory: CoreFactory) -> Core:
+    return await core_factory()
+
+
+async def settle(core: Core) -> None:
+    """Wait until the core has answered everything it accepted."""
+    await asyncio.wait_for(core.drain(), 10)

@@ -1,0 +1,249 @@
+"""Prompt building: trim by tokens, keep the newest message, label speakers in groups."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.context import (
+    GROUP_SYSTEM_LINE,
+    MESSAGE_OVERHEAD_TOKENS,
+    REPLY_PRIMING_TOKENS,
+    ContextStats,
+    build_messages,
+)
+from bot.tokens import TokenCounter, token_counter_for
+from bot.types import ChatMessage, Role, Turn
+
+NOTE = "[message shortened: {removed} tokens removed]"
+NOTE_PATTERN = re.compile(r"\[message shortened: (\d+) tokens removed\]$")
+SYSTEM = "You are a helpful assistant."
+COUNTER = token_counter_for("gpt-4o")
+
+
+def turn(
+    role: Role, content: str, name: str | None = None, counter: TokenCounter = COUNTER
+) -> Turn:
+    return Turn(role=role, content=content, tokens=counter.count(content), author_name=name)
+
+
+def real_size(messages: list[ChatMessage], counter: TokenCounter = COUNTER) -> int:
+    """The prompt size recounted from scratch, independent of the function's own bookkeeping."""
+    return REPLY_PRIMING_TOKENS + sum(
+        counter.count(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages
+    )
+
+
+def build(
+    turns: list[Turn], budget: int, *, group: bool = False, system: str = SYSTEM
+) -> tuple[list[ChatMessage], ContextStats]:
+    return build_messages(system, turns, budget, COUNTER, group=group, shortened_note=NOTE)
+
+
+def conversation(n: int, words: int = 40) -> list[Turn]:
+    """Alternating user/assistant turns, each about ``words`` tokens, ending with a user turn."""
+    roles: list[Role] = ["user", "assistant"]
+    out = [turn(roles[i % 2], f"message {i}: " + "word " * words) for i in range(n - 1)]
+    if out and out[-1].role == "user":
+        out.append(turn("assistant", "ok"))
+    return [*out, turn("user", "the newest question")]
+
+
+def test_everything_fits_untouched() -> None:
+    turns = conversation(5)
+    messages, stats = build(turns, 10_000)
+    assert messages[0] == {"role": "system", "content": SYSTEM}
+    assert [m["content"] for m in messages[1:]] == [t.content for t in turns]
+    assert [m["role"] for m in messages[1:]] == [t.role for t in turns]
+    assert stats.dropped_turns == 0
+    assert not stats.shortened
+    assert stats.prompt_tokens == real_size(messages)
+
+
+def test_ten_short_messages_all_kept_when_they_fit() -> None:
+    turns = [turn("user", f"short {i}") for i in range(10)]
+    exact_fit = [{"role": "system", "content": SYSTEM}]
+    exact_fit += [{"role": "user", "content": t.content} for t in turns]
+    budget = real_size(exact_fit)  # fits by tokens: nothing may be dropped
+    messages, stats = build(turns, budget)
+    assert len(messages) == 11
+    assert stats.dropped_turns == 0
+    assert stats.prompt_tokens <= budget
+
+
+def test_oldest_turns_dropped_first() -> None:
+    turns = conversation(12)
+    full, _ = build(turns, 100_000)
+    budget = real_size(full) - 150  # about three older turns too many
+    messages, stats = build(turns, budget)
+    assert stats.dropped_turns >= 3
+    kept = [m["content"] for m in messages[1:]]
+    assert kept == [t.content for t in turns[len(turns) - len(kept) :]]  # a suffix, in order
+    assert messages[1]["role"] == "user"  # the cut never leaves an answer without its question
+    assert stats.prompt_tokens <= budget
+    assert real_size(messages) <= budget
+
+
+def test_history_counts_are_taken_from_the_stored_turns() -> None:
+    # A stored count is trusted, not recounted: a turn stored as huge is dropped.
+    stored_huge = Turn(role="user", content="tiny", tokens=5_000)
+    messages, stats = build([stored_huge, turn("assistant", "hi"), turn("user", "hello")], 1_000)
+    assert [m["content"] for m in messages[1:]] == ["hello"]
+    assert stats.dropped_turns == 2  # the huge one, then the answer orphaned by the cut
+
+
+def test_newest_is_kept_when_history_is_huge() -> None:
+    turns = [turn("user", "old " * 3_000), turn("assistant", "answer " * 3_000)]
+    turns.append(turn("user", "what now?"))
+    messages, stats = build(turns, 200)
+    assert messages[-1] == {"role": "user", "content": "what now?"}
+    assert stats.dropped_turns == 2
+    assert real_size(messages) <= 200
+
+
+def test_huge_newest_message_is_shortened_with_note() -> None:
+    huge = "All work and no play makes Jack a dull boy. " * 2_000
+    turns = [turn("user", "earlier"), turn("assistant", "sure"), turn("user", huge)]
+    messages, stats = build(turns, 500)
+    last = messages[-1]
+    assert last["role"] == "user"
+    match = NOTE_PATTERN.search(last["content"])
+    assert match is not None
+    kept_text = last["content"][: match.start()].rstrip("\n")
+    assert huge.startswith(kept_text) and len(kept_text) > 100
+    assert int(match.group(1)) == turns[-1].tokens - COUNTER.count(kept_text)
+    assert stats.shortened
+    assert stats.dropped_turns == 2
+    assert messages[0]["content"] == SYSTEM
+    assert stats.prompt_tokens <= 500
+    assert real_size(messages) <= 500
+    assert real_size(messages) >= 480  # the room is used, not wasted
+
+
+def test_system_prompt_larger_than_budget_is_shortened_too() -> None:
+    system = "Rule: be kind and precise. " * 400
+    messages, stats = build([turn("user", "question " * 400)], 300, system=system)
+    assert system.startswith(messages[0]["content"])
+    assert messages[-1]["content"].startswith("question question")
+    assert NOTE_PATTERN.search(messages[-1]["content"])
+    assert stats.shortened
+    assert real_size(messages) <= 300
+
+
+def test_short_newest_survives_a_huge_system_prompt_whole() -> None:
+    messages, stats = build([turn("user", "hi")], 100, system="S " * 5_000)
+    assert messages[-1] == {"role": "user", "content": "hi"}
+    assert stats.shortened
+    assert real_size(messages) <= 100
+
+
+def test_group_prefixes_speaker_names() -> None:
+    turns = [
+        turn("user", "I like tea", "Alice"),
+        turn("assistant", "Tea is nice."),
+        turn("user", "I prefer coffee", "Bob\nthe\tbuilder"),
+    ]
+    messages, stats = build(turns, 10_000, group=True)
+    assert messages[0]["content"] == f"{SYSTEM}\n\n{GROUP_SYSTEM_LINE}"
+    assert messages[1] == {"role": "user", "content": "Alice: I like tea"}
+    assert messages[2] == {"role": "assistant", "content": "Tea is nice."}
+    assert messages[3] == {"role": "user", "content": "Bob the builder: I prefer coffee"}
+    assert stats.prompt_tokens >= real_size(messages)
+
+
+def test_group_prefix_tokens_are_accounted_for() -> None:
+    turns = [turn("user", "x", "A" * 40) for _ in range(20)]
+    _, plain_stats = build(turns, 10_000)
+    _, grouped_stats = build(turns, 10_000, group=True)
+    prefix_tokens = COUNTER.count("A" * 40 + ": ")
+    line_tokens = COUNTER.count(f"{SYSTEM}\n\n{GROUP_SYSTEM_LINE}") - COUNTER.count(SYSTEM)
+    expected = plain_stats.prompt_tokens + 20 * prefix_tokens + line_tokens
+    assert grouped_stats.prompt_tokens == expected
+    # A budget that fits the plain prompt exactly cannot fit every prefixed message.
+    _, tight = build(turns, plain_stats.prompt_tokens, group=True)
+    assert tight.dropped_turns > 0
+
+
+def test_one_on_one_conversation_has_no_prefixes() -> None:
+    messages, _ = build([turn("user", "hello", "Alice")], 1_000)
+    assert messages[-1]["content"] == "hello"
+    assert GROUP_SYSTEM_LINE not in messages[0]["content"]
+
+
+def test_empty_system_prompt_sends_no_system_message() -> None:
+    messages, _ = build([turn("user", "hello")], 1_000, system="")
+    assert messages == [{"role": "user", "content": "hello"}]
+
+
+def test_empty_older_turns_are_skipped() -> None:
+    messages, stats = build([turn("assistant", ""), turn("user", "hi")], 1_000)
+    assert [m["content"] for m in messages] == [SYSTEM, "hi"]
+    assert stats.dropped_turns == 0
+
+
+def test_no_turns_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        build([], 1_000)
+
+
+def test_estimate_counter_is_respected(tmp_path: Path) -> None:
+    estimating = TokenCounter("o200k_base", directory=tmp_path)  # no vocabulary: estimates
+    turns = [turn("user", "long text " * 500, counter=estimating)]
+    messages, stats = build_messages(
+        SYSTEM, turns, 200, estimating, group=False, shortened_note=NOTE
+    )
+    assert stats.shortened
+    assert real_size(messages, estimating) <= 200
+
+
+NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC _-", min_size=1, max_size=16)
+TURNS = st.lists(
+    st.tuples(st.sampled_from(["user", "assistant"]), st.text(max_size=400), NAMES),
+    max_size=12,
+)
+MIN_BUDGET = 100  # priming + overhead + prefix + note + a head of the newest message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    history=TURNS,
+    newest=st.text(max_size=3_000),
+    newest_name=NAMES,
+    system=st.text(max_size=800),
+    budget=st.integers(min_value=MIN_BUDGET, max_value=2_000),
+    group=st.booleans(),
+)
+def test_result_always_fits_and_ends_with_newest(
+    history: list[tuple[Role, str, str]],
+    newest: str,
+    newest_name: str,
+    system: str,
+    budget: int,
+    group: bool,
+) -> None:
+    turns = [turn(role, text, name) for role, text, name in history]
+    turns.append(turn("user", newest, newest_name))
+    messages, stats = build(turns, budget, group=group, system=system)
+
+    assert stats.prompt_tokens <= budget
+    assert real_size(messages) <= budget
+    last = messages[-1]
+    assert last["role"] == "user"
+    body = last["content"]
+    if group and newest_name.strip():
+        prefix = " ".join(newest_name.split()) + ": "
+        assert body.startswith(prefix)
+        body = body[len(prefix) :]
+    if body != newest:
+        assert stats.shortened
+        note = NOTE_PATTERN.search(body)
+        head = body[: note.start()].removesuffix("\n\n") if note else body
+        assert newest.startswith(head)
+        assert head  # something of the newest message always survives
+    roles = [m["role"] for m in messages]
+    assert roles.count("system") <= 1 and (roles[0] == "system" or "system" not in roles)
+    assert len(messages) - ("system" in roles) - 1 + stats.dropped_turns <= len(history)

@@ -1,0 +1,326 @@
+"""The core end to end: message → history → real openai SDK → fake server → sink."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.core import Core
+from bot.texts import Texts
+from storage.memory import MemoryStore
+from tests.fakes.fake_openai import (
+    FakeOpenAI,
+    dropped,
+    echo_last_user,
+    reply,
+    server_error,
+    slow_first_token,
+)
+from tests.support import CoreFactory, RecordingSink, message, settle
+
+EN = Texts("en")
+
+
+def user_contents(body: dict[str, object]) -> list[str]:
+    msgs = body["messages"]
+    assert isinstance(msgs, list)
+    return [m["content"] for m in msgs if m["role"] == "user"]
+
+
+def roles(body: dict[str, object]) -> list[str]:
+    msgs = body["messages"]
+    assert isinstance(msgs, list)
+    return [m["role"] for m in msgs]
+
+
+async def test_answer_is_streamed_into_the_sink_and_stored(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(reply("Paris is the capital of France.", chunks=5))
+    sink = RecordingSink()
+    msg = message("capital of France?")
+    await memory_core.handle(msg, sink)
+    await settle(memory_core)
+
+    assert sink.texts == ["Paris is the capital of France."]
+    assert sink.typing_calls >= 1
+    turns = await memory_core.store.recent_turns(msg.key.as_str(), 10**9, 10)
+    assert [(t.role, t.content) for t in turns] == [
+        ("user", "capital of France?"),
+        ("assistant", "Paris is the capital of France."),
+    ]
+    body = fake_openai.chat_requests[0]
+    assert body["stream"] is True
+    assert body["messages"][0]["role"] == "system"
+    assert "You are a test bot." in body["messages"][0]["content"]
+
+
+async def test_history_is_sent_in_order_and_authors_are_told_apart(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(reply("first answer"), reply("second answer"))
+    sink = RecordingSink()
+    await memory_core.handle(message("hello", author="alice"), sink)
+    await settle(memory_core)
+    await memory_core.handle(message("and me?", author="bob"), sink)
+    await settle(memory_core)
+
+    second = fake_openai.chat_requests[1]
+    assert roles(second) == ["system", "user", "assistant", "user"]
+    assert second["messages"][2]["content"] == "first answer"
+    first_user, second_user = user_contents(second)
+    assert "Alice" in first_user and first_user.endswith("hello")
+    assert "Bob" in second_user and second_user.endswith("and me?")
+
+
+async def test_two_quick_messages_are_answered_in_order_never_interleaved(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply_fn = echo_last_user
+    fake_openai.default = reply(echo_last_user, ttft_s=0.05, chunks=3)
+    sink = RecordingSink()
+    await memory_core.handle(message("one", is_dm=True), sink)
+    await memory_core.handle(message("two", is_dm=True), sink)
+    await memory_core.handle(message("three", is_dm=True), sink)
+    await settle(memory_core)
+
+    assert sink.texts == ["one", "two", "three"]
+    # Each request was made after the previous answer was stored, and holds it.
+    third = fake_openai.chat_requests[2]
+    assert [m["content"] for m in third["messages"][1:]] == ["one", "one", "two", "two", "three"]
+
+
+async def test_different_conversations_run_concurrently(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.default = reply("slow", ttft_s=0.3)
+    sinks = [RecordingSink(pace_key=f"c{i}") for i in range(5)]
+    for i, sink in enumerate(sinks):
+        await memory_core.handle(message(f"q{i}", channel=f"c{i}"), sink)
+    # All five requests reach the model before any of them has finished.
+    await fake_openai.wait_for(lambda f: f.request_count == 5 and f.completed == 0)
+    await settle(memory_core)
+    assert all(s.texts == ["slow"] for s in sinks)
+
+
+async def test_conversations_do_not_leak_into_each_other(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    sink_a, sink_b = RecordingSink(), RecordingSink()
+    await memory_core.handle(message("secret of channel A", channel="A"), sink_a)
+    await settle(memory_core)
+    await memory_core.handle(message("question in thread", channel="A", thread="t1"), sink_b)
+    await memory_core.handle(message("question in B", channel="B"), sink_b)
+    await settle(memory_core)
+    for body in fake_openai.chat_requests[1:]:
+        assert not any("secret" in c for c in user_contents(body))
+
+
+async def test_redelivered_message_is_answered_once(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    sink = RecordingSink()
+    msg = message("hello", message_id="ev-1")
+    await asyncio.gather(*(memory_core.handle(msg, sink) for _ in range(3)))
+    await settle(memory_core)
+    await memory_core.handle(msg, sink)
+    await settle(memory_core)
+    assert len(sink.messages) == 1
+    assert fake_openai.request_count == 1
+
+
+async def test_unaddressed_messages_and_thread_follow_ups(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    sink = RecordingSink()
+    await memory_core.handle(message("chatter", addressed=False), sink)
+    await memory_core.handle(
+        message("not my thread", thread="t9", in_thread=True, addressed=False), sink
+    )
+    await settle(memory_core)
+    assert sink.messages == [] and fake_openai.request_count == 0
+
+    await memory_core.handle(message("@bot start", thread="t1"), sink)
+    await settle(memory_core)
+    await memory_core.handle(
+        message("follow-up", thread="t1", in_thread=True, addressed=False), sink
+    )
+    await settle(memory_core)
+    assert fake_openai.request_count == 2
+    assert len(sink.messages) == 2
+
+
+async def test_commands_reset_and_system_prompt(memory_core: Core, fake_openai: FakeOpenAI) -> None:
+    sink = RecordingSink()
+    await memory_core.handle(message("remember banana"), sink)
+    await settle(memory_core)
+    await memory_core.handle(message("!system You only speak in haiku.", admin=False), sink)
+    await memory_core.handle(message("!system You only speak in haiku.", admin=True), sink)
+    await memory_core.handle(message("!system"), sink)
+    await memory_core.handle(message("!reset"), sink)
+    await memory_core.handle(message("what did I say?"), sink)
+    await settle(memory_core)
+
+    texts = sink.texts
+    assert texts[1] == EN.get("system_denied")
+    assert texts[2] == EN.get("system_set")
+    assert texts[3] == EN.get("system_show", prompt="You only speak in haiku.")
+    assert texts[4] == EN.get("reset_done")
+    last = fake_openai.chat_requests[-1]
+    assert "haiku" in last["messages"][0]["content"]
+    assert not any("banana" in c for c in user_contents(last))  # reset forgot it
+
+    await memory_core.handle(message("!system clear", admin=True), sink)
+    await memory_core.handle(message("!help"), sink)
+    await memory_core.handle(message("!frobnicate"), sink)
+    await settle(memory_core)
+    assert sink.texts[-3] == EN.get("system_cleared")
+    assert "!reset" in sink.texts[-2]
+    assert sink.texts[-1] == EN.get("unknown_command", command="frobnicate", prefix="!")
+    assert await memory_core.store.get_system_prompt(message("x").key.as_str()) is None
+
+
+async def test_system_prompt_persists_in_sqlite(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI, tmp_path: object
+) -> None:
+    from storage.sqlite import SqliteStore
+
+    path = f"{tmp_path}/bot.db"
+    store = SqliteStore(path)
+    await store.open()
+    core = await core_factory(store, policy="anyone")
+    sink = RecordingSink()
+    await core.handle(message("!system Be brief."), sink)
+    await core.handle(message("first"), sink)
+    await settle(core)
+    await core.close()
+    await store.close()
+
+    store2 = SqliteStore(path)
+    await store2.open()
+    core2 = await core_factory(store2)
+    await core2.handle(message("second"), sink)
+    await settle(core2)
+    last = fake_openai.chat_requests[-1]
+    assert "Be brief." in last["messages"][0]["content"]
+    assert any(c.endswith("first") for c in user_contents(last))
+    await core2.close()
+    await store2.close()
+
+
+async def test_bad_input_gets_clear_answers(memory_core: Core, fake_openai: FakeOpenAI) -> None:
+    sink = RecordingSink()
+    for text in ("", "   \n\t ", "\u200b\u200b", "\x00\x07\x1b"):
+        await memory_core.handle(message(text), sink)
+    await settle(memory_core)
+    assert sink.texts == [EN.get("empty_message")] * 4
+    assert fake_openai.request_count == 0
+
+    await memory_core.handle(message("!re\u200bset"), sink)
+    await memory_core.handle(message("he\x00llo\u200b there"), sink)
+    await settle(memory_core)
+    assert sink.texts[4] == EN.get("reset_done")
+    assert user_contents(fake_openai.chat_requests[0])[-1].endswith("hello there")
+
+
+async def test_huge_message_is_shortened_with_a_visible_note(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI
+) -> None:
+    core = await core_factory(context_tokens=4000, max_output_tokens=500)
+    sink = RecordingSink()
+    await core.handle(message("word " * 20_000), sink)
+    await settle(core)
+    assert len(sink.messages) == 1
+    newest = user_contents(fake_openai.chat_requests[0])[-1]
+    assert "tokens were cut" in newest
+    assert len(newest) < 4000 * 8
+
+
+async def test_old_turns_are_trimmed_by_tokens(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI
+) -> None:
+    core = await core_factory(context_tokens=700, max_output_tokens=200)
+    fake_openai.default = reply("ok")
+    sink = RecordingSink()
+    for i in range(30):
+        await core.handle(message(f"message number {i} " + "x " * 30), sink)
+    await settle(core)
+    last = fake_openai.chat_requests[-1]
+    contents = user_contents(last)
+    assert "message number 29" in contents[-1]
+    assert not any("message number 0 " in c for c in contents)
+    assert len(contents) > 3  # many short turns still fit
+
+
+async def test_model_failure_gets_a_short_reply_and_the_next_message_works(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(server_error(), server_error(), server_error())
+    sink = RecordingSink()
+    msg = message("hello?")
+    await memory_core.handle(msg, sink)
+    await settle(memory_core)
+    assert sink.texts == [EN.get("error_unavailable")]
+
+    await memory_core.handle(message("again"), sink)
+    await settle(memory_core)
+    assert sink.texts[-1] == "Hello from the fake model. This answer is streamed in small pieces."
+    turns = await memory_core.store.recent_turns(msg.key.as_str(), 10**9, 10)
+    assert [t.role for t in turns] == ["user", "user", "assistant"]
+
+
+async def test_stream_cut_mid_answer_keeps_partial_text_and_says_so(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(dropped(2, text="one two three four five six", chunks=6))
+    sink = RecordingSink()
+    msg = message("tell me")
+    await memory_core.handle(msg, sink)
+    await settle(memory_core)
+    shown = "\n".join(sink.texts)
+    assert shown.startswith("one two")
+    assert EN.get("error_interrupted") in shown
+    turns = await memory_core.store.recent_turns(msg.key.as_str(), 10**9, 10)
+    assert [t.role for t in turns] == ["user"]  # no half-written answer stored
+
+
+async def test_timeout_before_first_token(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI
+) -> None:
+    core = await core_factory(request_timeout_s=0.5, max_retries=0)
+    fake_openai.script(slow_first_token(3.0))
+    sink = RecordingSink()
+    await core.handle(message("anyone there?"), sink)
+    await settle(core)
+    assert sink.texts == [EN.get("error_timeout")]
+
+
+async def test_korean_texts(core_factory: CoreFactory, fake_openai: FakeOpenAI) -> None:
+    core = await core_factory(language="ko")
+    sink = RecordingSink()
+    await core.handle(message("!reset"), sink)
+    await settle(core)
+    assert sink.texts == [Texts("ko").get("reset_done")]
+
+
+async def test_close_lets_answers_in_flight_finish(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.default = reply("finished", ttft_s=0.2)
+    sink = RecordingSink()
+    await memory_core.handle(message("slow one"), sink)
+    await memory_core.close(grace_s=5.0)
+    assert sink.texts == ["finished"]
+    await memory_core.handle(message("after close"), sink)
+    assert fake_openai.request_count == 1
+
+
+async def test_lanes_release_idle_conversations(memory_core: Core, fake_openai: FakeOpenAI) -> None:
+    sink = RecordingSink()
+    for i in range(50):
+        await memory_core.handle(message(f"hi {i}", channel=f"c{i}"), sink)
+    await settle(memory_core)
+    assert memory_core.busy_conversations == 0
+
+
+async def test_memory_store_is_the_default_for_these_tests(memory_core: Core) -> None:
+    assert isinstance(memory_core.store, MemoryStore)

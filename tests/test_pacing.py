@@ -1,0 +1,179 @@
+"""Per-channel token buckets, driven by a virtual clock (no real waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import pytest
+
+from bot.pacing import PRUNE_INTERVAL_S, Pacer
+
+T = TypeVar("T")
+
+SETTLE_ROUNDS = 50  # loop turns that let every runnable task reach its next sleep
+
+
+class VirtualTime:
+    """A clock and sleep for tests: time jumps to the next sleeper once all tasks wait.
+
+    ``run`` drives a coroutine: it lets the loop settle, then advances the clock
+    to the earliest pending sleep and wakes it, until the coroutine is done.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + max(0.0, delay), next(self._order), future))
+        await future
+
+    async def run(self, awaitable: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(awaitable)
+        while True:
+            for _ in range(SETTLE_ROUNDS):
+                await asyncio.sleep(0)
+            if task.done():
+                return task.result()
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)  # cancelled sleepers
+            if not self._sleepers:
+                task.cancel()
+                raise RuntimeError("deadlock: the task waits but nothing is scheduled")
+            self.now = max(self.now, self._sleepers[0][0])
+            while self._sleepers and self._sleepers[0][0] <= self.now:
+                future = heapq.heappop(self._sleepers)[2]
+                if not future.done():
+                    future.set_result(None)
+
+
+def assert_within_bucket(times: list[float], burst: int, rate: float) -> None:
+    """No window of time holds more writes than a token bucket allows."""
+    times = sorted(times)
+    for i, first in enumerate(times):
+        for j in range(i, len(times)):
+            assert j - i + 1 <= burst + rate * (times[j] - first) + 1e-9, (times, i, j)
+
+
+@pytest.fixture
+def vt() -> VirtualTime:
+    return VirtualTime()
+
+
+@pytest.fixture
+def pacer(vt: VirtualTime) -> Pacer:
+    return Pacer(clock=vt.clock, sleep=vt.sleep)
+
+
+async def test_burst_then_steady_rate(vt: VirtualTime, pacer: Pacer) -> None:
+    granted: list[float] = []
+
+    async def writes() -> None:
+        for _ in range(7):
+            await pacer.acquire("chan", 3, 2.0)
+            granted.append(vt.now)
+
+    await vt.run(writes())
+    assert granted == [0.0, 0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+async def test_waiters_on_one_key_are_served_in_order(vt: VirtualTime, pacer: Pacer) -> None:
+    order: list[int] = []
+
+    async def writer(n: int) -> None:
+        await pacer.acquire("chan", 1, 1.0)
+        order.append(n)
+
+    async def all_writers() -> None:
+        await asyncio.gather(*(writer(n) for n in range(6)))
+
+    await vt.run(all_writers())
+    assert order == list(range(6))
+    assert vt.now == 5.0
+
+
+async def test_keys_do_not_wait_for_each_other(vt: VirtualTime, pacer: Pacer) -> None:
+    granted: dict[str, list[float]] = {}
+
+    async def channel(key: str) -> None:
+        for _ in range(4):
+            await pacer.acquire(key, 1, 1.0)
+            granted.setdefault(key, []).append(vt.now)
+
+    async def channels() -> None:
+        await asyncio.gather(*(channel(f"c{i}") for i in range(20)))
+
+    await vt.run(channels())
+    for times in granted.values():
+        assert times == [0.0, 1.0, 2.0, 3.0]
+
+
+async def test_bucket_refills_after_a_pause(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> list[float]:
+        for _ in range(2):
+            await pacer.acquire("chan", 2, 1.0)
+        await vt.sleep(10.0)
+        out = []
+        for _ in range(3):
+            await pacer.acquire("chan", 2, 1.0)
+            out.append(vt.now)
+        return out
+
+    assert await vt.run(scenario()) == [10.0, 10.0, 11.0]
+
+
+async def test_cancelled_waiter_gives_its_slot_back(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> float:
+        await pacer.acquire("chan", 1, 1.0)
+        waiter = asyncio.ensure_future(pacer.acquire("chan", 1, 1.0))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        await pacer.acquire("chan", 1, 1.0)
+        return vt.now
+
+    assert await vt.run(scenario()) == 1.0
+
+
+async def test_idle_keys_are_dropped(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> None:
+        for i in range(1000):
+            await pacer.acquire(f"chan-{i}", 5, 1.0)
+        assert len(pacer) <= 1000
+        await vt.sleep(PRUNE_INTERVAL_S + 10)
+        await pacer.acquire("busy", 5, 1.0)
+
+    await vt.run(scenario())
+    assert len(pacer) == 1
+
+
+async def test_a_busy_key_is_kept(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> None:
+        for _ in range(3):
+            await pacer.acquire("busy", 1, 0.001)  # empties the bucket for a long time
+        await vt.sleep(PRUNE_INTERVAL_S + 1)
+        await pacer.acquire("other", 1, 1.0)
+
+    await vt.run(scenario())
+    assert len(pacer) == 2
+
+
+async def test_rejects_a_zero_rate(pacer: Pacer) -> None:
+    with pytest.raises(ValueError):
+        await pacer.acquire("chan", 1, 0.0)
+
+
+def test_bucket_check_catches_a_burst() -> None:
+    """The helper used by the delivery tests does fail on too many writes."""
+    with pytest.raises(AssertionError):
+        assert_within_bucket([0.0, 0.1, 0.2], burst=2, rate=1.0)
+    assert_within_bucket([0.0, 0.0, 1.0], burst=2, rate=1.0)

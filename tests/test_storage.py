@@ -1,0 +1,546 @@
+"""Behaviour of both Store backends, plus SQLite persistence and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.errors import ConfigError, StartupError
+from bot.store import Store
+from bot.types import Turn
+from storage import MemoryStore, SqliteStore, open_store
+from storage.migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
+
+CONV = "discord:g1:c1::"
+OTHER = "discord:g1:c2::"
+END = 10**12  # an `upto` after every turn
+DAY = 24 * 3600.0
+
+
+def user(message_id: str | None, text: str = "hi", tokens: int = 1) -> Turn:
+    return Turn(
+        role="user",
+        content=text,
+        tokens=tokens,
+        author_id="u1",
+        author_name="Ann",
+        message_id=message_id,
+        created_at=1_700_000_000.5,
+    )
+
+
+def answer(reply_to: int | None, text: str = "hello", tokens: int = 2) -> Turn:
+    return Turn(role="assistant", content=text, tokens=tokens, reply_to=reply_to)
+
+
+def contents(turns: list[Turn]) -> list[str]:
+    return [t.content for t in turns]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+AnyStore = MemoryStore | SqliteStore
+
+
+def make_store(kind: str, tmp_path: Path, clock: Callable[[], float]) -> AnyStore:
+    if kind == "memory":
+        return MemoryStore(clock=clock)
+    return SqliteStore(str(tmp_path / "chat.db"), clock=clock)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[AnyStore]:
+    s = make_store(request.param, tmp_path, clock)
+    await s.open()
+    yield s
+    await s.close()
+
+
+# --- behaviour shared by both backends ------------------------------------------------
+
+
+async def test_redelivered_message_is_stored_once(store: Store) -> None:
+    first = await store.add_user_turn(CONV, user("m1", "one"))
+    again = await store.add_user_turn(CONV, user("m1", "one again"))
+    assert isinstance(first, int)
+    assert again is None
+    assert contents(await store.recent_turns(CONV, END, 10)) == ["one"]
+
+
+async def test_same_message_id_in_another_conversation_is_new(store: Store) -> None:
+    assert await store.add_user_turn(CONV, user("m1")) is not None
+    assert await store.add_user_turn(OTHER, user("m1")) is not None
+
+
+async def test_claim_shares_dedupe_with_user_turns(store: Store) -> None:
+    assert await store.claim(CONV, "cmd1") is True
+    assert await store.claim(CONV, "cmd1") is False
+    assert await store.add_user_turn(CONV, user("cmd1")) is None
+    assert await store.add_user_turn(CONV, user("m2")) is not None
+    assert await store.claim(CONV, "m2") is False
+    assert await store.has_turns(CONV)
+    assert contents(await store.recent_turns(CONV, END, 10)) == ["hi"]
+
+
+async def test_turns_without_message_id_are_never_deduplicated(store: Store) -> None:
+    a = await store.add_user_turn(CONV, user(None, "a"))
+    b = await store.add_user_turn(CONV, user(None, "b"))
+    assert a is not None and b is not None and a != b
+    assert contents(await store.recent_turns(CONV, END, 10)) == ["a", "b"]
+
+
+async def test_concurrent_redeliveries_store_one_turn(store: Store) -> None:
+    results = await asyncio.gather(*(store.add_user_turn(CONV, user("m1")) for _ in range(20)))
+    assert len([r for r in results if r is not None]) == 1
+    assert len(await store.recent_turns(CONV, END, 100)) == 1
+
+
+async def test_answer_sorts_after_its_question_even_when_stored_late(store: Store) -> None:
+    u1 = await store.add_user_turn(CONV, user("m1", "u1"))
+    u2 = await store.add_user_turn(CONV, user("m2", "u2"))
+    assert u1 is not None and u2 is not None
+    await store.add_assistant_turn(CONV, answer(u1, "a1"))
+    assert contents(await store.recent_turns(CONV, u2, 10)) == ["u1", "a1", "u2"]
+    assert contents(await store.recent_turns(CONV, u1, 10)) == ["u1", "a1"]
+    await store.add_assistant_turn(CONV, answer(u2, "a2"))
+    assert contents(await store.recent_turns(CONV, u2, 10)) == ["u1", "a1", "u2", "a2"]
+    assert contents(await store.recent_turns(CONV, u1, 10)) == ["u1", "a1"]
+
+
+async def test_answer_without_reply_to_sorts_by_arrival(store: Store) -> None:
+    u1 = await store.add_user_turn(CONV, user("m1", "u1"))
+    assert u1 is not None
+    a = await store.add_assistant_turn(CONV, answer(None, "note"))
+    u2 = await store.add_user_turn(CONV, user("m2", "u2"))
+    assert u2 is not None and u1 < a < u2
+    assert contents(await store.recent_turns(CONV, u2, 10)) == ["u1", "note", "u2"]
+    assert contents(await store.recent_turns(CONV, u1, 10)) == ["u1"]
+
+
+async def test_limit_keeps_the_newest_turns_oldest_first(store: Store) -> None:
+    last = 0
+    for i in range(10):
+        uid = await store.add_user_turn(CONV, user(f"m{i}", f"u{i}"))
+        assert uid is not None
+        await store.add_assistant_turn(CONV, answer(uid, f"a{i}"))
+        last = uid
+    assert contents(await store.recent_turns(CONV, last, 3)) == ["a8", "u9", "a9"]
+    assert contents(await store.recent_turns(CONV, last, 1)) == ["a9"]
+    assert await store.recent_turns(CONV, last, 0) == []
+    assert len(await store.recent_turns(CONV, last, 1000)) == 20
+
+
+async def test_turn_fields_round_trip(store: Store) -> None:
+    sent = user("m1", "héllo 🌍", tokens=7)
+    uid = await store.add_user_turn(CONV, sent)
+    assert uid is not None
+    reply = answer(uid, "hi there", tokens=3)
+    aid = await store.add_assistant_turn(CONV, reply)
+    got = await store.recent_turns(CONV, uid, 10)
+    assert got == [
+        Turn(
+            role="user",
+            content="héllo 🌍",
+            tokens=7,
+            author_id="u1",
+            author_name="Ann",
+            message_id="m1",
+            created_at=1_700_000_000.5,
+            id=uid,
+        ),
+        Turn(role="assistant", content="hi there", tokens=3, id=aid, reply_to=uid),
+    ]
+
+
+async def test_wrong_role_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.add_user_turn(CONV, answer(None))
+    with pytest.raises(ValueError):
+        await store.add_assistant_turn(CONV, user("m1"))
+    assert not await store.has_turns(CONV)
+    assert await store.claim(CONV, "m1") is True  # the refused turn claimed nothing
+
+
+async def test_has_turns(store: Store) -> None:
+    assert not await store.has_turns(CONV)
+    await store.claim(CONV, "m0")
+    assert not await store.has_turns(CONV)
+    await store.add_user_turn(CONV, user("m1"))
+    assert await store.has_turns(CONV)
+    assert not await store.has_turns(OTHER)
+
+
+async def test_reset_forgets_turns_but_keeps_dedupe_and_settings(store: Store) -> None:
+    u1 = await store.add_user_turn(CONV, user("m1", "old"))
+    assert u1 is not None
+    await store.add_assistant_turn(CONV, answer(u1, "old answer"))
+    await store.set_system_prompt(CONV, "be brief")
+    await store.reset(CONV)
+    assert not await store.has_turns(CONV)
+    assert await store.recent_turns(CONV, END, 10) == []
+    assert await store.add_user_turn(CONV, user("m1", "redelivered")) is None
+    assert await store.get_system_prompt(CONV) == "be brief"
+    u2 = await store.add_user_turn(CONV, user("m2", "new"))
+    assert u2 is not None and u2 > u1  # ids are never reused
+    assert contents(await store.recent_turns(CONV, u2, 10)) == ["new"]
+
+
+async def test_system_prompt_set_replace_clear(store: Store) -> None:
+    assert await store.get_system_prompt(CONV) is None
+    await store.set_system_prompt(CONV, "you are a pirate")
+    await store.set_system_prompt(CONV, "you are a poet")
+    assert await store.get_system_prompt(CONV) == "you are a poet"
+    assert await store.get_system_prompt(OTHER) is None
+    await store.set_system_prompt(CONV, None)
+    assert await store.get_system_prompt(CONV) is None
+    await store.set_system_prompt(CONV, None)  # clearing twice is fine
+    assert await store.get_system_prompt(CONV) is None
+
+
+async def test_conversations_are_isolated(store: Store) -> None:
+    a = await store.add_user_turn(CONV, user("m1", "mine"))
+    b = await store.add_user_turn(OTHER, user("m1", "theirs"))
+    assert a is not None and b is not None
+    await store.add_assistant_turn(OTHER, answer(b, "their answer"))
+    assert contents(await store.recent_turns(CONV, END, 10)) == ["mine"]
+    assert contents(await store.recent_turns(OTHER, END, 10)) == ["theirs", "their answer"]
+    await store.reset(OTHER)
+    assert contents(await store.recent_turns(CONV, END, 10)) == ["mine"]
+    assert await store.recent_turns(OTHER, END, 10) == []
+
+
+async def test_many_conversations_at_once(store: Store) -> None:
+    async def talk(conv: str) -> None:
+        for i in range(5):
+            uid = await store.add_user_turn(conv, user(f"m{i}", f"{conv} u{i}"))
+            assert uid is not None
+            await store.add_assistant_turn(conv, answer(uid, f"{conv} a{i}"))
+            turns = await store.recent_turns(conv, uid, 100)
+            assert len(turns) == 2 * i + 2
+
+    convs = [f"slack:T1:C{n}:ts:" for n in range(64)]
+    await asyncio.gather(*(talk(c) for c in convs))
+    seen_ids: set[int] = set()
+    for conv in convs:
+        turns = await store.recent_turns(conv, END, 100)
+        expected = [f"{conv} {k}{i}" for i in range(5) for k in ("u", "a")]
+        assert contents(turns) == expected
+        seen_ids.update(t.id for t in turns)
+    assert len(seen_ids) == 64 * 10
+
+
+async def test_old_dedupe_rows_are_pruned(store: AnyStore, clock: FakeClock) -> None:
+    await store.claim(CONV, "old")
+    clock.now += SEEN_RETENTION_S - DAY
+    await store.claim(CONV, "young")
+    clock.now += 2 * DAY
+    assert await store.prune_seen() == 1
+    assert await store.claim(CONV, "old") is True
+    assert await store.claim(CONV, "young") is False
+
+
+async def test_pruning_happens_on_its_own(store: Store, clock: FakeClock) -> None:
+    await store.claim(CONV, "old")
+    clock.now += SEEN_RETENTION_S + DAY
+    await store.claim(CONV, "trigger")  # more than the prune interval later
+    assert await store.add_user_turn(CONV, user("old")) is not None
+
+
+# --- a random walk checked against a plain-list model -----------------------------------
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("user"), st.sampled_from(["c1", "c2"]), st.integers(0, 5)),
+        st.tuples(st.just("answer"), st.sampled_from(["c1", "c2"]), st.integers(0, 20)),
+        st.tuples(st.just("reset"), st.sampled_from(["c1", "c2"]), st.just(0)),
+        st.tuples(st.just("read"), st.sampled_from(["c1", "c2"]), st.integers(0, 6)),
+    ),
+    max_size=30,
+)
+
+
+class Model:
+    """The obviously-correct reference: every turn in a list, sorted on read."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, int, Turn]] = []  # conv, anchor, id, turn
+        self.seen: set[tuple[str, str]] = set()
+        self.last_id = 0
+        self.user_ids: list[int] = []
+
+    def add(self, conv: str, turn: Turn, anchor: int | None) -> int:
+        self.last_id += 1
+        own = self.last_id
+        self.rows.append((conv, own if anchor is None else anchor, own, turn))
+        return self.last_id
+
+    def has_user_turn(self, conv: str, turn_id: int) -> bool:
+        return any(c == conv and i == turn_id and t.role == "user" for c, _, i, t in self.rows)
+
+    def recent(self, conv: str, upto: int, limit: int) -> list[str]:
+        mine = sorted((a, i, t.content) for c, a, i, t in self.rows if c == conv and a <= upto)
+        return [text for _, _, text in mine[-limit:]] if limit > 0 else []
+
+
+async def _walk(store: Store, ops: list[tuple[str, str, int]]) -> None:
+    model = Model()
+    for step, (op, conv, n) in enumerate(ops):
+        if op == "user":
+            mid = f"m{n}"
+            got = await store.add_user_turn(conv, user(mid, f"u{step}"))
+            if (conv, mid) in model.seen:
+                assert got is None
+            else:
+                model.seen.add((conv, mid))
+                assert got == model.add(conv, user(mid, f"u{step}"), None)
+                model.user_ids.append(got)
+        elif op == "answer" and model.user_ids:
+            reply_to = model.user_ids[n % len(model.user_ids)]
+            got_id = await store.add_assistant_turn(conv, answer(reply_to, f"a{step}"))
+            if model.has_user_turn(conv, reply_to):
+                assert got_id == model.add(conv, answer(reply_to, f"a{step}"), reply_to)
+            else:  # its question was reset away, or lives in another conversation
+                assert got_id is None
+        elif op == "reset":
+            await store.reset(conv)
+            model.rows = [r for r in model.rows if r[0] != conv]
+        elif op == "read":
+            upto = model.user_ids[-1 - n % len(model.user_ids)] if model.user_ids else END
+            got_turns = await store.recent_turns(conv, upto, n)
+            assert contents(got_turns) == model.recent(conv, upto, n)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS, kind=st.sampled_from(["memory", "sqlite"]))
+def test_random_operations_match_the_model(ops: list[tuple[str, str, int]], kind: str) -> None:
+    async def run() -> None:
+        store = MemoryStore() if kind == "memory" else SqliteStore(":memory:")
+        await store.open()
+        try:
+            await _walk(store, ops)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+# --- SQLite only -----------------------------------------------------------------------
+
+
+async def test_sqlite_keeps_everything_across_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "chat.db")
+    first = SqliteStore(path)
+    await first.open()
+    u1 = await first.add_user_turn(CONV, user("m1", "remember me"))
+    assert u1 is not None
+    await first.add_assistant_turn(CONV, answer(u1, "I will"))
+    await first.claim(CONV, "cmd")
+    await first.set_system_prompt(CONV, "be kind")
+    await first.close()
+    await first.close()  # twice is fine
+
+    second = SqliteStore(path)
+    await second.open()
+    try:
+        assert contents(await second.recent_turns(CONV, END, 10)) == ["remember me", "I will"]
+        assert await second.add_user_turn(CONV, user("m1")) is None
+        assert await second.claim(CONV, "cmd") is False
+        assert await second.get_system_prompt(CONV) == "be kind"
+        u2 = await second.add_user_turn(CONV, user("m2"))
+        assert u2 is not None and u2 > u1
+    finally:
+        await second.close()
+    assert _integrity(path) == "ok"
+
+
+async def test_sqlite_uses_wal_and_creates_parent_directories(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "chat.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    await store.add_user_turn(CONV, user("m1"))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    await store.close()
+
+
+async def test_sqlite_refuses_use_before_open(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "chat.db"))
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.has_turns(CONV)
+
+
+async def test_sqlite_migrates_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    store = SqliteStore(str(path))
+    await store.open()
+    assert await store.add_user_turn(CONV, user("m1")) is not None
+    await store.close()
+    assert _user_version(path) == SCHEMA_VERSION
+    assert _integrity(str(path)) == "ok"
+
+
+async def test_sqlite_migrates_the_previous_schema_keeping_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _build_schema(path, SCHEMA_VERSION - 1)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO turns (id, conversation, role, content, tokens, message_id,"
+            " created_at, reply_to, anchor) VALUES"
+            " (1, ?, 'user', 'old q', 3, 'm1', 1.0, NULL, 1),"
+            " (2, ?, 'assistant', 'old a', 4, NULL, 2.0, 1, 1)",
+            (CONV, CONV),
+        )
+        db.execute("INSERT INTO conversation_settings VALUES (?, 'old prompt')", (CONV,))
+    db.close()
+
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        assert _user_version(path) == SCHEMA_VERSION
+        assert contents(await store.recent_turns(CONV, END, 10)) == ["old q", "old a"]
+        assert await store.get_system_prompt(CONV) == "old prompt"
+        assert await store.add_user_turn(CONV, user("m1")) is None  # backfilled dedupe
+        u2 = await store.add_user_turn(CONV, user("m2", "new q"))
+        assert u2 == 3
+        assert contents(await store.recent_turns(CONV, u2, 10)) == ["old q", "old a", "new q"]
+    finally:
+        await store.close()
+    assert _integrity(str(path)) == "ok"
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    _build_schema(path, SCHEMA_VERSION)
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    store = SqliteStore(str(path))
+    with pytest.raises(StartupError, match="newer"):
+        await store.open()
+    assert _user_version(path) == SCHEMA_VERSION + 1
+
+
+async def test_sqlite_two_instances_share_one_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    a, b = SqliteStore(path), SqliteStore(path)
+    await asyncio.gather(a.open(), b.open())
+    try:
+        results = await asyncio.gather(
+            *(s.add_user_turn(CONV, user(f"m{i % 10}")) for i in range(40) for s in (a, b))
+        )
+        assert len([r for r in results if r is not None]) == 10
+        assert len(await b.recent_turns(CONV, END, 100)) == 10
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_sqlite_cancelled_writes_leave_no_half_transaction(tmp_path: Path) -> None:
+    path = str(tmp_path / "cancel.db")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        for round_ in range(5):
+            tasks = [
+                asyncio.create_task(store.add_user_turn(f"c{i}", user(f"r{round_}-{i}")))
+                for i in range(30)
+            ]
+            for _ in range(round_ * 3 + 1):
+                await asyncio.sleep(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # The connection is not stuck inside a transaction: writes still work.
+        assert await store.add_user_turn(CONV, user("after")) is not None
+        with sqlite3.connect(path) as db:
+            seen = set(db.execute("SELECT conversation, message_id FROM seen"))
+            stored = set(db.execute("SELECT conversation, message_id FROM turns"))
+            anchors_ok = db.execute(
+                "SELECT COUNT(*) FROM turns WHERE role = 'user' AND anchor != id"
+            ).fetchone()[0]
+        db.close()
+        assert seen == stored  # each message either fully stored or not at all
+        assert anchors_ok == 0
+    finally:
+        await store.close()
+
+
+# --- URLs ------------------------------------------------------------------------------
+
+
+def test_open_store_understands_the_documented_urls() -> None:
+    relative = open_store("sqlite:///data/bot.db")
+    absolute = open_store("sqlite:////var/lib/bot/bot.db")
+    in_memory = open_store("sqlite:///:memory:")
+    assert isinstance(relative, SqliteStore) and relative.path == "data/bot.db"
+    assert isinstance(absolute, SqliteStore) and absolute.path == "/var/lib/bot/bot.db"
+    assert isinstance(in_memory, SqliteStore) and in_memory.path == ":memory:"
+    assert isinstance(open_store("memory://"), MemoryStore)
+    assert isinstance(open_store(" SQLite:///x.db "), SqliteStore)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://db/bot", "bot.db", "", "sqlite://host/bot.db", "sqlite:///", "memory://x"]
+)
+def test_open_store_rejects_other_urls_clearly(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store(url)
+    assert caught.value.path == "storage.url"
+    assert "sqlite:///" in caught.value.problem
+
+
+async def test_open_store_sqlite_creates_the_file_relative_to_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///var/data/bot.db")
+    await store.open()
+    await store.close()
+    assert (tmp_path / "var" / "data" / "bot.db").is_file()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _build_schema(path: Path, version: int) -> None:
+    with sqlite3.connect(path) as db:
+        for step in MIGRATIONS[:version]:
+            for statement in step:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {version}")
+    db.close()
+
+
+def _user_version(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    db.close()
+    return version
+
+
+def _integrity(path: str) -> str:
+    with sqlite3.connect(path) as db:
+        result = str(db.execute("PRAGMA integrity_check").fetchone()[0])
+    db.close()
+    return result
