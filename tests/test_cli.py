@@ -1,0 +1,205 @@
+"""`python -m bot` as a user runs it: a real subprocess, real stdin/stdout, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.fake_openai import FakeOpenAI, reply
+from tests.test_local_model import _skip_unless_installed
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS = {
+    "OPENAI_API_KEY": "sk-supersecret-openai-key-123456",
+    "DISCORD_BOT_TOKEN": "discord-secret-token-abcdef",
+    "SLACK_BOT_TOKEN": "xoxb-slack-secret-bot-token",
+    "SLACK_APP_TOKEN": "xapp-slack-secret-app-token",
+}
+RUN_LIMIT_S = 60
+
+
+def bot_env(tmp_path: Path, fake: FakeOpenAI | None = None, **extra: str) -> dict[str, str]:
+    """A clean environment: only what a user would set, plus loopback for the model."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_PROXY", "_proxy"))}
+    for name in (*SECRETS, "OPENAI_BASE_URL", "SLACK_SIGNING_SECRET", "BOT_CONFIG"):
+        env.pop(name, None)
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path}/bot.db"
+    env["OPENAI_API_KEY"] = SECRETS["OPENAI_API_KEY"]
+    if fake is not None:
+        env["OPENAI_BASE_URL"] = fake.base_url + "/v1"
+    env.update(extra)
+    return env
+
+
+async def run_bot(args: list[str], env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), RUN_LIMIT_S)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def answers(stdout: str) -> list[str]:
+    return [line.removeprefix("answer: ") for line in stdout.splitlines() if line]
+
+
+async def test_console_reads_a_pipe_streams_answers_and_exits_0(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.script(
+        reply("Nice to meet you, Ada.", chunks=6), reply("You said your name is Ada.")
+    )
+    code, out, err = await run_bot(
+        ["console"], bot_env(tmp_path, fake_openai), b"my name is Ada\n\nwhat is my name?\n"
+    )
+    assert code == 0, err
+    assert answers(out) == ["Nice to meet you, Ada.", "You said your name is Ada."]
+    second = fake_openai.chat_requests[1]["messages"]
+    assert [m["content"] for m in second[1:]] == [
+        "my name is Ada",
+        "Nice to meet you, Ada.",
+        "what is my name?",
+    ]
+    assert SECRETS["OPENAI_API_KEY"] not in out + err
+
+
+async def test_console_history_survives_a_restart(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    env = bot_env(tmp_path, fake_openai)
+    code, _, err = await run_bot(["console"], env, b"remember the word pineapple\n")
+    assert code == 0, err
+    code, out, err = await run_bot(["console"], env, b"which word?\n")
+    assert code == 0, err
+    contents = [m["content"] for m in fake_openai.chat_requests[-1]["messages"]]
+    assert "remember the word pineapple" in contents
+    assert len(answers(out)) == 1
+
+
+async def test_console_bad_input_and_commands(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    huge = "x" * 100_000
+    lines = f"!help\n\x07\u200b\x00\n!nope\n{huge}\n".encode()
+    code, out, err = await run_bot(["console"], bot_env(tmp_path, fake_openai), lines)
+    assert code == 0, err
+    assert "!reset" in out and "!system" in out
+    assert "empty" in out.lower()
+    assert "nope" in out
+    assert fake_openai.request_count == 1  # only the huge message reached the model
+    assert "Traceback" not in err
+
+
+async def test_model_failure_is_a_short_line_not_a_crash(
+    tmp_path: Path, no_proxy_env: None
+) -> None:
+    env = bot_env(tmp_path, OPENAI_BASE_URL="http://127.0.0.1:9/v1")  # nothing listens there
+    env["BOT_CONFIG"] = str(
+        _config(
+            tmp_path,
+            "openai:\n  max_retries: 0\n  request_timeout_s: 3\n  first_token_timeout_s: 2\n",
+        )
+    )
+    code, out, err = await run_bot(["console"], env, b"hello?\nstill there?\n")
+    assert code == 0, err
+    assert len(answers(out)) == 2
+    assert all("model" in a.lower() for a in answers(out))
+    assert "Traceback" not in err
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("openai:\n  temperature: hot\n", "openai.temperature"),
+        ("openai:\n  temprature: 0.5\n", "temperature"),
+        ("storage:\n  url: ftp://x\n", "storage.url"),
+        ("openai: [unclosed\n", "line"),
+    ],
+)
+async def test_bad_config_names_the_key_and_exits_2(tmp_path: Path, text: str, needle: str) -> None:
+    path = _config(tmp_path, text)
+    code, _, err = await run_bot(["console", "--config", str(path)], bot_env(tmp_path))
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+
+
+async def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    code, _, err = await run_bot(["--config", str(tmp_path / "nope.yaml")], bot_env(tmp_path))
+    assert code == 2 and "not found" in err and "Traceback" not in err
+
+
+async def test_check_prints_the_config_with_secrets_redacted(tmp_path: Path) -> None:
+    env = bot_env(tmp_path, **SECRETS)
+    code, out, err = await run_bot(["check"], env)
+    assert code == 0, err
+    assert "gpt-4o-mini" in out and "discord" in out
+    for secret in SECRETS.values():
+        assert secret not in out + err
+
+
+async def test_no_platform_configured_says_what_to_set(tmp_path: Path) -> None:
+    code, _, err = await run_bot([], bot_env(tmp_path))
+    assert code == 2
+    assert "DISCORD_BOT_TOKEN" in err and "SLACK_BOT_TOKEN" in err and "console" in err
+    assert "Traceback" not in err
+
+
+async def test_sigterm_lets_the_answer_in_flight_finish(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.script(reply("a slow but complete answer", ttft_s=1.0, chunks=5))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "console",
+        cwd=ROOT,
+        env=bot_env(tmp_path, fake_openai),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"take your time\n")
+    await proc.stdin.drain()
+    await fake_openai.wait_for(lambda f: f.request_count == 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)
+    assert proc.returncode == 0, err.decode()
+    assert answers(out.decode()) == ["a slow but complete answer"]
+    db = sqlite3.connect(tmp_path / "bot.db")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        roles = [r[0] for r in db.execute("SELECT role FROM turns ORDER BY id")]
+        assert roles == ["user", "assistant"]
+    finally:
+        db.close()
+
+
+async def test_console_local_model_end_to_end(tmp_path: Path) -> None:
+    """The whole real stack offline: llama.cpp + SmolLM2 + openai SDK + console."""
+    _skip_unless_installed()
+    env = bot_env(tmp_path)
+    env.pop("OPENAI_API_KEY")
+    code, out, err = await run_bot(["console", "--local"], env, b"Say hello in one word.\n")
+    assert code == 0, err
+    got = answers(out)
+    assert len(got) == 1 and got[0].strip(), out
