@@ -175,6 +175,9 @@ class Core:
             log.warning("could not deliver the answer in %s: %s", conv, exc)
             await self._send_quietly(sink, self.texts.get("error_delivery"))
             return
+        except asyncio.CancelledError:  # shutdown after the grace period
+            await stream.aclose()
+            raise
         except Exception:
             log.exception("unexpected error while answering in %s", conv)
             await self._report(stream, sink, self.texts.get("error_internal"))
