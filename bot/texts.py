@@ -46,6 +46,8 @@ EN: Mapping[str, str] = {
     "unknown_command": (
         "I don't know the command `{prefix}{command}`. Send `{prefix}help` to see the commands."
     ),
+    "slack_status": "is thinking…",
+    "slack_placeholder": "Thinking…",
     "busy": "I'm still answering earlier messages here. Yours is queued and will be next.",
     "user_rate_limited": (
         "You're sending messages faster than I can answer. Please wait {seconds} seconds."
@@ -123,6 +125,8 @@ KO: Mapping[str, str] = {
         "모르는 명령어예요: `{prefix}{command}`\n"
         "`{prefix}help`를 보내면 쓸 수 있는 명령어를 볼 수 있어요."
     ),
+    "slack_status": "생각하는 중…",
+    "slack_placeholder": "답을 준비하는 중…",
     "busy": "아직 앞의 메시지에 답하고 있어요. 보내 주신 메시지는 그다음에 바로 답할게요.",
     "user_rate_limited": "메시지를 너무 빨리 보내고 있어요. {seconds}초 뒤에 다시 보내 주세요.",
     # -- shown to the model, not the user --

@@ -1,0 +1,26 @@
+"""Slack: mentions, thread follow-ups and DMs answered in their thread.
+
+``bot.app`` calls :func:`create`; the adapter itself lives in ``adapter.py``,
+the pure payload translation in ``translate.py`` and the reply sink in
+``sink.py``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .adapter import SlackAdapter
+
+if TYPE_CHECKING:
+    from bot.adapter import Adapter
+    from bot.config import Config
+    from bot.core import Core
+
+__all__ = ["SlackAdapter", "create"]
+
+
+def create(cfg: Config, core: Core) -> Adapter | None:
+    """The Slack adapter, or None when no bot token is configured."""
+    if not cfg.slack.bot_token:
+        return None
+    return SlackAdapter(cfg, core)

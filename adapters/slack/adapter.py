@@ -1,0 +1,341 @@
+"""The Slack adapter: slack_bolt's AsyncApp over Socket Mode or HTTP.
+
+Events are acknowledged at once (``process_before_response=False``): bolt acks
+before our listener runs, and the listener only translates the event and hands
+it to ``core.handle``, which stores it durably and queues the answer. A retried
+or redelivered event carries the same message ``ts`` and is dropped by the
+core's durable dedupe, also after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import StartupError
+from bot.types import PlatformLimits
+
+from .names import UserNames, display_name
+from .sink import SinkTexts, SlackSink, TeamFallbacks
+from .translate import BotIdentity, Inbound, Policy, accept, names_needed, to_inbound
+
+if TYPE_CHECKING:
+    from bot.config import Config, SlackConfig
+    from bot.core import Core
+
+log = logging.getLogger(__name__)
+
+SLACK_API_URL = "https://slack.com/api/"
+RATE_LIMIT_RETRIES = 5  # 429s retried after Retry-After, per call
+CONNECT_TIMEOUT_S = 30.0  # opening the Socket Mode websocket at start
+SOCKET_PING_INTERVAL_S = 10.0
+STOP_GRACE_S = 5.0  # answers in flight may still post while we stop
+AUTH_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+TEXT_KEYS = {"status": "slack_status", "placeholder": "slack_placeholder"}
+
+
+class SlackAdapter:
+    """One Slack workspace connection feeding the core."""
+
+    name = "slack"
+
+    def __init__(
+        self,
+        cfg: Config,
+        core: Core,
+        *,
+        api_base_url: str | None = None,
+        ping_interval: float = SOCKET_PING_INTERVAL_S,
+        limits: PlatformLimits | None = None,
+    ) -> None:
+        self._slack: SlackConfig = cfg.slack
+        self._core = core
+        self._base_url = api_base_url or SLACK_API_URL
+        self._ping_interval = ping_interval
+        self._limits = limits  # tests and benchmarks may pace differently
+        self._policy = Policy.from_config(cfg.slack)
+        self._fallbacks = TeamFallbacks()
+        self._texts = _sink_texts(core)
+        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncWebClient | None = None
+        self._bot: BotIdentity | None = None
+        self._names: UserNames | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._closed = asyncio.Event()
+        self._stopping = False
+        self.http_port: int | None = None  # the bound port in HTTP mode
+        self.events_handled = 0  # events our listener finished with (answered or not)
+
+    @property
+    def bot(self) -> BotIdentity | None:
+        """Who we are (known after start)."""
+        return self._bot
+
+    async def start(self) -> None:
+        """Check the tokens, then connect; StartupError with one line if they are bad."""
+        self._check_settings()
+        self._session = aiohttp.ClientSession()
+        self._client = AsyncWebClient(
+            token=self._slack.bot_token,
+            base_url=self._base_url,
+            session=self._session,
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+            ],
+            logger=logging.getLogger(f"{__name__}.web"),
+        )
+        try:
+            auth = await self._auth_test(self._client)
+            self._bot = BotIdentity(
+                user_id=str(auth.get("user_id") or ""),
+                bot_id=str(auth.get("bot_id") or ""),
+                name=str(auth.get("user") or "bot"),
+            )
+            self._names = UserNames(self._lookup_name)
+            app = self._build_app(self._client)
+            if self._slack.mode == "http":
+                await self._start_http(app)
+                where = f"{self._slack.http_host}:{self.http_port}{self._slack.http_path}"
+                transport = f"HTTP on {where}"
+            else:
+                await self._start_socket(app, self._client)
+                transport = "Socket Mode"
+        except BaseException:
+            await self._close_connections()
+            raise
+        log.info(
+            "Slack: signed in as @%s (%s) in workspace %s (%s) via %s",
+            self._bot.name,
+            self._bot.user_id,
+            auth.get("team"),
+            auth.get("team_id"),
+            transport,
+        )
+
+    async def wait_closed(self) -> None:
+        """Return once stop() ran (the socket client reconnects on its own)."""
+        await self._closed.wait()
+
+    async def stop(self) -> None:
+        """Stop taking events, let answers in flight finish, close connections."""
+        if self._stopping:
+            await self._closed.wait()
+            return
+        self._stopping = True
+        try:
+            await self._close_intake()
+            if self._inflight:
+                await asyncio.wait(self._inflight, timeout=STOP_GRACE_S)
+            # Queued answers post through our web client; give them a moment.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._core.drain(), STOP_GRACE_S)
+        finally:
+            await self._close_connections()
+            self._closed.set()
+
+    # -- start-up ------------------------------------------------------------
+
+    def _check_settings(self) -> None:
+        if self._slack.mode == "http" and not self._slack.signing_secret:
+            raise StartupError("slack: HTTP mode needs the signing secret (SLACK_SIGNING_SECRET)")
+        if self._slack.mode != "http" and not self._slack.app_token:
+            raise StartupError("slack: Socket Mode needs an app-level token (SLACK_APP_TOKEN)")
+
+    async def _auth_test(self, client: AsyncWebClient) -> Mapping[str, Any]:
+        try:
+            response = await client.auth_test()
+        except SlackApiError as exc:
+            error = _error(exc)
+            if error in AUTH_ERRORS:
+                raise StartupError(
+                    f"slack: the bot token (SLACK_BOT_TOKEN) was rejected: {error}"
+                ) from None
+            raise StartupError(f"slack: auth.test failed: {error or exc}") from None
+        except aiohttp.ClientError as exc:
+            raise StartupError(f"slack: cannot reach {self._base_url}: {exc}") from None
+        return response.data if isinstance(response.data, dict) else {}
+
+    def _build_app(self, client: AsyncWebClient) -> AsyncApp:
+        app = AsyncApp(
+            client=client,
+            signing_secret=self._slack.signing_secret,
+            process_before_response=False,  # ack first, then run the listener
+            request_verification_enabled=self._slack.mode == "http",
+            logger=logging.getLogger(f"{__name__}.bolt"),
+            name="chatbridge",
+        )
+
+        # bolt injects listener arguments by parameter name; a plain function
+        # keeps its signature unambiguous (a bound method would expose self).
+        async def on_event(body: dict[str, Any]) -> None:
+            await self._on_event(body)
+
+        app.event("app_mention")(on_event)
+        app.event("message")(on_event)
+        return app
+
+    async def _start_socket(self, app: AsyncApp, client: AsyncWebClient) -> None:
+        url = await self._open_socket_url(client)
+        handler = AsyncSocketModeHandler(
+            app,
+            app_token=self._slack.app_token,
+            web_client=client,
+            ping_interval=self._ping_interval,
+        )
+        self._socket = handler
+        # The socket client retries forever on its own; we already validated
+        # the app token, so reuse that URL and bound the first connect.
+        handler.client.wss_uri = url
+        try:
+            await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise StartupError(f"slack: could not open the Socket Mode websocket {url}") from None
+
+    async def _open_socket_url(self, client: AsyncWebClient) -> str:
+        try:
+            response = await client.apps_connections_open(app_token=self._slack.app_token)
+        except SlackApiError as exc:
+            raise StartupError(
+                f"slack: the app-level token (SLACK_APP_TOKEN) was rejected: {_error(exc)}"
+                " (it must start with xapp- and have the connections:write scope)"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise StartupError(f"slack: cannot reach {self._base_url}: {exc}") from None
+        return str(response["url"])
+
+    async def _start_http(self, app: AsyncApp) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            bolt_response = await app.async_dispatch(await to_bolt_request(request))
+            return await to_aiohttp_response(bolt_response)
+
+        web_app = web.Application()
+        web_app.router.add_post(self._slack.http_path, handle)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self._slack.http_host, self._slack.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"slack: cannot listen on {self._slack.http_host}:{self._slack.http_port}:"
+                f" {exc.strerror or exc}"
+            ) from None
+        self.http_port = _bound_port(runner, self._slack.http_port)
+
+    async def _close_intake(self) -> None:
+        """Stop receiving events (the websocket or the HTTP listener)."""
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close_async()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+
+    async def _close_connections(self) -> None:
+        await self._close_intake()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # -- events ------------------------------------------------------------
+
+    async def _on_event(self, body: Mapping[str, Any]) -> None:
+        """Runs after bolt acked the event; never raises into bolt."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            if not self._stopping:
+                await self._dispatch(body)
+        except Exception:
+            log.exception("could not handle a Slack event %s", body.get("event_id"))
+        finally:
+            self.events_handled += 1
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _dispatch(self, body: Mapping[str, Any]) -> None:
+        bot, names = self._bot, self._names
+        if bot is None or names is None:
+            return
+        event = accept(body, bot, self._policy)
+        if event is None:
+            return
+        resolved = await names.resolve(names_needed(event, bot))
+        inbound = to_inbound(body, bot, self._policy, resolved)
+        if inbound is None:
+            return
+        await self._core.handle(inbound.message, self._sink_for(inbound))
+
+    def _sink_for(self, inbound: Inbound) -> SlackSink:
+        assert self._client is not None
+        return SlackSink(
+            self._client,
+            self._fallbacks,
+            team_id=inbound.team_id,
+            channel=inbound.channel,
+            thread_ts=inbound.reply_thread_ts,
+            user_id=inbound.message.author_id,
+            streaming=self._slack.streaming,
+            texts=self._texts,
+            base_limits=self._limits,
+        )
+
+    async def _lookup_name(self, user_id: str) -> str | None:
+        assert self._client is not None
+        try:
+            response = await self._client.users_info(user=user_id)
+        except SlackApiError as exc:
+            log.info("users.info %s failed: %s", user_id, _error(exc))
+            return None
+        user = response.get("user")
+        return display_name(user) if isinstance(user, Mapping) else None
+
+
+def _sink_texts(core: Core) -> SinkTexts:
+    """Catalog texts for the status line and placeholder, with English defaults."""
+    defaults = SinkTexts()
+    values: dict[str, str] = {}
+    for field_name, key in TEXT_KEYS.items():
+        with contextlib.suppress(KeyError):
+            values[field_name] = core.texts.get(key)
+    return SinkTexts(
+        status=values.get("status", defaults.status),
+        placeholder=values.get("placeholder", defaults.placeholder),
+    )
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+def _error(exc: SlackApiError) -> str:
+    with contextlib.suppress(AttributeError, KeyError, TypeError):
+        return str(exc.response["error"])
+    return ""

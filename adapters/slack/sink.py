@@ -1,0 +1,216 @@
+"""Posting answers into one Slack conversation (a channel thread or a DM).
+
+Text goes out as ``markdown_text`` so Slack renders standard Markdown itself.
+Native streaming (chat.startStream/appendStream/stopStream) and the assistant
+status line are newer Slack features a workspace may refuse; each refusal is
+remembered per team in :class:`TeamFallbacks`, so later answers go straight to
+chat.postMessage + chat.update and a placeholder message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.types import NativeStreamUnavailable, PlatformLimits
+
+log = logging.getLogger(__name__)
+
+# Slack documents 12,000 characters for markdown_text. The core splits at
+# max_len and may add a closing/reopening code fence to a part, so we keep
+# 1,000 characters of headroom rather than posting right at the edge.
+MARKDOWN_MAX_LEN = 11_000
+# chat.update is Tier 3 (~50 calls/min per workspace) and chat.postMessage
+# allows about one message per second per channel. Pacing per channel at one
+# write every two seconds keeps a few busy channels of one workspace under
+# the workspace limit; a 429 is still retried by the client.
+EDIT_BURST = 3
+EDIT_RATE = 0.5
+MIN_EDIT_INTERVAL = 1.0
+# Error codes meaning "this feature is not available here", as opposed to a
+# broken request. Anything else is raised so the core reports it.
+REFUSAL_ERRORS = frozenset(
+    {
+        "not_allowed",
+        "not_allowed_token_type",
+        "missing_scope",
+        "no_permission",
+        "access_denied",
+        "unknown_method",
+        "method_not_supported_for_channel_type",
+        "feature_not_enabled",
+        "team_not_allowed",
+        "not_supported",
+        "restricted_action",
+    }
+)
+
+
+@dataclass(slots=True)
+class TeamFallbacks:
+    """Teams where a newer feature was refused once; shared by every sink."""
+
+    no_stream: set[str] = field(default_factory=set)
+    no_status: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkTexts:
+    """Words the sink shows before the answer starts."""
+
+    status: str = "is thinking…"  # assistant.threads.setStatus line
+    placeholder: str = "…"  # message posted when the status line is refused
+
+
+def slack_limits(*, streaming: bool, native: bool) -> PlatformLimits:
+    """The limits a Slack sink advertises to the core."""
+    return PlatformLimits(
+        max_len=MARKDOWN_MAX_LEN,
+        can_edit=True,
+        native_stream=streaming and native,
+        edit_burst=EDIT_BURST,
+        edit_rate=EDIT_RATE,
+        min_edit_interval=MIN_EDIT_INTERVAL,
+        stream=streaming,
+    )
+
+
+def is_refusal(exc: SlackApiError) -> bool:
+    """Whether Slack refused a feature (rather than failed a request)."""
+    error = _error_code(exc)
+    return error in REFUSAL_ERRORS or error.endswith(("_not_allowed", "_not_supported"))
+
+
+class SlackSink:
+    """Replies into one channel (and thread) of one workspace."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        fallbacks: TeamFallbacks,
+        *,
+        team_id: str,
+        channel: str,
+        thread_ts: str | None,
+        user_id: str,
+        streaming: bool,
+        texts: SinkTexts | None = None,
+        base_limits: PlatformLimits | None = None,
+    ) -> None:
+        self._client = client
+        self._fallbacks = fallbacks
+        self._team = team_id
+        self._channel = channel
+        self._thread = thread_ts
+        self._user = user_id
+        self._texts = texts or SinkTexts()
+        self._placeholder: str | None = None
+        # Native streams are replies: Slack needs a thread to attach them to.
+        native = thread_ts is not None and team_id not in fallbacks.no_stream
+        limits = base_limits or slack_limits(streaming=streaming, native=native)
+        self.limits = replace(limits, stream=streaming, native_stream=streaming and native)
+        self.pace_key = f"slack:{team_id}:{channel}"
+
+    @property
+    def channel(self) -> str:
+        """The channel this sink posts into."""
+        return self._channel
+
+    @property
+    def thread_ts(self) -> str | None:
+        """The thread this sink replies in (None: top level)."""
+        return self._thread
+
+    async def typing(self) -> None:
+        """Show the status line, or post a placeholder the answer will replace."""
+        if self._thread is not None and self._team not in self._fallbacks.no_status:
+            try:
+                await self._client.assistant_threads_setStatus(
+                    channel_id=self._channel, thread_ts=self._thread, status=self._texts.status
+                )
+                return
+            except SlackApiError as exc:
+                if not is_refusal(exc):
+                    raise
+                log.info(
+                    "team %s refused the status line (%s); using a placeholder message",
+                    self._team,
+                    _error_code(exc),
+                )
+                self._fallbacks.no_status.add(self._team)
+        if self._placeholder is None:
+            self._placeholder = await self._post(self._texts.placeholder)
+
+    async def send(self, text: str) -> str:
+        """Post a message (the first one replaces a placeholder); return its ts."""
+        if self._placeholder is not None:
+            ts, self._placeholder = self._placeholder, None
+            await self.edit(ts, text)
+            return ts
+        return await self._post(text)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        """Replace a message's text."""
+        await self._client.chat_update(channel=self._channel, ts=message_id, markdown_text=text)
+
+    async def stream_start(self, text: str) -> str:
+        """Open a natively streamed reply; NativeStreamUnavailable if refused."""
+        if self._thread is None or self._team in self._fallbacks.no_stream:
+            raise NativeStreamUnavailable("no native streaming here")
+        try:
+            response = await self._client.chat_startStream(
+                channel=self._channel,
+                thread_ts=self._thread,
+                markdown_text=text or None,
+                recipient_team_id=self._team or None,
+                recipient_user_id=self._user or None,
+            )
+        except SlackApiError as exc:
+            if not is_refusal(exc):
+                raise
+            log.info("team %s refused native streaming (%s)", self._team, _error_code(exc))
+            self._fallbacks.no_stream.add(self._team)
+            self.limits = replace(self.limits, native_stream=False)
+            raise NativeStreamUnavailable(_error_code(exc)) from exc
+        await self._drop_placeholder()
+        return str(response["ts"])
+
+    async def stream_append(self, stream_id: str, text: str) -> None:
+        """Append text to the streamed reply."""
+        if text:
+            await self._client.chat_appendStream(
+                channel=self._channel, ts=stream_id, markdown_text=text
+            )
+
+    async def stream_stop(self, stream_id: str) -> None:
+        """Finish the streamed reply."""
+        await self._client.chat_stopStream(channel=self._channel, ts=stream_id)
+
+    async def _post(self, text: str) -> str:
+        kwargs: dict[str, Any] = {"channel": self._channel, "markdown_text": text}
+        if self._thread is not None:
+            kwargs["thread_ts"] = self._thread
+        response = await self._client.chat_postMessage(**kwargs)
+        return str(response["ts"])
+
+    async def _drop_placeholder(self) -> None:
+        """The streamed reply takes the placeholder's place."""
+        if self._placeholder is None:
+            return
+        ts, self._placeholder = self._placeholder, None
+        try:
+            await self._client.chat_delete(channel=self._channel, ts=ts)
+        except SlackApiError as exc:  # a stray "…" is harmless; the answer matters
+            log.info("could not remove the placeholder %s: %s", ts, _error_code(exc))
+
+
+def _error_code(exc: SlackApiError) -> str:
+    response = exc.response
+    try:
+        return str(response.get("error") or "")
+    except AttributeError:
+        return ""

@@ -1,0 +1,468 @@
+"""The Slack adapter end to end: real slack_bolt + slack_sdk, fake Slack, fake OpenAI, real Core.
+
+Each test reads like a conversation: Slack delivers an event over Socket Mode
+(or a signed HTTP request) and the test reads the thread as a person would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+import storage
+from adapters.slack import SlackAdapter, create
+from adapters.slack.sink import MARKDOWN_MAX_LEN
+from bot.config import Config, SlackConfig
+from bot.core import Core
+from bot.errors import StartupError
+from bot.types import PlatformLimits
+from tests.fakes.fake_openai import FakeOpenAI, reply, unauthorized
+from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
+from tests.support import make_core
+
+CHANNEL = "C0GENERAL"
+# Real max_len; pacing fast so tests do not wait on Slack's rate limits.
+FAST = PlatformLimits(
+    max_len=MARKDOWN_MAX_LEN,
+    can_edit=True,
+    edit_burst=1000,
+    edit_rate=1000.0,
+    min_edit_interval=0.0,
+)
+POLL_S = 0.01
+WAIT_S = 5.0
+
+CoreFactory = Callable[..., Awaitable[Core]]
+
+
+@pytest_asyncio.fixture
+async def fake_slack(no_proxy_env: None) -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        fake.add_user("U0ALICE", "alice", "Alice Kim")
+        fake.add_user("U0BOB", "Bobby", "Bob Lee")
+        yield fake
+
+
+def slack_config(fake: FakeSlack, **overrides: Any) -> Config:
+    values: dict[str, Any] = {
+        "bot_token": fake.bot_token,
+        "app_token": fake.app_token,
+        "signing_secret": fake.signing_secret,
+        **overrides,
+    }
+    return Config(slack=SlackConfig(**values))
+
+
+@contextlib.asynccontextmanager
+async def running(fake: FakeSlack, core: Core, **overrides: Any) -> AsyncIterator[SlackAdapter]:
+    adapter = SlackAdapter(
+        slack_config(fake, **overrides), core, api_base_url=fake.api_url, limits=FAST
+    )
+    await adapter.start()
+    try:
+        yield adapter
+    finally:
+        await adapter.stop()
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(POLL_S)
+
+
+async def deliver(
+    fake: FakeSlack, adapter: SlackAdapter, core: Core, *bodies: dict[str, Any], **kw: Any
+) -> None:
+    """Push events over the socket and wait until they were handled and answered."""
+    before = adapter.events_handled
+    for body in bodies:
+        await fake.wait_ack(await fake.push(body, **kw))
+    await until(lambda: adapter.events_handled >= before + len(bodies), "the listener")
+    await asyncio.wait_for(core.drain(), WAIT_S)
+
+
+def user_contents(request: dict[str, Any]) -> str:
+    return "\n".join(
+        str(m.get("content")) for m in request.get("messages", []) if m.get("role") == "user"
+    )
+
+
+# -- Socket Mode ---------------------------------------------------------------
+
+
+async def test_mention_is_answered_in_its_thread(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("Paris is the capital of France."))
+    mention, twin = fake_slack.mention("what is the capital of France?")
+    ts = mention["event"]["ts"]
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention, twin)
+    assert fake_slack.texts(CHANNEL, thread_ts=ts) == ["Paris is the capital of France."]
+    assert fake_slack.statuses[0]["thread_ts"] == ts  # progress shown at once
+    (request,) = fake_openai.chat_requests
+    assert "what is the capital of France?" in user_contents(request)
+    assert "<@U0BOT>" not in json.dumps(request)
+
+
+async def test_events_are_acked_before_the_model_answers(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("Slow answer.", ttft_s=0.5))
+    mention, _ = fake_slack.mention("take your time")
+    ts = mention["event"]["ts"]
+    async with running(fake_slack, memory_core) as adapter:
+        await fake_slack.wait_ack(await fake_slack.push(mention))
+        assert fake_openai.completed == 0  # acked while the model had not answered
+        await until(lambda: adapter.events_handled == 1, "the listener")
+        await asyncio.wait_for(memory_core.drain(), WAIT_S)
+    assert fake_slack.texts(CHANNEL, ts) == ["Slow answer."]
+
+
+async def test_thread_follow_up_needs_no_mention(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("Paris."), reply("Madrid."))
+    mention, twin = fake_slack.mention("capital of France?")
+    root = mention["event"]["ts"]
+    follow_up = fake_slack.event_body(
+        fake_slack.message_event("and Spain, <@U0ALICE>?", user="U0BOB", thread_ts=root)
+    )
+    other_thread = fake_slack.event_body(
+        fake_slack.message_event("unrelated", thread_ts=fake_slack.next_ts())
+    )
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention, twin)
+        await deliver(fake_slack, adapter, memory_core, follow_up, other_thread)
+    assert fake_slack.texts(CHANNEL, thread_ts=root) == ["Paris.", "Madrid."]
+    first, second = fake_openai.chat_requests
+    assert "alice: capital of France?" in user_contents(first)
+    assert "Bobby: and Spain, @alice?" in user_contents(second)
+    # Names come from users.info once per person, not once per message.
+    looked_up = sorted(c.args["user"] for c in fake_slack.calls_to("users.info"))
+    assert looked_up == ["U0ALICE", "U0BOB"]
+
+
+async def test_dm_is_answered_without_mention(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("Hi Alice!"))
+    dm = fake_slack.event_body(
+        fake_slack.message_event("hello", channel="D0ALICE", channel_type="im")
+    )
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, dm)
+    (answer,) = fake_slack.posted("D0ALICE")
+    assert answer.text == "Hi Alice!" and answer.thread_ts is None
+
+
+async def test_two_threads_do_not_share_history(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    first = fake_slack.mention("remember: my password is pineapple")
+    second = fake_slack.mention("what is my password?")
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, *first)
+        await deliver(fake_slack, adapter, memory_core, *second)
+    request_a, request_b = fake_openai.chat_requests
+    assert "pineapple" in json.dumps(request_a)
+    assert "pineapple" not in json.dumps(request_b)
+    for body in (first[0], second[0]):
+        assert len(fake_slack.posted(CHANNEL, body["event"]["ts"])) == 1
+
+
+async def test_retries_and_redeliveries_are_answered_once(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    mention, twin = fake_slack.mention("hello?")
+    ts = mention["event"]["ts"]
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention)
+        await deliver(
+            fake_slack, adapter, memory_core, mention, retry_attempt=1, retry_reason="timeout"
+        )
+        await deliver(fake_slack, adapter, memory_core, twin, mention)
+        # Same message, new event id (as after a reinstall): still the same ts.
+        again = fake_slack.event_body(mention["event"])
+        await deliver(fake_slack, adapter, memory_core, again)
+    assert len(fake_slack.posted(CHANNEL, ts)) == 1
+    assert len(fake_openai.chat_requests) == 1
+
+
+async def test_redelivery_after_restart_is_not_answered_again(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, openai_client: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    mention, _ = fake_slack.mention("one answer only")
+    ts = mention["event"]["ts"]
+    for attempt in (0, 1):
+        store = storage.open_store(url)
+        await store.open()
+        core = make_core(openai_client, store)
+        try:
+            async with running(fake_slack, core) as adapter:
+                await deliver(
+                    fake_slack,
+                    adapter,
+                    core,
+                    mention,
+                    retry_attempt=attempt,
+                    retry_reason="timeout",
+                )
+                if attempt:  # the same message under a new event id, too
+                    await deliver(
+                        fake_slack, adapter, core, fake_slack.event_body(mention["event"])
+                    )
+        finally:
+            await core.close(1.0)
+            await store.close()
+    assert len(fake_slack.posted(CHANNEL, ts)) == 1
+    assert len(fake_openai.chat_requests) == 1
+
+
+async def test_native_streaming(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    text = "Streaming " * 30
+    fake_openai.script(reply(text, chunks=6, chunk_interval_s=0.02))
+    mention, _ = fake_slack.mention("stream please")
+    ts = mention["event"]["ts"]
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention)
+    (message,) = fake_slack.posted(CHANNEL, ts)
+    assert message.text.strip() == text.strip() and not message.streaming
+    assert len(fake_slack.calls_to("chat.startStream")) == 1
+    assert fake_slack.calls_to("chat.appendStream")
+    assert len(fake_slack.calls_to("chat.stopStream")) == 1
+    assert fake_slack.calls_to("chat.postMessage", "chat.update") == []
+
+
+async def test_refused_streaming_falls_back_and_is_remembered(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_slack.stream_error = "not_allowed"
+    slow = {"chunks": 6, "chunk_interval_s": 0.02}
+    fake_openai.script(reply("First answer " * 10, **slow), reply("Second answer " * 10, **slow))
+    first = fake_slack.mention("one")
+    second = fake_slack.mention("two")
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, first[0])
+        await deliver(fake_slack, adapter, memory_core, second[0])
+    first_texts = fake_slack.texts(CHANNEL, first[0]["event"]["ts"])
+    second_texts = fake_slack.texts(CHANNEL, second[0]["event"]["ts"])
+    assert [t.strip() for t in first_texts] == [("First answer " * 10).strip()]
+    assert [t.strip() for t in second_texts] == [("Second answer " * 10).strip()]
+    assert len(fake_slack.calls_to("chat.startStream")) == 1  # the second went straight on
+    assert fake_slack.calls_to("chat.update")
+
+
+async def test_streaming_off_posts_whole_parts(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("All at once.", chunks=4, chunk_interval_s=0.01))
+    mention, _ = fake_slack.mention("hi")
+    async with running(fake_slack, memory_core, streaming=False) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention)
+    assert fake_slack.texts(CHANNEL, mention["event"]["ts"]) == ["All at once."]
+    assert fake_slack.calls_to("chat.update", "chat.startStream") == []
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_long_answer_is_split_not_truncated(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, core_factory: CoreFactory, streaming: bool
+) -> None:
+    paragraphs = [f"Paragraph {i}: " + "word " * 150 for i in range(40)]
+    text = "\n\n".join(p.strip() for p in paragraphs)  # ~30,000 characters
+    fake_openai.script(reply(text, chunks=20))
+    core = await core_factory(max_output_tokens=20_000, context_tokens=40_000)
+    mention, _ = fake_slack.mention("write a lot")
+    async with running(fake_slack, core, streaming=streaming) as adapter:
+        await deliver(fake_slack, adapter, core, mention)
+    parts = fake_slack.texts(CHANNEL, mention["event"]["ts"])
+    assert len(parts) >= 3
+    assert all(len(p) <= MARKDOWN_LIMIT for p in parts)
+    assert "".join("".join(parts).split()) == "".join(text.split())
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"user": "U0BOT", "bot_id": "B0BOT", "text": "my own answer"},
+        {"subtype": "bot_message", "bot_id": "B0OTHER", "text": "deploy done"},
+        {"bot_id": "B0OTHER", "user": "U0OTHERBOT", "text": "another app"},
+        {"subtype": "message_changed", "text": "edited"},
+        {"subtype": "channel_join", "text": "<@U0CAROL> has joined"},
+    ],
+)
+async def test_self_bot_and_subtype_events_are_ignored(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core, event: dict[str, Any]
+) -> None:
+    ignored = fake_slack.message_event("x", channel="D0ALICE", channel_type="im")
+    ignored.update(event)
+    # bolt drops our own events before any listener, so a normal DM after the
+    # ignored one marks the point where both have been handled.
+    marker = fake_slack.message_event("marker", channel="D0ALICE", channel_type="im")
+    fake_openai.script(reply("marker answer"))
+    async with running(fake_slack, memory_core) as adapter:
+        await fake_slack.wait_ack(await fake_slack.push(fake_slack.event_body(ignored)))
+        await deliver(fake_slack, adapter, memory_core, fake_slack.event_body(marker))
+    (request,) = fake_openai.chat_requests
+    assert "marker" in user_contents(request) and "x" not in user_contents(request).split()
+    assert fake_slack.texts("D0ALICE") == ["marker answer"]
+
+
+async def test_slack_rate_limit_is_waited_out(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("Answer after a 429."))
+    # Twice: more than the core's single retry of a failed write could absorb.
+    fake_slack.rate_limit("chat.postMessage", retry_after=0, times=2)
+    mention, _ = fake_slack.mention("hi")
+    async with running(fake_slack, memory_core, streaming=False) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention)
+    assert fake_slack.texts(CHANNEL, mention["event"]["ts"]) == ["Answer after a 429."]
+    assert [c.status for c in fake_slack.calls_to("chat.postMessage")] == [429, 429, 200]
+
+
+async def test_llm_failure_is_reported_in_the_thread(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(unauthorized())
+    mention, _ = fake_slack.mention("hi")
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention)
+    assert fake_slack.texts(CHANNEL, mention["event"]["ts"]) == [
+        memory_core.texts.get("error_auth")
+    ]
+
+
+async def test_slack_failure_is_reported_in_the_thread(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("This answer cannot be posted."))
+    fake_slack.fail("chat.postMessage", "internal_error", times=2)
+    mention, _ = fake_slack.mention("hi")
+    async with running(fake_slack, memory_core, streaming=False) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention)
+    assert fake_slack.texts(CHANNEL, mention["event"]["ts"]) == [
+        memory_core.texts.get("error_delivery")
+    ]
+
+
+async def test_refused_status_line_uses_a_placeholder_the_answer_replaces(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_slack.status_error = "not_allowed"
+    fake_openai.script(reply("Done."), reply("Done again."))
+    first, second = fake_slack.mention("one"), fake_slack.mention("two")
+    async with running(fake_slack, memory_core, streaming=False) as adapter:
+        await deliver(fake_slack, adapter, memory_core, first[0])
+        await deliver(fake_slack, adapter, memory_core, second[0])
+    assert fake_slack.texts(CHANNEL, first[0]["event"]["ts"]) == ["Done."]
+    assert fake_slack.texts(CHANNEL, second[0]["event"]["ts"]) == ["Done again."]
+    assert len(fake_slack.calls_to("assistant.threads.setStatus")) == 1
+
+
+@pytest.mark.parametrize("graceful", [False, True])
+async def test_reconnects_after_the_socket_drops(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core, graceful: bool
+) -> None:
+    fake_openai.script(reply("Still here."))
+    mention, _ = fake_slack.mention("are you there?")
+    async with running(fake_slack, memory_core) as adapter:
+        await fake_slack.drop_sockets(graceful=graceful)
+        await fake_slack.wait_until(lambda: fake_slack.connections >= 2)
+        await deliver(fake_slack, adapter, memory_core, mention)
+    assert fake_slack.texts(CHANNEL, mention["event"]["ts"]) == ["Still here."]
+    assert len(fake_slack.calls_to("apps.connections.open")) >= 2
+
+
+# -- start-up --------------------------------------------------------------------
+
+
+async def test_start_logs_in_with_auth_test(fake_slack: FakeSlack, memory_core: Core) -> None:
+    async with running(fake_slack, memory_core) as adapter:
+        assert adapter.bot is not None and adapter.bot.user_id == "U0BOT"
+        assert fake_slack.connections == 1
+    assert [c.method for c in fake_slack.calls][:2] == ["auth.test", "apps.connections.open"]
+
+
+@pytest.mark.parametrize(
+    ("field", "names"),
+    [("bot_token", "SLACK_BOT_TOKEN"), ("app_token", "SLACK_APP_TOKEN")],
+)
+async def test_bad_tokens_stop_start_with_one_clear_line(
+    fake_slack: FakeSlack, memory_core: Core, field: str, names: str
+) -> None:
+    wrong: dict[str, Any] = {field: "xoxb-wrong"}
+    adapter = SlackAdapter(
+        slack_config(fake_slack, **wrong), memory_core, api_base_url=fake_slack.api_url
+    )
+    with pytest.raises(StartupError) as caught:
+        await adapter.start()
+    message = str(caught.value)
+    assert names in message and "invalid_auth" in message and "\n" not in message
+    assert fake_slack.connections == 0
+    await adapter.stop()  # safe after a failed start
+
+
+def test_create_needs_a_bot_token(memory_core: Core) -> None:
+    assert create(Config(), memory_core) is None
+    assert isinstance(create(Config(slack=SlackConfig(bot_token="x")), memory_core), SlackAdapter)
+
+
+# -- HTTP mode -------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def http_app(fake: FakeSlack, core: Core) -> AsyncIterator[tuple[SlackAdapter, str]]:
+    overrides = {"mode": "http", "http_host": "127.0.0.1", "http_port": 0}
+    async with running(fake, core, **overrides) as adapter:
+        yield adapter, f"http://127.0.0.1:{adapter.http_port}/slack/events"
+
+
+async def test_http_signed_event_is_answered(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    fake_openai.script(reply("Over HTTP."))
+    mention, twin = fake_slack.mention("hi over http")
+    async with http_app(fake_slack, memory_core) as (adapter, url):
+        assert await fake_slack.deliver(url, mention) == (200, "")
+        assert (await fake_slack.deliver(url, mention, retry_num=1))[0] == 200
+        assert (await fake_slack.deliver(url, twin))[0] == 200
+        await until(lambda: adapter.events_handled >= 3, "the listener")
+        await asyncio.wait_for(memory_core.drain(), WAIT_S)
+    assert fake_slack.texts(CHANNEL, mention["event"]["ts"]) == ["Over HTTP."]
+    assert fake_slack.connections == 0  # no websocket in HTTP mode
+
+
+async def test_http_rejects_bad_and_stale_signatures(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    mention, _ = fake_slack.mention("forged")
+    async with http_app(fake_slack, memory_core) as (adapter, url):
+        bad = await fake_slack.deliver(url, mention, secret="not-the-secret")
+        stale = await fake_slack.deliver(url, mention, timestamp=int(time.time()) - 600)
+        await asyncio.sleep(0.05)  # give a wrongly started listener the chance to run
+        assert (bad[0], stale[0]) == (401, 401)
+        assert adapter.events_handled == 0
+    assert fake_openai.chat_requests == []
+    assert fake_slack.posted() == []
+
+
+async def test_http_answers_url_verification(fake_slack: FakeSlack, memory_core: Core) -> None:
+    body = {"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+    async with http_app(fake_slack, memory_core) as (_adapter, url):
+        status, text = await fake_slack.deliver(url, {**body, "type": "url_verification"})
+    assert status == 200 and body["challenge"] in text

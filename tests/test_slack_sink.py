@@ -1,0 +1,267 @@
+"""The Slack sink and name cache, through the real slack_sdk client against the fake Slack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.names import UserNames, display_name
+from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
+from bot.types import NativeStreamSink, NativeStreamUnavailable, ReplySink
+from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
+
+CHANNEL = "C0GENERAL"
+THREAD = "1700000100.000100"
+
+
+@pytest_asyncio.fixture
+async def fake_slack(no_proxy_env: None) -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def client(fake_slack: FakeSlack) -> AsyncWebClient:
+    return AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+
+
+def make_sink(
+    client: AsyncWebClient,
+    fallbacks: TeamFallbacks | None = None,
+    *,
+    thread: str | None = THREAD,
+    streaming: bool = True,
+    channel: str = CHANNEL,
+) -> SlackSink:
+    return SlackSink(
+        client,
+        fallbacks if fallbacks is not None else TeamFallbacks(),
+        team_id="T0FAKE",
+        channel=channel,
+        thread_ts=thread,
+        user_id="U0ALICE",
+        streaming=streaming,
+        texts=SinkTexts(status="is thinking…", placeholder="…"),
+    )
+
+
+def test_sink_satisfies_the_core_protocols() -> None:
+    sink = make_sink(AsyncWebClient(token="x"))
+    assert isinstance(sink, ReplySink) and isinstance(sink, NativeStreamSink)
+    assert sink.limits.max_len == MARKDOWN_MAX_LEN < MARKDOWN_LIMIT
+    assert sink.limits.native_stream and sink.limits.stream and sink.limits.can_edit
+    assert sink.pace_key == f"slack:T0FAKE:{CHANNEL}"
+
+
+def test_streaming_off_means_one_message_per_part() -> None:
+    sink = make_sink(AsyncWebClient(token="x"), streaming=False)
+    assert not sink.limits.stream and not sink.limits.native_stream
+
+
+async def test_send_and_edit_use_markdown_text_in_the_thread(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    sink = make_sink(client)
+    ts = await sink.send("**Paris**")
+    await sink.edit(ts, "**Paris** is the capital.")
+    (post,) = fake_slack.calls_to("chat.postMessage")
+    assert post.args["markdown_text"] == "**Paris**"
+    assert post.args["thread_ts"] == THREAD and "text" not in post.args
+    (update,) = fake_slack.calls_to("chat.update")
+    assert update.args == {
+        "channel": CHANNEL,
+        "ts": ts,
+        "markdown_text": "**Paris** is the capital.",
+    }
+    assert fake_slack.texts(CHANNEL, THREAD) == ["**Paris** is the capital."]
+
+
+async def test_typing_sets_the_assistant_status(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    await make_sink(client).typing()
+    assert fake_slack.statuses == [
+        {"channel_id": CHANNEL, "thread_ts": THREAD, "status": "is thinking…"}
+    ]
+    assert fake_slack.posted() == []
+
+
+async def test_refused_status_falls_back_to_a_placeholder_the_answer_replaces(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake_slack.status_error = "missing_scope"
+    fallbacks = TeamFallbacks()
+    sink = make_sink(client, fallbacks)
+    await sink.typing()
+    assert fake_slack.texts(CHANNEL, THREAD) == ["…"]
+    ts = await sink.send("the answer")
+    assert fake_slack.texts(CHANNEL, THREAD) == ["the answer"]
+    assert [m.ts for m in fake_slack.posted()] == [ts]
+    assert "T0FAKE" in fallbacks.no_status
+    # The next answer in this workspace does not ask again.
+    await make_sink(client, fallbacks).typing()
+    assert len(fake_slack.calls_to("assistant.threads.setStatus")) == 1
+    assert len(fake_slack.calls_to("chat.postMessage")) == 2
+
+
+async def test_a_broken_status_call_is_raised_not_remembered(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake_slack.fail("assistant.threads.setStatus", "internal_error")
+    fallbacks = TeamFallbacks()
+    with pytest.raises(SlackApiError):
+        await make_sink(client, fallbacks).typing()
+    assert not fallbacks.no_status
+
+
+async def test_top_level_dm_uses_a_placeholder_and_no_native_stream(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    sink = make_sink(client, thread=None, channel="D0ALICE")
+    assert not sink.limits.native_stream
+    await sink.typing()
+    ts = await sink.send("hello")
+    assert fake_slack.calls_to("assistant.threads.setStatus") == []
+    (posted,) = fake_slack.posted("D0ALICE")
+    assert (posted.ts, posted.thread_ts, posted.text) == (ts, None, "hello")
+
+
+async def test_native_stream_builds_one_message(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    sink = make_sink(client)
+    stream_id = await sink.stream_start("Hel")
+    await sink.stream_append(stream_id, "lo, ")
+    await sink.stream_append(stream_id, "")
+    await sink.stream_append(stream_id, "world")
+    await sink.stream_stop(stream_id)
+    (message,) = fake_slack.posted(CHANNEL, THREAD)
+    assert message.text == "Hello, world" and not message.streaming
+    (start,) = fake_slack.calls_to("chat.startStream")
+    assert start.args["recipient_team_id"] == "T0FAKE"
+    assert start.args["recipient_user_id"] == "U0ALICE"
+    assert len(fake_slack.calls_to("chat.appendStream")) == 2  # the empty piece is skipped
+
+
+async def test_refused_stream_raises_unavailable_and_is_remembered_per_team(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake_slack.stream_error = "not_allowed"
+    fallbacks = TeamFallbacks()
+    sink = make_sink(client, fallbacks)
+    with pytest.raises(NativeStreamUnavailable):
+        await sink.stream_start("Hello")
+    assert not sink.limits.native_stream
+    assert "T0FAKE" in fallbacks.no_stream
+    later = make_sink(client, fallbacks)
+    assert not later.limits.native_stream
+    with pytest.raises(NativeStreamUnavailable):
+        await later.stream_start("again")
+    assert len(fake_slack.calls_to("chat.startStream")) == 1
+
+
+async def test_other_stream_errors_are_raised_as_they_are(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake_slack.fail("chat.startStream", "channel_not_found")
+    fallbacks = TeamFallbacks()
+    with pytest.raises(SlackApiError):
+        await make_sink(client, fallbacks).stream_start("Hello")
+    assert not fallbacks.no_stream
+
+
+async def test_stream_replaces_a_placeholder(fake_slack: FakeSlack, client: AsyncWebClient) -> None:
+    fake_slack.status_error = "not_allowed"
+    sink = make_sink(client)
+    await sink.typing()
+    stream_id = await sink.stream_start("streamed")
+    await sink.stream_stop(stream_id)
+    assert fake_slack.texts(CHANNEL, THREAD) == ["streamed"]
+
+
+async def test_failed_post_raises(fake_slack: FakeSlack, client: AsyncWebClient) -> None:
+    fake_slack.fail("chat.postMessage", "channel_not_found")
+    with pytest.raises(SlackApiError):
+        await make_sink(client).send("hello")
+
+
+async def test_fake_reads_form_json_and_query_arguments(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    await client.api_call("chat.postMessage", data={"channel": CHANNEL, "text": "form"})
+    await client.api_call("chat.postMessage", json={"channel": CHANNEL, "text": "json"})
+    fake_slack.add_user("U0ANN", "Ann")
+    info = await client.users_info(user="U0ANN")
+    assert fake_slack.texts(CHANNEL) == ["form", "json"]
+    assert info["user"]["profile"]["display_name"] == "Ann"
+    assert {c.token for c in fake_slack.calls} == {fake_slack.bot_token}
+
+
+async def test_fake_rejects_bad_tokens_and_too_long_markdown(fake_slack: FakeSlack) -> None:
+    wrong = AsyncWebClient(token="xoxb-wrong", base_url=fake_slack.api_url)
+    with pytest.raises(SlackApiError) as caught:
+        await wrong.auth_test()
+    assert caught.value.response["error"] == "invalid_auth"
+    right = AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
+    with pytest.raises(SlackApiError) as caught:
+        await right.chat_postMessage(channel=CHANNEL, markdown_text="x" * (MARKDOWN_LIMIT + 1))
+    assert caught.value.response["error"] == "msg_too_long"
+
+
+# -- user names ---------------------------------------------------------------
+
+
+async def test_names_are_looked_up_once_and_shared_by_concurrent_callers() -> None:
+    calls: list[str] = []
+
+    async def lookup(user_id: str) -> str | None:
+        calls.append(user_id)
+        await asyncio.sleep(0.01)
+        return {"U1": "Ann", "U2": "Ben"}.get(user_id)
+
+    names = UserNames(lookup)
+    first, second = await asyncio.gather(names.resolve(["U1", "U2"]), names.resolve(["U1"]))
+    assert first == {"U1": "Ann", "U2": "Ben"} and second == {"U1": "Ann"}
+    assert await names.resolve(["U1", "U2", "U3"]) == {"U1": "Ann", "U2": "Ben"}
+    assert sorted(calls) == ["U1", "U2", "U3"]
+    assert await names.resolve(["U3"]) == {}  # a miss is remembered for a while too
+    assert sorted(calls) == ["U1", "U2", "U3"]
+
+
+async def test_name_cache_is_bounded_and_expires() -> None:
+    now = [0.0]
+    calls: list[str] = []
+
+    async def lookup(user_id: str) -> str | None:
+        calls.append(user_id)
+        return f"name-{user_id}"
+
+    names = UserNames(lookup, max_size=2, clock=lambda: now[0])
+    await names.resolve(["U1", "U2", "U3"])
+    assert len(names) == 2
+    now[0] += 10_000.0
+    await names.resolve(["U3"])
+    assert calls.count("U3") == 2
+
+
+async def test_a_failing_lookup_gives_no_name_instead_of_an_error() -> None:
+    async def lookup(user_id: str) -> str | None:
+        raise RuntimeError("boom")
+
+    assert await UserNames(lookup).resolve(["U1"]) == {}
+
+
+def test_display_name_prefers_the_display_name() -> None:
+    user = {
+        "name": "ann.k",
+        "real_name": "Ann K",
+        "profile": {"display_name": "", "real_name": "Ann K"},
+    }
+    assert display_name(user) == "Ann K"
+    assert display_name({**user, "profile": {"display_name": "annie"}}) == "annie"
+    assert display_name({}) is None
