@@ -1,0 +1,23 @@
+"""Discord: mentions, replies, DMs, threads and slash commands, via discord.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .adapter import DiscordAdapter, point_at
+
+if TYPE_CHECKING:
+    from bot.adapter import Adapter
+    from bot.config import Config
+    from bot.core import Core
+
+__all__ = ["DiscordAdapter", "create"]
+
+
+def create(cfg: Config, core: Core) -> Adapter | None:
+    """The Discord adapter, or None when no bot token is configured."""
+    if not cfg.discord.enabled:
+        return None
+    if cfg.discord.api_url:
+        point_at(cfg.discord.api_url)
+    return DiscordAdapter(cfg.discord, core)

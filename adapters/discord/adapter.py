@@ -1,0 +1,278 @@
+"""The Discord adapter: one discord.py client, messages in, the core's answers out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import aiohttp
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from discord import app_commands
+
+from bot.errors import StartupError
+from bot.types import PlatformLimits
+
+from .commands import build_tree
+from .setup import (
+    INVALID_TOKEN,
+    MESSAGE_CONTENT_WARNING,
+    PRIVILEGED_INTENT_REFUSED,
+    gateway_intents,
+    invite_url,
+)
+from .sink import NO_PINGS, ChannelSink, InteractionSink, MessageChannel, channel_limits
+from .translate import Policy, command_incoming, moved_to_thread, thread_name, to_incoming
+
+if TYPE_CHECKING:
+    from bot.config import DiscordConfig
+    from bot.core import Core
+    from bot.types import IncomingMessage
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 60.0  # from login to READY + guilds; longer means something is wrong
+GUILD_READY_TIMEOUT_S = 2.0  # discord.py's wait for the GUILD_CREATEs after READY
+THREAD_ARCHIVE_MINUTES: Final = 1440  # a day without messages
+CLOSE_AUTH_FAILED = 4004
+NOT_ALLOWED_KEY = "not_allowed_here"
+NOT_ALLOWED_FALLBACK = "I can't be used here."
+
+
+class _GatewayClient(discord.Client):
+    """A discord.Client that hands every message to the adapter."""
+
+    def __init__(
+        self, on_message: Callable[[discord.Message], Awaitable[None]], **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self._forward = on_message
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._forward(message)
+
+
+class DiscordAdapter:
+    """Connects to Discord and feeds messages and slash commands to the core."""
+
+    name = "discord"
+
+    def __init__(
+        self,
+        cfg: DiscordConfig,
+        core: Core,
+        *,
+        guild_ready_timeout: float = GUILD_READY_TIMEOUT_S,
+        ready_timeout: float = READY_TIMEOUT_S,
+        limits: PlatformLimits | None = None,
+    ) -> None:
+        """``limits`` overrides the channel limits (tests pace faster than Discord)."""
+        self._cfg = cfg
+        self._core = core
+        self._policy = Policy.from_config(cfg)
+        self._limits = limits or channel_limits(cfg.streaming)
+        self._guild_ready_timeout = guild_ready_timeout
+        self._ready_timeout = ready_timeout
+        self._client: _GatewayClient | None = None
+        self._tree: app_commands.CommandTree | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._intake = asyncio.Lock()  # hand messages to the core in gateway order
+        self.message_content = True  # whether Discord granted the Message Content intent
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in, connect, wait for READY; StartupError on a bad token."""
+        try:
+            await self._connect(message_content=True)
+        except discord.PrivilegedIntentsRequired:
+            log.warning(MESSAGE_CONTENT_WARNING)
+            self.message_content = False
+            try:
+                await self._connect(message_content=False)
+            except discord.PrivilegedIntentsRequired:
+                raise StartupError(PRIVILEGED_INTENT_REFUSED) from None
+        self._log_identity()
+        if self._tree is not None:
+            await self._sync_commands(self._tree)
+
+    async def wait_closed(self) -> None:
+        """Return when the gateway connection ended for good."""
+        if self._task is None:
+            return
+        try:
+            await asyncio.shield(self._task)
+        except Exception as exc:
+            log.error("Discord: the connection ended: %s", exc)
+
+    async def stop(self) -> None:
+        """Close the connection; safe to call twice."""
+        client, task = self._client, self._task
+        if client is not None and not client.is_closed():
+            await client.close()
+        if task is not None:
+            await asyncio.wait({task})  # the gateway loop ends once the client is closed
+            if not task.cancelled() and task.exception() is not None:
+                log.info("Discord: the gateway stopped with %r", task.exception())
+
+    async def _connect(self, *, message_content: bool) -> None:
+        client = _GatewayClient(
+            self.on_message,
+            intents=gateway_intents(message_content),
+            allowed_mentions=NO_PINGS,
+            max_messages=None,  # replies come with the referenced message; no cache needed
+            chunk_guilds_at_startup=False,
+            guild_ready_timeout=self._guild_ready_timeout,
+        )
+        self._client = client
+        self._tree = None
+        if self._cfg.slash_commands:
+            self._tree = build_tree(client, self._core.texts, self.on_command)
+        try:
+            await client.login(self._cfg.token)
+        except discord.LoginFailure:
+            await client.close()
+            raise StartupError(INVALID_TOKEN) from None
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            await client.close()
+            raise StartupError(f"Discord: could not log in: {exc}") from None
+        if self._cfg.api_url:
+            await _use_gateway_of(client)
+        task = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        await self._until_ready(client, task)
+        self._task = task
+
+    async def _until_ready(self, client: discord.Client, task: asyncio.Task[None]) -> None:
+        ready = asyncio.ensure_future(client.wait_until_ready())
+        try:
+            done, _ = await asyncio.wait(
+                {ready, task}, timeout=self._ready_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+        if ready in done and not task.done():
+            return
+        await client.close()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise StartupError(f"Discord: not connected after {self._ready_timeout:.0f} s")
+        raise _startup_error(task.exception())
+
+    def _log_identity(self) -> None:
+        client = self._client
+        assert client is not None and client.user is not None
+        log.info(
+            "Discord: logged in as %s (id %s) in %d servers",
+            client.user.name,
+            client.user.id,
+            len(client.guilds),
+        )
+        app_id = client.application_id or client.user.id
+        log.info("Discord: invite URL: %s", invite_url(app_id, self._cfg.auto_thread))
+
+    async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
+        try:
+            synced = await tree.sync()
+        except (discord.DiscordException, aiohttp.ClientError) as exc:
+            log.warning("Discord: could not register slash commands (%s); mentions still work", exc)
+            return
+        log.info("Discord: slash commands registered: %s", " ".join(f"/{c.name}" for c in synced))
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A gateway MESSAGE_CREATE: answer it when it is meant for the bot."""
+        client = self._client
+        if client is None or client.user is None:
+            return
+        msg = to_incoming(message, client.user.id, self._policy)
+        if msg is None or not (msg.addressed or msg.in_thread):
+            return
+        channel: MessageChannel = message.channel  # type: ignore[assignment]
+        reply_to: discord.Message | None = message
+        if self._wants_thread(msg, channel):
+            thread = await self._open_thread(message, msg)
+            if thread is not None:
+                msg, channel, reply_to = moved_to_thread(msg, thread.id), thread, None
+        await self._hand_over(msg, ChannelSink(channel, self._limits, reply_to))
+
+    async def on_command(self, interaction: discord.Interaction, name: str, arg: str) -> None:
+        """A slash command, answered privately in the conversation it was used in."""
+        sink = InteractionSink(interaction)
+        msg = command_incoming(interaction, self._policy, name, arg)
+        if msg is None:
+            await sink.send(self._not_allowed_text())
+            return
+        await sink.typing()  # acknowledge now: the command may queue behind an answer
+        try:
+            await self._core.run_command(name, arg, msg, sink)
+        except Exception:
+            log.exception("Discord: /%s failed", name)
+            with contextlib.suppress(Exception):
+                await sink.send(self._core.texts.get("error_internal"))
+
+    def _wants_thread(self, msg: IncomingMessage, channel: object) -> bool:
+        if not (self._cfg.auto_thread and msg.addressed) or msg.in_thread:
+            return False
+        if msg.text.startswith(self._core.settings.command_prefix):
+            return False  # "!reset" should act on the channel, not open a thread
+        return isinstance(channel, discord.TextChannel)
+
+    async def _open_thread(
+        self, message: discord.Message, msg: IncomingMessage
+    ) -> discord.Thread | None:
+        try:
+            return await message.create_thread(
+                name=thread_name(msg), auto_archive_duration=THREAD_ARCHIVE_MINUTES
+            )
+        except discord.HTTPException as exc:
+            log.warning("Discord: could not open a thread (%s); answering in the channel", exc)
+            return None
+
+    async def _hand_over(self, msg: IncomingMessage, sink: ChannelSink) -> None:
+        try:
+            async with self._intake:
+                await self._core.handle(msg, sink)
+        except Exception:
+            log.exception("Discord: could not take message %s", msg.message_id)
+            with contextlib.suppress(Exception):
+                await sink.send(self._core.texts.get("error_internal"))
+
+    def _not_allowed_text(self) -> str:
+        try:
+            return self._core.texts.get(NOT_ALLOWED_KEY)
+        except KeyError:
+            return NOT_ALLOWED_FALLBACK
+
+
+def _startup_error(exc: BaseException | None) -> BaseException:
+    """What a failed first connection means for the operator."""
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return exc  # start() retries without Message Content
+    if isinstance(exc, discord.ConnectionClosed):
+        if exc.code == CLOSE_AUTH_FAILED:
+            return StartupError(INVALID_TOKEN)
+        return StartupError(f"Discord: the gateway closed the connection (code {exc.code})")
+    return StartupError(f"Discord: could not connect to the gateway: {exc}")
+
+
+def point_at(api_url: str) -> None:
+    """Send discord.py's REST calls to ``api_url`` (a proxy or a test double).
+
+    discord.py keeps its REST base on a class attribute (interaction callbacks and
+    webhooks use it too), so this holds for the whole process: one Discord per process.
+    """
+    discord.http.Route.BASE = api_url.rstrip("/")
+
+
+async def _use_gateway_of(client: discord.Client) -> None:
+    """Ask the configured REST server for its gateway, as Discord clients are meant to."""
+    _shards, url, _limits = await client.http.get_bot_gateway()
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)

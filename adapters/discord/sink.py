@@ -1,0 +1,125 @@
+"""Reply sinks: where the core's answer goes in Discord.
+
+Every write uses ``AllowedMentions.none()``, so nothing the model writes
+(``@everyone``, a role or a user mention) notifies anyone, and the reply does not
+ping its author. Failures raise ``discord.HTTPException`` so the core's delivery
+logic can retry or report.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeAlias
+
+import discord
+
+from bot.types import PlatformLimits
+
+log = logging.getLogger(__name__)
+
+MAX_LEN = 2000  # characters per message
+# Discord allows about 5 message writes per 5 s per channel. A token bucket of
+# 2 plus 0.6/s never exceeds 2 + 0.6 * 5 = 5 writes in any 5 s window.
+WRITE_BURST = 2
+WRITE_RATE = 0.6
+MIN_EDIT_INTERVAL_S = 1.0
+ORIGINAL = "original"  # the id InteractionSink gives the interaction's own response
+
+NO_PINGS = discord.AllowedMentions.none()
+
+MessageChannel: TypeAlias = (
+    discord.TextChannel
+    | discord.Thread
+    | discord.DMChannel
+    | discord.VoiceChannel
+    | discord.StageChannel
+    | discord.PartialMessageable
+)
+
+
+def channel_limits(streaming: bool) -> PlatformLimits:
+    """What a channel or thread allows; ``streaming=False`` posts whole parts only."""
+    return PlatformLimits(
+        max_len=MAX_LEN,
+        can_edit=True,
+        edit_burst=WRITE_BURST,
+        edit_rate=WRITE_RATE,
+        min_edit_interval=MIN_EDIT_INTERVAL_S,
+        stream=streaming,
+    )
+
+
+class ChannelSink:
+    """Posts into one channel, thread or DM; the first post replies to the question."""
+
+    def __init__(
+        self,
+        channel: MessageChannel,
+        limits: PlatformLimits,
+        reply_to: discord.Message | None = None,
+    ) -> None:
+        self.limits = limits
+        self.pace_key = str(channel.id)  # Discord's message buckets are per channel
+        self._channel = channel
+        self._reference = (
+            reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None
+        )
+
+    async def typing(self) -> None:
+        """Show "Bot is typing..." (Discord shows it for up to 10 s)."""
+        await self._channel.typing()
+
+    async def send(self, text: str) -> str:
+        reference = self._reference
+        if reference is None:
+            sent = await self._channel.send(text, allowed_mentions=NO_PINGS)
+        else:
+            sent = await self._channel.send(
+                text, reference=reference, allowed_mentions=NO_PINGS, mention_author=False
+            )
+            self._reference = None  # only the first message is a reply
+        return str(sent.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        message = self._channel.get_partial_message(int(message_id))
+        await message.edit(content=text, allowed_mentions=NO_PINGS)
+
+
+class InteractionSink:
+    """Answers a slash command privately (ephemeral), visible only to its user."""
+
+    limits = PlatformLimits(max_len=MAX_LEN, can_edit=True, stream=False)
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.pace_key = f"interaction:{interaction.id}"  # webhooks have their own buckets
+        self._interaction = interaction
+        self._answered = False
+
+    async def typing(self) -> None:
+        """Acknowledge at once ("thinking..."); Discord drops answers after 3 s otherwise."""
+        response = self._interaction.response
+        if not response.is_done():
+            await response.defer(ephemeral=True, thinking=True)
+
+    async def send(self, text: str) -> str:
+        interaction = self._interaction
+        if self._answered:
+            sent = await interaction.followup.send(
+                text, ephemeral=True, allowed_mentions=NO_PINGS, wait=True
+            )
+            return str(sent.id)
+        if interaction.response.is_done():  # deferred: the answer replaces "thinking..."
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        self._answered = True
+        return ORIGINAL
+
+    async def edit(self, message_id: str, text: str) -> None:
+        interaction = self._interaction
+        if message_id == ORIGINAL:
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+        else:
+            await interaction.followup.edit_message(
+                int(message_id), content=text, allowed_mentions=NO_PINGS
+            )
