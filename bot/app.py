@@ -106,6 +106,8 @@ async def serve(cfg: Config, platforms: Sequence[str], *, local: bool = False) -
                 log.info("%s adapter running", adapter.name)
             await _until_stopped(stop, started)
         finally:
+            # Answers in flight still post through the adapters: finish them first.
+            await core.close(SHUTDOWN_GRACE_S)
             for adapter in reversed(started):
                 with contextlib.suppress(Exception):
                     await adapter.stop()

@@ -144,6 +144,9 @@ class DiscordConfig:
     allowed_roles: tuple[str, ...] = ()
     admin_roles: tuple[str, ...] = ()
     slash_commands: bool = True
+    # Empty: Discord itself. Another URL serves a REST proxy or a test double (the
+    # gateway address is then asked from that server, as Discord clients always do).
+    api_url: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -169,6 +172,7 @@ class SlackConfig:
     allowed_channels: tuple[str, ...] = ()
     allowed_users: tuple[str, ...] = ()
     admin_users: tuple[str, ...] = ()
+    api_url: str = ""  # empty: Slack's own Web API; another URL for a proxy or test double
 
     @property
     def enabled(self) -> bool:

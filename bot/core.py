@@ -19,6 +19,7 @@ from .errors import LLMError
 from .lanes import Lanes
 from .pacing import Pacer
 from .sanitize import clean_text, parse_command
+from .split import split_text
 from .store import Store
 from .texts import Texts
 from .tokens import TokenCounter
@@ -212,8 +213,10 @@ class Core:
             log.info("typing indicator failed: %s", exc)
 
     async def _send_quietly(self, sink: ReplySink, text: str) -> None:
+        """Send a fixed text (split at the sink's limit); log instead of raising."""
         try:
-            await sink.send(text)
+            for part in split_text(text, sink.limits.max_len):
+                await sink.send(part.render())
         except Exception:
             log.exception("could not send a message to the conversation")
 

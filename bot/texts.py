@@ -46,6 +46,7 @@ EN: Mapping[str, str] = {
     "unknown_command": (
         "I don't know the command `{prefix}{command}`. Send `{prefix}help` to see the commands."
     ),
+    "not_allowed_here": "I'm not set up to answer here.",
     "slack_status": "is thinking…",
     "slack_placeholder": "Thinking…",
     "busy": "I'm still answering earlier messages here. Yours is queued and will be next.",
@@ -125,6 +126,7 @@ KO: Mapping[str, str] = {
         "모르는 명령어예요: `{prefix}{command}`\n"
         "`{prefix}help`를 보내면 쓸 수 있는 명령어를 볼 수 있어요."
     ),
+    "not_allowed_here": "여기에서는 답하지 않도록 설정되어 있어요.",
     "slack_status": "생각하는 중…",
     "slack_placeholder": "답을 준비하는 중…",
     "busy": "아직 앞의 메시지에 답하고 있어요. 보내 주신 메시지는 그다음에 바로 답할게요.",

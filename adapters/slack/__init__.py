@@ -23,4 +23,4 @@ def create(cfg: Config, core: Core) -> Adapter | None:
     """The Slack adapter, or None when no bot token is configured."""
     if not cfg.slack.bot_token:
         return None
-    return SlackAdapter(cfg, core)
+    return SlackAdapter(cfg, core, api_base_url=cfg.slack.api_url or None)

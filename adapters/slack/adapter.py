@@ -67,7 +67,8 @@ class SlackAdapter:
     ) -> None:
         self._slack: SlackConfig = cfg.slack
         self._core = core
-        self._base_url = api_base_url or SLACK_API_URL
+        # slack_sdk joins method names onto the base URL: it must end with a slash.
+        self._base_url = (api_base_url or SLACK_API_URL).rstrip("/") + "/"
         self._ping_interval = ping_interval
         self._limits = limits  # tests and benchmarks may pace differently
         self._policy = Policy.from_config(cfg.slack)
