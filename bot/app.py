@@ -60,6 +60,7 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
             max_output_tokens=cfg.openai.max_output_tokens,
             command_prefix=cfg.commands.prefix,
             system_prompt_policy=cfg.commands.system_prompt_policy,
+            user_messages_per_minute=cfg.limits.user_messages_per_minute,
         ),
     )
     try:

@@ -124,6 +124,15 @@ class CommandsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Fair use: one person cannot spend the whole model budget."""
+
+    # Messages one person may send per minute (a burst of this many, then refilled
+    # evenly); 0 turns the limit off. Commands are not counted.
+    user_messages_per_minute: int = field(default=20, metadata={"min": 0, "max": 100_000})
+
+
+@dataclass(frozen=True, slots=True)
 class ConsoleConfig:
     """``python -m bot console``: a chat in the terminal."""
 
@@ -195,6 +204,7 @@ class Config:
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)

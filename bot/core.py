@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
 from .lanes import Lanes
 from .pacing import Pacer
+from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
 from .store import Store
@@ -41,6 +43,7 @@ class CoreSettings:
     max_output_tokens: int
     command_prefix: str = "!"
     system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
+    user_messages_per_minute: int = 0  # 0: no per-person limit
 
 
 class Core:
@@ -63,6 +66,7 @@ class Core:
         self.settings = settings
         self.pacer = pacer or Pacer()
         self._lanes = Lanes()
+        self._limiter = UserLimiter(settings.user_messages_per_minute)
         self._closing = False
 
     @property
@@ -85,6 +89,11 @@ class Core:
             return
         if not text:
             await self._reply_once(msg, sink, self.texts.get("empty_message"))
+            return
+        wait = self._limiter.take(f"{msg.key.platform}:{msg.key.workspace}:{msg.author_id}")
+        if wait > 0:
+            limited = self.texts.get("user_rate_limited", seconds=math.ceil(wait))
+            await self._reply_once(msg, sink, limited)
             return
         slot = self._lanes.reserve(conv)
         turn = Turn(

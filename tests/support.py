@@ -107,6 +107,7 @@ def make_core(
     language: str = "en",
     request_timeout_s: float = 5.0,
     max_retries: int = 2,
+    user_messages_per_minute: int = 0,
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
     model = OpenAIChat(
@@ -130,6 +131,7 @@ def make_core(
             context_tokens=context_tokens,
             max_output_tokens=max_output_tokens,
             system_prompt_policy=policy,
+            user_messages_per_minute=user_messages_per_minute,
         ),
     )
 

@@ -324,3 +324,19 @@ async def test_lanes_release_idle_conversations(memory_core: Core, fake_openai: 
 
 async def test_memory_store_is_the_default_for_these_tests(memory_core: Core) -> None:
     assert isinstance(memory_core.store, MemoryStore)
+
+
+async def test_one_person_cannot_spend_the_whole_budget(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI
+) -> None:
+    core = await core_factory(user_messages_per_minute=3)
+    sink = RecordingSink()
+    for i in range(5):
+        await core.handle(message(f"question {i}", author="greedy"), sink)
+    await core.handle(message("my turn", author="patient"), sink)
+    await core.handle(message("!help", author="greedy"), sink)  # commands are not counted
+    await settle(core)
+    limited = [t for t in sink.texts if "faster than I can answer" in t]
+    assert len(limited) == 2
+    assert fake_openai.request_count == 4  # 3 from greedy, 1 from patient
+    assert "!reset" in sink.texts[-1]
