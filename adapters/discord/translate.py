@@ -19,12 +19,16 @@ from bot.types import ConversationKey, IncomingMessage
 PLATFORM = "discord"
 DM_WORKSPACE = "@dm"
 THREAD_NAME_MAX = 80  # Discord allows 100; shorter names read better in the sidebar
-CHAT_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+# A tuple, compared with ==: discord.py wraps an unknown type value in a proxy that
+# may not be hashable (a list), and a set lookup would raise TypeError.
+CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 TRAILING_PUNCTUATION = ",.!?:;)"
 
-USER_MENTION = re.compile(r"<@!?(\d+)>")
-ROLE_MENTION = re.compile(r"<@&(\d+)>")
-CHANNEL_MENTION = re.compile(r"<#(\d+)>")
+# Snowflakes are 64-bit (at most 20 digits); a longer run is no mention, and int()
+# refuses strings of more than 4,300 digits.
+USER_MENTION = re.compile(r"<@!?(\d{1,20})>")
+ROLE_MENTION = re.compile(r"<@&(\d{1,20})>")
+CHANNEL_MENTION = re.compile(r"<#(\d{1,20})>")
 CUSTOM_EMOJI = re.compile(r"<a?:(\w+):\d+>")
 COMMAND_MENTION = re.compile(r"</([^:>]+):\d+>")
 

@@ -7,6 +7,7 @@ recorded JSON payloads alone.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ LEADING_SPACE_RE = re.compile(r"^[\s,:;]+")
 MANY_SPACES_RE = re.compile(r"[ \t]{2,}")
 HTML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 SPECIAL_MENTIONS = {"here": "@here", "channel": "@channel", "everyone": "@everyone"}
+# Event fields read as text; Slack sends strings (or leaves them out) in message events.
+STRING_FIELDS = ("subtype", "channel", "ts", "thread_ts", "user", "bot_id", "text", "channel_type")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,8 @@ def accept(body: Mapping[str, Any], bot: BotIdentity, policy: Policy) -> Mapping
         return None
     if not event.get("channel") or not event.get("ts"):
         return None
+    if not _has_string_fields(event):
+        return None  # malformed: a list subtype or a numeric text would break the rules below
     if not _is_new_message(event, policy):
         return None
     if _is_from_self(event, bot) or _author_id(event) is None:
@@ -171,6 +176,10 @@ def render_text(text: str, bot: BotIdentity, names: Mapping[str, str]) -> str:
 # -- rules -------------------------------------------------------------------
 
 
+def _has_string_fields(event: Mapping[str, Any]) -> bool:
+    return all(isinstance(event.get(f), str | None) for f in STRING_FIELDS)
+
+
 def _is_new_message(event: Mapping[str, Any], policy: Policy) -> bool:
     subtype = event.get("subtype")
     if subtype is None or subtype in USER_SUBTYPES:
@@ -252,9 +261,11 @@ def _author_name(event: Mapping[str, Any], names: Mapping[str, str]) -> str:
 
 def _ts_seconds(ts: str) -> float:
     try:
-        return float(ts)
+        seconds = float(ts)
     except ValueError:
         return 0.0
+    # float() also takes "nan" and "inf"; a NaN time cannot even be stored (NOT NULL).
+    return seconds if math.isfinite(seconds) else 0.0
 
 
 def _looks_like_user(ident: str) -> bool:
