@@ -12,12 +12,13 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
-from .lanes import Lanes
+from .lanes import Job, Lanes
 from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
@@ -25,7 +26,7 @@ from .split import split_text
 from .store import Store
 from .texts import Texts
 from .tokens import TokenCounter
-from .types import Answer, ChatModel, IncomingMessage, ReplySink, Turn
+from .types import Answer, ChatMessage, ChatModel, IncomingMessage, ReplySink, Turn
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Core:
         self.pacer = pacer or Pacer()
         self._lanes = Lanes()
         self._limiter = UserLimiter(settings.user_messages_per_minute)
+        self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
         self._closing = False
 
     @property
@@ -95,7 +97,27 @@ class Core:
             limited = self.texts.get("user_rate_limited", seconds=math.ceil(wait))
             await self._reply_once(msg, sink, limited)
             return
+        accepted = (conv, msg.message_id)
+        if accepted in self._accepted:  # the same event twice at once (a retry)
+            return
+        self._accepted.add(accepted)
         slot = self._lanes.reserve(conv)
+        try:
+            job = await self._accept(conv, msg, sink, text)
+        except BaseException:
+            self._accepted.discard(accepted)
+            slot.cancel()
+            raise
+        if job is None:
+            self._accepted.discard(accepted)
+            slot.cancel()
+            return
+        slot.fill(job)
+
+    async def _accept(
+        self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str
+    ) -> Job | None:
+        """Store the user turn; the job that answers it, or None for a duplicate."""
         turn = Turn(
             role="user",
             content=text,
@@ -105,16 +127,20 @@ class Core:
             message_id=msg.message_id,
             created_at=msg.sent_at,
         )
-        try:
-            turn_id = await self.store.add_user_turn(conv, turn)
-        except BaseException:
-            slot.cancel()
-            raise
-        if turn_id is None:
+        turn_id = await self.store.add_user_turn(conv, turn)
+        if turn_id is not None:
+            return lambda: self._answer(msg, sink, turn_id)
+        # Seen before: answered or told it failed, so drop it; or a crash cut its
+        # answer off, and this redelivery is its chance to be answered once.
+        pending = await self.store.pending_turn(conv, msg.message_id)
+        if pending is None:
             log.info("duplicate message %s in %s ignored", msg.message_id, conv)
-            slot.cancel()
-            return
-        slot.fill(lambda: self._answer(msg, sink, turn_id))
+            return None
+        log.info("message %s in %s was cut off by a restart; answering", msg.message_id, conv)
+        stored = pending.answer
+        if stored is not None:
+            return lambda: self._guarded(msg, self._show_again(conv, sink, stored))
+        return lambda: self._answer(msg, sink, pending.user_turn_id)
 
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         """Run a core command (also used for native slash commands)."""
@@ -153,50 +179,85 @@ class Core:
     # -- answering ---------------------------------------------------------
 
     async def _answer(self, msg: IncomingMessage, sink: ReplySink, turn_id: int) -> None:
+        await self._guarded(msg, self._try_answer(msg, sink, turn_id))
+
+    async def _guarded(self, msg: IncomingMessage, work: Awaitable[bool]) -> None:
+        """Run one answer; a failure the user was told about is marked done."""
+        conv = msg.key.as_str()
+        try:
+            if not await work:
+                await self.store.mark_done(conv, msg.message_id)
+        finally:
+            self._accepted.discard((conv, msg.message_id))
+
+    async def _try_answer(self, msg: IncomingMessage, sink: ReplySink, turn_id: int) -> bool:
+        """Answer one message; False when it failed (and the user was told)."""
         conv = msg.key.as_str()
         await self._typing(sink)
-        system = await self.store.get_system_prompt(conv) or self.settings.system_prompt
-        turns = await self.store.recent_turns(conv, turn_id, HISTORY_TURNS)
-        budget = self.settings.context_tokens - self.settings.max_output_tokens
-        messages, _stats = build_messages(
-            system,
-            turns,
-            budget,
-            self.counter,
-            group=not msg.is_dm,
-            shortened_note=self.texts.get("message_shortened"),
-        )
+        messages = await self._context(conv, msg, turn_id)
         stream = ReplyStream(sink, self.pacer)
         answer = Answer()
         deltas = self.model.stream(messages, answer)
+        answer_id: int | None = None
         try:
             async with contextlib.aclosing(deltas):  # leaving early closes the HTTP stream
                 async for delta in deltas:
                     await stream.push(delta)
             if not stream.text.strip():
                 raise LLMError("bad_request", "the model returned an empty answer")
+            # Stored before its last (paced) write lands and marked delivered after:
+            # a crash in between shows this text again rather than asking twice.
+            answer_id = await self._store_answer(conv, stream.text, answer, turn_id)
             await stream.finish()
         except LLMError as exc:
             log.warning("model call for %s failed: %s", conv, exc)
             await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))
-            return
+            return False
         except DeliveryError as exc:
-            # Not stored: the user never saw this answer, so it is not part of the talk.
             log.warning("could not deliver the answer in %s: %s", conv, exc)
             await self._send_quietly(sink, self.texts.get("error_delivery"))
-            return
+            return False
         except asyncio.CancelledError:  # shutdown after the grace period
             await stream.aclose()
             raise
         except Exception:
             log.exception("unexpected error while answering in %s", conv)
             await self._report(stream, sink, self.texts.get("error_internal"))
-            return
-        await self._store_answer(conv, msg, stream.text, answer, turn_id)
+            return False
+        if answer_id is not None:
+            await self.store.mark_delivered(conv, answer_id)
+        return True
+
+    async def _show_again(self, conv: str, sink: ReplySink, answer: Turn) -> bool:
+        """Post an answer that was stored but not fully shown before a crash."""
+        stream = ReplyStream(sink, self.pacer)
+        try:
+            await stream.push(answer.content)
+            await stream.finish()
+        except DeliveryError as exc:
+            log.warning("could not deliver the answer in %s: %s", conv, exc)
+            await self._send_quietly(sink, self.texts.get("error_delivery"))
+            return False
+        await self.store.mark_delivered(conv, answer.id)
+        return True
+
+    async def _context(self, conv: str, msg: IncomingMessage, turn_id: int) -> list[ChatMessage]:
+        """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens."""
+        system = await self.store.get_system_prompt(conv) or self.settings.system_prompt
+        turns = await self.store.recent_turns(conv, turn_id, HISTORY_TURNS)
+        messages, _stats = build_messages(
+            system,
+            turns,
+            self.settings.context_tokens - self.settings.max_output_tokens,
+            self.counter,
+            group=not msg.is_dm,
+            shortened_note=self.texts.get("message_shortened"),
+        )
+        return messages
 
     async def _store_answer(
-        self, conv: str, msg: IncomingMessage, text: str, answer: Answer, reply_to: int
-    ) -> None:
+        self, conv: str, text: str, answer: Answer, reply_to: int
+    ) -> int | None:
         tokens = answer.usage.completion_tokens or self.counter.count(text)
         turn = Turn(
             role="assistant",
@@ -204,8 +265,9 @@ class Core:
             tokens=tokens,
             created_at=time.time(),
             reply_to=reply_to,
+            delivered=False,
         )
-        await self.store.add_assistant_turn(conv, turn)
+        return await self.store.add_assistant_turn(conv, turn)
 
     async def _report(self, stream: ReplyStream, sink: ReplySink, note: str) -> None:
         """Tell the user what went wrong, after any partial text already shown."""

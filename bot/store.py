@@ -6,9 +6,18 @@ A backend is picked by the scheme of ``storage.url`` (``sqlite:///path``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from .types import Turn
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A message whose answer a crash cut off: never answered, or not fully shown."""
+
+    user_turn_id: int
+    answer: Turn | None  # stored but not marked delivered: show it again, don't regenerate
 
 
 class Store(Protocol):
@@ -34,7 +43,19 @@ class Store(Protocol):
 
     async def recent_turns(self, conversation: str, upto: int, limit: int) -> list[Turn]:
         """The newest ``limit`` turns whose order position is at or before user turn
-        ``upto`` (answers sort right after the turn they reply to), oldest first."""
+        ``upto`` (answers sort right after the turn they reply to), oldest first.
+        Answers not marked delivered are left out: history is what the user saw."""
+
+    async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
+        """``message_id``'s user turn if a crash cut its answer off: no answer stored
+        and not marked done, or an answer stored but never marked delivered."""
+
+    async def mark_delivered(self, conversation: str, answer_id: int) -> None:
+        """Record that answer ``answer_id`` is fully shown on the platform."""
+
+    async def mark_done(self, conversation: str, message_id: str) -> None:
+        """Mark ``message_id`` finished although no answer was stored (the model
+        failed and the user was told), so a redelivery is not answered again."""
 
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn (the bot is in it)."""

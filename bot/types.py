@@ -111,6 +111,7 @@ class Turn:
     created_at: float = 0.0
     id: int = 0  # assigned by the store
     reply_to: int | None = None  # for assistant turns: the user turn they answer
+    delivered: bool = True  # an answer is stored before its last write lands, then marked
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from bot.store import Pending
 from bot.types import Turn
 
 from .migrations import SEEN_RETENTION_S
@@ -34,9 +35,25 @@ class _History:
         at = bisect.bisect_left(self.positions, (user_turn_id, user_turn_id))
         return at < len(self.positions) and self.positions[at] == (user_turn_id, user_turn_id)
 
+    def pending(self, message_id: str) -> Pending | None:
+        """The user turn for ``message_id`` if no delivered answer follows it."""
+        for turn in self.turns:
+            if turn.role == "user" and turn.message_id == message_id:
+                answers = [t for t in self.turns if t.role == "assistant" and t.reply_to == turn.id]
+                if not answers:
+                    return Pending(turn.id, None)
+                return None if answers[0].delivered else Pending(turn.id, answers[0])
+        return None
+
+    def mark_delivered(self, answer_id: int) -> None:
+        for i, turn in enumerate(self.turns):
+            if turn.id == answer_id:
+                self.turns[i] = dataclasses.replace(turn, delivered=True)
+
     def upto(self, anchor: int, limit: int) -> list[Turn]:
         end = bisect.bisect_right(self.positions, (anchor, sys.maxsize))
-        return self.turns[max(0, end - limit) : end]
+        shown = [t for t in self.turns[:end] if t.delivered]  # what the user saw
+        return shown[max(0, len(shown) - limit) :]
 
 
 class MemoryStore:
@@ -52,6 +69,7 @@ class MemoryStore:
         # Insertion-ordered, so the oldest rows come first when pruning.
         self._seen: dict[tuple[str, str], float] = {}
         self._prompts: dict[str, str] = {}
+        self._done: set[tuple[str, str]] = set()
         self._last_id = 0
         self._next_prune = 0.0
 
@@ -96,6 +114,23 @@ class MemoryStore:
         """Whether the conversation has any stored turn."""
         return conversation in self._histories
 
+    async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
+        """``message_id``'s user turn if a crash cut its answer off (see Store)."""
+        history = self._histories.get(conversation)
+        if history is None or (conversation, message_id) in self._done:
+            return None
+        return history.pending(message_id)
+
+    async def mark_delivered(self, conversation: str, answer_id: int) -> None:
+        """Record that an answer is fully shown."""
+        history = self._histories.get(conversation)
+        if history is not None:
+            history.mark_delivered(answer_id)
+
+    async def mark_done(self, conversation: str, message_id: str) -> None:
+        """Record that ``message_id`` was dealt with although no answer was stored."""
+        self._done.add((conversation, message_id))
+
     async def reset(self, conversation: str) -> None:
         """Forget the conversation's turns; dedupe rows and settings stay."""
         self._histories.pop(conversation, None)
@@ -135,6 +170,7 @@ class MemoryStore:
             old.append(key)
         for key in old:
             del self._seen[key]
+            self._done.discard(key)
         return len(old)
 
     def _next_id(self) -> int:

@@ -61,5 +61,18 @@ _V2 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# v3: whether a message's answer is finished even though no answer turn was stored
+# (the model failed and the user was told). A stored user turn with neither an
+# answer nor this mark was cut off by a crash, and is answered when redelivered.
+# Rows from before v3 are taken as finished: nothing is answered twice.
+# ``turns.delivered`` is 0 while an answer is stored but its last write has not
+# landed yet; a crash in between shows the stored text again instead of asking the
+# model twice.
+_V3 = (
+    "ALTER TABLE seen ADD COLUMN done INTEGER NOT NULL DEFAULT 0",
+    "UPDATE seen SET done = 1",
+    "ALTER TABLE turns ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,6 +14,7 @@ from typing import Any
 import aiosqlite
 
 from bot.errors import StartupError
+from bot.store import Pending
 from bot.types import Turn
 
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
@@ -37,13 +38,25 @@ _TURN_COLUMNS = (
 )
 _SQL_RECENT = f"""
     SELECT {_TURN_COLUMNS} FROM turns
-    WHERE conversation = ? AND anchor <= ?
+    WHERE conversation = ? AND anchor <= ? AND delivered = 1
     ORDER BY anchor DESC, id DESC LIMIT ?
 """
+_SQL_PENDING = f"""
+    SELECT t.id, {", ".join("a." + c.strip() for c in _TURN_COLUMNS.split(","))}
+    FROM turns AS t
+    JOIN seen AS s ON s.conversation = t.conversation AND s.message_id = t.message_id
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE t.conversation = ? AND t.message_id = ? AND t.role = 'user' AND s.done = 0
+      AND (a.id IS NULL OR a.delivered = 0)
+    LIMIT 1
+"""
+_SQL_MARK_DELIVERED = "UPDATE turns SET delivered = 1 WHERE id = ? AND conversation = ?"
+_SQL_MARK_DONE = "UPDATE seen SET done = 1 WHERE conversation = ? AND message_id = ?"
 _SQL_INSERT_TURN = """
     INSERT INTO turns (conversation, role, content, tokens, author_id, author_name,
-                       message_id, created_at, reply_to, anchor)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0))
+                       message_id, created_at, reply_to, anchor, delivered)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?)
     RETURNING id
 """
 _SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
@@ -153,6 +166,24 @@ class SqliteStore:
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn."""
         return await self._fetch_one(_SQL_HAS_TURNS, (conversation,)) is not None
+
+    async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
+        """``message_id``'s user turn if a crash cut its answer off (see Store)."""
+        row = await self._fetch_one(_SQL_PENDING, (conversation, message_id))
+        if row is None:
+            return None
+        answer = None if row[1] is None else _row_to_turn(row[1:], delivered=False)
+        return Pending(int(row[0]), answer)
+
+    async def mark_delivered(self, conversation: str, answer_id: int) -> None:
+        """Record that an answer is fully shown."""
+        async with self._write_lock:
+            await self._conn().execute(_SQL_MARK_DELIVERED, (answer_id, conversation))
+
+    async def mark_done(self, conversation: str, message_id: str) -> None:
+        """Record that ``message_id`` was dealt with although no answer was stored."""
+        async with self._write_lock:
+            await self._conn().execute(_SQL_MARK_DONE, (conversation, message_id))
 
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay."""
@@ -282,12 +313,13 @@ async def _insert_turn(
         turn.created_at,
         turn.reply_to,
         anchor,
+        int(turn.delivered),
     )
     rows = list(await db.execute_fetchall(_SQL_INSERT_TURN, params))
     return int(rows[0][0])
 
 
-def _row_to_turn(row: Iterable[Any]) -> Turn:
+def _row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:
     turn_id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to = row
     return Turn(
         role="assistant" if role == "assistant" else "user",  # CHECK allows only these
@@ -299,6 +331,7 @@ def _row_to_turn(row: Iterable[Any]) -> Turn:
         created_at=created_at,
         id=turn_id,
         reply_to=reply_to,
+        delivered=delivered,
     )
 
 

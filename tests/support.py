@@ -7,6 +7,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import openai
 import pytest_asyncio
@@ -18,6 +19,7 @@ from bot.texts import Texts
 from bot.tokens import token_counter_for
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
 from storage.memory import MemoryStore
+from storage.sqlite import SqliteStore
 
 FAST_LIMITS = PlatformLimits(
     max_len=2000, can_edit=True, edit_burst=1000, edit_rate=1000.0, min_edit_interval=0.0
@@ -152,6 +154,15 @@ async def core_factory(openai_client: openai.AsyncOpenAI) -> AsyncIterator[CoreF
     yield build
     for core in cores:
         await core.close(1.0)
+
+
+@pytest_asyncio.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A real SQLite store in a temporary file, closed afterwards."""
+    store = SqliteStore(str(tmp_path / "bot.db"))
+    await store.open()
+    yield store
+    await store.close()
 
 
 @pytest_asyncio.fixture

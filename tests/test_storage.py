@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -412,12 +413,14 @@ async def test_sqlite_migrates_the_previous_schema_keeping_data(tmp_path: Path) 
             (CONV, CONV),
         )
         db.execute("INSERT INTO conversation_settings VALUES (?, 'old prompt')", (CONV,))
+        db.execute("INSERT INTO seen VALUES (?, 'm1', ?)", (CONV, time.time()))  # v2 dedupe
     db.close()
 
     store = SqliteStore(str(path))
     await store.open()
     try:
         assert _user_version(path) == SCHEMA_VERSION
+        assert await store.pending_turn(CONV, "m1") is None  # old rows count as finished
         assert contents(await store.recent_turns(CONV, END, 10)) == ["old q", "old a"]
         assert await store.get_system_prompt(CONV) == "old prompt"
         assert await store.add_user_turn(CONV, user("m1")) is None  # backfilled dedupe

@@ -1,8 +1,9 @@
 """The Slack adapter: slack_bolt's AsyncApp over Socket Mode or HTTP.
 
-Events are acknowledged at once (``process_before_response=False``): bolt acks
-before our listener runs, and the listener only translates the event and hands
-it to ``core.handle``, which stores it durably and queues the answer. A retried
+Events are acknowledged as soon as they are stored (``process_before_response=True``):
+the listener only translates the event and hands it to ``core.handle``, which stores
+it durably and queues the answer, so the ack comes within milliseconds and an acked
+event is never lost in a crash. A retried
 or redelivered event carries the same message ``ts`` and is dropped by the
 core's durable dedupe, also after a restart.
 """
@@ -20,6 +21,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -113,7 +115,7 @@ class SlackAdapter:
                 name=str(auth.get("user") or "bot"),
             )
             self._names = UserNames(self._lookup_name)
-            app = self._build_app(self._client)
+            app = self._build_app(self._client, auth)
             if self._slack.mode == "http":
                 await self._start_http(app)
                 where = f"{self._slack.http_host}:{self.http_port}{self._slack.http_path}"
@@ -176,11 +178,24 @@ class SlackAdapter:
             raise StartupError(f"slack: cannot reach {self._base_url}: {exc}") from None
         return response.data if isinstance(response.data, dict) else {}
 
-    def _build_app(self, client: AsyncWebClient) -> AsyncApp:
+    def _build_app(self, client: AsyncWebClient, auth: Mapping[str, Any]) -> AsyncApp:
+        identity = AuthorizeResult.from_auth_test_response(
+            bot_token=self._slack.bot_token, auth_test_response=auth
+        )
+
+        # Who we are was checked once at start; without this bolt calls auth.test for
+        # every event until its first call returns (1,001 calls for a 1,000-event burst).
+        async def authorize() -> AuthorizeResult:
+            return identity
+
         app = AsyncApp(
             client=client,
+            authorize=authorize,
             signing_secret=self._slack.signing_secret,
-            process_before_response=False,  # ack first, then run the listener
+            # Ack once the listener returns: it only stores the message and queues the
+            # answer (milliseconds), and an event acked before it was stored would be
+            # lost in a crash, since Slack never redelivers an acked event.
+            process_before_response=True,
             request_verification_enabled=self._slack.mode == "http",
             logger=logging.getLogger(f"{__name__}.bolt"),
             name="chatbridge",
@@ -264,7 +279,7 @@ class SlackAdapter:
     # -- events ------------------------------------------------------------
 
     async def _on_event(self, body: Mapping[str, Any]) -> None:
-        """Runs after bolt acked the event; never raises into bolt."""
+        """Stores and queues the event (bolt acks when this returns); never raises."""
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)

@@ -277,6 +277,7 @@ class FakeDiscord:
         self._failures: list[_Failure] = []
         self._writes: dict[str, deque[float]] = {}
         self._ws: web.WebSocketResponse | None = None
+        self._ws_transport: asyncio.BaseTransport | None = None  # for abrupt drops
         self._session: _Session | None = None
         self._pending: list[JsonDict] = []  # dispatched while no socket was open
         self._runner: web.AppRunner | None = None
@@ -495,9 +496,16 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", data)
         return data
 
-    async def drop_connection(self, code: int = 4000) -> None:
-        """Close the gateway socket with a resumable code; discord.py should RESUME."""
+    async def drop_connection(self, code: int = 4000, *, abrupt: bool = False) -> None:
+        """Close the gateway socket with a resumable code; discord.py should RESUME.
+
+        ``abrupt`` cuts the TCP connection without a close frame, like a network drop.
+        """
         self.connected.clear()
+        if abrupt and self._ws_transport is not None:
+            self._ws_transport.abort()
+            self._ws = None  # events dispatched from now on wait for the next connection
+            return
         if self._ws is not None and not self._ws.closed:
             await self._ws.close(code=code)
 
@@ -544,6 +552,7 @@ class FakeDiscord:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._ws = ws
+        self._ws_transport = request.transport
         await ws.send_json({"op": OP_HELLO, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}})
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
