@@ -16,6 +16,7 @@ coalesced). The writer never reads anything from the platform.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 0.5  # pause before the single retry of a failed sink call
 NOTE_GAP_LINES = 2  # newlines between a partial answer and a failure note
 _SPACED_OPS = frozenset({"edit", "append", "close"})  # writes to an existing message
+_OPENING_OPS = frozenset({"send", "start"})  # writes that make a new message appear
 
 T = TypeVar("T")
 Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence open there
@@ -92,6 +94,7 @@ class ReplyStream:
         self._note: str | None = None
         self._note_shown = False
         self._closing = False
+        self._closed = asyncio.Event()  # set with _closing: cuts an optional wait short
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
@@ -119,6 +122,7 @@ class ReplyStream:
     async def finish(self) -> None:
         """Make the whole answer visible (waits for pacing); raises DeliveryError."""
         self._closing = True
+        self._closed.set()
         if self._writer is not None and self._writer.cancelled():
             return  # aclose() stopped this stream
         if self._writer is None:
@@ -170,7 +174,8 @@ class ReplyStream:
                 await self._wake.wait()
                 continue
             if step.op != "skip":
-                await self._wait_turn(step)
+                if not await self._wait_turn(step):
+                    continue  # the answer completed meanwhile: plan its final write
                 # More text may have arrived while waiting: write the latest.
                 step = self._plan()
                 if step is None:
@@ -179,7 +184,32 @@ class ReplyStream:
         if self._start < len(self._buf):
             self._parts.append(last_part(self._buf, self._limits.max_len, self._fence, self._start))
 
-    async def _wait_turn(self, step: _Step) -> None:
+    async def _wait_turn(self, step: _Step) -> bool:
+        """Wait until ``step`` may be written; False if an optional wait was cut short."""
+        # The first text of a message and the final text are what the reader waits
+        # for: they never wait for the coalescing interval, and where the platform
+        # paces writes itself (rate-limit headers the client library obeys, as
+        # Discord asks) they skip our pacer too. Edits in between are optional and
+        # always paced, so streaming never spends the channel's budget.
+        if step.op in _OPENING_OPS or self._closing:
+            if self._limits.pace_essential:
+                await self._acquire()
+            return True
+        # An optional edit: when the answer completes meanwhile, stop waiting; the
+        # writer then plans the final text, which goes out as an essential write.
+        wait = asyncio.ensure_future(self._optional_wait(step))
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({wait, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not wait.done():
+                wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait
+        return not wait.cancelled()
+
+    async def _optional_wait(self, step: _Step) -> None:
         if step.op in _SPACED_OPS and self._msg_id is not None:
             delay = self._last_write + self._limits.min_edit_interval - self._pacer.clock()
             if delay > 0:

@@ -543,3 +543,47 @@ async def test_random_failures_show_the_note_once_at_the_end(seed: int) -> None:
     assert sum(message.count(note) for message in visible) == 1
     assert not sink.open_streams
     assert "".join(p.body for p in stream.parts) == text
+
+
+# -- what the reader waits for is never held back -------------------------
+
+
+async def test_final_text_does_not_wait_for_the_coalescing_interval(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
+    limits = replace(DISCORD, min_edit_interval=1.0)
+    sink = RecordingSink(vt, limits)
+    stream = ReplyStream(sink, pacer)
+    finished_at = await vt.run(produce(stream, vt, chunks("a b c d e f g h", 2), gap=0.01))
+    assert sink.visible() == ["a b c d e f g h"]
+    # The answer was complete at `finished_at`: the last edit follows it at once,
+    # not a whole interval after the first send.
+    assert sink.calls[-1].at - finished_at < limits.min_edit_interval / 2
+    assert sink.ops() == ["send", "edit"]
+
+
+async def test_platform_paced_sinks_skip_our_pacer_for_first_and_final_writes(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
+    # A bucket that would hold every write for 10 s: with pace_essential False the
+    # first and the final text still go out at once (the client obeys the server's
+    # rate-limit headers), while optional edits in between wait for the bucket.
+    limits = replace(
+        DISCORD, edit_burst=1, edit_rate=0.1, min_edit_interval=0.0, pace_essential=False
+    )
+    await pacer.acquire("chan", 1, 0.1)  # the channel's budget is spent
+    sink = RecordingSink(vt, limits)
+    stream = ReplyStream(sink, pacer)
+    finished_at = await vt.run(produce(stream, vt, ["first", " second", " third"], gap=0.3))
+    assert sink.calls[0].at == 0.0
+    assert sink.visible() == ["first second third"]
+    assert sink.calls[-1].at - finished_at < 1.0
+    assert sink.ops() == ["send", "edit"]  # the optional interim edit never got a token
+
+    paced = replace(limits, pace_essential=True)
+    vt2 = VirtualTime()
+    pacer2 = Pacer(clock=vt2.clock, sleep=vt2.sleep)
+    await pacer2.acquire("chan", 1, 0.1)
+    sink2 = RecordingSink(vt2, paced)
+    await vt2.run(produce(ReplyStream(sink2, pacer2), vt2, ["first"], gap=0.0))
+    assert sink2.calls[0].at >= 9.0  # with pace_essential the first send waits its turn

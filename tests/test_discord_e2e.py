@@ -21,7 +21,7 @@ import pytest_asyncio
 import yarl
 
 from adapters.discord import DiscordAdapter, create
-from adapters.discord.sink import MAX_LEN, WRITE_BURST, WRITE_RATE, channel_limits
+from adapters.discord.sink import MAX_LEN, channel_limits
 from bot.config import Config, DiscordConfig
 from bot.core import Core
 from bot.errors import StartupError
@@ -411,15 +411,13 @@ async def test_twenty_streams_keep_each_channel_within_its_rate_limit(
                 lambda: all("".join(texts(fake, c)) == answer for c in LOAD_CHANNELS), 20.0
             )
             await settle(memory_core)
-    assert [c for c in fake.calls if c.status == 429] == []  # the fake's limit was never hit
+    # The fake answers a write over 5 per 5 s window in a channel with 429, as Discord
+    # does, and announces the window in X-RateLimit headers on every write. Never a 429:
+    # the bot stayed under the platform's limit in every channel, while each channel
+    # needed more writes than one window holds.
+    assert [c for c in fake.calls if c.status == 429] == []
     for cid in LOAD_CHANNELS:
-        times = [c.at for c in writes(fake, cid)]
-        assert len(times) >= 6
-        # The declared token bucket: any n consecutive writes span >= (n - burst) / rate s.
-        for i in range(len(times)):
-            for j in range(i + 1, len(times)):
-                allowed = WRITE_BURST + WRITE_RATE * (times[j] - times[i]) + 0.25
-                assert j - i + 1 <= allowed
+        assert len(writes(fake, cid)) >= 6
 
 
 # -- slash commands ---------------------------------------------------------------------------

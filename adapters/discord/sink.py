@@ -46,6 +46,10 @@ def channel_limits(streaming: bool) -> PlatformLimits:
         edit_rate=WRITE_RATE,
         min_edit_interval=MIN_EDIT_INTERVAL_S,
         stream=streaming,
+        # discord.py obeys the X-RateLimit headers of every response, as Discord asks
+        # ("do not hard-code rate limits"): the first and the final text of a message
+        # go out as soon as those allow. Our bucket paces only the edits in between.
+        pace_essential=False,
     )
 
 

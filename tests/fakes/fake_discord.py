@@ -275,7 +275,7 @@ class FakeDiscord:
         self.connected = asyncio.Event()  # set after READY (or RESUMED) was sent
         self._ids = itertools.count(1)
         self._failures: list[_Failure] = []
-        self._writes: dict[str, deque[float]] = {}
+        self._windows: dict[str, tuple[float, int]] = {}  # channel -> (opened, writes)
         self._ws: web.WebSocketResponse | None = None
         self._ws_transport: asyncio.BaseTransport | None = None  # for abrupt drops
         self._session: _Session | None = None
@@ -719,25 +719,41 @@ class FakeDiscord:
         ]
         return 200, self.commands, {}
 
-    def _over_write_limit(self, channel_id: str) -> bool:
-        if self.channel_write_limit is None:
-            return False
-        count, window = self.channel_write_limit
-        now = time.monotonic()
-        recent = self._writes.setdefault(channel_id, deque())
-        while recent and now - recent[0] >= window:
-            recent.popleft()
-        if len(recent) >= count:
-            return True
-        recent.append(now)
-        return False
+    def _window(self, channel_id: str) -> tuple[int, float] | None:
+        """Count a write in the channel's current window: (writes so far, seconds left).
 
-    def _limited(self, channel_id: str) -> Reply | None:
-        if not self._over_write_limit(channel_id):
+        Like Discord's per-channel bucket: a fixed window opens with the first write,
+        holds ``count`` writes, and resets when it ends. None when no limit is set.
+        """
+        if self.channel_write_limit is None:
             return None
-        retry = 0.5
-        body = {"message": "You are being rate limited.", "retry_after": retry, "global": False}
-        return 429, body, _limit_headers(retry)
+        _, window = self.channel_write_limit
+        now = time.monotonic()
+        opened, used = self._windows.get(channel_id, (now, 0))
+        if now - opened >= window:
+            opened, used = now, 0
+        used += 1
+        self._windows[channel_id] = (opened, used)
+        return used, window - (now - opened)
+
+    def _limited(self, channel_id: str) -> tuple[Reply | None, dict[str, str]]:
+        """A 429 when the window is full, else the headers Discord puts on a write."""
+        state = self._window(channel_id)
+        if state is None:
+            return None, {}
+        used, left = state
+        count, _ = self.channel_write_limit or (0, 0.0)
+        if used > count:
+            body = {"message": "You are being rate limited.", "retry_after": left, "global": False}
+            return (429, body, _limit_headers(left)), {}
+        headers = {
+            "X-RateLimit-Limit": str(count),
+            "X-RateLimit-Remaining": str(count - used),
+            "X-RateLimit-Reset": f"{time.time() + left:.3f}",
+            "X-RateLimit-Reset-After": f"{left:.3f}",
+            "X-RateLimit-Bucket": "channel-message-writes",
+        }
+        return None, headers
 
     def _bot_message(self, channel_id: str, body: JsonDict) -> JsonDict:
         ch = self.channels.get(channel_id, {})
@@ -773,7 +789,8 @@ class FakeDiscord:
             return 404, {"message": "Unknown Channel", "code": 10003}, {}
         if (rejected := _too_long(body)) is not None:
             return rejected
-        if (limited := self._limited(channel_id)) is not None:
+        limited, headers = self._limited(channel_id)
+        if limited is not None:
             return limited
         data = self._bot_message(channel_id, body or {})
         self.messages[data["id"]] = data
@@ -783,7 +800,7 @@ class FakeDiscord:
             if "guild_id" in echo:
                 echo["member"] = {k: v for k, v in member(self.bot).items() if k != "user"}
             await self.dispatch("MESSAGE_CREATE", echo)
-        return 200, data, {}
+        return 200, data, headers
 
     async def _edit_message(self, body: Any, channel_id: str, message_id: str) -> Reply:
         found = self.messages.get(message_id)
@@ -797,12 +814,13 @@ class FakeDiscord:
             )
         if (rejected := _too_long(body)) is not None:
             return rejected
-        if (limited := self._limited(channel_id)) is not None:
+        limited, headers = self._limited(channel_id)
+        if limited is not None:
             return limited
         if body and "content" in body:
             found["content"] = body["content"]
         found["edited_timestamp"] = iso(time.time())
-        return 200, found, {}
+        return 200, found, headers
 
     async def _typing(self, body: Any, channel_id: str) -> Reply:
         if channel_id not in self.channels:
