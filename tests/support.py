@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import openai
 import pytest_asyncio
@@ -20,6 +22,9 @@ from bot.tokens import token_counter_for
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
 from storage.memory import MemoryStore
 from storage.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPE = asyncio.subprocess.PIPE
 
 FAST_LIMITS = PlatformLimits(
     max_len=2000, can_edit=True, edit_burst=1000, edit_rate=1000.0, min_edit_interval=0.0
@@ -173,3 +178,24 @@ async def memory_core(core_factory: CoreFactory) -> Core:
 async def settle(core: Core) -> None:
     """Wait until the core has answered everything it accepted."""
     await asyncio.wait_for(core.drain(), 10)
+
+
+async def spawn_bot(
+    *args: str,
+    env: dict[str, str],
+    stdin: int | IO[bytes] = PIPE,
+    stdout: int | IO[bytes] = PIPE,
+    stderr: int | IO[bytes] = PIPE,
+) -> asyncio.subprocess.Process:
+    """``python -m bot ARGS`` from the repository root, as a user starts it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+    )

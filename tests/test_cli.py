@@ -6,15 +6,14 @@ import asyncio
 import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.fake_openai import FakeOpenAI, reply
+from tests.support import spawn_bot
 from tests.test_local_model import _skip_unless_installed
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {
     "OPENAI_API_KEY": "sk-supersecret-openai-key-123456",
     "DISCORD_BOT_TOKEN": "discord-secret-token-abcdef",
@@ -38,17 +37,7 @@ def bot_env(tmp_path: Path, fake: FakeOpenAI | None = None, **extra: str) -> dic
 
 
 async def run_bot(args: list[str], env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_bot(*args, env=env)
     out, err = await asyncio.wait_for(proc.communicate(stdin), RUN_LIMIT_S)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -166,17 +155,7 @@ async def test_sigterm_lets_the_answer_in_flight_finish(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     fake_openai.script(reply("a slow but complete answer", ttft_s=1.0, chunks=5))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "console",
-        cwd=ROOT,
-        env=bot_env(tmp_path, fake_openai),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_bot("console", env=bot_env(tmp_path, fake_openai))
     assert proc.stdin is not None
     proc.stdin.write(b"take your time\n")
     await proc.stdin.drain()

@@ -23,7 +23,8 @@ import pytest
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import DEFAULT_TEXT, Behaviour, FakeOpenAI
 from tests.fakes.fake_slack import FakeSlack
-from tests.test_cli import ROOT, bot_env
+from tests.support import spawn_bot
+from tests.test_cli import bot_env
 from tests.test_discord_e2e import ALICE, GENERAL, build_world, mention, texts
 from tests.test_faults_slack import marker_reply
 from tests.test_slack_e2e import CHANNEL
@@ -80,16 +81,7 @@ class Bot:
 @contextlib.asynccontextmanager
 async def bot_process(env: dict[str, str], log: Path) -> AsyncIterator[Bot]:
     with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            cwd=ROOT,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
+        proc = await spawn_bot(env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
     try:
         yield Bot(proc, log)
     finally:

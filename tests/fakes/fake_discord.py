@@ -23,10 +23,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.served import Served
 
 HOST = "127.0.0.1"
 API_PREFIX = "/api/v10"
@@ -238,7 +239,7 @@ class _Session:
     sent: deque[JsonDict] = field(default_factory=lambda: deque(maxlen=1000))
 
 
-class FakeDiscord:
+class FakeDiscord(Served):
     """REST + gateway on 127.0.0.1; a scriptable stand-in for discord.com."""
 
     def __init__(
@@ -318,15 +319,6 @@ class FakeDiscord:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeDiscord:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # -- building the world ------------------------------------------------------------------
 

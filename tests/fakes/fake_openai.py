@@ -26,10 +26,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.served import Served
 
 HOST = "127.0.0.1"
 DEFAULT_MODEL = "fake-model"
@@ -173,7 +174,7 @@ class RecordedRequest:
     json: JsonDict | None
 
 
-class FakeOpenAI:
+class FakeOpenAI(Served):
     """The fake server. Use as ``async with FakeOpenAI() as fake: fake.base_url``."""
 
     def __init__(
@@ -257,18 +258,6 @@ class FakeOpenAI:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeOpenAI:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- handlers ------------------------------------------------------------------
 

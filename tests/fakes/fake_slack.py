@@ -24,11 +24,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from tests.fakes.served import Served
 
 HOST = "127.0.0.1"
 MARKDOWN_LIMIT = 12_000  # Slack's documented limit for markdown_text
@@ -72,7 +73,7 @@ class _Fault:
 
 
 @dataclass(slots=True)
-class FakeSlack:
+class FakeSlack(Served):
     """Slack's side of a one-workspace app install."""
 
     bot_token: str = "xoxb-fake-bot-token"
@@ -119,18 +120,6 @@ class FakeSlack:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeSlack:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def api_url(self) -> str:
