@@ -24,11 +24,11 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, cast
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 import openai
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionChunk
 
 from .errors import ConfigError, LLMError, LLMErrorKind
 from .types import Answer, ChatMessage, Usage
@@ -296,7 +296,11 @@ class OpenAIChat:
         limit = self._max_output_tokens if self._max_output_tokens > 0 else None
         return await self._client.chat.completions.create(
             model=self._model,
-            messages=cast("list[ChatCompletionMessageParam]", messages),
+            # The SDK walks every message of `messages` through its type transforms on
+            # each call (~3 ms for 20 turns, ~29 ms for 200): the hot path of every
+            # answer. Sent via extra_body, the same JSON goes out untouched.
+            messages=[],
+            extra_body={"messages": messages},
             stream=True,
             stream_options={"include_usage": True} if self._send_stream_options else openai.omit,
             temperature=self._temperature if self._send_temperature else openai.omit,

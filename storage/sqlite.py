@@ -6,10 +6,10 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -20,6 +20,7 @@ from bot.types import Turn
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 MEMORY_PATH = ":memory:"
 # Another instance sharing the file may hold the write lock for a moment.
@@ -76,17 +77,15 @@ class SqliteStore:
     """A :class:`bot.store.Store` in an SQLite file (or ``:memory:``).
 
     One connection, so one worker thread: statements run in the order they are
-    issued. Writes take ``_write_lock`` so that no other coroutine's statement
-    can land inside a multi-statement transaction. Reads skip the lock to stay
-    fast; one that runs between two statements of a transaction sees its rows
-    early, which only matters if that transaction then fails.
+    issued. A multi-statement write runs as one function on that thread (see
+    ``_run``), so nothing else can land inside its transaction and no lock is
+    needed.
     """
 
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
         self._next_prune = 0.0
 
     async def open(self) -> None:
@@ -109,21 +108,14 @@ class SqliteStore:
     async def close(self) -> None:
         """Wait for a running write, then close; safe to call twice."""
         db, self._db = self._db, None
-        if db is None:
-            return
-        async with self._write_lock:
-            await db.close()
+        if db is not None:
+            await db.close()  # queued behind every statement already issued
 
     async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
         """Store a user turn unless its message id was seen; durable on return."""
         _check_role(turn, "user")
         await self._maybe_prune()
-        async with self._transaction() as db:
-            if turn.message_id is not None and not await self._claim(db, conversation, turn):
-                return None
-            turn_id = await _insert_turn(db, conversation, turn, anchor=None)
-            await db.execute(_SQL_SELF_ANCHOR, (turn_id,))
-            return turn_id
+        return await self._run(_add_user_turn, conversation, turn, self._clock())
 
     async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
         """Store an answer; it sorts right after ``turn.reply_to``.
@@ -132,27 +124,13 @@ class SqliteStore:
         the answer belongs to the forgotten part of the conversation.
         """
         _check_role(turn, "assistant")
-        if turn.reply_to is None:  # not answering anything: sort by arrival
-            async with self._transaction() as db:
-                turn_id = await _insert_turn(db, conversation, turn, anchor=None)
-                await db.execute(_SQL_SELF_ANCHOR, (turn_id,))
-                return turn_id
-        async with self._write_lock:
-            rows = await self._conn().execute_fetchall(
-                _SQL_TURN_EXISTS, (turn.reply_to, conversation)
-            )
-            if not list(rows):
-                return None
-            return await _insert_turn(self._conn(), conversation, turn, anchor=turn.reply_to)
+        return await self._run(_add_assistant_turn, conversation, turn)
 
     async def claim(self, conversation: str, message_id: str) -> bool:
         """Record a message id; True the first time only."""
         await self._maybe_prune()
-        async with self._write_lock:
-            cursor = await self._conn().execute(
-                _SQL_CLAIM, (conversation, message_id, self._clock())
-            )
-            return cursor.rowcount == 1
+        cursor = await self._conn().execute(_SQL_CLAIM, (conversation, message_id, self._clock()))
+        return cursor.rowcount == 1
 
     async def recent_turns(self, conversation: str, upto: int, limit: int) -> list[Turn]:
         """The newest ``limit`` turns at or before user turn ``upto``, oldest first."""
@@ -177,18 +155,15 @@ class SqliteStore:
 
     async def mark_delivered(self, conversation: str, answer_id: int) -> None:
         """Record that an answer is fully shown."""
-        async with self._write_lock:
-            await self._conn().execute(_SQL_MARK_DELIVERED, (answer_id, conversation))
+        await self._conn().execute(_SQL_MARK_DELIVERED, (answer_id, conversation))
 
     async def mark_done(self, conversation: str, message_id: str) -> None:
         """Record that ``message_id`` was dealt with although no answer was stored."""
-        async with self._write_lock:
-            await self._conn().execute(_SQL_MARK_DONE, (conversation, message_id))
+        await self._conn().execute(_SQL_MARK_DONE, (conversation, message_id))
 
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay."""
-        async with self._write_lock:
-            await self._conn().execute(_SQL_RESET, (conversation,))
+        await self._conn().execute(_SQL_RESET, (conversation,))
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
@@ -197,14 +172,12 @@ class SqliteStore:
 
     async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
         """Set, or with None clear, the conversation's system prompt."""
-        async with self._write_lock:
-            await self._conn().execute(_SQL_SET_PROMPT, (conversation, prompt))
+        await self._conn().execute(_SQL_SET_PROMPT, (conversation, prompt))
 
     async def prune_seen(self) -> int:
         """Forget dedupe rows older than the retention; return how many."""
         self._next_prune = self._clock() + PRUNE_INTERVAL_S
-        async with self._write_lock:
-            cursor = await self._conn().execute(_SQL_PRUNE, (self._clock() - SEEN_RETENTION_S,))
+        cursor = await self._conn().execute(_SQL_PRUNE, (self._clock() - SEEN_RETENTION_S,))
         if cursor.rowcount:
             log.info("storage: pruned %d old dedupe rows", cursor.rowcount)
         return cursor.rowcount
@@ -213,27 +186,16 @@ class SqliteStore:
         if self._clock() >= self._next_prune:
             await self.prune_seen()
 
-    async def _claim(self, db: aiosqlite.Connection, conversation: str, turn: Turn) -> bool:
-        cursor = await db.execute(_SQL_CLAIM, (conversation, turn.message_id, self._clock()))
-        return cursor.rowcount == 1
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(connection, *args)`` on the connection's own thread: one round trip.
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT under the write lock; roll back on any error.
-
-        Each statement is queued to the connection thread when issued, so even if
-        the caller is cancelled mid-way, the ROLLBACK (or COMMIT) queued here runs
-        before the next writer's BEGIN.
+        A whole transaction costs one hop to the database thread instead of one per
+        statement, and no other statement can run in between, so writers need no
+        asyncio lock. If the caller is cancelled, the transaction still completes.
+        (aiosqlite's ``_execute`` and ``_conn`` are private: pinned in requirements.)
         """
         db = self._conn()
-        async with self._write_lock:
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                yield db
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.rollback()  # a no-op when no transaction is open
-                raise
+        return cast(_T, await db._execute(fn, db._conn, *args))  # type: ignore[no-untyped-call]
 
     async def _fetch_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
         rows = list(await self._conn().execute_fetchall(sql, params))
@@ -298,9 +260,43 @@ async def _migrate(db: aiosqlite.Connection, path: str) -> None:
         log.info("storage: migrated %s from schema v%d to v%d", path, version, SCHEMA_VERSION)
 
 
-async def _insert_turn(
-    db: aiosqlite.Connection, conversation: str, turn: Turn, anchor: int | None
-) -> int:
+@contextmanager
+def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (on the database thread)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.rollback()
+        raise
+    con.execute("COMMIT")
+
+
+def _add_user_turn(
+    con: sqlite3.Connection, conversation: str, turn: Turn, now: float
+) -> int | None:
+    with _immediate(con):
+        if turn.message_id is not None:
+            claimed = con.execute(_SQL_CLAIM, (conversation, turn.message_id, now))
+            if claimed.rowcount != 1:
+                return None
+        turn_id = _insert_turn(con, conversation, turn, anchor=None)
+        con.execute(_SQL_SELF_ANCHOR, (turn_id,))
+        return turn_id
+
+
+def _add_assistant_turn(con: sqlite3.Connection, conversation: str, turn: Turn) -> int | None:
+    with _immediate(con):
+        if turn.reply_to is None:  # not answering anything: sort by arrival
+            turn_id = _insert_turn(con, conversation, turn, anchor=None)
+            con.execute(_SQL_SELF_ANCHOR, (turn_id,))
+            return turn_id
+        if con.execute(_SQL_TURN_EXISTS, (turn.reply_to, conversation)).fetchone() is None:
+            return None
+        return _insert_turn(con, conversation, turn, anchor=turn.reply_to)
+
+
+def _insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor: int | None) -> int:
     """Insert a turn and return its id; anchor None means "fix it up to the id"."""
     params = (
         conversation,
@@ -315,8 +311,8 @@ async def _insert_turn(
         anchor,
         int(turn.delivered),
     )
-    rows = list(await db.execute_fetchall(_SQL_INSERT_TURN, params))
-    return int(rows[0][0])
+    row = con.execute(_SQL_INSERT_TURN, params).fetchone()
+    return int(row[0])
 
 
 def _row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:
