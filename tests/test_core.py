@@ -340,3 +340,36 @@ async def test_one_person_cannot_spend_the_whole_budget(
     assert len(limited) == 2
     assert fake_openai.request_count == 4  # 3 from greedy, 1 from patient
     assert "!reset" in sink.texts[-1]
+
+
+async def test_redelivery_after_a_crash_answers_what_was_cut_off(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI
+) -> None:
+    """A crash left one message unanswered and one answer stored but not fully shown."""
+    from bot.types import Turn
+
+    store = MemoryStore()
+    await store.open()
+    lost, cut = message("never answered", message_id="lost"), message("half", message_id="cut")
+    conv = lost.key.as_str()
+    await store.add_user_turn(conv, Turn("user", "never answered", 3, message_id="lost"))
+    cut_id = await store.add_user_turn(conv, Turn("user", "half", 1, message_id="cut"))
+    assert cut_id is not None
+    stored = Turn("assistant", "the stored answer", 3, reply_to=cut_id, delivered=False)
+    await store.add_assistant_turn(conv, stored)
+
+    core = await core_factory(store)  # the restarted bot, on the same store
+    fake_openai.script(reply("a fresh answer"))
+    sink = RecordingSink()
+    for msg in (lost, cut, lost, cut):  # the platform redelivers, twice
+        await core.handle(msg, sink)
+        await settle(core)
+    assert sink.texts == ["a fresh answer", "the stored answer"]
+    assert fake_openai.request_count == 1  # the stored answer is not asked for again
+    history = await store.recent_turns(conv, 10**9, 10)
+    assert [t.content for t in history] == [
+        "never answered",
+        "a fresh answer",
+        "half",
+        "the stored answer",
+    ]
