@@ -1,0 +1,29 @@
+"""Benchmarks: ``python -m bench [names...] [--quick] [--json]``.
+
+To add one, write ``bench/bench_<name>.py`` exposing ``BENCHMARK`` (a
+:class:`bench.common.Benchmark`) and add it to ``MODULES`` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .common import Benchmark
+
+# Run order of `python -m bench`; a name maps to the module holding its BENCHMARK.
+MODULES: dict[str, str] = {
+    "core": "bench.bench_core",
+    "history": "bench.bench_history",
+    "discord": "bench.bench_discord",
+    "slack": "bench.bench_slack",
+}
+
+
+def load(name: str) -> Benchmark:
+    """The benchmark registered as ``name`` (imported on demand)."""
+    if name not in MODULES:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(MODULES)}")
+    benchmark = importlib.import_module(MODULES[name]).BENCHMARK
+    if not isinstance(benchmark, Benchmark) or benchmark.name != name:
+        raise TypeError(f"{MODULES[name]}.BENCHMARK is not a Benchmark named {name!r}")
+    return benchmark
