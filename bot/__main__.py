@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from .app import PLATFORMS, serve
 from .config import Config, format_config, load_config
 from .errors import StartupError
+from .texts import Texts
 
 log = logging.getLogger("bot")
 
@@ -60,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             print(format_config(cfg))
             return 0
+        if args.command == "run" and not (cfg.discord.enabled or cfg.slack.enabled):
+            # Say it before anything starts (no database file, no model client).
+            raise StartupError(Texts(cfg.language).get("no_platforms"))
         setup_logging(cfg, console=args.command == "console")
         platforms = ("console",) if args.command == "console" else PLATFORMS
         return asyncio.run(serve(cfg, platforms, local=args.local))

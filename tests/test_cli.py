@@ -149,6 +149,7 @@ async def test_no_platform_configured_says_what_to_set(tmp_path: Path) -> None:
     assert code == 2
     assert "DISCORD_BOT_TOKEN" in err and "SLACK_BOT_TOKEN" in err and "console" in err
     assert "Traceback" not in err
+    assert not (tmp_path / "bot.db").exists()  # nothing was started or created
 
 
 async def test_sigterm_lets_the_answer_in_flight_finish(
