@@ -24,12 +24,12 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import openai
-from openai.types.chat import ChatCompletionChunk
 
+from . import sse
 from .errors import ConfigError, LLMError, LLMErrorKind
 from .types import Answer, ChatMessage, Usage
 
@@ -71,6 +71,7 @@ _CONTEXT = re.compile(
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_*-]{2})[A-Za-z0-9_*-]{6,}")
 
 TokenParam = Literal["max_tokens", "max_completion_tokens"]
+_Opened = contextlib.AbstractAsyncContextManager[openai.AsyncAPIResponse[Any]]
 
 
 class ClientSettings(Protocol):
@@ -250,8 +251,9 @@ class OpenAIChat:
         """One request. Raises _AttemptFailed before any text, LLMError after."""
         loop = asyncio.get_running_loop()
         first_by = min(deadline, loop.time() + self._first_token_timeout_s)
-        stream = await self._open(messages, first_by, deadline)
-        request_id = stream.response.headers.get("x-request-id") or "-"
+        opened, response = await self._open(messages, first_by, deadline)
+        request_id = response.headers.get("x-request-id") or "-"
+        stream = sse.chunks(response)
         got_text = thinking = False
         try:
             while True:
@@ -274,27 +276,32 @@ class OpenAIChat:
                     got_text = True
                     answer.text += text
                     yield text
-                elif not thinking and _is_reasoning(chunk):
+                elif not thinking and sse.has_any(chunk, REASONING_FIELDS):
                     thinking = True
         finally:
             # Runs on success, failure, aclose() and cancellation alike: closing the
             # response drops the connection if the body was not read to the end.
-            await stream.close()
+            await stream.aclose()
+            await opened.__aexit__(None, None, None)
 
     async def _open(
         self, messages: list[ChatMessage], first_by: float, deadline: float
-    ) -> openai.AsyncStream[ChatCompletionChunk]:
+    ) -> tuple[_Opened, openai.AsyncAPIResponse[Any]]:
+        opened = self._create(messages)
         try:
             async with asyncio.timeout_at(first_by):
-                return await self._create(messages)
+                return opened, await opened.__aenter__()
         except TimeoutError as exc:
             raise _AttemptFailed(self._timeout(first_by, deadline, "-")) from exc
         except openai.APIError as exc:
             raise _AttemptFailed(_classify(exc, "-", self._client.api_key)) from exc
 
-    async def _create(self, messages: list[ChatMessage]) -> openai.AsyncStream[ChatCompletionChunk]:
+    def _create(self, messages: list[ChatMessage]) -> _Opened:
+        """The request, as a context manager over the raw streamed response."""
         limit = self._max_output_tokens if self._max_output_tokens > 0 else None
-        return await self._client.chat.completions.create(
+        # with_streaming_response: the SDK sends the request and raises its usual
+        # errors, but leaves the body to us (bot/sse.py), not to per-chunk objects.
+        return self._client.chat.completions.with_streaming_response.create(
             model=self._model,
             # The SDK walks every message of `messages` through its type transforms on
             # each call (~3 ms for 20 turns, ~29 ms for 200): the hot path of every
@@ -312,15 +319,15 @@ class OpenAIChat:
 
     async def _next_chunk(
         self,
-        stream: openai.AsyncStream[ChatCompletionChunk],
+        stream: AsyncGenerator[sse.Chunk, None],
         limit: float,
         deadline: float,
         request_id: str,
-    ) -> ChatCompletionChunk | None:
-        """The next parsed chunk, None at the end of the stream."""
+    ) -> sse.Chunk | None:
+        """The next chunk as a dict, None at the end of the stream."""
         try:
             async with asyncio.timeout_at(limit):
-                chunk = await anext(stream)
+                return await anext(stream)
         except StopAsyncIteration:
             return None
         except TimeoutError as exc:
@@ -329,26 +336,15 @@ class OpenAIChat:
             raise _AttemptFailed(_classify(exc, request_id, self._client.api_key)) from exc
         except ValueError as exc:  # a data: line that is not JSON (or not UTF-8)
             raise _AttemptFailed(_malformed(request_id, f"{type(exc).__name__}: {exc}")) from exc
-        if not isinstance(chunk, ChatCompletionChunk):
-            raise _AttemptFailed(_malformed(request_id, "a data: line that is not an object"))
-        return chunk
 
-    def _take(self, chunk: ChatCompletionChunk, answer: Answer, request_id: str) -> str:
+    def _take(self, chunk: sse.Chunk, answer: Answer, request_id: str) -> str:
         """Record usage; return the chunk's text (servers differ: read defensively)."""
-        usage = getattr(chunk, "usage", None)
+        usage = sse.usage_of(chunk)
         if usage is not None:
-            answer.usage = Usage(
-                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            )
-        choices = getattr(chunk, "choices", None) or ()
-        if not choices:
-            return ""
-        choice = choices[0]
-        if getattr(choice, "finish_reason", None) == "length":
+            answer.usage = Usage(prompt_tokens=usage[0], completion_tokens=usage[1])
+        if sse.finish_reason(chunk) == "length":
             log.info("answer hit max_output_tokens (request_id=%s)", request_id)
-        content = getattr(getattr(choice, "delta", None), "content", None)
-        return content if isinstance(content, str) else ""
+        return sse.text_of(chunk)
 
     # -- verdicts ----------------------------------------------------------------------
 
@@ -464,13 +460,6 @@ def _rejected_param(exc: openai.APIStatusError) -> str | None:
         return exc.param
     named = [p for p in ADAPTABLE_PARAMS if re.search(rf"\b{p}\b", exc.message)]
     return named[0] if named else None
-
-
-def _is_reasoning(chunk: ChatCompletionChunk) -> bool:
-    """Whether a chunk carries a thinking model's reasoning (never shown to users)."""
-    choices = getattr(chunk, "choices", None) or ()
-    delta = getattr(choices[0], "delta", None) if choices else None
-    return any(getattr(delta, name, None) for name in REASONING_FIELDS)
 
 
 def _malformed(request_id: str, what: str) -> _Verdict:
