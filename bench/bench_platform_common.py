@@ -38,7 +38,15 @@ from aiohttp import web
 
 from tests.fakes.fake_openai import Behaviour, FakeOpenAI, JsonDict, echo_last_user
 
-from .common import LISTENING, REPO_ROOT, FakeServer, Results, loopback_env, percentile, rounded
+from .common import (
+    REPO_ROOT,
+    FakeServer,
+    Results,
+    loopback_env,
+    model_process,
+    percentile,
+    rounded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +81,6 @@ LONG_CHUNK_INTERVAL_MS = 50.0  # 60 chunks, 3 s of streaming
 LONG_TAIL_CHARS = 40  # the final part of a long answer is recognised by its ending
 LONG_MARKER = "[long answer]"  # in a question: the fake model gives the long answer
 QUESTION = "explain the tides, please ({n})"
-MODEL_START_TIMEOUT_S = 20.0
 
 
 def long_answer(chars: int = LONG_CHARS) -> str:
@@ -170,28 +177,8 @@ async def two_speed_model() -> AsyncIterator[FakeServer]:
     Its own process keeps the fake's work off the bot's and the driver's CPU, as
     ``common.fake_openai_process`` does for the single-speed fake.
     """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        __name__,
-        cwd=REPO_ROOT,
-        env=loopback_env(),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        url = await asyncio.wait_for(_listening(proc), MODEL_START_TIMEOUT_S)
-        yield FakeServer(url + "/v1", proc.pid)
-    finally:
-        await _stop(proc, "the fake model")
-
-
-async def _listening(proc: asyncio.subprocess.Process) -> str:
-    assert proc.stdout is not None
-    while line := await proc.stdout.readline():
-        match = LISTENING.search(line.decode())
-        if match:
-            return match.group(1)
-    raise RuntimeError(f"the fake model exited early (code {await proc.wait()})")
+    async with model_process(__name__) as server:
+        yield server
 
 
 # -- the bot's own process ---------------------------------------------------------

@@ -308,10 +308,17 @@ async def fake_openai_process(
     ]
     if text is not None:
         args += ["--text", text]
+    async with model_process("tests.fakes.fake_openai", *args) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def model_process(module: str, *args: str) -> AsyncIterator[FakeServer]:
+    """Run ``python -m MODULE ARGS`` (a fake model that prints its URL) until the block ends."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fakes.fake_openai",
+        module,
         *args,
         cwd=REPO_ROOT,
         env=loopback_env(),
