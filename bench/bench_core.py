@@ -3,10 +3,13 @@
 Both sides talk to the same fake OpenAI server (its own process, see
 ``common.fake_openai_process``) through clients built by ``bot.llm.make_client``,
 with the same number of conversations, each sending its next message when its
-previous answer is complete. Phases alternate (bare, core, core, bare, ...) in
-one process, so drift hits both sides alike.
+previous answer is complete. Phases rotate (bare core plain, core plain bare, ...)
+in one process, so drift hits every side alike.
 
-* bare: ``client.chat.completions.create(..., stream=True)`` and read every chunk;
+* bare: ``client.chat.completions.create(..., stream=True)`` and read every chunk,
+  on a client built like the bot's (its aiohttp transport): ``overhead_ratio``;
+* plain: the same call on ``openai.AsyncOpenAI`` with the SDK's default transport, as
+  most bots build it: ``core_vs_plain_ratio`` (the bot against a typical SDK caller);
 * core: the core ``bot.app.running_core`` builds (SqliteStore on a temp file, the
   default configuration): ``Core.handle`` → user turn stored → history →
   OpenAIChat (the same SDK call) → streamed into a sink that accepts every write
@@ -60,6 +63,7 @@ CHUNK_INTERVAL_MS = 5.0
 # Each conversation holds this many exchanges, then a new one starts: the prompt
 # grows with the history (0..18 earlier turns), independent of how long a phase runs.
 MESSAGES_PER_CONVERSATION = 10
+PHASES = ("bare", "core", "plain")  # rotated each round, so drift hits every side alike
 RAMP_S = 0.5  # start of each phase not counted: all conversations start at once
 MESSAGE_TIMEOUT_S = 10.0  # an answer takes well under a second here; longer means broken
 QUESTION = "Could you explain how the tides work, message {n}?"
@@ -68,7 +72,7 @@ ANSWER_TEXT = "Hello from the fake model. This answer is streamed in small piece
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    rounds: int  # each round runs one bare and one core phase
+    rounds: int  # each round runs one phase of each kind
     seconds: float  # measured window of one phase
     warmup_s: float
 
@@ -112,7 +116,7 @@ OneMessage = Callable[[int, int], Awaitable[None]]  # (conversation index, messa
 
 
 async def run(opts: RunOptions) -> Results:
-    """Alternate bare and core phases; report both rates and their ratio."""
+    """Rotate the phases; report their rates and the core's ratios to both SDK calls."""
     plan = QUICK if opts.quick else FULL
     async with (
         fake_openai_process(
@@ -121,28 +125,33 @@ async def run(opts: RunOptions) -> Results:
         _Harness.open(fake) as harness,
     ):
         await harness.warm_up(plan.warmup_s)
-        bare, core, ratios = Phase(), Phase(), []
+        phases = {name: Phase() for name in PHASES}
+        ratios = []
         for number in range(plan.rounds):
-            order = ("bare", "core") if number % 2 == 0 else ("core", "bare")
+            order = PHASES[number % len(PHASES) :] + PHASES[: number % len(PHASES)]
             got = {name: await harness.phase(name, number, plan.seconds) for name in order}
-            bare.add(got["bare"])
-            core.add(got["core"])
+            for name, phase in got.items():
+                phases[name].add(phase)
             ratios.append(got["core"].rate / got["bare"].rate if got["bare"].rate else 0.0)
             log.info(
-                "round %d: bare %.1f/s, core %.1f/s", number + 1, got["bare"].rate, got["core"].rate
+                "round %d: %s",
+                number + 1,
+                ", ".join(f"{name} {got[name].rate:.1f}/s" for name in PHASES),
             )
-    return _results(plan, bare, core, ratios)
+    return _results(plan, phases, ratios)
 
 
-def _results(plan: Plan, bare: Phase, core: Phase, ratios: list[float]) -> Results:
-    ratio = core.rate / bare.rate if bare.rate else 0.0
+def _results(plan: Plan, phases: dict[str, Phase], ratios: list[float]) -> Results:
+    bare, core, plain = phases["bare"], phases["core"], phases["plain"]
     results: Results = {
-        "overhead_ratio": rounded(ratio),
+        "overhead_ratio": rounded(core.rate / bare.rate if bare.rate else 0.0),
         "core_msgs_per_s": rounded(core.rate, 4),
         "bare_msgs_per_s": rounded(bare.rate, 4),
+        "plain_msgs_per_s": rounded(plain.rate, 4),
+        "core_vs_plain_ratio": rounded(core.rate / plain.rate if plain.rate else 0.0),
         "overhead_ratio_rounds": " ".join(f"{r:.3f}" for r in ratios),
     }
-    for name, phase in (("core", core), ("bare", bare)):
+    for name, phase in phases.items():
         results[f"{name}_answer_p50_ms"] = rounded(percentile(phase.latencies, 50) * 1000)
         results[f"{name}_answer_p99_ms"] = rounded(percentile(phase.latencies, 99) * 1000)
         per_msg = phase.cpu_s / phase.completed if phase.completed else 0.0
@@ -150,8 +159,8 @@ def _results(plan: Plan, bare: Phase, core: Phase, ratios: list[float]) -> Resul
         results[f"{name}_cpu_util"] = rounded(phase.cpu_s / phase.seconds if phase.seconds else 0)
         fake_util = phase.fake_cpu_s / phase.seconds if phase.seconds else 0
         results[f"{name}_fake_cpu_util"] = rounded(fake_util)
-    results["core_errors"] = core.errors
-    results["bare_errors"] = bare.errors
+    for name, phase in phases.items():
+        results[f"{name}_errors"] = phase.errors
     results["core_concurrency"] = CONCURRENCY
     results["core_window_s"] = plan.rounds * plan.seconds
     return results
@@ -166,13 +175,13 @@ class _Harness:
         cfg: Config,
         core: Core,
         watch: AnswerWatch,
-        bare: openai.AsyncOpenAI,
+        clients: dict[str, openai.AsyncOpenAI],
     ) -> None:
         self.fake = fake
         self.settings = cfg.openai
         self.core = core
         self.watch = watch
-        self.client = bare
+        self.clients = clients
         self._ids = itertools.count(1)
 
     @classmethod
@@ -180,16 +189,22 @@ class _Harness:
     async def open(cls, fake: FakeServer) -> AsyncIterator[_Harness]:
         with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
             cfg = bench_config(fake.base_url, Path(tmp) / "bot.db")
-            bare = make_client(cfg.openai, env={})  # a second client, built the same way
+            clients = {
+                "bare": make_client(cfg.openai, env={}),  # a second client, built the same way
+                "plain": openai.AsyncOpenAI(
+                    api_key="sk-bench", base_url=cfg.openai.base_url, max_retries=0
+                ),
+            }
             try:
                 async with bench_core(cfg) as (core, watch):
-                    yield cls(fake, cfg, core, watch, bare)
+                    yield cls(fake, cfg, core, watch, clients)
             finally:
-                await bare.close()
+                for client in clients.values():
+                    await client.close()
 
     async def warm_up(self, seconds: float) -> None:
         """Open the connection pools, load the tokenizer, fill caches; nothing counted."""
-        for name in ("bare", "core"):
+        for name in PHASES:
             phase = await self.phase(name, -1, seconds, ramp=0.0)
             if not phase.finished or phase.errors:
                 raise RuntimeError(
@@ -197,7 +212,7 @@ class _Harness:
                 )
 
     async def phase(self, name: str, number: int, seconds: float, ramp: float = RAMP_S) -> Phase:
-        one = self._bare_message if name == "bare" else self._core_message(number)
+        one = self._core_message(number) if name == "core" else self._sdk_message(name)
         now = time.perf_counter()
         window = Window(now + ramp, now + ramp + seconds)
         phase = Phase(seconds=seconds)
@@ -232,10 +247,18 @@ class _Harness:
         phase.cpu_s = time.process_time() - cpu0
         phase.fake_cpu_s = self.fake.cpu_seconds() - fake0
 
-    async def _bare_message(self, index: int, n: int) -> None:
+    def _sdk_message(self, name: str) -> OneMessage:
         """What a bot with no core would do: one streamed call, every chunk read."""
+        client = self.clients[name]
+
+        async def one(index: int, n: int) -> None:
+            await self._sdk_call(client, n)
+
+        return one
+
+    async def _sdk_call(self, client: openai.AsyncOpenAI, n: int) -> None:
         settings = self.settings
-        stream = await self.client.chat.completions.create(
+        stream = await client.chat.completions.create(
             model=settings.model,
             messages=[
                 {"role": "system", "content": settings.system_prompt},
@@ -251,7 +274,7 @@ class _Harness:
             if chunk.choices and chunk.choices[0].delta.content:
                 text.append(chunk.choices[0].delta.content)
         if "".join(text) != ANSWER_TEXT:
-            raise RuntimeError("the bare call got a different answer")
+            raise RuntimeError("the SDK call got a different answer")
 
     def _core_message(self, number: int) -> OneMessage:
         """Messages of round ``number``: fresh conversations each round, one sink each."""
@@ -282,11 +305,15 @@ BENCHMARK = Benchmark(
         "overhead_ratio",
         "core_msgs_per_s",
         "bare_msgs_per_s",
+        "core_vs_plain_ratio",
+        "plain_msgs_per_s",
         "core_answer_p50_ms",
         "bare_answer_p50_ms",
         "core_cpu_ms_per_msg",
         "bare_cpu_ms_per_msg",
+        "plain_cpu_ms_per_msg",
         "core_errors",
         "bare_errors",
+        "plain_errors",
     ),
 )

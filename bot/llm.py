@@ -24,9 +24,10 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 
 from . import sse
@@ -60,6 +61,7 @@ OPENAI_HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com")
 # Delta fields in which OpenAI-compatible servers stream a reasoning model's thinking
 # (vLLM/DeepSeek: reasoning_content; Ollama, newer vLLM: reasoning). Not shown to users,
 # but their arrival proves the server is working, so they count as progress.
+CHAT_PATH = "/chat/completions"
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 ADAPTABLE_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "stream_options")
 
@@ -71,7 +73,6 @@ _CONTEXT = re.compile(
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_*-]{2})[A-Za-z0-9_*-]{6,}")
 
 TokenParam = Literal["max_tokens", "max_completion_tokens"]
-_Opened = contextlib.AbstractAsyncContextManager[openai.AsyncAPIResponse[Any]]
 
 
 class ClientSettings(Protocol):
@@ -120,6 +121,10 @@ def make_client(
         base_url=settings.base_url,  # None: the SDK reads OPENAI_BASE_URL, else OpenAI's URL
         max_retries=0,
         timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout)),
+        # The SDK's aiohttp transport: its default one (httpcore over anyio) costs about
+        # 1.4 ms more CPU per streamed answer, and probes every idle pooled connection
+        # on each request (BENCHMARKS.md). Proxies from the environment still apply.
+        http_client=openai.DefaultAioHttpClient(),
     )
 
 
@@ -251,7 +256,7 @@ class OpenAIChat:
         """One request. Raises _AttemptFailed before any text, LLMError after."""
         loop = asyncio.get_running_loop()
         first_by = min(deadline, loop.time() + self._first_token_timeout_s)
-        opened, response = await self._open(messages, first_by, deadline)
+        response = await self._open(messages, first_by, deadline)
         request_id = response.headers.get("x-request-id") or "-"
         stream = sse.chunks(response)
         got_text = thinking = False
@@ -282,40 +287,46 @@ class OpenAIChat:
             # Runs on success, failure, aclose() and cancellation alike: closing the
             # response drops the connection if the body was not read to the end.
             await stream.aclose()
-            await opened.__aexit__(None, None, None)
+            await response.aclose()
 
     async def _open(
         self, messages: list[ChatMessage], first_by: float, deadline: float
-    ) -> tuple[_Opened, openai.AsyncAPIResponse[Any]]:
-        opened = self._create(messages)
+    ) -> httpx2.Response:
         try:
             async with asyncio.timeout_at(first_by):
-                return opened, await opened.__aenter__()
+                return await self._send(messages)
         except TimeoutError as exc:
             raise _AttemptFailed(self._timeout(first_by, deadline, "-")) from exc
         except openai.APIError as exc:
             raise _AttemptFailed(_classify(exc, "-", self._client.api_key)) from exc
 
-    def _create(self, messages: list[ChatMessage]) -> _Opened:
-        """The request, as a context manager over the raw streamed response."""
+    async def _send(self, messages: list[ChatMessage]) -> httpx2.Response:
+        """Send the request; the streamed response, its body not read yet.
+
+        The SDK builds and sends the request, authenticates it and raises its usual
+        errors for a failed status; the body is read by bot/sse.py as plain dicts.
+        Its ``post`` (the SDK's way to call any endpoint) is used instead of
+        ``chat.completions.create``, which walks every parameter through its type
+        transforms on each call (a tenth of an answer's CPU, BENCHMARKS.md) and
+        would parse each chunk into an object.
+        """
         limit = self._max_output_tokens if self._max_output_tokens > 0 else None
-        # with_streaming_response: the SDK sends the request and raises its usual
-        # errors, but leaves the body to us (bot/sse.py), not to per-chunk objects.
-        return self._client.chat.completions.with_streaming_response.create(
-            model=self._model,
-            # The SDK walks every message of `messages` through its type transforms on
-            # each call (~3 ms for 20 turns, ~29 ms for 200): the hot path of every
-            # answer. Sent via extra_body, the same JSON goes out untouched.
-            messages=[],
-            extra_body={"messages": messages},
+        body: dict[str, Any] = {"model": self._model, "messages": messages, "stream": True}
+        if self._send_stream_options:
+            body["stream_options"] = {"include_usage": True}
+        if self._send_temperature:
+            body["temperature"] = self._temperature
+        if limit and self._token_param is not None:
+            body[self._token_param] = limit
+        response = await self._client.post(
+            CHAT_PATH,
+            cast_to=httpx2.Response,  # the SDK hands back the raw, unread response
+            body=body,
+            options={"security": {"bearer_auth": True}},
             stream=True,
-            stream_options={"include_usage": True} if self._send_stream_options else openai.omit,
-            temperature=self._temperature if self._send_temperature else openai.omit,
-            max_tokens=limit if self._token_param == "max_tokens" and limit else openai.omit,
-            max_completion_tokens=(
-                limit if self._token_param == "max_completion_tokens" and limit else openai.omit
-            ),
+            stream_cls=openai.AsyncStream[Any],
         )
+        return cast(httpx2.Response, response)
 
     async def _next_chunk(
         self,
@@ -416,7 +427,7 @@ def _classify(exc: openai.APIError, request_id: str, secret: str) -> _Verdict:
     """Judge an SDK error: which kind, and whether another attempt may help."""
     if isinstance(exc, openai.APIStatusError):
         return _classify_status(exc, secret)
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
         return _Verdict("timeout", True, f"HTTP client timeout (request_id={request_id})")
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
@@ -429,6 +440,17 @@ def _classify(exc: openai.APIError, request_id: str, secret: str) -> _Verdict:
     if _CONTEXT.search(f"{exc.code} {exc.message}"):
         return _Verdict("context_too_long", False, detail)
     return _Verdict("unavailable", True, detail, malformed=True)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a real timeout is behind ``exc``: the SDK's aiohttp transport reports a
+    refused or dropped connection as a connect timeout too."""
+    cause: BaseException | None = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _classify_status(exc: openai.APIStatusError, secret: str) -> _Verdict:

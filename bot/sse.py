@@ -21,18 +21,23 @@ DATA = "data:"
 Chunk = dict[str, Any]
 
 
-async def chunks(response: openai.AsyncAPIResponse[Any]) -> AsyncGenerator[Chunk, None]:
+async def chunks(response: httpx2.Response) -> AsyncGenerator[Chunk, None]:
     """The JSON objects of the stream's ``data:`` lines, until ``[DONE]``.
 
     Raises ValueError for a data line that is not a JSON object (malformed stream),
     openai.APIError for an error event or a broken connection, like the SDK does.
     """
     try:
-        async for line in response.iter_lines():
+        lines = response.aiter_lines()
+        async for line in lines:
             if not line.startswith(DATA):
                 continue  # blank lines, comments, event:/id: fields
             data = line[len(DATA) :].strip()
             if data == DONE:
+                # Read the body to its end: a response closed early also closes its
+                # connection, and the next answer would pay for a new one.
+                async for _ in lines:
+                    pass
                 return
             chunk = json.loads(data)
             if not isinstance(chunk, dict):
@@ -41,13 +46,13 @@ async def chunks(response: openai.AsyncAPIResponse[Any]) -> AsyncGenerator[Chunk
                 raise _error_event(response, chunk["error"])
             yield chunk
     except httpx2.HTTPError as exc:  # the SDK reports these as connection errors
-        raise openai.APIConnectionError(request=response.http_request) from exc
+        raise openai.APIConnectionError(request=response.request) from exc
 
 
-def _error_event(response: openai.AsyncAPIResponse[Any], error: Any) -> openai.APIError:
+def _error_event(response: httpx2.Response, error: Any) -> openai.APIError:
     message = error.get("message") if isinstance(error, dict) else str(error)
     return openai.APIError(
-        str(message or "error event in the stream"), response.http_request, body=error
+        str(message or "error event in the stream"), response.request, body=error
     )
 
 

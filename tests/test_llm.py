@@ -34,7 +34,7 @@ from tests.fakes.fake_openai import (
     unauthorized,
     unsupported_parameter,
 )
-from tests.fakes.fixtures import FAKE_API_KEY
+from tests.fakes.fixtures import FAKE_API_KEY, sdk_client
 
 MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You are terse."},
@@ -151,7 +151,7 @@ def test_token_param_follows_the_host(url: str, param: str) -> None:
 async def test_reply_function_sees_the_history(no_proxy_env: None) -> None:
     # The fake's echo mode answers with the last user message of the request.
     async with FakeOpenAI(reply_fn=echo_last_user) as fake:
-        client = openai.AsyncOpenAI(api_key="sk-x", base_url=fake.base_url + "/v1", max_retries=0)
+        client = sdk_client(fake.base_url + "/v1")
         try:
             _, answer = await collect(make_chat(client))
         finally:
@@ -233,9 +233,7 @@ async def test_connection_refused_is_unavailable(no_proxy_env: None) -> None:
     with socket.socket() as sock:  # a port nobody listens on once closed
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = openai.AsyncOpenAI(
-        api_key="sk-x", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0
-    )
+    client = sdk_client(f"http://127.0.0.1:{port}/v1")
     try:
         await expect_error(make_chat(client, max_retries=1), "unavailable")
     finally:
@@ -364,6 +362,19 @@ async def test_slow_response_headers_time_out(
     fake_openai.default = Behaviour(headers_delay_s=3.0)
     chat = make_chat(openai_client, first_token_timeout_s=0.2, request_timeout_s=0.3)
     await expect_error(chat, "timeout")
+
+
+async def test_the_http_clients_own_read_timeout_is_a_timeout(fake_openai: FakeOpenAI) -> None:
+    # The transport's read timeout fires before our deadlines: still reported as a timeout,
+    # not as a lost connection (the SDK's aiohttp transport labels both "connect timeout").
+    fake_openai.default = Behaviour(headers_delay_s=3.0)
+    client = sdk_client(fake_openai.base_url + "/v1", timeout_s=0.2)
+    try:
+        chat = make_chat(client, first_token_timeout_s=2.0, request_timeout_s=2.5, max_retries=0)
+        err, _ = await expect_error(chat, "timeout")
+    finally:
+        await client.close()
+    assert "HTTP client timeout" in err.detail
 
 
 async def test_one_slow_first_token_is_retried(
@@ -576,9 +587,7 @@ def test_fake_runs_as_its_own_process(no_proxy_env: None) -> None:
             base_url = line.removeprefix("listening on ")
 
             async def ask() -> str:
-                client = openai.AsyncOpenAI(
-                    api_key="sk-x", base_url=base_url + "/v1", max_retries=0
-                )
+                client = sdk_client(base_url + "/v1")
                 try:
                     _, answer = await collect(make_chat(client))
                 finally:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import openai
 import pytest
 import pytest_asyncio
 
+from bot.llm import make_client
 from tests.fakes.fake_openai import FakeOpenAI
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -32,15 +34,24 @@ async def fake_openai(no_proxy_env: None) -> AsyncIterator[FakeOpenAI]:
         yield fake
 
 
+@dataclass(frozen=True, slots=True)
+class _ClientSettings:
+    api_key: str
+    base_url: str
+    request_timeout_s: float
+
+
+def sdk_client(
+    base_url: str, api_key: str = FAKE_API_KEY, timeout_s: float = 5.0
+) -> openai.AsyncOpenAI:
+    """The SDK client the bot builds (``bot.llm.make_client``: transport, retries off)."""
+    return make_client(_ClientSettings(api_key, base_url, timeout_s), env={})
+
+
 @pytest_asyncio.fixture
 async def openai_client(fake_openai: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
     """The real SDK client pointed at the fake, SDK retries off (bot.llm retries)."""
-    client = openai.AsyncOpenAI(
-        api_key=FAKE_API_KEY,
-        base_url=fake_openai.base_url + "/v1",
-        max_retries=0,
-        timeout=5.0,
-    )
+    client = sdk_client(fake_openai.base_url + "/v1")
     try:
         yield client
     finally:
