@@ -189,6 +189,12 @@ class OpenAIChat:
         self._send_temperature = True
         self._send_stream_options = True
         self._adapted: set[str] = set()
+        # The read timeout bounds the silence between two chunks (see _silence_limit).
+        self._http_timeout = openai.Timeout(
+            request_timeout_s,
+            connect=min(CONNECT_TIMEOUT_S, request_timeout_s),
+            read=first_token_timeout_s,
+        )
 
     @classmethod
     def from_config(cls, client: openai.AsyncOpenAI, settings: ChatSettings) -> OpenAIChat:
@@ -265,11 +271,9 @@ class OpenAIChat:
                 # Before the first text: the first-token deadline. After it (or once a
                 # reasoning model shows it is thinking): the same span as the longest
                 # allowed silence between chunks, always within the total deadline.
-                limit = min(deadline, loop.time() + self._first_token_timeout_s)
+                limit = self._silence_limit(loop, deadline) if got_text or thinking else first_by
                 try:
-                    chunk = await self._next_chunk(
-                        stream, limit if got_text or thinking else first_by, deadline, request_id
-                    )
+                    chunk = await self._next_chunk(stream, limit, deadline, request_id)
                 except _AttemptFailed as failed:
                     if not got_text:
                         raise
@@ -322,27 +326,44 @@ class OpenAIChat:
             CHAT_PATH,
             cast_to=httpx2.Response,  # the SDK hands back the raw, unread response
             body=body,
-            options={"security": {"bearer_auth": True}},
+            options={"security": {"bearer_auth": True}, "timeout": self._http_timeout},
             stream=True,
             stream_cls=openai.AsyncStream[Any],
         )
         return cast(httpx2.Response, response)
 
+    def _silence_limit(self, loop: asyncio.AbstractEventLoop, deadline: float) -> float | None:
+        """When the wait for the next chunk ends; None: the transport's read timeout.
+
+        Each request sets the HTTP read timeout to the longest allowed silence, so
+        only near the total deadline does a chunk need a timer of its own (one per
+        chunk was a twentieth of an answer's CPU).
+        """
+        if loop.time() + self._first_token_timeout_s < deadline:
+            return None
+        return deadline
+
     async def _next_chunk(
         self,
         stream: AsyncGenerator[sse.Chunk, None],
-        limit: float,
+        limit: float | None,
         deadline: float,
         request_id: str,
     ) -> sse.Chunk | None:
         """The next chunk as a dict, None at the end of the stream."""
         try:
+            if limit is None:
+                return await anext(stream)
             async with asyncio.timeout_at(limit):
                 return await anext(stream)
         except StopAsyncIteration:
             return None
         except TimeoutError as exc:
+            assert limit is not None  # a transport timeout arrives as APITimeoutError
             raise _AttemptFailed(self._timeout(limit, deadline, request_id)) from exc
+        except openai.APITimeoutError as exc:  # silent for longer than the read timeout
+            now = asyncio.get_running_loop().time()
+            raise _AttemptFailed(self._timeout(now, deadline, request_id)) from exc
         except openai.APIError as exc:  # broken connection, or an error event in the stream
             raise _AttemptFailed(_classify(exc, request_id, self._client.api_key)) from exc
         except ValueError as exc:  # a data: line that is not JSON (or not UTF-8)

@@ -364,17 +364,28 @@ async def test_slow_response_headers_time_out(
     await expect_error(chat, "timeout")
 
 
-async def test_the_http_clients_own_read_timeout_is_a_timeout(fake_openai: FakeOpenAI) -> None:
-    # The transport's read timeout fires before our deadlines: still reported as a timeout,
-    # not as a lost connection (the SDK's aiohttp transport labels both "connect timeout").
-    fake_openai.default = Behaviour(headers_delay_s=3.0)
-    client = sdk_client(fake_openai.base_url + "/v1", timeout_s=0.2)
-    try:
-        chat = make_chat(client, first_token_timeout_s=2.0, request_timeout_s=2.5, max_retries=0)
-        err, _ = await expect_error(chat, "timeout")
-    finally:
-        await client.close()
-    assert "HTTP client timeout" in err.detail
+async def test_silence_after_text_ends_the_answer_as_interrupted(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    # Far from the deadline, the HTTP read timeout (set to the allowed silence) ends it.
+    fake_openai.script(reply("one two three", chunks=3, chunk_interval_s=1.0))
+    chat = make_chat(openai_client, first_token_timeout_s=0.2, request_timeout_s=3.0)
+    err, answer = await expect_error(chat, "interrupted")
+    assert answer.text == "one "
+    assert "no text within 0.2s" in err.detail
+    assert fake_openai.request_count == 1
+
+
+async def test_a_stream_still_running_at_the_total_deadline_is_cut_there(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    # Chunks keep coming within the allowed silence, but the total deadline is near.
+    fake_openai.script(reply("a b c d e f g h i j", chunks=10, chunk_interval_s=0.15))
+    chat = make_chat(openai_client, first_token_timeout_s=0.5, request_timeout_s=0.6)
+    err, answer = await expect_error(chat, "interrupted")
+    assert answer.text and "a b c d e f g h i j".startswith(answer.text)
+    assert answer.text != "a b c d e f g h i j"
+    assert "total deadline" in err.detail
 
 
 async def test_one_slow_first_token_is_retried(
