@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
+from .indicator import TypingIndicator
 from .lanes import Job, Lanes
 from .pacing import Pacer
 from .ratelimit import UserLimiter
@@ -69,6 +70,7 @@ class Core:
         self._lanes = Lanes()
         self._limiter = UserLimiter(settings.user_messages_per_minute)
         self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
+        self._typing_calls: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -193,9 +195,22 @@ class Core:
     async def _try_answer(self, msg: IncomingMessage, sink: ReplySink, turn_id: int) -> bool:
         """Answer one message; False when it failed (and the user was told)."""
         conv = msg.key.as_str()
-        await self._typing(sink)
+        typing = TypingIndicator(sink, self._typing_calls)
+        try:
+            return await self._stream_answer(conv, msg, sink, turn_id, typing)
+        finally:
+            typing.cancel()
+
+    async def _stream_answer(
+        self,
+        conv: str,
+        msg: IncomingMessage,
+        sink: ReplySink,
+        turn_id: int,
+        typing: TypingIndicator,
+    ) -> bool:
         messages = await self._context(conv, msg, turn_id)
-        stream = ReplyStream(sink, self.pacer)
+        stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
         deltas = self.model.stream(messages, answer)
         answer_id: int | None = None
@@ -276,12 +291,6 @@ class Core:
         except Exception:
             log.exception("could not show the error note; trying a plain message")
             await self._send_quietly(sink, note)
-
-    async def _typing(self, sink: ReplySink) -> None:
-        try:
-            await sink.typing()
-        except Exception as exc:  # a missing typing indicator must not cost the answer
-            log.info("typing indicator failed: %s", exc)
 
     async def _send_quietly(self, sink: ReplySink, text: str) -> None:
         """Send a fixed text (split at the sink's limit); log instead of raising."""

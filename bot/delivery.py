@@ -73,8 +73,16 @@ class _Step:
 class ReplyStream:
     """Streams one answer into ``sink``; see the module docstring."""
 
-    def __init__(self, sink: ReplySink, pacer: Pacer, *, retry_delay: float = RETRY_DELAY_S):
+    def __init__(
+        self,
+        sink: ReplySink,
+        pacer: Pacer,
+        *,
+        retry_delay: float = RETRY_DELAY_S,
+        before_first_write: Callable[[], Awaitable[None]] | None = None,
+    ):
         self._sink = sink
+        self._before_first_write = before_first_write
         self._pacer = pacer
         self._limits = sink.limits
         self._retry_delay = retry_delay
@@ -165,6 +173,8 @@ class ReplyStream:
             raise exc
 
     async def _run(self) -> None:
+        if self._before_first_write is not None:
+            await self._before_first_write()
         while True:
             step = self._plan()
             if step is None:

@@ -51,16 +51,23 @@ class RecordingSink:
         self.pace_key = pace_key
         self.messages: list[SentMessage] = []
         self.typing_calls = 0
+        self.typing_delay_s = 0.0  # how long one typing call takes
+        self.calls: list[str] = []  # "typing", "typing done", "send", "edit" in order
 
     async def typing(self) -> None:
         self.typing_calls += 1
+        self.calls.append("typing")
+        await asyncio.sleep(self.typing_delay_s)
+        self.calls.append("typing done")
 
     async def send(self, text: str) -> str:
+        self.calls.append("send")
         msg = SentMessage(str(next(_ids)), text)
         self.messages.append(msg)
         return msg.id
 
     async def edit(self, message_id: str, text: str) -> None:
+        self.calls.append("edit")
         for msg in self.messages:
             if msg.id == message_id:
                 msg.edits.append(text)

@@ -181,5 +181,6 @@ async def test_console_local_model_end_to_end(tmp_path: Path) -> None:
     env.pop("OPENAI_API_KEY")
     code, out, err = await run_bot(["console", "--local"], env, b"Say hello in one word.\n")
     assert code == 0, err
-    got = answers(out)
-    assert len(got) == 1 and got[0].strip(), out
+    # One answer; the small model sometimes writes it in several paragraphs.
+    assert out.count("answer: ") == 1, out
+    assert out.split("answer: ", 1)[1].strip(), out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.core import Core
+from bot.indicator import TYPING_DELAY_S
 from bot.texts import Texts
 from storage.memory import MemoryStore
 from tests.fakes.fake_openai import (
@@ -32,6 +33,35 @@ def roles(body: dict[str, object]) -> list[str]:
     return [m["role"] for m in msgs]
 
 
+async def test_a_slow_answer_shows_typing_before_its_first_text(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(reply("Thinking took a while.", ttft_s=TYPING_DELAY_S + 0.3))
+    sink = RecordingSink()
+    sink.typing_delay_s = 0.2  # the platform is slow to confirm: the text still waits
+    await memory_core.handle(message("hard question"), sink)
+    await settle(memory_core)
+    assert sink.texts == ["Thinking took a while."]
+    assert sink.typing_calls == 1
+    assert sink.calls[:3] == ["typing", "typing done", "send"]
+
+
+async def test_a_failing_typing_call_costs_nothing(
+    memory_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    class BrokenTyping(RecordingSink):
+        async def typing(self) -> None:
+            await super().typing()
+            raise RuntimeError("typing endpoint down")
+
+    fake_openai.script(reply("Still here.", ttft_s=TYPING_DELAY_S + 0.1))
+    sink = BrokenTyping()
+    await memory_core.handle(message("hello?"), sink)
+    await settle(memory_core)
+    assert sink.typing_calls == 1
+    assert sink.texts == ["Still here."]
+
+
 async def test_answer_is_streamed_into_the_sink_and_stored(
     memory_core: Core, fake_openai: FakeOpenAI
 ) -> None:
@@ -42,7 +72,7 @@ async def test_answer_is_streamed_into_the_sink_and_stored(
     await settle(memory_core)
 
     assert sink.texts == ["Paris is the capital of France."]
-    assert sink.typing_calls >= 1
+    assert sink.typing_calls == 0  # the text came at once: no indicator needed
     turns = await memory_core.store.recent_turns(msg.key.as_str(), 10**9, 10)
     assert [(t.role, t.content) for t in turns] == [
         ("user", "capital of France?"),

@@ -25,6 +25,7 @@ from adapters.discord.sink import MAX_LEN, channel_limits
 from bot.config import Config, DiscordConfig
 from bot.core import Core
 from bot.errors import StartupError
+from bot.indicator import TYPING_DELAY_S
 from bot.types import PlatformLimits
 from tests.fakes.fake_discord import (
     INTENT_MESSAGE_CONTENT,
@@ -163,7 +164,8 @@ def writes(fake: FakeDiscord, channel_id: str) -> list[RestCall]:
 async def test_mention_gets_a_reply_that_pings_nobody(
     fake_discord: FakeDiscord, fake_openai: FakeOpenAI, memory_core: Core
 ) -> None:
-    fake_openai.script(reply("Paris is the capital of France."))
+    # Slow to start, so the typing indicator shows first.
+    fake_openai.script(reply("Paris is the capital of France.", ttft_s=TYPING_DELAY_S + 0.2))
     async with running(fake_discord, memory_core):
         question = await fake_discord.send_message(
             GENERAL,
@@ -178,8 +180,9 @@ async def test_mention_gets_a_reply_that_pings_nobody(
     assert first_post.json["allowed_mentions"] == {"parse": [], "replied_user": False}
     for edit in fake_discord.calls_to("PATCH", rf"/channels/{GENERAL}/messages/\d+"):
         assert edit.json["allowed_mentions"] == {"parse": []}
-    # Typing shows before the first word of the answer.
+    # Typing shows before the first word of the answer (once: the answer ends it).
     paths = [c.path for c in fake_discord.calls if c.method == "POST"]
+    assert paths.count(f"/channels/{GENERAL}/typing") == 1
     assert paths.index(f"/channels/{GENERAL}/typing") < paths.index(f"/channels/{GENERAL}/messages")
     (request,) = fake_openai.chat_requests  # the bot's own echoed message was ignored
     assert "Alice" in user_text(request) and "capital of France?" in user_text(request)
@@ -200,6 +203,8 @@ async def test_reply_to_the_bot_needs_no_mention(
         await answered(fake_discord, memory_core, GENERAL, 2)
     assert texts(fake_discord, GENERAL) == ["Paris.", "Rome."]
     assert "and Italy?" in user_text(fake_openai.chat_requests[1])
+    # Both answers started at once: no typing call was needed.
+    assert not fake_discord.calls_to("POST", rf"/channels/{GENERAL}/typing")
 
 
 async def test_dm_is_answered_without_mention(

@@ -23,6 +23,7 @@ from adapters.slack.sink import MARKDOWN_MAX_LEN
 from bot.config import Config, SlackConfig
 from bot.core import Core
 from bot.errors import StartupError
+from bot.indicator import TYPING_DELAY_S
 from bot.types import PlatformLimits
 from tests.fakes.fake_openai import FakeOpenAI, reply, unauthorized
 from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
@@ -104,13 +105,18 @@ def user_contents(request: dict[str, Any]) -> str:
 async def test_mention_is_answered_in_its_thread(
     fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
 ) -> None:
-    fake_openai.script(reply("Paris is the capital of France."))
+    # Slow to start, so the thread shows the assistant status first.
+    fake_openai.script(reply("Paris is the capital of France.", ttft_s=TYPING_DELAY_S + 0.2))
     mention, twin = fake_slack.mention("what is the capital of France?")
     ts = mention["event"]["ts"]
     async with running(fake_slack, memory_core) as adapter:
         await deliver(fake_slack, adapter, memory_core, mention, twin)
     assert fake_slack.texts(CHANNEL, thread_ts=ts) == ["Paris is the capital of France."]
-    assert fake_slack.statuses[0]["thread_ts"] == ts  # progress shown at once
+    [status] = fake_slack.statuses
+    assert status["thread_ts"] == ts
+    methods = [c.method for c in fake_slack.calls]
+    first_write = min(methods.index(m) for m in methods if m.startswith("chat."))
+    assert methods.index("assistant.threads.setStatus") < first_write
     (request,) = fake_openai.chat_requests
     assert "what is the capital of France?" in user_contents(request)
     assert "<@U0BOT>" not in json.dumps(request)
@@ -152,6 +158,7 @@ async def test_thread_follow_up_needs_no_mention(
     # Names come from users.info once per person, not once per message.
     looked_up = sorted(c.args["user"] for c in fake_slack.calls_to("users.info"))
     assert looked_up == ["U0ALICE", "U0BOB"]
+    assert fake_slack.statuses == []  # both answers started at once: no status needed
 
 
 async def test_dm_is_answered_without_mention(
@@ -364,7 +371,8 @@ async def test_refused_status_line_uses_a_placeholder_the_answer_replaces(
     fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
 ) -> None:
     fake_slack.status_error = "not_allowed"
-    fake_openai.script(reply("Done."), reply("Done again."))
+    slow = TYPING_DELAY_S + 0.2  # slow to start: the thread needs a sign of progress
+    fake_openai.script(reply("Done.", ttft_s=slow), reply("Done again.", ttft_s=slow))
     first, second = fake_slack.mention("one"), fake_slack.mention("two")
     async with running(fake_slack, memory_core, streaming=False) as adapter:
         await deliver(fake_slack, adapter, memory_core, first[0])
@@ -372,6 +380,8 @@ async def test_refused_status_line_uses_a_placeholder_the_answer_replaces(
     assert fake_slack.texts(CHANNEL, first[0]["event"]["ts"]) == ["Done."]
     assert fake_slack.texts(CHANNEL, second[0]["event"]["ts"]) == ["Done again."]
     assert len(fake_slack.calls_to("assistant.threads.setStatus")) == 1
+    # The placeholders were posted, then replaced by the answers: one message each.
+    assert len(fake_slack.calls_to("chat.postMessage")) == 2
 
 
 @pytest.mark.parametrize("graceful", [False, True])
