@@ -104,6 +104,7 @@ class ReplyStream:
         self._closing = False
         self._closed = asyncio.Event()  # set with _closing: cuts an optional wait short
         self._wake = asyncio.Event()
+        self._credited = False  # the answer's first write went out on credit
         self._writer: asyncio.Task[None] | None = None
 
     @property
@@ -198,12 +199,19 @@ class ReplyStream:
         """Wait until ``step`` may be written; False if an optional wait was cut short."""
         # The first text of a message and the final text are what the reader waits
         # for: they never wait for the coalescing interval, and where the platform
-        # paces writes itself (rate-limit headers the client library obeys, as
-        # Discord asks) they skip our pacer too. Edits in between are optional and
-        # always paced, so streaming never spends the channel's budget.
+        # client paces writes itself (discord.py obeys Discord's rate-limit headers)
+        # they skip our pacer too. Where our pacer is the only one (pace_essential),
+        # the answer's very first write goes at once on credit (a question asked in
+        # a busy channel is not kept waiting by earlier answers) and later writes
+        # wait longer to pay it back. Edits in between are optional and always paced.
         if step.op in _OPENING_OPS or self._closing:
-            if self._limits.pace_essential:
+            if not self._limits.pace_essential:
+                return True
+            if self._credited:
                 await self._acquire()
+            else:
+                self._credited = True
+                self._charge()
             return True
         # An optional edit: when the answer completes meanwhile, stop waiting; the
         # writer then plans the final text, which goes out as an essential write.
@@ -225,6 +233,10 @@ class ReplyStream:
             if delay > 0:
                 await self._pacer.sleep(delay)
         await self._acquire()
+
+    def _charge(self) -> None:
+        limits = self._limits
+        self._pacer.charge(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
 
     async def _acquire(self) -> None:
         limits = self._limits

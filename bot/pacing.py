@@ -69,6 +69,14 @@ class Pacer:
             bucket.tokens += 1  # hand the unused slot back
             raise
 
+    def charge(self, key: str, burst: int, rate: float) -> None:
+        """Count one write on ``key`` that does not wait: later writes wait longer."""
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        now = self.clock()
+        self._maybe_prune(now)
+        self._bucket(key, float(max(1, burst)), rate, now).tokens -= 1
+
     def _bucket(self, key: str, burst: float, rate: float, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:

@@ -56,8 +56,9 @@ class PlatformLimits:
     edit_burst: int = 5  # writes allowed at once per pace key (token bucket size)
     edit_rate: float = 1.0  # writes per second refilled per pace key
     min_edit_interval: float = 0.25  # seconds between edits of one message (coalescing)
-    # False: the first and the final write of a message skip our pacer, because the
-    # platform client already obeys the server's rate-limit headers (discord.py).
+    # The first and the final write of a message never wait. True: they are charged
+    # to the pace key's bucket (optional edits wait longer); False: they skip our
+    # pacer, because the platform client obeys the server's rate-limit headers.
     pace_essential: bool = True
     stream: bool = True  # False: post one message per part when the answer is done
 
