@@ -32,6 +32,10 @@ WAL_SWITCH_RETRY_S = 0.01  # pause between tries of the WAL switch (see _switch_
 # Only an OS crash or power loss can drop the last few commits, and never
 # corrupts the file. FULL would fsync on every message for that rare case.
 SYNCHRONOUS = "NORMAL"
+# Read the file through a memory map: a conversation's turns sit on pages spread
+# over the file, and loading one costs a read() per page otherwise. Only the address
+# space is reserved; pages count as memory once touched, and the OS can drop them.
+MMAP_BYTES = 256 * 1024 * 1024
 PRUNE_INTERVAL_S = 3600.0
 
 _TURN_COLUMNS = (
@@ -214,6 +218,7 @@ async def _configure(db: aiosqlite.Connection) -> None:
     if mode not in ("wal", "memory"):
         log.warning("storage: journal_mode is %s, not WAL (filesystem without WAL?)", mode)
     await db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+    await db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
 
 
 async def _switch_to_wal(db: aiosqlite.Connection) -> str:
