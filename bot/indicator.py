@@ -31,11 +31,6 @@ class TypingIndicator:
         self._task: asyncio.Task[None] | None = None
         self._timer = asyncio.get_running_loop().call_later(delay_s, self._start)
 
-    @property
-    def shown(self) -> bool:
-        """Whether the indicator was asked for."""
-        return self._task is not None
-
     async def settle(self) -> None:
         """No indicator from now on; wait for one already on its way."""
         self._timer.cancel()

@@ -358,12 +358,11 @@ class OpenAIChat:
                 return await anext(stream)
         except StopAsyncIteration:
             return None
-        except TimeoutError as exc:
-            assert limit is not None  # a transport timeout arrives as APITimeoutError
-            raise _AttemptFailed(self._timeout(limit, deadline, request_id)) from exc
-        except openai.APITimeoutError as exc:  # silent for longer than the read timeout
-            now = asyncio.get_running_loop().time()
-            raise _AttemptFailed(self._timeout(now, deadline, request_id)) from exc
+        except (TimeoutError, openai.APITimeoutError) as exc:
+            # Our timer at `limit`, or the transport's read timeout (the allowed
+            # silence) when there was none.
+            fired = limit if limit is not None else asyncio.get_running_loop().time()
+            raise _AttemptFailed(self._timeout(fired, deadline, request_id)) from exc
         except openai.APIError as exc:  # broken connection, or an error event in the stream
             raise _AttemptFailed(_classify(exc, request_id, self._client.api_key)) from exc
         except ValueError as exc:  # a data: line that is not JSON (or not UTF-8)
