@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.__main__ import loop_factory
+
 from . import MODULES, load
 from .common import (
     DEFAULT_CACHE_DIR,
@@ -64,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         benchmark = load(name)
         print(f"running {name}: {benchmark.title} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        results = asyncio.run(benchmark.run(opts))
+        # The event loop the bot runs on (uvloop where installed), as `python -m bot` does.
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            results = runner.run(benchmark.run(opts))
         reports.append(Report(benchmark, results, time.perf_counter() - started))
     machine = machine_info()
     if args.json:

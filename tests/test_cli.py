@@ -184,3 +184,17 @@ async def test_console_local_model_end_to_end(tmp_path: Path) -> None:
     # One answer; the small model sometimes writes it in several paragraphs.
     assert out.count("answer: ") == 1, out
     assert out.split("answer: ", 1)[1].strip(), out
+
+
+def test_the_bot_runs_on_uvloop_where_it_is_installed() -> None:
+    import uvloop
+
+    from bot.__main__ import loop_factory
+
+    factory = loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import re
 import time
 from collections import deque
@@ -726,7 +727,10 @@ class FakeDiscord(Served):
             opened, used = now, 0
         used += 1
         self._windows[channel_id] = (opened, used)
-        return used, window - (now - opened)
+        # Rounded up to the millisecond the headers carry: a client that waits exactly
+        # the time it was told must find the window reset (rounding down let a fast
+        # client arrive a fraction of a millisecond early and get a 429).
+        return used, math.ceil((window - (now - opened)) * 1000) / 1000
 
     def _limited(self, channel_id: str) -> tuple[Reply | None, dict[str, str]]:
         """A 429 when the window is full, else the headers Discord puts on a write."""
