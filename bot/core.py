@@ -94,13 +94,15 @@ class Core:
         if not text:
             await self._reply_once(msg, sink, self.texts.get("empty_message"))
             return
-        wait = self._limiter.take(f"{msg.key.platform}:{msg.key.workspace}:{msg.author_id}")
+        person = f"{msg.key.platform}:{msg.key.workspace}:{msg.author_id}"
+        wait = self._limiter.take(person)
         if wait > 0:
             limited = self.texts.get("user_rate_limited", seconds=math.ceil(wait))
             await self._reply_once(msg, sink, limited)
             return
         accepted = (conv, msg.message_id)
         if accepted in self._accepted:  # the same event twice at once (a retry)
+            self._limiter.give_back(person)
             return
         self._accepted.add(accepted)
         slot = self._lanes.reserve(conv)
@@ -108,10 +110,12 @@ class Core:
             job = await self._accept(conv, msg, sink, text)
         except BaseException:
             self._accepted.discard(accepted)
+            self._limiter.give_back(person)
             slot.cancel()
             raise
-        if job is None:
+        if job is None:  # seen and handled before: a redelivery costs no allowance
             self._accepted.discard(accepted)
+            self._limiter.give_back(person)
             slot.cancel()
             return
         slot.fill(job)

@@ -44,6 +44,12 @@ class UserLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self._rate
 
+    def give_back(self, key: str) -> None:
+        """Return one message to ``key``'s allowance (it turned out to be a duplicate)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(self._capacity, bucket.tokens + 1.0)
+
     def _note_new_key(self, now: float) -> None:
         # Memory stays bounded by the people active in the last minute or so.
         self._new_keys += 1

@@ -372,6 +372,26 @@ async def test_one_person_cannot_spend_the_whole_budget(
     assert "!reset" in sink.texts[-1]
 
 
+async def test_redelivered_messages_do_not_use_up_the_persons_allowance(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI
+) -> None:
+    core = await core_factory(user_messages_per_minute=2)
+    sink = RecordingSink()
+    first = message("question one", author="alice")
+    await core.handle(first, sink)
+    await core.handle(first, sink)  # a retry while the answer is being written
+    await settle(core)
+    for _ in range(3):  # retries after it was answered (Slack retries, a resume)
+        await core.handle(first, sink)
+    await core.handle(message("question two", author="alice"), sink)
+    await settle(core)
+    assert not [t for t in sink.texts if "faster than I can answer" in t]
+    assert fake_openai.request_count == 2
+    await core.handle(message("question three", author="alice"), sink)
+    await settle(core)
+    assert "faster than I can answer" in sink.texts[-1]  # the limit itself still holds
+
+
 async def test_redelivery_after_a_crash_answers_what_was_cut_off(
     core_factory: CoreFactory, fake_openai: FakeOpenAI
 ) -> None:
