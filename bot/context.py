@@ -123,18 +123,18 @@ class _PrefixCosts:
     def __init__(self, counter: TokenCounter, group: bool) -> None:
         self._counter = counter
         self._group = group
-        self._costs: dict[str, int] = {}
+        self._known: dict[tuple[str | None, str | None], tuple[str, int]] = {}
 
     def get(self, turn: Turn) -> tuple[str, int]:
         if not self._group or turn.role != "user":
             return "", 0
-        name = speaker_name(turn)
-        if not name:
-            return "", 0
-        prefix = f"{name}: "
-        if prefix not in self._costs:
-            self._costs[prefix] = self._counter.count(prefix)
-        return prefix, self._costs[prefix]
+        raw = (turn.author_name, turn.author_id)
+        known = self._known.get(raw)
+        if known is None:  # each speaker's label is cleaned and counted once per call
+            name = speaker_name(turn)
+            prefix = f"{name}: " if name else ""
+            known = self._known[raw] = (prefix, self._counter.count(prefix) if name else 0)
+        return known
 
 
 def speaker_name(turn: Turn) -> str:

@@ -36,7 +36,7 @@ from .split import (
     suffix_reserve,
     take_part,
 )
-from .types import NativeStreamSink, NativeStreamUnavailable, ReplySink
+from .types import NativeStreamSink, NativeStreamUnavailable, PlatformLimits, ReplySink
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ class ReplyStream:
         self._pacer = pacer
         self._limits = sink.limits
         self._retry_delay = retry_delay
+        # One check per answer: isinstance against a runtime Protocol walks its members.
         self._native = sink if isinstance(sink, NativeStreamSink) else None
-        self._mode = _initial_mode(sink)
+        self._mode = _initial_mode(sink.limits, self._native is not None)
         # The answer is kept as frozen text plus a working buffer that starts one
         # character before the part in progress (so pushes copy little).
         self._done = ""  # bodies of the frozen parts
@@ -460,11 +461,10 @@ class ReplyStream:
         self._note_shown = True
 
 
-def _initial_mode(sink: ReplySink) -> _Mode:
-    limits = sink.limits
+def _initial_mode(limits: PlatformLimits, native: bool) -> _Mode:
     if not limits.stream:
         return _Mode.PARTS
-    if limits.native_stream and isinstance(sink, NativeStreamSink):
+    if limits.native_stream and native:
         return _Mode.NATIVE
     return _Mode.EDIT if limits.can_edit else _Mode.PARTS
 
