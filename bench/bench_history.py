@@ -1,7 +1,8 @@
 """History at scale: context load time on a large SQLite file, and memory after many conversations.
 
 * ``history_p50_ms`` / ``history_p99_ms``: one answer's context, i.e.
-  ``store.recent_turns(conv, upto, 200)`` + ``bot.context.build_messages``, for
+  ``store.load_context(conv, upto, 200)`` (system prompt + turns, one trip) +
+  ``bot.context.build_messages``, for
   random conversations of a store holding 1,000,000 messages in 10,000
   conversations (100 each; the quick run: 100,000 in 1,000). The file is built
   once with the sqlite3 module in one transaction (same schema as the store's
@@ -211,7 +212,7 @@ def last_user_turn(size: Size, conversation: int) -> int:
 
 
 async def measure_loads(path: Path, size: Size, samples: int) -> Results:
-    """Time recent_turns + build_messages for random conversations (after a warm-up)."""
+    """Time load_context + build_messages (what an answer does) for random conversations."""
     store = SqliteStore(str(path))
     await store.open()
     counter = token_counter_for(OpenAIConfig().model)
@@ -228,11 +229,11 @@ async def measure_loads(path: Path, size: Size, samples: int) -> Results:
             conv = rng.randrange(size.conversations)
             key = conversation_key(conv).as_str()
             t0 = time.perf_counter()
-            turns = await store.recent_turns(key, last_user_turn(size, conv), HISTORY_TURNS)
+            stored = await store.load_context(key, last_user_turn(size, conv), HISTORY_TURNS)
             t1 = time.perf_counter()
-            build_messages(
-                DEFAULT_SYSTEM_PROMPT, turns, budget, counter, group=True, shortened_note=note
-            )
+            turns = stored.turns
+            system = stored.system_prompt or DEFAULT_SYSTEM_PROMPT
+            build_messages(system, turns, budget, counter, group=True, shortened_note=note)
             t2 = time.perf_counter()
             if index >= LOAD_WARMUP:
                 load_s.append(t1 - t0)

@@ -262,11 +262,10 @@ class Core:
 
     async def _context(self, conv: str, msg: IncomingMessage, turn_id: int) -> list[ChatMessage]:
         """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens."""
-        system = await self.store.get_system_prompt(conv) or self.settings.system_prompt
-        turns = await self.store.recent_turns(conv, turn_id, HISTORY_TURNS)
+        stored = await self.store.load_context(conv, turn_id, HISTORY_TURNS)
         messages, _stats = build_messages(
-            system,
-            turns,
+            stored.system_prompt or self.settings.system_prompt,
+            stored.turns,
             self.settings.context_tokens - self.settings.max_output_tokens,
             self.counter,
             group=not msg.is_dm,

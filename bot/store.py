@@ -20,6 +20,14 @@ class Pending:
     answer: Turn | None  # stored but not marked delivered: show it again, don't regenerate
 
 
+@dataclass(frozen=True, slots=True)
+class StoredContext:
+    """What one answer needs from the store, read in one go."""
+
+    system_prompt: str | None  # the conversation's own; None: the configured default
+    turns: list[Turn]  # as recent_turns returns them
+
+
 class Store(Protocol):
     """Conversation history, per-conversation settings, and message dedupe."""
 
@@ -45,6 +53,10 @@ class Store(Protocol):
         """The newest ``limit`` turns whose order position is at or before user turn
         ``upto`` (answers sort right after the turn they reply to), oldest first.
         Answers not marked delivered are left out: history is what the user saw."""
+
+    async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
+        """``get_system_prompt`` and ``recent_turns`` together: one trip to the
+        storage on every answer instead of two."""
 
     async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
         """``message_id``'s user turn if a crash cut its answer off: no answer stored

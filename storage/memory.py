@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bot.store import Pending
+from bot.store import Pending, StoredContext
 from bot.types import Turn
 
 from .migrations import SEEN_RETENTION_S
@@ -109,6 +109,11 @@ class MemoryStore:
         if history is None or limit <= 0:
             return []
         return history.upto(upto, limit)
+
+    async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
+        """The conversation's own system prompt and its recent turns."""
+        turns = await self.recent_turns(conversation, upto, limit)
+        return StoredContext(self._prompts.get(conversation), turns)
 
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn."""

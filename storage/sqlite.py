@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.errors import StartupError
-from bot.store import Pending
+from bot.store import Pending, StoredContext
 from bot.types import Turn
 
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
@@ -144,6 +144,10 @@ class SqliteStore:
         turns = [_row_to_turn(row) for row in rows]
         turns.reverse()
         return turns
+
+    async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
+        """The conversation's own system prompt and its recent turns: one round trip."""
+        return await self._run(_load_context, conversation, upto, limit)
 
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn."""
@@ -318,6 +322,16 @@ def _insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor:
     )
     row = con.execute(_SQL_INSERT_TURN, params).fetchone()
     return int(row[0])
+
+
+def _load_context(
+    conn: sqlite3.Connection, conversation: str, upto: int, limit: int
+) -> StoredContext:
+    prompt = conn.execute(_SQL_GET_PROMPT, (conversation,)).fetchone()
+    rows = conn.execute(_SQL_RECENT, (conversation, upto, limit)).fetchall() if limit > 0 else []
+    turns = [_row_to_turn(row) for row in rows]
+    turns.reverse()
+    return StoredContext(None if prompt is None else _opt_str(prompt[0]), turns)
 
 
 def _row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:

@@ -217,6 +217,31 @@ async def test_system_prompt_set_replace_clear(store: Store) -> None:
     assert await store.get_system_prompt(CONV) is None
 
 
+async def test_load_context_is_the_prompt_and_the_recent_turns_in_one_call(
+    store: Store,
+) -> None:
+    empty = await store.load_context(CONV, END, 10)
+    assert empty.system_prompt is None and empty.turns == []
+    u1 = await store.add_user_turn(CONV, user("m1", "first"))
+    assert u1 is not None
+    answer_id = await store.add_assistant_turn(CONV, answer(u1, "first answer"))
+    assert answer_id is not None
+    await store.mark_delivered(CONV, answer_id)
+    u2 = await store.add_user_turn(CONV, user("m2", "second"))
+    assert u2 is not None
+    await store.set_system_prompt(CONV, "be brief")
+    for upto, limit in ((u2, 10), (u2, 2), (u1, 10), (u2, 0)):
+        loaded = await store.load_context(CONV, upto, limit)
+        assert loaded.system_prompt == "be brief"
+        assert loaded.turns == await store.recent_turns(CONV, upto, limit)
+    assert contents((await store.load_context(CONV, u2, 10)).turns) == [
+        "first",
+        "first answer",
+        "second",
+    ]
+    assert (await store.load_context(OTHER, END, 10)).system_prompt is None
+
+
 async def test_conversations_are_isolated(store: Store) -> None:
     a = await store.add_user_turn(CONV, user("m1", "mine"))
     b = await store.add_user_turn(OTHER, user("m1", "theirs"))
