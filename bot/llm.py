@@ -57,12 +57,11 @@ DETAIL_MAX_CHARS = 300
 # one we sent (400 naming the parameter), we switch once and remember (see _adapt).
 OPENAI_HOSTS = ("api.openai.com",)
 OPENAI_HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com")
-# Request fields a server may reject as unsupported; we then stop sending (or swap) them.
 # Delta fields in which OpenAI-compatible servers stream a reasoning model's thinking
 # (vLLM/DeepSeek: reasoning_content; Ollama, newer vLLM: reasoning). Not shown to users,
 # but their arrival proves the server is working, so they count as progress.
-CHAT_PATH = "/chat/completions"
 REASONING_FIELDS = ("reasoning_content", "reasoning")
+# Request fields a server may reject as unsupported; we then stop sending (or swap) them.
 ADAPTABLE_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "stream_options")
 
 _REJECTED = re.compile(r"unsupported|not supported|unrecognized|unknown|extra inputs", re.I)
@@ -71,6 +70,8 @@ _CONTEXT = re.compile(
     re.I,
 )
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_*-]{2})[A-Za-z0-9_*-]{6,}")
+
+CHAT_PATH = "/chat/completions"  # relative to the client's base URL, as the SDK sends it
 
 TokenParam = Literal["max_tokens", "max_completion_tokens"]
 
