@@ -9,13 +9,13 @@ successful stream is read here, as plain dicts.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx2
 import openai
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _parse(line: bytes, response: httpx2.Response) -> Chunk | None:
     data = line[len(DATA) :].strip()
     if data == DONE:
         return _DONE
-    chunk = json.loads(data)  # bytes: invalid UTF-8 raises a ValueError too
+    chunk = orjson.loads(data)  # its errors are ValueErrors, invalid UTF-8 included
     if not isinstance(chunk, dict):
         raise ValueError("a data: line that is not an object")
     if chunk.get("error"):
