@@ -147,7 +147,12 @@ class SqliteStore:
 
     async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
         """The conversation's own system prompt and its recent turns: one round trip."""
-        return await self._run(_load_context, conversation, upto, limit)
+        prompt, rows = await self._run(_load_context, conversation, upto, limit)
+        # Rows become turns here, not on the database thread: Python code there holds
+        # the GIL while the event loop waits for it.
+        turns = [_row_to_turn(row) for row in rows]
+        turns.reverse()
+        return StoredContext(prompt, turns)
 
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn."""
@@ -326,12 +331,10 @@ def _insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor:
 
 def _load_context(
     conn: sqlite3.Connection, conversation: str, upto: int, limit: int
-) -> StoredContext:
+) -> tuple[str | None, list[Any]]:
     prompt = conn.execute(_SQL_GET_PROMPT, (conversation,)).fetchone()
     rows = conn.execute(_SQL_RECENT, (conversation, upto, limit)).fetchall() if limit > 0 else []
-    turns = [_row_to_turn(row) for row in rows]
-    turns.reverse()
-    return StoredContext(None if prompt is None else _opt_str(prompt[0]), turns)
+    return (None if prompt is None else _opt_str(prompt[0])), rows
 
 
 def _row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:
