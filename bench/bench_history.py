@@ -7,7 +7,8 @@
   conversations (100 each; the quick run: 100,000 in 1,000). The file is built
   once with the sqlite3 module in one transaction (same schema as the store's
   migrations) and cached; turns of different conversations are interleaved, as
-  in a busy bot, so one conversation's rows are spread over the file.
+  in a busy bot, so one conversation's rows are spread over the file. Timed in
+  a fresh process (``--loads``), like a bot reading its history, not in this one.
 * ``rss_mb``: resident memory of a fresh process after serving 10,000 distinct
   conversations (one message each) through the core, SqliteStore and the real
   SDK against a fast fake model (its own process). A separate process, so
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.__main__ import loop_factory
 from bot.config import DEFAULT_SYSTEM_PROMPT, OpenAIConfig
 from bot.context import build_messages
 from bot.core import HISTORY_TURNS, Core
@@ -75,7 +77,7 @@ LOAD_SAMPLES = 2000
 LOAD_SAMPLES_QUICK = 500
 LOAD_WARMUP = 200
 RSS_CONCURRENCY = 64
-RSS_CHILD_TIMEOUT_S = 170.0
+CHILD_TIMEOUT_S = 170.0  # either child: serving 10,000 conversations, or 2,200 loads
 ANSWER_TIMEOUT_S = 10.0
 
 
@@ -104,8 +106,7 @@ async def run(opts: RunOptions) -> Results:
         "history_db_mb": rounded(path.stat().st_size / 2**20),
         "history_build_s": rounded(built_s) if built_s else "cached",
     }
-    samples = LOAD_SAMPLES_QUICK if opts.quick else LOAD_SAMPLES
-    results.update(await measure_loads(path, size, samples))
+    results.update(await loads_in_child(path, opts.quick))
     results.update(await measure_rss(size.served))
     return results
 
@@ -256,24 +257,33 @@ async def measure_loads(path: Path, size: Size, samples: int) -> Results:
 # -- memory after many conversations ------------------------------------------------------
 
 
+async def loads_in_child(path: Path, quick: bool) -> Results:
+    """``measure_loads`` in a fresh process, as a bot reads its history: nothing that
+    earlier benchmarks left in this one (threads, heap, the fakes) in the way."""
+    args = ["--loads", str(path)] + (["--quick"] if quick else [])
+    return await _child(args)
+
+
 async def measure_rss(conversations: int) -> Results:
     """Run the serving child against a fast fake; return what it measured."""
     async with fake_openai_process(ttft_ms=0, chunks=1, chunk_interval_ms=0) as fake:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.bench_history",
-            "--serve",
-            str(conversations),
-            "--base-url",
-            fake.base_url,
-            cwd=REPO_ROOT,
-            env=loopback_env(),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), RSS_CHILD_TIMEOUT_S)
+        return await _child(["--serve", str(conversations), "--base-url", fake.base_url])
+
+
+async def _child(args: list[str]) -> Results:
+    """Run ``python -m bench.bench_history ARGS``; the numbers it prints as JSON."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.bench_history",
+        *args,
+        cwd=REPO_ROOT,
+        env=loopback_env(),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), CHILD_TIMEOUT_S)
     if proc.returncode != 0:
-        raise RuntimeError(f"the serving process failed (exit code {proc.returncode})")
+        raise RuntimeError(f"{args[0]} in a child process failed (exit code {proc.returncode})")
     measured = json.loads(out.decode().strip().splitlines()[-1])
     return {key: value for key, value in measured.items() if isinstance(value, int | float)}
 
@@ -321,11 +331,23 @@ async def _one(core: Core, watch: AnswerWatch, number: int) -> None:
 
 def _child_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_history")
-    parser.add_argument("--serve", type=int, required=True, help="conversations to serve")
-    parser.add_argument("--base-url", required=True, help="the fake OpenAI server's /v1 URL")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--serve", type=int, help="conversations to serve (needs --base-url)")
+    mode.add_argument("--loads", type=Path, help="time context loads on this built file")
+    parser.add_argument("--base-url", help="the fake OpenAI server's /v1 URL")
+    parser.add_argument("--quick", action="store_true", help="the quick run's file and samples")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    print(json.dumps(asyncio.run(serve_many(args.serve, args.base_url))), flush=True)
+    if args.loads is not None:
+        size, samples = (QUICK, LOAD_SAMPLES_QUICK) if args.quick else (FULL, LOAD_SAMPLES)
+        work = measure_loads(args.loads, size, samples)
+    else:
+        if not args.base_url:
+            parser.error("--serve needs --base-url")
+        work = serve_many(args.serve, args.base_url)
+    # The event loop the bot runs on, as `python -m bot` and `python -m bench` do.
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        print(json.dumps(runner.run(work)), flush=True)
     return 0
 
 
