@@ -122,7 +122,31 @@ async def test_request_body_carries_model_messages_temperature_stream_and_limit(
     # A loopback server is "OpenAI-compatible", not OpenAI: it gets max_tokens.
     assert body["max_tokens"] == 128
     assert "max_completion_tokens" not in body
-    assert fake_openai.requests[0].headers["Authorization"] == f"Bearer {FAKE_API_KEY}"
+    headers = fake_openai.requests[0].headers
+    assert headers["Authorization"] == f"Bearer {FAKE_API_KEY}"
+    assert headers["Content-Type"] == "application/json"  # the body goes as bytes
+
+
+async def test_non_ascii_text_reaches_the_model_unchanged(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    text = '안녕하세요 👋🏽 "quoted" \\ back\\slash\n\tnew line, \u0000 nul, \u202e rtl'
+    messages = [{"role": "user", "content": text}]
+    await collect(make_chat(openai_client), messages)
+    [body] = fake_openai.chat_requests
+    assert body["messages"] == messages
+
+
+async def test_a_lone_surrogate_is_replaced_not_a_failed_request(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    # json.loads turns an unpaired escape such as "\\ud83d" into a str that no
+    # UTF-8 encoder accepts; the request must still go.
+    messages = [{"role": "user", "content": "broken \ud83d emoji"}]
+    _, answer = await collect(make_chat(openai_client), messages)
+    assert answer.text
+    [body] = fake_openai.chat_requests
+    assert body["messages"] == [{"role": "user", "content": "broken ? emoji"}]
 
 
 async def test_max_completion_tokens_can_be_chosen(
