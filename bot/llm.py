@@ -315,9 +315,9 @@ class OpenAIChat:
         Its ``post`` (the SDK's way to call any endpoint) is used instead of
         ``chat.completions.create``, which walks every parameter through its type
         transforms on each call (a tenth of an answer's CPU, BENCHMARKS.md) and
-        would parse each chunk into an object. The body goes as bytes made by orjson:
-        the SDK sends bytes as they are, and its own encoder (the stdlib's, with a
-        hook per value) took 160 us for a 130-turn history, orjson 5 us.
+        would parse each chunk into an object. The body goes as ``content``: bytes
+        made by orjson, which the SDK sends as they are. Its own encoder (the
+        stdlib's, with a hook per value) took 160 us for a 130-turn history, orjson 5 us.
         """
         limit = self._max_output_tokens if self._max_output_tokens > 0 else None
         body: dict[str, Any] = {"model": self._model, "messages": messages, "stream": True}
@@ -330,7 +330,7 @@ class OpenAIChat:
         response = await self._client.post(
             CHAT_PATH,
             cast_to=httpx2.Response,  # the SDK hands back the raw, unread response
-            body=_encode(body),
+            content=_encode(body),
             options={"security": {"bearer_auth": True}, "timeout": self._http_timeout},
             stream=True,
             stream_cls=openai.AsyncStream[Any],
