@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bot.tokens import TokenCounter
 from bot.types import ChatMessage, Turn
@@ -37,9 +38,12 @@ class ContextStats:
     shortened: bool  # the newest message or the system prompt was cut
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """One message of the prompt with its cost (content + prefix + overhead)."""
+class _Part(NamedTuple):
+    """One message of the prompt with its cost (content + prefix + overhead).
+
+    A NamedTuple, not a frozen dataclass: one is made per history turn on every
+    answer, and this builds in a third of the time.
+    """
 
     role: str
     content: str
@@ -198,7 +202,7 @@ def _fit_history(
     """Newest-first, keep whole turns while they fit; everything before the first misfit goes."""
     kept: list[_Part] = []
     for turn in reversed(older):
-        if not turn.content.strip():
+        if _blank(turn.content):
             continue  # an empty turn says nothing and some servers reject it
         prefix, prefix_cost = prefixes.get(turn)
         cost = turn.tokens + prefix_cost + MESSAGE_OVERHEAD_TOKENS
@@ -207,7 +211,7 @@ def _fit_history(
         kept.append(_Part(turn.role, prefix + turn.content, cost))
         room -= cost
     kept.reverse()
-    dropped = sum(1 for t in older if t.content.strip()) - len(kept)
+    dropped = sum(1 for t in older if not _blank(t.content)) - len(kept)
     if dropped:
         # The cut fell inside an exchange: an answer without its question misleads,
         # and templates of some local servers insist the history starts with a user.
@@ -215,3 +219,8 @@ def _fit_history(
             kept.pop(0)
             dropped += 1
     return kept, dropped
+
+
+def _blank(text: str) -> bool:
+    """Empty or only whitespace (``not text.strip()``, without copying the text)."""
+    return not text or text.isspace()

@@ -104,7 +104,10 @@ class NativeStreamUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One stored message of a conversation."""
+    """One stored message of a conversation.
+
+    storage/sqlite.py builds turns positionally (it is the hot path): keep the order.
+    """
 
     role: Role
     content: str
