@@ -1,4 +1,15 @@
-"""The SQLite store: history, settings and durable dedupe in one file."""
+"""The SQLite store: history, settings and durable dedupe in one file.
+
+Statements run on the event loop's thread. Each takes tens to a few hundred
+microseconds (an answer's context, 130 turns: ~0.15 ms), and on aiosqlite's worker
+thread they cost more than that: the sqlite3 module hands the GIL back and forth
+for every row, and under load each hand-over waited for the busy event loop
+(BENCHMARKS.md: a loaded bot spent ~1 ms more CPU per answer, and its answers
+queued behind the database). What may wait runs on the worker thread instead, on a
+connection of its own: opening and migrating, WAL checkpoints (they fsync), pruning,
+``reset`` of a long conversation, and any statement that finds the file locked by
+another connection (it waits there, up to ``BUSY_TIMEOUT_MS``, while the bot goes on).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +17,8 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -17,6 +28,7 @@ from bot.errors import StartupError
 from bot.store import Pending, StoredContext
 from bot.types import Turn
 
+from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 
 log = logging.getLogger(__name__)
@@ -37,89 +49,74 @@ SYNCHRONOUS = "NORMAL"
 # space is reserved; pages count as memory once touched, and the OS can drop them.
 MMAP_BYTES = 256 * 1024 * 1024
 PRUNE_INTERVAL_S = 3600.0
-
-_TURN_COLUMNS = (
-    "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"
-)
-_SQL_RECENT = f"""
-    SELECT {_TURN_COLUMNS} FROM turns
-    WHERE conversation = ? AND anchor <= ? AND delivered = 1
-    ORDER BY anchor DESC, id DESC LIMIT ?
-"""
-_SQL_PENDING = f"""
-    SELECT t.id, {", ".join("a." + c.strip() for c in _TURN_COLUMNS.split(","))}
-    FROM turns AS t
-    JOIN seen AS s ON s.conversation = t.conversation AND s.message_id = t.message_id
-    LEFT JOIN turns AS a
-      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
-    WHERE t.conversation = ? AND t.message_id = ? AND t.role = 'user' AND s.done = 0
-      AND (a.id IS NULL OR a.delivered = 0)
-    LIMIT 1
-"""
-_SQL_MARK_DELIVERED = "UPDATE turns SET delivered = 1 WHERE id = ? AND conversation = ?"
-_SQL_MARK_DONE = "UPDATE seen SET done = 1 WHERE conversation = ? AND message_id = ?"
-_SQL_INSERT_TURN = """
-    INSERT INTO turns (conversation, role, content, tokens, author_id, author_name,
-                       message_id, created_at, reply_to, anchor, delivered)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?)
-    RETURNING id
-"""
-_SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
-_SQL_CLAIM = "INSERT OR IGNORE INTO seen (conversation, message_id, at) VALUES (?, ?, ?)"
-_SQL_PRUNE = "DELETE FROM seen WHERE at < ?"
-_SQL_TURN_EXISTS = "SELECT 1 FROM turns WHERE id = ? AND conversation = ?"
-_SQL_HAS_TURNS = "SELECT 1 FROM turns WHERE conversation = ? LIMIT 1"
-_SQL_RESET = "DELETE FROM turns WHERE conversation = ?"
-_SQL_GET_PROMPT = "SELECT system_prompt FROM conversation_settings WHERE conversation = ?"
-_SQL_SET_PROMPT = """
-    INSERT INTO conversation_settings (conversation, system_prompt) VALUES (?, ?)
-    ON CONFLICT (conversation) DO UPDATE SET system_prompt = excluded.system_prompt
-"""
+# SQLite would checkpoint inside the commit that fills 1000 pages of WAL, on the
+# event loop. Instead the worker thread checkpoints at most this often after writes.
+CHECKPOINT_INTERVAL_S = 1.0
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class SqliteStore:
     """A :class:`bot.store.Store` in an SQLite file (or ``:memory:``).
 
-    One connection, so one worker thread: statements run in the order they are
-    issued. A multi-statement write runs as one function on that thread (see
-    ``_run``), so nothing else can land inside its transaction and no lock is
-    needed.
+    Two connections: ``_inline`` on the event loop's thread for the statements of
+    every message, ``_worker`` (aiosqlite) for what may wait (module docstring).
+    A multi-statement write is one function of ``storage.sqlite_ops`` run in one
+    go, so nothing else can land inside its transaction and no lock is needed.
     """
 
-    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+    ) -> None:
         self.path = path
         self._clock = clock
-        self._db: aiosqlite.Connection | None = None
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._worker: aiosqlite.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
         self._next_prune = 0.0
+        self._next_checkpoint = 0.0
+        self._checkpoint: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        """Connect, switch to WAL, and bring the schema up to date."""
-        if self._db is not None:
+        """Connect, switch to WAL, bring the schema up to date, open the inline connection."""
+        if self._worker is not None:
             return
-        if self.path != MEMORY_PATH:
+        target, uri = self.path, False
+        if self.path == MEMORY_PATH:  # both connections must see one database
+            target, uri = f"file:chatbridge-{uuid.uuid4().hex}?mode=memory&cache=shared", True
+        else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: no implicit BEGINs; transactions are explicit.
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        worker = await aiosqlite.connect(target, uri=uri, isolation_level=None)
         try:
-            await _configure(db)
-            await _migrate(db, self.path)
+            await _configure(worker)
+            await _migrate(worker, self.path)
+            self._inline = _inline_connection(target, uri)
         except BaseException:
-            await db.close()
+            await worker.close()
             raise
-        self._db = db
+        self._worker = worker
         await self.prune_seen()
 
     async def close(self) -> None:
-        """Wait for a running write, then close; safe to call twice."""
-        db, self._db = self._db, None
-        if db is not None:
-            await db.close()  # queued behind every statement already issued
+        """Finish a running checkpoint or write, then close; safe to call twice."""
+        if self._checkpoint is not None:
+            await self._checkpoint
+        inline, self._inline = self._inline, None
+        worker, self._worker = self._worker, None
+        if inline is not None:
+            inline.close()
+        if worker is not None:
+            await worker.close()  # the last to close: SQLite checkpoints on its thread
 
     async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
         """Store a user turn unless its message id was seen; durable on return."""
-        _check_role(turn, "user")
+        ops.check_role(turn, "user")
         await self._maybe_prune()
-        return await self._run(_add_user_turn, conversation, turn, self._clock())
+        return await self._write(ops.add_user_turn, conversation, turn, self._clock())
 
     async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
         """Store an answer; it sorts right after ``turn.reply_to``.
@@ -127,97 +124,134 @@ class SqliteStore:
         None when that user turn is gone (a reset arrived while the answer was written):
         the answer belongs to the forgotten part of the conversation.
         """
-        _check_role(turn, "assistant")
-        return await self._run(_add_assistant_turn, conversation, turn)
+        ops.check_role(turn, "assistant")
+        return await self._write(ops.add_assistant_turn, conversation, turn)
 
     async def claim(self, conversation: str, message_id: str) -> bool:
         """Record a message id; True the first time only."""
         await self._maybe_prune()
-        cursor = await self._conn().execute(_SQL_CLAIM, (conversation, message_id, self._clock()))
-        return cursor.rowcount == 1
+        params = (conversation, message_id, self._clock())
+        return await self._write(ops.execute, ops.SQL_CLAIM, params) == 1
 
     async def recent_turns(self, conversation: str, upto: int, limit: int) -> list[Turn]:
         """The newest ``limit`` turns at or before user turn ``upto``, oldest first."""
         if limit <= 0:  # LIMIT -1 would mean "no limit" to SQLite
             return []
-        rows = await self._conn().execute_fetchall(_SQL_RECENT, (conversation, upto, limit))
-        turns = [_row_to_turn(row) for row in rows]
-        turns.reverse()
-        return turns
+        rows = await self._run(ops.fetch_all, ops.SQL_RECENT, (conversation, upto, limit))
+        return [ops.row_to_turn(row) for row in reversed(rows)]
 
     async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
-        """The conversation's own system prompt and its recent turns: one round trip."""
-        prompt, rows = await self._run(_load_context, conversation, upto, limit)
-        # Rows become turns here, not on the database thread: Python code there holds
-        # the GIL while the event loop waits for it.
-        turns = [_row_to_turn(row) for row in rows]
-        turns.reverse()
-        return StoredContext(prompt, turns)
+        """The conversation's own system prompt and its recent turns: one trip."""
+        prompt, rows = await self._run(ops.load_context, conversation, upto, limit)
+        return StoredContext(prompt, [ops.row_to_turn(row) for row in reversed(rows)])
 
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn."""
-        return await self._fetch_one(_SQL_HAS_TURNS, (conversation,)) is not None
+        row = await self._run(ops.fetch_one, ops.SQL_HAS_TURNS, (conversation,))
+        return row is not None
 
     async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
         """``message_id``'s user turn if a crash cut its answer off (see Store)."""
-        row = await self._fetch_one(_SQL_PENDING, (conversation, message_id))
+        row = await self._run(ops.fetch_one, ops.SQL_PENDING, (conversation, message_id))
         if row is None:
             return None
-        answer = None if row[1] is None else _row_to_turn(row[1:], delivered=False)
+        answer = None if row[1] is None else ops.row_to_turn(row[1:], delivered=False)
         return Pending(int(row[0]), answer)
 
     async def mark_delivered(self, conversation: str, answer_id: int) -> None:
         """Record that an answer is fully shown."""
-        await self._conn().execute(_SQL_MARK_DELIVERED, (answer_id, conversation))
+        await self._write(ops.execute, ops.SQL_MARK_DELIVERED, (answer_id, conversation))
 
     async def mark_done(self, conversation: str, message_id: str) -> None:
         """Record that ``message_id`` was dealt with although no answer was stored."""
-        await self._conn().execute(_SQL_MARK_DONE, (conversation, message_id))
+        await self._write(ops.execute, ops.SQL_MARK_DONE, (conversation, message_id))
 
     async def reset(self, conversation: str) -> None:
-        """Delete the conversation's turns; dedupe rows and settings stay."""
-        await self._conn().execute(_SQL_RESET, (conversation,))
+        """Delete the conversation's turns; dedupe rows and settings stay.
+
+        On the worker thread: a long conversation is many rows to delete."""
+        await self._in_worker(ops.execute, ops.SQL_RESET, (conversation,))
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
-        row = await self._fetch_one(_SQL_GET_PROMPT, (conversation,))
-        return None if row is None else _opt_str(row[0])
+        row = await self._run(ops.fetch_one, ops.SQL_GET_PROMPT, (conversation,))
+        return None if row is None else ops.opt_str(row[0])
 
     async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
         """Set, or with None clear, the conversation's system prompt."""
-        await self._conn().execute(_SQL_SET_PROMPT, (conversation, prompt))
+        await self._write(ops.execute, ops.SQL_SET_PROMPT, (conversation, prompt))
 
     async def prune_seen(self) -> int:
-        """Forget dedupe rows older than the retention; return how many."""
+        """Forget dedupe rows older than the retention (on the worker thread); how many."""
         self._next_prune = self._clock() + PRUNE_INTERVAL_S
-        cursor = await self._conn().execute(_SQL_PRUNE, (self._clock() - SEEN_RETENTION_S,))
-        if cursor.rowcount:
-            log.info("storage: pruned %d old dedupe rows", cursor.rowcount)
-        return cursor.rowcount
+        cutoff = self._clock() - SEEN_RETENTION_S
+        pruned = await self._in_worker(ops.execute, ops.SQL_PRUNE, (cutoff,))
+        if pruned:
+            log.info("storage: pruned %d old dedupe rows", pruned)
+        return pruned
 
     async def _maybe_prune(self) -> None:
         if self._clock() >= self._next_prune:
             await self.prune_seen()
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(connection, *args)`` on the connection's own thread: one round trip.
+        """``fn(connection, *args)`` on the inline connection, at once.
 
-        A whole transaction costs one hop to the database thread instead of one per
-        statement, and no other statement can run in between, so writers need no
-        asyncio lock. If the caller is cancelled, the transaction still completes.
-        (aiosqlite's ``_execute`` and ``_conn`` are private: pinned in requirements.)
+        If another connection holds the lock, ``fn`` fails at its start (the inline
+        connection does not wait) or rolls back, and runs again on the worker
+        thread, which waits for the lock while the event loop goes on.
         """
-        db = self._conn()
+        if self._inline is None:
+            raise RuntimeError(f"store {self.path!r} is not open")
+        try:
+            return fn(self._inline, *args)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES:
+                raise
+            log.debug("storage: file busy, %s waits on the worker thread", fn.__name__)
+        return await self._in_worker(fn, *args)
+
+    async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``_run`` for statements that write: the WAL is checkpointed after them."""
+        result = await self._run(fn, *args)
+        now = time.monotonic()
+        if self._checkpoint is None and now >= self._next_checkpoint:
+            self._next_checkpoint = now + self._checkpoint_interval_s
+            self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
+        return result
+
+    async def _checkpoint_wal(self) -> None:
+        try:
+            await self._in_worker(ops.checkpoint)
+        except Exception as exc:  # the WAL just grows until the next try; nothing is lost
+            log.warning("storage: WAL checkpoint failed: %s", exc)
+        finally:
+            self._checkpoint = None
+
+    async def _in_worker(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(connection, *args)`` on aiosqlite's worker thread, in one trip.
+
+        If the caller is cancelled, ``fn`` still completes. (aiosqlite's ``_execute``
+        and ``_conn`` are private: pinned in requirements.)
+        """
+        db = self._worker
+        if db is None:
+            raise RuntimeError(f"store {self.path!r} is not open")
         return cast(_T, await db._execute(fn, db._conn, *args))  # type: ignore[no-untyped-call]
 
-    async def _fetch_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
-        rows = list(await self._conn().execute_fetchall(sql, params))
-        return rows[0] if rows else None
 
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError(f"store {self.path!r} is not open")
-        return self._db
+def _inline_connection(target: str, uri: bool) -> sqlite3.Connection:
+    """The event loop's connection: it never waits for a lock (``_run`` hands such
+    work to the worker) and never checkpoints (``_write`` asks the worker to)."""
+    con = sqlite3.connect(target, uri=uri, isolation_level=None)
+    for pragma in (
+        "busy_timeout = 0",
+        f"synchronous = {SYNCHRONOUS}",
+        f"mmap_size = {MMAP_BYTES}",
+        "wal_autocheckpoint = 0",
+    ):
+        con.execute(f"PRAGMA {pragma}")
+    return con
 
 
 async def _configure(db: aiosqlite.Connection) -> None:
@@ -272,91 +306,3 @@ async def _migrate(db: aiosqlite.Connection, path: str) -> None:
         raise
     if version < SCHEMA_VERSION:
         log.info("storage: migrated %s from schema v%d to v%d", path, version, SCHEMA_VERSION)
-
-
-@contextmanager
-def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (on the database thread)."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        yield con
-    except BaseException:
-        con.rollback()
-        raise
-    con.execute("COMMIT")
-
-
-def _add_user_turn(
-    con: sqlite3.Connection, conversation: str, turn: Turn, now: float
-) -> int | None:
-    with _immediate(con):
-        if turn.message_id is not None:
-            claimed = con.execute(_SQL_CLAIM, (conversation, turn.message_id, now))
-            if claimed.rowcount != 1:
-                return None
-        turn_id = _insert_turn(con, conversation, turn, anchor=None)
-        con.execute(_SQL_SELF_ANCHOR, (turn_id,))
-        return turn_id
-
-
-def _add_assistant_turn(con: sqlite3.Connection, conversation: str, turn: Turn) -> int | None:
-    with _immediate(con):
-        if turn.reply_to is None:  # not answering anything: sort by arrival
-            turn_id = _insert_turn(con, conversation, turn, anchor=None)
-            con.execute(_SQL_SELF_ANCHOR, (turn_id,))
-            return turn_id
-        if con.execute(_SQL_TURN_EXISTS, (turn.reply_to, conversation)).fetchone() is None:
-            return None
-        return _insert_turn(con, conversation, turn, anchor=turn.reply_to)
-
-
-def _insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor: int | None) -> int:
-    """Insert a turn and return its id; anchor None means "fix it up to the id"."""
-    params = (
-        conversation,
-        turn.role,
-        turn.content,
-        turn.tokens,
-        turn.author_id,
-        turn.author_name,
-        turn.message_id,
-        turn.created_at,
-        turn.reply_to,
-        anchor,
-        int(turn.delivered),
-    )
-    row = con.execute(_SQL_INSERT_TURN, params).fetchone()
-    return int(row[0])
-
-
-def _load_context(
-    conn: sqlite3.Connection, conversation: str, upto: int, limit: int
-) -> tuple[str | None, list[Any]]:
-    prompt = conn.execute(_SQL_GET_PROMPT, (conversation,)).fetchone()
-    rows = conn.execute(_SQL_RECENT, (conversation, upto, limit)).fetchall() if limit > 0 else []
-    return (None if prompt is None else _opt_str(prompt[0])), rows
-
-
-def _row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:
-    turn_id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to = row
-    return Turn(
-        role="assistant" if role == "assistant" else "user",  # CHECK allows only these
-        content=content,
-        tokens=tokens,
-        author_id=author_id,
-        author_name=author_name,
-        message_id=message_id,
-        created_at=created_at,
-        id=turn_id,
-        reply_to=reply_to,
-        delivered=delivered,
-    )
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _check_role(turn: Turn, role: str) -> None:
-    if turn.role != role:
-        raise ValueError(f"expected a {role} turn, got {turn.role!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,11 +18,13 @@ from bot.store import Store
 from bot.types import Turn
 from storage import MemoryStore, SqliteStore, open_store
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
+from storage.sqlite import BUSY_TIMEOUT_MS
 
 CONV = "discord:g1:c1::"
 OTHER = "discord:g1:c2::"
 END = 10**12  # an `upto` after every turn
 DAY = 24 * 3600.0
+HANG_GUARD_S = 10.0  # a test that would hang fails after this instead
 
 
 def user(message_id: str | None, text: str = "hi", tokens: int = 1) -> Turn:
@@ -512,6 +515,94 @@ async def test_sqlite_cancelled_writes_leave_no_half_transaction(tmp_path: Path)
         assert anchors_ok == 0
     finally:
         await store.close()
+
+
+async def test_sqlite_statements_do_not_queue_behind_the_worker_thread(tmp_path: Path) -> None:
+    # The worker thread is busy (a checkpoint's fsync, a prune): a message's
+    # statements run on the event loop's own connection meanwhile.
+    store = SqliteStore(str(tmp_path / "inline.db"))
+    await store.open()
+    release = threading.Event()
+    blocker = asyncio.create_task(store._in_worker(lambda _con: release.wait(HANG_GUARD_S)))
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            turn_id = await store.add_user_turn(CONV, user("m1"))
+            assert turn_id is not None
+            answer_id = await store.add_assistant_turn(CONV, answer(turn_id))
+            assert answer_id is not None
+            await store.mark_delivered(CONV, answer_id)
+            context = await store.load_context(CONV, turn_id, 10)
+        assert contents(context.turns) == ["hi", "hello"]
+        assert not blocker.done()
+    finally:
+        release.set()
+        await blocker
+        await store.close()
+
+
+async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    # Another process holds the write lock. The store must wait for it on the
+    # worker thread: waiting on the event loop's thread would stop everything,
+    # here the very callback that releases the lock.
+    path = str(tmp_path / "locked.db")
+    store = SqliteStore(path)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO conversation_settings VALUES ('x', 'held')")
+        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+        ticks = asyncio.create_task(ticker())
+        async with asyncio.timeout(HANG_GUARD_S):
+            turn_id = await store.add_user_turn(CONV, user("m1"))
+            await store.set_system_prompt(CONV, "be brief")
+        ticks.cancel()
+        assert turn_id is not None
+        # The loop ran on while the store waited (a wait on the loop's thread would
+        # stall it for the whole busy timeout); a bound far above any scheduling noise.
+        assert max(gaps) < BUSY_TIMEOUT_MS / 1000 / 2, max(gaps)
+        assert other.in_transaction is False  # the write waited for the COMMIT
+        assert contents(await store.recent_turns(CONV, END, 10)) == ["hi"]
+        assert await store.get_system_prompt("x") == "held"
+        assert await store.get_system_prompt(CONV) == "be brief"
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> None:
+    # The inline connection never checkpoints (an fsync on the event loop); the
+    # worker does. Without it the WAL would hold every page written.
+    path = tmp_path / "wal.db"
+    store = SqliteStore(str(path), checkpoint_interval_s=0.0)
+    await store.open()
+    text = "x" * 8000
+    try:
+        for batch in range(30):
+            for i in range(10):
+                await store.add_user_turn(CONV, user(f"m{batch}-{i}", text))
+            await asyncio.sleep(0.05)  # the worker thread gets to checkpoint
+        written = 300 * len(text)
+        wal = path.with_name(path.name + "-wal").stat().st_size
+        assert wal < written / 3, (wal, written)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT COUNT(*) FROM turns").fetchone() == (300,)
+    db.close()
 
 
 # --- URLs ------------------------------------------------------------------------------

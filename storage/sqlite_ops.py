@@ -1,0 +1,161 @@
+"""SQLite statements of the store, as plain functions of a ``sqlite3.Connection``.
+
+Each function is one trip to the database: storage/sqlite.py runs it on the event
+loop's thread, or on aiosqlite's worker thread when it must be able to wait.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bot.types import Turn
+
+TURN_COLUMNS = "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"
+SQL_RECENT = f"""
+    SELECT {TURN_COLUMNS} FROM turns
+    WHERE conversation = ? AND anchor <= ? AND delivered = 1
+    ORDER BY anchor DESC, id DESC LIMIT ?
+"""
+SQL_PENDING = f"""
+    SELECT t.id, {", ".join("a." + c.strip() for c in TURN_COLUMNS.split(","))}
+    FROM turns AS t
+    JOIN seen AS s ON s.conversation = t.conversation AND s.message_id = t.message_id
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE t.conversation = ? AND t.message_id = ? AND t.role = 'user' AND s.done = 0
+      AND (a.id IS NULL OR a.delivered = 0)
+    LIMIT 1
+"""
+SQL_MARK_DELIVERED = "UPDATE turns SET delivered = 1 WHERE id = ? AND conversation = ?"
+SQL_MARK_DONE = "UPDATE seen SET done = 1 WHERE conversation = ? AND message_id = ?"
+SQL_INSERT_TURN = """
+    INSERT INTO turns (conversation, role, content, tokens, author_id, author_name,
+                       message_id, created_at, reply_to, anchor, delivered)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?)
+    RETURNING id
+"""
+SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
+SQL_CLAIM = "INSERT OR IGNORE INTO seen (conversation, message_id, at) VALUES (?, ?, ?)"
+SQL_PRUNE = "DELETE FROM seen WHERE at < ?"
+SQL_TURN_EXISTS = "SELECT 1 FROM turns WHERE id = ? AND conversation = ?"
+SQL_HAS_TURNS = "SELECT 1 FROM turns WHERE conversation = ? LIMIT 1"
+SQL_RESET = "DELETE FROM turns WHERE conversation = ?"
+SQL_GET_PROMPT = "SELECT system_prompt FROM conversation_settings WHERE conversation = ?"
+SQL_SET_PROMPT = """
+    INSERT INTO conversation_settings (conversation, system_prompt) VALUES (?, ?)
+    ON CONFLICT (conversation) DO UPDATE SET system_prompt = excluded.system_prompt
+"""
+
+
+@contextmanager
+def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: all or nothing, so a
+    function that fails on a busy file can run again elsewhere."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.rollback()
+        raise
+    con.execute("COMMIT")
+
+
+def execute(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """One statement; the number of rows it changed."""
+    return con.execute(sql, params).rowcount
+
+
+def fetch_one(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
+    """The first row of a query, or None."""
+    return con.execute(sql, params).fetchone()
+
+
+def fetch_all(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """Every row of a query."""
+    return con.execute(sql, params).fetchall()
+
+
+def checkpoint(con: sqlite3.Connection) -> tuple[int, int, int]:
+    """Copy what the WAL holds into the database file without waiting for anyone
+    (PASSIVE); (busy, frames in the WAL, frames copied)."""
+    busy, frames, copied = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(frames), int(copied)
+
+
+def add_user_turn(con: sqlite3.Connection, conversation: str, turn: Turn, now: float) -> int | None:
+    with _immediate(con):
+        if turn.message_id is not None:
+            claimed = con.execute(SQL_CLAIM, (conversation, turn.message_id, now))
+            if claimed.rowcount != 1:
+                return None
+        turn_id = insert_turn(con, conversation, turn, anchor=None)
+        con.execute(SQL_SELF_ANCHOR, (turn_id,))
+        return turn_id
+
+
+def add_assistant_turn(con: sqlite3.Connection, conversation: str, turn: Turn) -> int | None:
+    with _immediate(con):
+        if turn.reply_to is None:  # not answering anything: sort by arrival
+            turn_id = insert_turn(con, conversation, turn, anchor=None)
+            con.execute(SQL_SELF_ANCHOR, (turn_id,))
+            return turn_id
+        if con.execute(SQL_TURN_EXISTS, (turn.reply_to, conversation)).fetchone() is None:
+            return None
+        return insert_turn(con, conversation, turn, anchor=turn.reply_to)
+
+
+def insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor: int | None) -> int:
+    """Insert a turn and return its id; anchor None means "fix it up to the id"."""
+    params = (
+        conversation,
+        turn.role,
+        turn.content,
+        turn.tokens,
+        turn.author_id,
+        turn.author_name,
+        turn.message_id,
+        turn.created_at,
+        turn.reply_to,
+        anchor,
+        int(turn.delivered),
+    )
+    row = con.execute(SQL_INSERT_TURN, params).fetchone()
+    return int(row[0])
+
+
+def load_context(
+    conn: sqlite3.Connection, conversation: str, upto: int, limit: int
+) -> tuple[str | None, list[Any]]:
+    prompt = conn.execute(SQL_GET_PROMPT, (conversation,)).fetchone()
+    rows = conn.execute(SQL_RECENT, (conversation, upto, limit)).fetchall() if limit > 0 else []
+    return (None if prompt is None else opt_str(prompt[0])), rows
+
+
+def row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:
+    turn_id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to = row
+    # Positional, in Turn's field order: an answer converts up to HISTORY_TURNS rows,
+    # and keywords cost a third more per row.
+    return Turn(
+        "assistant" if role == "assistant" else "user",  # CHECK allows only these
+        content,
+        tokens,
+        author_id,
+        author_name,
+        message_id,
+        created_at,
+        turn_id,
+        reply_to,
+        delivered,
+    )
+
+
+def opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def check_role(turn: Turn, role: str) -> None:
+    if turn.role != role:
+        raise ValueError(f"expected a {role} turn, got {turn.role!r}")
