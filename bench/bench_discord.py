@@ -363,12 +363,17 @@ async def llmcord_phases(s: Session, plan: Plan, groups: dict[str, list[str]]) -
             return await s.driver.ask(channels[worker], n, SHORT_ANSWER)
 
         prefix = "llmcord_workload" if window else "llmcord_workload_nowindow"
+        seconds = plan.llmcord_s
+        if window:
+            # At least two windows: a fast bot finishes each channel's first two
+            # answers within the ramp, and the third waits for the window to reset.
+            seconds = max(seconds, 2 * window[1])
         mark = len(fake.calls)
         phase = await closed_loop(
             ask,
             LLMCORD_CHANNELS,
             ramp_s=plan.ramp_s,
-            seconds=plan.llmcord_s,
+            seconds=seconds,
             timeout_s=ANSWER_TIMEOUT_S,
             cpu=cpu,
             name=prefix,
