@@ -95,6 +95,10 @@ async def test_one_rest_failure_still_delivers_the_whole_answer(
             fake.fail(*route, status=status)
         assert await ask(fake, core, "first question") == [STREAMED]
         assert statuses(fake, route)[:2] == [status, 200]
+        if route == SEND:  # the post that went through still replies to the question
+            post = fake.calls_to(*route)[1]
+            assert post.json["message_reference"]["message_id"]
+            assert post.json["allowed_mentions"] == {"parse": [], "replied_user": False}
         await check_next_and_history(fake, core, sqlite_store, first_answered=True)
         await assert_running(adapter)
 

@@ -201,7 +201,7 @@ class DiscordAdapter:
             thread = await self._open_thread(message, msg)
             if thread is not None:
                 msg, channel, reply_to = moved_to_thread(msg, thread.id), thread, None
-        await self._hand_over(msg, ChannelSink(channel, self._limits, reply_to))
+        await self._hand_over(msg, ChannelSink(client, channel, self._limits, reply_to))
 
     async def on_command(self, interaction: discord.Interaction, name: str, arg: str) -> None:
         """A slash command, answered privately in the conversation it was used in."""

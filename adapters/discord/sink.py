@@ -12,6 +12,8 @@ import logging
 from typing import TypeAlias
 
 import discord
+from discord.http import handle_message_parameters  # discord.py's own (pinned)
+from discord.utils import MISSING
 
 from bot.types import PlatformLimits
 
@@ -54,19 +56,30 @@ def channel_limits(streaming: bool) -> PlatformLimits:
 
 
 class ChannelSink:
-    """Posts into one channel, thread or DM; the first post replies to the question."""
+    """Posts into one channel, thread or DM; the first post replies to the question.
+
+    Writes go through discord.py's HTTP client (its rate limits, retries and
+    errors) but skip ``Messageable.send`` and ``PartialMessage.edit``: those build
+    a full ``discord.Message`` from every response, and all we need is its id
+    (the two objects were ~3% of the bot's CPU under load, BENCHMARKS.md).
+    """
 
     def __init__(
         self,
+        client: discord.Client,
         channel: MessageChannel,
         limits: PlatformLimits,
         reply_to: discord.Message | None = None,
     ) -> None:
         self.limits = limits
         self.pace_key = str(channel.id)  # Discord's message buckets are per channel
+        self._http = client.http
+        self._defaults = client.allowed_mentions
         self._channel = channel
         self._reference = (
-            reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None
+            reply_to.to_reference(fail_if_not_exists=False).to_message_reference_dict()
+            if reply_to is not None
+            else None
         )
 
     async def typing(self) -> None:
@@ -75,18 +88,22 @@ class ChannelSink:
 
     async def send(self, text: str) -> str:
         reference = self._reference
-        if reference is None:
-            sent = await self._channel.send(text, allowed_mentions=NO_PINGS)
-        else:
-            sent = await self._channel.send(
-                text, reference=reference, allowed_mentions=NO_PINGS, mention_author=False
-            )
-            self._reference = None  # only the first message is a reply
-        return str(sent.id)
+        with handle_message_parameters(
+            content=text,
+            allowed_mentions=NO_PINGS,
+            previous_allowed_mentions=self._defaults,
+            message_reference=reference if reference is not None else MISSING,
+            mention_author=False if reference is not None else None,
+        ) as params:
+            sent = await self._http.send_message(self._channel.id, params=params)
+        self._reference = None  # only the first message is a reply (a retry still is)
+        return str(sent["id"])
 
     async def edit(self, message_id: str, text: str) -> None:
-        message = self._channel.get_partial_message(int(message_id))
-        await message.edit(content=text, allowed_mentions=NO_PINGS)
+        with handle_message_parameters(
+            content=text, allowed_mentions=NO_PINGS, previous_allowed_mentions=self._defaults
+        ) as params:
+            await self._http.edit_message(self._channel.id, int(message_id), params=params)
 
 
 class InteractionSink:
