@@ -39,11 +39,8 @@ class ContextStats:
 
 
 class _Part(NamedTuple):
-    """One message of the prompt with its cost (content + prefix + overhead).
-
-    A NamedTuple, not a frozen dataclass: one is made per history turn on every
-    answer, and this builds in a third of the time.
-    """
+    """The system prompt or the newest message, with its cost (content + prefix +
+    overhead). History turns become message dicts directly (``_fit_history``)."""
 
     role: str
     content: str
@@ -79,14 +76,14 @@ def build_messages(
     system, newest_part, shortened = _fit_system_and_newest(
         system, newest, prefixes.get(newest), room, counter, shortened_note
     )
-    kept, dropped = _fit_history(older, room - system.cost - newest_part.cost, prefixes)
-    parts = ([system] if system.content else []) + kept + [newest_part]
+    kept, kept_cost, dropped = _fit_history(older, room - system.cost - newest_part.cost, prefixes)
+    messages = ([system.message()] if system.content else []) + kept + [newest_part.message()]
     stats = ContextStats(
         dropped_turns=dropped,
-        prompt_tokens=REPLY_PRIMING_TOKENS + sum(p.cost for p in parts),
+        prompt_tokens=REPLY_PRIMING_TOKENS + system.cost + kept_cost + newest_part.cost,
         shortened=shortened,
     )
-    return [p.message() for p in parts], stats
+    return messages, stats
 
 
 def _fit_system_and_newest(
@@ -198,9 +195,15 @@ def _shorten_newest(
 
 def _fit_history(
     older: Sequence[Turn], room: int, prefixes: _PrefixCosts
-) -> tuple[list[_Part], int]:
-    """Newest-first, keep whole turns while they fit; everything before the first misfit goes."""
-    kept: list[_Part] = []
+) -> tuple[list[ChatMessage], int, int]:
+    """Newest-first, keep whole turns while they fit; everything before the first misfit
+    goes. The kept messages, their cost, and how many turns were dropped.
+
+    Runs for every history turn of every answer: the messages are built here
+    directly, with no object in between.
+    """
+    kept: list[ChatMessage] = []
+    costs: list[int] = []
     for turn in reversed(older):
         if _blank(turn.content):
             continue  # an empty turn says nothing and some servers reject it
@@ -208,17 +211,20 @@ def _fit_history(
         cost = turn.tokens + prefix_cost + MESSAGE_OVERHEAD_TOKENS
         if cost > room:
             break
-        kept.append(_Part(turn.role, prefix + turn.content, cost))
+        kept.append({"role": turn.role, "content": prefix + turn.content})
+        costs.append(cost)
         room -= cost
     kept.reverse()
+    costs.reverse()
     dropped = sum(1 for t in older if not _blank(t.content)) - len(kept)
     if dropped:
         # The cut fell inside an exchange: an answer without its question misleads,
         # and templates of some local servers insist the history starts with a user.
-        while kept and kept[0].role == "assistant":
+        while kept and kept[0]["role"] == "assistant":
             kept.pop(0)
+            costs.pop(0)
             dropped += 1
-    return kept, dropped
+    return kept, sum(costs), dropped
 
 
 def _blank(text: str) -> bool:
