@@ -7,6 +7,7 @@ shortened here, the system prompt and the short speaker prefixes are counted.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role and separators the API wraps around every me
 REPLY_PRIMING_TOKENS = 3  # the API opens the assistant's reply inside the prompt
 MIN_NEWEST_TOKENS = 32  # what is kept of the newest message even if the system prompt shrinks
 MAX_NAME_CHARS = 40  # a speaker name is a label, not a place for text
+PREFIX_CACHE_SIZE = 4096  # speakers whose "Name: " label is kept between answers
 MAX_FIT_ATTEMPTS = 4  # shortening re-checks its own result; converges in one or two
 NOTE_SEPARATOR = "\n\n"
 GROUP_SYSTEM_LINE = (
@@ -131,17 +133,27 @@ class _PrefixCosts:
             return "", 0
         raw = (turn.author_name, turn.author_id)
         known = self._known.get(raw)
-        if known is None:  # each speaker's label is cleaned and counted once per call
-            name = speaker_name(turn)
-            prefix = f"{name}: " if name else ""
-            known = self._known[raw] = (prefix, self._counter.count(prefix) if name else 0)
+        if known is None:  # each speaker's label is counted once per call
+            prefix = _prefix(turn.author_name or turn.author_id or "")
+            known = self._known[raw] = (prefix, self._counter.count(prefix))
         return known
 
 
 def speaker_name(turn: Turn) -> str:
     """The label shown before a user's message in group conversations (one short line)."""
-    raw = turn.author_name or turn.author_id or ""
+    return _clean_name(turn.author_name or turn.author_id or "")
+
+
+def _clean_name(raw: str) -> str:
     return _WHITESPACE.sub(" ", raw).strip()[:MAX_NAME_CHARS].strip()
+
+
+@functools.lru_cache(maxsize=PREFIX_CACHE_SIZE)
+def _prefix(raw: str) -> str:
+    """ "Name: " for a raw author name; cached across answers, as a busy channel's
+    prompt carries dozens of speakers and each label took a regex pass."""
+    name = _clean_name(raw)
+    return f"{name}: " if name else ""
 
 
 def _system_part(system_prompt: str, group: bool, counter: TokenCounter) -> _Part:
