@@ -149,6 +149,22 @@ async def test_a_lone_surrogate_is_replaced_not_a_failed_request(
     assert body["messages"] == [{"role": "user", "content": "broken ? emoji"}]
 
 
+async def test_answers_reuse_one_connection(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    # The stream's end after [DONE] must be read, or closing the response closes
+    # its connection and every answer pays for a new one. The server ends the body
+    # a moment after [DONE], as one under load (or a proxy) does.
+    chat = make_chat(openai_client)
+    fake_openai.script(*(reply("a short answer", end_after_done_s=0.05) for _ in range(3)))
+    for _ in range(3):
+        _, answer = await collect(chat)
+        assert answer.text
+    peers = {r.peer for r in fake_openai.requests}
+    assert len(fake_openai.requests) == 3
+    assert len(peers) == 1 and None not in peers, peers
+
+
 async def test_max_completion_tokens_can_be_chosen(
     fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
 ) -> None:

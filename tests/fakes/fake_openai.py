@@ -61,6 +61,7 @@ class Behaviour:
     garbage: bytes = GARBAGE_JSON
     usage: tuple[int, int] | None = None  # (prompt, completion); None: rough word counts
     finish_reason: str = "stop"
+    end_after_done_s: float = 0.0  # wait between "data: [DONE]" and the body's end
     # Reasoning deltas sent before the text, one every thinking_interval_s, the way
     # vLLM ("reasoning_content") and Ollama ("reasoning") stream a thinking model.
     thinking: tuple[str, ...] = ()
@@ -172,6 +173,7 @@ class RecordedRequest:
     path: str
     headers: Mapping[str, str]
     json: JsonDict | None
+    peer: object = None  # the client's (host, port): one per TCP connection
 
 
 class FakeOpenAI(Served):
@@ -338,6 +340,7 @@ class FakeOpenAI(Served):
             if include_usage:
                 await resp.write(frames.usage(*self._usage(body, text, plan)))
             await resp.write(b"data: [DONE]\n\n")
+            await self._sleep(plan.end_after_done_s)
             await resp.write_eof()
         except (ConnectionError, RuntimeError):
             # The client went away (aiohttp raises ClientConnectionResetError, a
@@ -361,7 +364,13 @@ class FakeOpenAI(Served):
         self.request_count += 1
         if self.record:
             self.requests.append(
-                RecordedRequest(request.method, request.path, dict(request.headers), body)
+                RecordedRequest(
+                    request.method,
+                    request.path,
+                    dict(request.headers),
+                    body,
+                    request.transport.get_extra_info("peername") if request.transport else None,
+                )
             )
         async with self._changed:
             self._changed.notify_all()
