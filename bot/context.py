@@ -139,20 +139,11 @@ class _PrefixCosts:
         return known
 
 
-def speaker_name(turn: Turn) -> str:
-    """The label shown before a user's message in group conversations (one short line)."""
-    return _clean_name(turn.author_name or turn.author_id or "")
-
-
-def _clean_name(raw: str) -> str:
-    return _WHITESPACE.sub(" ", raw).strip()[:MAX_NAME_CHARS].strip()
-
-
 @functools.lru_cache(maxsize=PREFIX_CACHE_SIZE)
 def _prefix(raw: str) -> str:
     """ "Name: " for a raw author name; cached across answers, as a busy channel's
     prompt carries dozens of speakers and each label took a regex pass."""
-    name = _clean_name(raw)
+    name = _WHITESPACE.sub(" ", raw).strip()[:MAX_NAME_CHARS].strip()
     return f"{name}: " if name else ""
 
 
