@@ -30,6 +30,7 @@ from bot.types import Turn
 
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
+from .turn_cache import TurnCache
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -70,6 +71,7 @@ class SqliteStore:
         *,
         clock: Callable[[], float] = time.time,
         checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+        turn_cache: TurnCache | None = None,
     ) -> None:
         self.path = path
         self._clock = clock
@@ -79,6 +81,8 @@ class SqliteStore:
         self._next_prune = 0.0
         self._next_checkpoint = 0.0
         self._checkpoint: asyncio.Task[None] | None = None
+        self._cache = TurnCache() if turn_cache is None else turn_cache
+        self._data_version = -1  # as of the cache's last use
 
     async def open(self) -> None:
         """Connect, switch to WAL, bring the schema up to date, open the inline connection."""
@@ -105,6 +109,7 @@ class SqliteStore:
         """Finish a running checkpoint or write, then close; safe to call twice."""
         if self._checkpoint is not None:
             await self._checkpoint
+        self._cache.clear()
         inline, self._inline = self._inline, None
         worker, self._worker = self._worker, None
         if inline is not None:
@@ -116,7 +121,8 @@ class SqliteStore:
         """Store a user turn unless its message id was seen; durable on return."""
         ops.check_role(turn, "user")
         await self._maybe_prune()
-        return await self._write(ops.add_user_turn, conversation, turn, self._clock())
+        stored = await self._write(ops.add_user_turn, conversation, turn, self._clock())
+        return self._added(conversation, stored, turn.delivered)
 
     async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
         """Store an answer; it sorts right after ``turn.reply_to``.
@@ -125,7 +131,16 @@ class SqliteStore:
         the answer belongs to the forgotten part of the conversation.
         """
         ops.check_role(turn, "assistant")
-        return await self._write(ops.add_assistant_turn, conversation, turn)
+        stored = await self._write(ops.add_assistant_turn, conversation, turn)
+        return self._added(conversation, stored, turn.delivered)
+
+    def _added(self, conversation: str, stored: ops.Stored, delivered: bool) -> int | None:
+        if stored is None:
+            return None
+        anchor, row = stored
+        turn = ops.row_to_turn(row, delivered)
+        self._cache.added(conversation, anchor, turn)
+        return turn.id
 
     async def claim(self, conversation: str, message_id: str) -> bool:
         """Record a message id; True the first time only."""
@@ -135,13 +150,25 @@ class SqliteStore:
 
     async def recent_turns(self, conversation: str, upto: int, limit: int) -> list[Turn]:
         """The newest ``limit`` turns at or before user turn ``upto``, oldest first."""
-        if limit <= 0:  # LIMIT -1 would mean "no limit" to SQLite
-            return []
-        rows = await self._run(ops.fetch_all, ops.SQL_RECENT, (conversation, upto, limit))
-        return [ops.row_to_turn(row) for row in reversed(rows)]
+        return (await self.load_context(conversation, upto, limit)).turns
 
     async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
-        """The conversation's own system prompt and its recent turns: one trip."""
+        """The conversation's own system prompt and its recent turns: one trip, and
+        none when the turn cache holds them."""
+        if limit <= 0:  # LIMIT -1 would mean "no limit" to SQLite
+            return StoredContext(await self.get_system_prompt(conversation), [])
+        cache = self._cache
+        version = self._data_version_now()
+        if version != self._data_version:  # another connection wrote: trust nothing held
+            cache.clear()
+            self._data_version = version
+        held = cache.get(conversation, upto, limit)
+        if held is None and limit <= cache.per_conversation:
+            prompt, rows = await self._run(ops.load_newest, conversation, cache.per_conversation)
+            cache.fill(conversation, prompt, [(row[0], ops.row_to_turn(row[1:])) for row in rows])
+            held = cache.get(conversation, upto, limit)
+        if held is not None:
+            return StoredContext(*held)
         prompt, rows = await self._run(ops.load_context, conversation, upto, limit)
         return StoredContext(prompt, [ops.row_to_turn(row) for row in reversed(rows)])
 
@@ -161,6 +188,7 @@ class SqliteStore:
     async def mark_delivered(self, conversation: str, answer_id: int) -> None:
         """Record that an answer is fully shown."""
         await self._write(ops.execute, ops.SQL_MARK_DELIVERED, (answer_id, conversation))
+        self._cache.delivered(conversation, answer_id)
 
     async def mark_done(self, conversation: str, message_id: str) -> None:
         """Record that ``message_id`` was dealt with although no answer was stored."""
@@ -170,7 +198,11 @@ class SqliteStore:
         """Delete the conversation's turns; dedupe rows and settings stay.
 
         On the worker thread: a long conversation is many rows to delete."""
-        await self._in_worker(ops.execute, ops.SQL_RESET, (conversation,))
+        self._cache.forget(conversation)
+        try:
+            await self._in_worker(ops.execute, ops.SQL_RESET, (conversation,))
+        finally:  # a load meanwhile may have held the turns again
+            self._cache.forget(conversation)
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
@@ -180,6 +212,7 @@ class SqliteStore:
     async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
         """Set, or with None clear, the conversation's system prompt."""
         await self._write(ops.execute, ops.SQL_SET_PROMPT, (conversation, prompt))
+        self._cache.set_prompt(conversation, prompt)
 
     async def prune_seen(self) -> int:
         """Forget dedupe rows older than the retention (on the worker thread); how many."""
@@ -193,6 +226,12 @@ class SqliteStore:
     async def _maybe_prune(self) -> None:
         if self._clock() >= self._next_prune:
             await self.prune_seen()
+
+    def _data_version_now(self) -> int:
+        """SQLite's count of commits by other connections (ours do not change it)."""
+        if self._inline is None:
+            raise RuntimeError(f"store {self.path!r} is not open")
+        return int(self._inline.execute("PRAGMA data_version").fetchone()[0])
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(connection, *args)`` on the inline connection, at once.

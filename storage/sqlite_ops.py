@@ -13,10 +13,19 @@ from typing import Any
 
 from bot.types import Turn
 
+# A stored turn: its anchor (its place in the order) and its row, or None if
+# nothing was stored (a redelivered message, or an answer to a reset turn).
+Stored = tuple[int, Any] | None
+
 TURN_COLUMNS = "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"
 SQL_RECENT = f"""
     SELECT {TURN_COLUMNS} FROM turns
     WHERE conversation = ? AND anchor <= ? AND delivered = 1
+    ORDER BY anchor DESC, id DESC LIMIT ?
+"""
+SQL_NEWEST = f"""
+    SELECT anchor, {TURN_COLUMNS} FROM turns
+    WHERE conversation = ? AND delivered = 1
     ORDER BY anchor DESC, id DESC LIMIT ?
 """
 SQL_PENDING = f"""
@@ -31,11 +40,11 @@ SQL_PENDING = f"""
 """
 SQL_MARK_DELIVERED = "UPDATE turns SET delivered = 1 WHERE id = ? AND conversation = ?"
 SQL_MARK_DONE = "UPDATE seen SET done = 1 WHERE conversation = ? AND message_id = ?"
-SQL_INSERT_TURN = """
+SQL_INSERT_TURN = f"""
     INSERT INTO turns (conversation, role, content, tokens, author_id, author_name,
                        message_id, created_at, reply_to, anchor, delivered)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?)
-    RETURNING id
+    RETURNING {TURN_COLUMNS}
 """
 SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
 SQL_CLAIM = "INSERT OR IGNORE INTO seen (conversation, message_id, at) VALUES (?, ?, ?)"
@@ -85,30 +94,33 @@ def checkpoint(con: sqlite3.Connection) -> tuple[int, int, int]:
     return int(busy), int(frames), int(copied)
 
 
-def add_user_turn(con: sqlite3.Connection, conversation: str, turn: Turn, now: float) -> int | None:
+def add_user_turn(con: sqlite3.Connection, conversation: str, turn: Turn, now: float) -> Stored:
     with _immediate(con):
         if turn.message_id is not None:
             claimed = con.execute(SQL_CLAIM, (conversation, turn.message_id, now))
             if claimed.rowcount != 1:
                 return None
-        turn_id = insert_turn(con, conversation, turn, anchor=None)
-        con.execute(SQL_SELF_ANCHOR, (turn_id,))
-        return turn_id
+        return _insert_self_anchored(con, conversation, turn)
 
 
-def add_assistant_turn(con: sqlite3.Connection, conversation: str, turn: Turn) -> int | None:
+def add_assistant_turn(con: sqlite3.Connection, conversation: str, turn: Turn) -> Stored:
     with _immediate(con):
         if turn.reply_to is None:  # not answering anything: sort by arrival
-            turn_id = insert_turn(con, conversation, turn, anchor=None)
-            con.execute(SQL_SELF_ANCHOR, (turn_id,))
-            return turn_id
+            return _insert_self_anchored(con, conversation, turn)
         if con.execute(SQL_TURN_EXISTS, (turn.reply_to, conversation)).fetchone() is None:
             return None
-        return insert_turn(con, conversation, turn, anchor=turn.reply_to)
+        return turn.reply_to, insert_turn(con, conversation, turn, anchor=turn.reply_to)
 
 
-def insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor: int | None) -> int:
-    """Insert a turn and return its id; anchor None means "fix it up to the id"."""
+def _insert_self_anchored(con: sqlite3.Connection, conversation: str, turn: Turn) -> Stored:
+    row = insert_turn(con, conversation, turn, anchor=None)
+    con.execute(SQL_SELF_ANCHOR, (row[0],))
+    return int(row[0]), row
+
+
+def insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor: int | None) -> Any:
+    """Insert a turn; the row as stored (``TURN_COLUMNS``). Anchor None means "fix it
+    up to the id" (the row then says anchor 0 until the caller does)."""
     params = (
         conversation,
         turn.role,
@@ -122,8 +134,7 @@ def insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor: 
         anchor,
         int(turn.delivered),
     )
-    row = con.execute(SQL_INSERT_TURN, params).fetchone()
-    return int(row[0])
+    return con.execute(SQL_INSERT_TURN, params).fetchone()
 
 
 def load_context(
@@ -131,6 +142,16 @@ def load_context(
 ) -> tuple[str | None, list[Any]]:
     prompt = conn.execute(SQL_GET_PROMPT, (conversation,)).fetchone()
     rows = conn.execute(SQL_RECENT, (conversation, upto, limit)).fetchall() if limit > 0 else []
+    return (None if prompt is None else opt_str(prompt[0])), rows
+
+
+def load_newest(
+    conn: sqlite3.Connection, conversation: str, limit: int
+) -> tuple[str | None, list[Any]]:
+    """The conversation's prompt and its newest ``limit`` delivered turns, newest
+    first, as (anchor, TURN_COLUMNS...) rows: what the turn cache is filled with."""
+    prompt = conn.execute(SQL_GET_PROMPT, (conversation,)).fetchone()
+    rows = conn.execute(SQL_NEWEST, (conversation, limit)).fetchall()
     return (None if prompt is None else opt_str(prompt[0])), rows
 
 

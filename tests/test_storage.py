@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,9 +19,10 @@ from hypothesis import strategies as st
 from bot.errors import ConfigError, StartupError
 from bot.store import Store
 from bot.types import Turn
-from storage import MemoryStore, SqliteStore, open_store
+from storage import MemoryStore, SqliteStore, open_store, sqlite_ops
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from storage.sqlite import BUSY_TIMEOUT_MS
+from storage.turn_cache import TurnCache
 
 CONV = "discord:g1:c1::"
 OTHER = "discord:g1:c2::"
@@ -298,12 +302,15 @@ async def test_pruning_happens_on_its_own(store: Store, clock: FakeClock) -> Non
 
 _OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("user"), st.sampled_from(["c1", "c2"]), st.integers(0, 5)),
+        st.tuples(st.just("user"), st.sampled_from(["c1", "c2"]), st.integers(0, 12)),
         st.tuples(st.just("answer"), st.sampled_from(["c1", "c2"]), st.integers(0, 20)),
+        st.tuples(st.just("deliver"), st.sampled_from(["c1", "c2"]), st.integers(0, 20)),
+        st.tuples(st.just("prompt"), st.sampled_from(["c1", "c2"]), st.integers(0, 2)),
         st.tuples(st.just("reset"), st.sampled_from(["c1", "c2"]), st.just(0)),
         st.tuples(st.just("read"), st.sampled_from(["c1", "c2"]), st.integers(0, 6)),
     ),
-    max_size=30,
+    min_size=15,
+    max_size=60,
 )
 
 
@@ -315,18 +322,30 @@ class Model:
         self.seen: set[tuple[str, str]] = set()
         self.last_id = 0
         self.user_ids: list[int] = []
+        self.undelivered: dict[int, str] = {}  # answer id -> conversation
+        self.prompts: dict[str, str | None] = {}
 
     def add(self, conv: str, turn: Turn, anchor: int | None) -> int:
         self.last_id += 1
         own = self.last_id
         self.rows.append((conv, own if anchor is None else anchor, own, turn))
+        if not turn.delivered:
+            self.undelivered[own] = conv
         return self.last_id
+
+    def deliver(self, turn_id: int) -> None:
+        self.rows = [
+            (c, a, i, replace(t, delivered=True) if i == turn_id else t) for c, a, i, t in self.rows
+        ]
+        self.undelivered.pop(turn_id, None)
 
     def has_user_turn(self, conv: str, turn_id: int) -> bool:
         return any(c == conv and i == turn_id and t.role == "user" for c, _, i, t in self.rows)
 
     def recent(self, conv: str, upto: int, limit: int) -> list[str]:
-        mine = sorted((a, i, t.content) for c, a, i, t in self.rows if c == conv and a <= upto)
+        mine = sorted(
+            (a, i, t.content) for c, a, i, t in self.rows if c == conv and a <= upto and t.delivered
+        )
         return [text for _, _, text in mine[-limit:]] if limit > 0 else []
 
 
@@ -344,32 +363,86 @@ async def _walk(store: Store, ops: list[tuple[str, str, int]]) -> None:
                 model.user_ids.append(got)
         elif op == "answer" and model.user_ids:
             reply_to = model.user_ids[n % len(model.user_ids)]
-            got_id = await store.add_assistant_turn(conv, answer(reply_to, f"a{step}"))
+            made = replace(answer(reply_to, f"a{step}"), delivered=n % 3 != 0)
+            got_id = await store.add_assistant_turn(conv, made)
             if model.has_user_turn(conv, reply_to):
-                assert got_id == model.add(conv, answer(reply_to, f"a{step}"), reply_to)
+                assert got_id == model.add(conv, made, reply_to)
             else:  # its question was reset away, or lives in another conversation
                 assert got_id is None
+        elif op == "deliver" and model.undelivered:
+            answer_id = sorted(model.undelivered)[n % len(model.undelivered)]
+            await store.mark_delivered(model.undelivered[answer_id], answer_id)
+            model.deliver(answer_id)
+        elif op == "prompt":
+            prompt = None if n == 0 else f"p{step}"
+            await store.set_system_prompt(conv, prompt)
+            model.prompts[conv] = prompt
         elif op == "reset":
             await store.reset(conv)
             model.rows = [r for r in model.rows if r[0] != conv]
+            model.undelivered = {i: c for i, c in model.undelivered.items() if c != conv}
         elif op == "read":
             upto = model.user_ids[-1 - n % len(model.user_ids)] if model.user_ids else END
-            got_turns = await store.recent_turns(conv, upto, n)
-            assert contents(got_turns) == model.recent(conv, upto, n)
+            await _check(store, model, conv, upto, n)
+        if step % 2:  # every other step, the whole conversation as it stands
+            await _check(store, model, conv, END, 6)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=_OPS, kind=st.sampled_from(["memory", "sqlite"]))
+async def _check(store: Store, model: Model, conv: str, upto: int, limit: int) -> None:
+    got = await store.load_context(conv, upto, limit)
+    assert contents(got.turns) == model.recent(conv, upto, limit)
+    assert got.system_prompt == model.prompts.get(conv)
+    if isinstance(store, SqliteStore):  # the turn cache hands out what SQLite holds
+        assert got.turns == _queried(store, conv, upto, limit)
+
+
+def _queried(store: SqliteStore, conv: str, upto: int, limit: int) -> list[Turn]:
+    """recent_turns straight from the file, through a connection of its own."""
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        rows = db.execute(sqlite_ops.SQL_RECENT, (conv, upto, limit)).fetchall() if limit else []
+    return [sqlite_ops.row_to_turn(row) for row in reversed(rows)]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS, kind=st.sampled_from(["memory", "sqlite", "sqlite-small-cache"]))
 def test_random_operations_match_the_model(ops: list[tuple[str, str, int]], kind: str) -> None:
-    async def run() -> None:
-        store = MemoryStore() if kind == "memory" else SqliteStore(":memory:")
+    async def run(directory: str) -> None:
+        store: AnyStore = MemoryStore()
+        if kind != "memory":
+            # A small cache: trimming, eviction and reads past what it holds all happen.
+            small = TurnCache(max_turns=5, per_conversation=3) if kind.endswith("cache") else None
+            store = SqliteStore(str(Path(directory) / "walk.db"), turn_cache=small)
         await store.open()
         try:
             await _walk(store, ops)
         finally:
             await store.close()
 
-    asyncio.run(run())
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(run(directory))
+
+
+async def test_turns_written_by_another_connection_are_seen(tmp_path: Path) -> None:
+    """Two instances on one file: each one's cached history follows the other's writes."""
+    path = str(tmp_path / "shared.db")
+    first, second = SqliteStore(path), SqliteStore(path)
+    await first.open()
+    await second.open()
+    try:
+        u1 = await first.add_user_turn(CONV, user("m1", "one"))
+        assert u1 is not None
+        assert contents(await first.recent_turns(CONV, END, 10)) == ["one"]  # now held
+        u2 = await second.add_user_turn(CONV, user("m2", "two"))
+        assert u2 is not None
+        await second.set_system_prompt(CONV, "from the other one")
+        got = await first.load_context(CONV, END, 10)
+        assert contents(got.turns) == ["one", "two"]
+        assert got.system_prompt == "from the other one"
+        await second.reset(CONV)
+        assert await first.recent_turns(CONV, END, 10) == []
+    finally:
+        await first.close()
+        await second.close()
 
 
 # --- SQLite only -----------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""The newest turns of recently active conversations, kept between answers.
+
+Every answer reads its conversation's newest turns, up to ``HISTORY_TURNS`` (200)
+rows, and turning rows into ``Turn`` objects was the biggest part of the store's
+CPU per answer (BENCHMARKS.md). The store keeps what it read and what it wrote, so
+the next answer in the same conversation reads nothing. The cache only ever holds
+what the database holds: it is filled from a query, updated from the rows the
+store's own writes return, and dropped whenever anything else may have written
+(``storage/sqlite.py`` checks SQLite's ``data_version`` before each use).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+from bot.types import Turn
+
+# Per conversation: more than the 200 turns an answer reads, so turns newer than
+# the one being answered (a busy channel) still leave a full history below it.
+TURNS_PER_CONVERSATION = 256
+# Over all conversations (~20 MB at 600 bytes a turn); least recently used go first.
+MAX_TURNS = 32_768
+_AFTER_ALL_IDS = 2**63  # sorts after every (anchor, id) with the same anchor
+
+Key = tuple[int, int]  # (anchor, id): the order of a conversation's turns
+
+
+@dataclass(slots=True)
+class _Entry:
+    prompt: str | None  # the conversation's own system prompt
+    keys: list[Key]  # ascending, one per turn
+    turns: list[Turn]  # delivered turns, the newest ones, in order
+    complete: bool  # no delivered turn sorts before turns[0]
+    pending: dict[int, tuple[int, Turn]] = field(default_factory=dict)  # id -> anchor, turn
+
+
+class TurnCache:
+    """Per conversation: its prompt and its newest delivered turns, in order."""
+
+    def __init__(
+        self, max_turns: int = MAX_TURNS, per_conversation: int = TURNS_PER_CONVERSATION
+    ) -> None:
+        self.per_conversation = per_conversation
+        self._max_turns = max_turns
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._size = 0  # turns held, over all entries
+
+    def get(self, conversation: str, upto: int, limit: int) -> tuple[str | None, list[Turn]] | None:
+        """The prompt and the newest ``limit`` turns at or before ``upto``; None if
+        the cache cannot tell (not held, or older turns than it holds are needed)."""
+        entry = self._entries.get(conversation)
+        if entry is None:
+            return None
+        end = bisect_right(entry.keys, (upto, _AFTER_ALL_IDS))
+        start = end - limit
+        if start < 0:
+            if not entry.complete:
+                return None
+            start = 0
+        self._entries.move_to_end(conversation)
+        return entry.prompt, entry.turns[start:end]
+
+    def fill(self, conversation: str, prompt: str | None, newest: list[tuple[int, Turn]]) -> None:
+        """Hold what a query of the ``per_conversation`` newest delivered turns
+        returned, as (anchor, turn) pairs, newest first."""
+        self.forget(conversation)
+        complete = len(newest) < self.per_conversation
+        keys = [(anchor, turn.id) for anchor, turn in reversed(newest)]
+        turns = [turn for _, turn in reversed(newest)]
+        self._entries[conversation] = _Entry(prompt, keys, turns, complete)
+        self._size += len(turns)
+        self._evict()
+
+    def added(self, conversation: str, anchor: int, turn: Turn) -> None:
+        """A turn was stored (answers are held aside until they are delivered)."""
+        entry = self._entries.get(conversation)
+        if entry is None:
+            return
+        if not turn.delivered:
+            entry.pending[turn.id] = (anchor, turn)
+            return
+        self._insert(entry, (anchor, turn.id), turn)
+
+    def delivered(self, conversation: str, turn_id: int) -> None:
+        """An answer stored earlier was marked delivered."""
+        entry = self._entries.get(conversation)
+        if entry is None:
+            return
+        held = entry.pending.pop(turn_id, None)
+        if held is None:  # stored before the entry was filled: its place is unknown
+            self.forget(conversation)
+            return
+        anchor, turn = held
+        self._insert(entry, (anchor, turn_id), replace(turn, delivered=True))
+
+    def set_prompt(self, conversation: str, prompt: str | None) -> None:
+        entry = self._entries.get(conversation)
+        if entry is not None:
+            entry.prompt = prompt
+
+    def forget(self, conversation: str) -> None:
+        entry = self._entries.pop(conversation, None)
+        if entry is not None:
+            self._size -= len(entry.turns)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        """Turns held, over all conversations."""
+        return self._size
+
+    def _insert(self, entry: _Entry, key: Key, turn: Turn) -> None:
+        # An incomplete entry is always full, so a turn older than all it holds
+        # is trimmed again at once: no gap can open below the held ones.
+        at = bisect_right(entry.keys, key)
+        entry.keys.insert(at, key)
+        entry.turns.insert(at, turn)
+        self._size += 1
+        if len(entry.turns) > self.per_conversation:
+            del entry.keys[0], entry.turns[0]
+            entry.complete = False
+            self._size -= 1
+        self._evict()
+
+    def _evict(self) -> None:
+        while self._size > self._max_turns and self._entries:
+            _, entry = self._entries.popitem(last=False)
+            self._size -= len(entry.turns)
