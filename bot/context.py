@@ -21,6 +21,7 @@ REPLY_PRIMING_TOKENS = 3  # the API opens the assistant's reply inside the promp
 MIN_NEWEST_TOKENS = 32  # what is kept of the newest message even if the system prompt shrinks
 MAX_NAME_CHARS = 40  # a speaker name is a label, not a place for text
 PREFIX_CACHE_SIZE = 4096  # speakers whose "Name: " label is kept between answers
+MEMO_TURNS = 32_768  # stored turns whose history message a HistoryMemo keeps
 MAX_FIT_ATTEMPTS = 4  # shortening re-checks its own result; converges in one or two
 NOTE_SEPARATOR = "\n\n"
 GROUP_SYSTEM_LINE = (
@@ -52,6 +53,36 @@ class _Part(NamedTuple):
         return {"role": self.role, "content": self.content}
 
 
+# A history turn as the model sees it: its message (None for a blank turn, which
+# is left out) and its cost in prompt tokens.
+_Entry = tuple[ChatMessage | None, int]
+
+
+class HistoryMemo:
+    """Each stored turn's history message and cost, built once and reused.
+
+    A busy conversation's history (up to 200 turns) is rebuilt for every answer,
+    and all but its newest turns were built for the previous one. Keyed by the
+    store's turn id (never reused) and the group flag (it adds the "Name: "
+    labels). When full it starts over: simpler than an LRU, and a rebuild costs
+    one answer's worth of work.
+    """
+
+    def __init__(self, size: int = MEMO_TURNS) -> None:
+        self._size = size
+        self._known: tuple[dict[int, _Entry], dict[int, _Entry]] = ({}, {})
+
+    def __len__(self) -> int:
+        return len(self._known[0]) + len(self._known[1])
+
+    def entries(self, group: bool) -> dict[int, _Entry]:
+        """The entries of one mode, emptied first if the memo is full."""
+        if len(self) >= self._size:
+            self._known[0].clear()
+            self._known[1].clear()
+        return self._known[group]
+
+
 def build_messages(
     system_prompt: str,
     turns: Sequence[Turn],
@@ -60,6 +91,7 @@ def build_messages(
     *,
     group: bool,
     shortened_note: str,
+    memo: HistoryMemo | None = None,
 ) -> tuple[list[ChatMessage], ContextStats]:
     """Messages for the model, newest last, fitting ``budget`` prompt tokens.
 
@@ -67,6 +99,8 @@ def build_messages(
     system prompt and that message are always included (shortened if they must
     be; ``shortened_note`` with ``{removed}`` marks the cut); older turns are
     dropped oldest first. With ``group``, user messages carry "Name: " prefixes.
+    ``memo`` keeps the history turns' messages for the next call (they are shared
+    between calls: do not change them).
     """
     if not turns:
         raise ValueError("build_messages needs at least the message being answered")
@@ -78,7 +112,9 @@ def build_messages(
     system, newest_part, shortened = _fit_system_and_newest(
         system, newest, prefixes.get(newest), room, counter, shortened_note
     )
-    kept, kept_cost, dropped = _fit_history(older, room - system.cost - newest_part.cost, prefixes)
+    known = {} if memo is None else memo.entries(group)
+    room_left = room - system.cost - newest_part.cost
+    kept, kept_cost, dropped = _fit_history(older, room_left, prefixes, known)
     messages = ([system.message()] if system.content else []) + kept + [newest_part.message()]
     stats = ContextStats(
         dropped_turns=dropped,
@@ -197,29 +233,36 @@ def _shorten_newest(
 
 
 def _fit_history(
-    older: Sequence[Turn], room: int, prefixes: _PrefixCosts
+    older: Sequence[Turn], room: int, prefixes: _PrefixCosts, known: dict[int, _Entry]
 ) -> tuple[list[ChatMessage], int, int]:
     """Newest-first, keep whole turns while they fit; everything before the first misfit
     goes. The kept messages, their cost, and how many turns were dropped.
 
-    Runs for every history turn of every answer: the messages are built here
-    directly, with no object in between.
+    Runs for every history turn of every answer: a turn's message is built once
+    and found in ``known`` (by turn id) after that.
     """
     kept: list[ChatMessage] = []
     costs: list[int] = []
-    for turn in reversed(older):
-        if _blank(turn.content):
-            continue  # an empty turn says nothing and some servers reject it
-        prefix, prefix_cost = prefixes.get(turn)
-        cost = turn.tokens + prefix_cost + MESSAGE_OVERHEAD_TOKENS
+    left = 0  # turns before the first misfit
+    for index in range(len(older) - 1, -1, -1):
+        turn = older[index]
+        entry = known.get(turn.id)
+        if entry is None:
+            entry = _history_entry(turn, prefixes)
+            if turn.id:  # 0: not stored, no key
+                known[turn.id] = entry
+        message, cost = entry
+        if message is None:
+            continue
         if cost > room:
+            left = index + 1
             break
-        kept.append({"role": turn.role, "content": prefix + turn.content})
+        kept.append(message)
         costs.append(cost)
         room -= cost
     kept.reverse()
     costs.reverse()
-    dropped = sum(1 for t in older if not _blank(t.content)) - len(kept)
+    dropped = sum(1 for t in older[:left] if not _blank(t.content))
     if dropped:
         # The cut fell inside an exchange: an answer without its question misleads,
         # and templates of some local servers insist the history starts with a user.
@@ -228,6 +271,14 @@ def _fit_history(
             costs.pop(0)
             dropped += 1
     return kept, sum(costs), dropped
+
+
+def _history_entry(turn: Turn, prefixes: _PrefixCosts) -> _Entry:
+    if _blank(turn.content):
+        return None, 0  # an empty turn says nothing and some servers reject it
+    prefix, prefix_cost = prefixes.get(turn)
+    message = {"role": turn.role, "content": prefix + turn.content}
+    return message, turn.tokens + prefix_cost + MESSAGE_OVERHEAD_TOKENS
 
 
 def _blank(text: str) -> bool:

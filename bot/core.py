@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from .context import build_messages
+from .context import HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
 from .indicator import TypingIndicator
@@ -72,6 +72,7 @@ class Core:
         self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
         self._typing_calls: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._memo = HistoryMemo()  # history messages, by stored turn id
 
     @property
     def busy_conversations(self) -> int:
@@ -270,6 +271,7 @@ class Core:
             self.counter,
             group=not msg.is_dm,
             shortened_note=self.texts.get("message_shortened"),
+            memo=self._memo,
         )
         return messages
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from bot.context import (
     MESSAGE_OVERHEAD_TOKENS,
     REPLY_PRIMING_TOKENS,
     ContextStats,
+    HistoryMemo,
     build_messages,
 )
 from bot.tokens import TokenCounter, token_counter_for
@@ -247,3 +249,39 @@ def test_result_always_fits_and_ends_with_newest(
     roles = [m["role"] for m in messages]
     assert roles.count("system") <= 1 and (roles[0] == "system" or "system" not in roles)
     assert len(messages) - ("system" in roles) - 1 + stats.dropped_turns <= len(history)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    history=TURNS,
+    budgets=st.lists(st.integers(min_value=MIN_BUDGET, max_value=2_000), min_size=1, max_size=4),
+    groups=st.lists(st.booleans(), min_size=1, max_size=4),
+)
+def test_a_memo_changes_nothing_across_calls_and_modes(
+    history: list[tuple[Role, str, str]], budgets: list[int], groups: list[bool]
+) -> None:
+    """The memo hands back what building from scratch gives, call after call, in both
+    modes (it keys by turn id; the group flag adds labels), and even when it fills up."""
+    turns = [
+        replace(turn(role, text, name), id=i + 1) for i, (role, text, name) in enumerate(history)
+    ]
+    turns.append(replace(turn("user", "the newest question", "Ann"), id=len(turns) + 1))
+    roomy = HistoryMemo()
+    small = HistoryMemo(size=max(1, len(turns) // 2))  # it starts over now and then
+    for budget, group in zip(budgets * 2, groups * 2, strict=False):
+        fresh = build_messages(SYSTEM, turns, budget, COUNTER, group=group, shortened_note=NOTE)
+        for memo in (roomy, small):
+            memoed = build_messages(
+                SYSTEM, turns, budget, COUNTER, group=group, shortened_note=NOTE, memo=memo
+            )
+            assert memoed == fresh
+
+
+def test_a_memo_stays_bounded() -> None:
+    """Full, it starts over before the next call: at most its size plus one call's turns."""
+    memo = HistoryMemo(size=4)
+    for start in range(0, 300, 10):
+        turns = [replace(t, id=start + i + 1) for i, t in enumerate(conversation(10))]
+        group = start % 20 == 0
+        build_messages(SYSTEM, turns, 10_000, COUNTER, group=group, shortened_note=NOTE, memo=memo)
+        assert len(memo) < 4 + 10
