@@ -40,7 +40,9 @@ async def chunks(response: httpx2.Response) -> AsyncGenerator[Chunk, None]:
     connection, like the SDK does.
     """
     pending = b""
-    body = response.aiter_bytes()
+    # Unencoded (as OpenAI sends streams), the raw bytes skip httpx's decoder layer.
+    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+    body = response.aiter_bytes() if encoded else response.aiter_raw()
     try:
         async for data in body:
             lines = (pending + data).splitlines(keepends=True)

@@ -109,6 +109,17 @@ async def test_deltas_concatenate_to_the_scripted_text_and_usage_is_captured(
     assert answer.usage == Usage(prompt_tokens=11, completion_tokens=7)
 
 
+@pytest.mark.parametrize("gzip", [False, True])
+async def test_a_compressed_stream_reads_like_a_plain_one(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI, gzip: bool
+) -> None:
+    # Unencoded streams are read raw; a proxy may gzip one, and then it must be decoded.
+    text = "Grüße aus dem Stream 👋 " * 40
+    fake_openai.script(reply(text, chunks=12, gzip=gzip))
+    deltas, answer = await collect(make_chat(openai_client))
+    assert answer.text == text == "".join(deltas)
+
+
 async def test_request_body_carries_model_messages_temperature_stream_and_limit(
     fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
 ) -> None:

@@ -67,6 +67,7 @@ class Behaviour:
     thinking: tuple[str, ...] = ()
     thinking_interval_s: float = 0.0
     thinking_field: str = "reasoning_content"
+    gzip: bool = False  # compress the stream (Content-Encoding: gzip), as some proxies do
 
 
 def reply(text: str | ReplyFn, **kw: Any) -> Behaviour:
@@ -313,6 +314,8 @@ class FakeOpenAI(Served):
                 **plan.headers,
             }
         )
+        if plan.gzip:
+            resp.enable_compression(web.ContentCoding.gzip)
         await resp.prepare(request)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         frames = _Frames(f"chatcmpl-{request_id}", body.get("model") or self.model, include_usage)
