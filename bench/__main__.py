@@ -23,6 +23,7 @@ from .common import (
     machine_info,
     to_json,
     use_loopback_env,
+    with_frozen_heap,
 )
 
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.freeze()
         # The event loop the bot runs on (uvloop where installed), as `python -m bot` does.
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            results = runner.run(benchmark.run(opts))
+            results = runner.run(with_frozen_heap(benchmark.run(opts)))
         reports.append(Report(benchmark, results, time.perf_counter() - started))
     machine = machine_info()
     if args.json:

@@ -46,6 +46,7 @@ from .common import (
     model_process,
     percentile,
     rounded,
+    with_frozen_heap,
 )
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ async def _serve_model() -> None:
         loop.add_signal_handler(sig, stop.set)
     async with fake:
         print(f"listening on {fake.base_url}", flush=True)
-        await stop.wait()
+        await with_frozen_heap(stop.wait())
 
 
 @contextlib.asynccontextmanager
