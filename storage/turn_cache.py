@@ -20,8 +20,8 @@ from bot.types import Turn
 # Per conversation: more than the 200 turns an answer reads, so turns newer than
 # the one being answered (a busy channel) still leave a full history below it.
 TURNS_PER_CONVERSATION = 256
-# Over all conversations (~20 MB at 600 bytes a turn); least recently used go first.
-MAX_TURNS = 32_768
+# Over all conversations (~10 MB at 600 bytes a turn); least recently used go first.
+MAX_TURNS = 16_384
 _AFTER_ALL_IDS = 2**63  # sorts after every (anchor, id) with the same anchor
 
 Key = tuple[int, int]  # (anchor, id): the order of a conversation's turns
