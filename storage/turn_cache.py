@@ -22,6 +22,10 @@ from bot.types import Turn
 TURNS_PER_CONVERSATION = 256
 # Over all conversations (~10 MB at 600 bytes a turn); least recently used go first.
 MAX_TURNS = 16_384
+# Answers stored but not yet delivered, per conversation. One whose delivery failed
+# is never marked; past this many the oldest is let go (if it is marked after all,
+# the conversation is dropped and read again).
+MAX_PENDING = 32
 _AFTER_ALL_IDS = 2**63  # sorts after every (anchor, id) with the same anchor
 
 Key = tuple[int, int]  # (anchor, id): the order of a conversation's turns
@@ -80,6 +84,8 @@ class TurnCache:
             return
         if not turn.delivered:
             entry.pending[turn.id] = (anchor, turn)
+            if len(entry.pending) > MAX_PENDING:
+                del entry.pending[next(iter(entry.pending))]
             return
         self._insert(entry, (anchor, turn.id), turn)
 

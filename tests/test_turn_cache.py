@@ -7,7 +7,7 @@ tests/test_storage.py; these pin the edges that walk reaches only rarely.
 from __future__ import annotations
 
 from bot.types import Turn
-from storage.turn_cache import TurnCache
+from storage.turn_cache import MAX_PENDING, TurnCache
 
 END = 10**12
 
@@ -102,3 +102,14 @@ def test_prompt_changes_and_forgetting() -> None:
     assert cache.get("c", END, 5) is None
     cache.set_prompt("c", "ignored")  # nothing held: nothing to change
     assert len(cache) == 0
+
+
+def test_answers_never_delivered_are_let_go_oldest_first() -> None:
+    cache = TurnCache()
+    filled(cache, "c", [1])
+    for answer_id in range(2, MAX_PENDING + 3):  # one more than it keeps, after 1
+        cache.added("c", 1, turn(answer_id, "assistant", reply_to=1, delivered=False))
+    cache.delivered("c", MAX_PENDING + 2)  # the newest is still known
+    assert ids(cache.get("c", END, 5)) == [1, MAX_PENDING + 2]
+    cache.delivered("c", 2)  # the oldest was let go: its place is unknown now
+    assert cache.get("c", END, 5) is None
