@@ -73,7 +73,7 @@ _CONTEXT = re.compile(
 )
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_*-]{2})[A-Za-z0-9_*-]{6,}")
 
-CHAT_PATH = "/chat/completions"  # relative to the client's base URL, as the SDK sends it
+CHAT_PATH = "/chat/completions"  # under the client's base URL
 
 TokenParam = Literal["max_tokens", "max_completion_tokens"]
 
@@ -192,6 +192,9 @@ class OpenAIChat:
         self._send_temperature = True
         self._send_stream_options = True
         self._adapted: set[str] = set()
+        # Absolute: the SDK then takes the URL as it is instead of joining it to its
+        # base URL on every request (two URL parses and a copy, ~2% of an answer).
+        self._chat_url = str(client.base_url).rstrip("/") + CHAT_PATH
         # The read timeout bounds the silence between two chunks (see _silence_limit).
         self._http_timeout = openai.Timeout(
             request_timeout_s,
@@ -328,7 +331,7 @@ class OpenAIChat:
         if limit and self._token_param is not None:
             body[self._token_param] = limit
         response = await self._client.post(
-            CHAT_PATH,
+            self._chat_url,
             cast_to=httpx2.Response,  # the SDK hands back the raw, unread response
             content=_encode(body),
             options={"security": {"bearer_auth": True}, "timeout": self._http_timeout},
