@@ -82,7 +82,7 @@ class SqliteStore:
         self._next_checkpoint = 0.0
         self._checkpoint: asyncio.Task[None] | None = None
         self._cache = TurnCache() if turn_cache is None else turn_cache
-        self._data_version = -1  # as of the cache's last use
+        self._data_version = -1  # as of the cache's last use; -1: unknown
 
     async def open(self) -> None:
         """Connect, switch to WAL, bring the schema up to date, open the inline connection."""
@@ -159,7 +159,7 @@ class SqliteStore:
             return StoredContext(await self.get_system_prompt(conversation), [])
         cache = self._cache
         version = self._data_version_now()
-        if version != self._data_version:  # another connection wrote: trust nothing held
+        if version != self._data_version or version < 0:  # another connection wrote
             cache.clear()
             self._data_version = version
         held = cache.get(conversation, upto, limit)
@@ -228,10 +228,15 @@ class SqliteStore:
             await self.prune_seen()
 
     def _data_version_now(self) -> int:
-        """SQLite's count of commits by other connections (ours do not change it)."""
+        """SQLite's count of commits by other connections (ours do not change it);
+        -1 if it cannot be read, which empties the cache as a change would."""
         if self._inline is None:
             raise RuntimeError(f"store {self.path!r} is not open")
-        return int(self._inline.execute("PRAGMA data_version").fetchone()[0])
+        try:
+            return int(self._inline.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            log.debug("storage: data_version unreadable (%s); not using the turn cache", exc)
+            return -1
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(connection, *args)`` on the inline connection, at once.

@@ -736,3 +736,36 @@ def _integrity(path: str) -> str:
         result = str(db.execute("PRAGMA integrity_check").fetchone()[0])
     db.close()
     return result
+
+
+async def test_an_unreadable_data_version_means_no_cached_turns(tmp_path: Path) -> None:
+    """If SQLite cannot say whether others wrote, nothing held is trusted."""
+
+    class NoVersion:
+        def __init__(self, con: sqlite3.Connection) -> None:
+            self._con = con
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if "data_version" in sql:
+                raise sqlite3.OperationalError("database is locked")
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._con, name)
+
+    path = str(tmp_path / "chat.db")
+    store, other = SqliteStore(path), SqliteStore(path)
+    await store.open()
+    await other.open()
+    try:
+        u1 = await store.add_user_turn(CONV, user("m1", "one"))
+        assert u1 is not None
+        real = store._inline
+        store._inline = NoVersion(real)  # type: ignore[assignment]
+        assert contents(await store.recent_turns(CONV, END, 10)) == ["one"]
+        await other.add_user_turn(CONV, user("m2", "two"))  # unseen by a cache
+        assert contents(await store.recent_turns(CONV, END, 10)) == ["one", "two"]
+        store._inline = real
+    finally:
+        await store.close()
+        await other.close()
