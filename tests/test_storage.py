@@ -422,27 +422,34 @@ def test_random_operations_match_the_model(ops: list[tuple[str, str, int]], kind
         asyncio.run(run(directory))
 
 
-async def test_turns_written_by_another_connection_are_seen(tmp_path: Path) -> None:
-    """Two instances on one file: each one's cached history follows the other's writes."""
+@pytest.fixture
+async def two_stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
+    """Two instances on one file, as two bot processes sharing a database."""
     path = str(tmp_path / "shared.db")
     first, second = SqliteStore(path), SqliteStore(path)
     await first.open()
     await second.open()
-    try:
-        u1 = await first.add_user_turn(CONV, user("m1", "one"))
-        assert u1 is not None
-        assert contents(await first.recent_turns(CONV, END, 10)) == ["one"]  # now held
-        u2 = await second.add_user_turn(CONV, user("m2", "two"))
-        assert u2 is not None
-        await second.set_system_prompt(CONV, "from the other one")
-        got = await first.load_context(CONV, END, 10)
-        assert contents(got.turns) == ["one", "two"]
-        assert got.system_prompt == "from the other one"
-        await second.reset(CONV)
-        assert await first.recent_turns(CONV, END, 10) == []
-    finally:
-        await first.close()
-        await second.close()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_turns_written_by_another_connection_are_seen(
+    two_stores: tuple[SqliteStore, SqliteStore],
+) -> None:
+    """Each instance's cached history follows the other's writes."""
+    first, second = two_stores
+    u1 = await first.add_user_turn(CONV, user("m1", "one"))
+    assert u1 is not None
+    assert contents(await first.recent_turns(CONV, END, 10)) == ["one"]  # now held
+    u2 = await second.add_user_turn(CONV, user("m2", "two"))
+    assert u2 is not None
+    await second.set_system_prompt(CONV, "from the other one")
+    got = await first.load_context(CONV, END, 10)
+    assert contents(got.turns) == ["one", "two"]
+    assert got.system_prompt == "from the other one"
+    await second.reset(CONV)
+    assert await first.recent_turns(CONV, END, 10) == []
 
 
 # --- SQLite only -----------------------------------------------------------------------
@@ -738,7 +745,9 @@ def _integrity(path: str) -> str:
     return result
 
 
-async def test_an_unreadable_data_version_means_no_cached_turns(tmp_path: Path) -> None:
+async def test_an_unreadable_data_version_means_no_cached_turns(
+    two_stores: tuple[SqliteStore, SqliteStore],
+) -> None:
     """If SQLite cannot say whether others wrote, nothing held is trusted."""
 
     class NoVersion:
@@ -753,19 +762,14 @@ async def test_an_unreadable_data_version_means_no_cached_turns(tmp_path: Path) 
         def __getattr__(self, name: str) -> object:
             return getattr(self._con, name)
 
-    path = str(tmp_path / "chat.db")
-    store, other = SqliteStore(path), SqliteStore(path)
-    await store.open()
-    await other.open()
+    store, other = two_stores
+    u1 = await store.add_user_turn(CONV, user("m1", "one"))
+    assert u1 is not None
+    real = store._inline
+    store._inline = NoVersion(real)  # type: ignore[assignment]
     try:
-        u1 = await store.add_user_turn(CONV, user("m1", "one"))
-        assert u1 is not None
-        real = store._inline
-        store._inline = NoVersion(real)  # type: ignore[assignment]
         assert contents(await store.recent_turns(CONV, END, 10)) == ["one"]
         await other.add_user_turn(CONV, user("m2", "two"))  # unseen by a cache
         assert contents(await store.recent_turns(CONV, END, 10)) == ["one", "two"]
-        store._inline = real
     finally:
-        await store.close()
-        await other.close()
+        store._inline = real
