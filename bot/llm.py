@@ -193,7 +193,7 @@ class OpenAIChat:
         self._send_stream_options = True
         self._adapted: set[str] = set()
         # Absolute: the SDK then takes the URL as it is instead of joining it to its
-        # base URL on every request (two URL parses and a copy, ~2% of an answer).
+        # base URL on every request (two URL parses and a copy: 26 -> 12 us a request).
         self._chat_url = str(client.base_url).rstrip("/") + CHAT_PATH
         # The read timeout bounds the silence between two chunks (see _silence_limit).
         self._http_timeout = openai.Timeout(
