@@ -150,6 +150,8 @@ class SqliteStore:
 
     async def recent_turns(self, conversation: str, upto: int, limit: int) -> list[Turn]:
         """The newest ``limit`` turns at or before user turn ``upto``, oldest first."""
+        if limit <= 0:
+            return []
         return (await self.load_context(conversation, upto, limit)).turns
 
     async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
