@@ -16,7 +16,6 @@ coalesced). The writer never reads anything from the platform.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -103,7 +102,7 @@ class ReplyStream:
         self._note: str | None = None
         self._note_shown = False
         self._closing = False
-        self._closed = asyncio.Event()  # set with _closing: cuts an optional wait short
+        self._optional: asyncio.Task[None] | None = None  # finish() cuts this wait short
         self._wake = asyncio.Event()
         self._credited = False  # the answer's first write went out on credit
         self._writer: asyncio.Task[None] | None = None
@@ -132,7 +131,8 @@ class ReplyStream:
     async def finish(self) -> None:
         """Make the whole answer visible (waits for pacing); raises DeliveryError."""
         self._closing = True
-        self._closed.set()
+        if self._optional is not None:
+            self._optional.cancel()
         if self._writer is not None and self._writer.cancelled():
             return  # aclose() stopped this stream
         if self._writer is None:
@@ -214,19 +214,21 @@ class ReplyStream:
                 self._credited = True
                 self._charge()
             return True
-        # An optional edit: when the answer completes meanwhile, stop waiting; the
-        # writer then plans the final text, which goes out as an essential write.
-        wait = asyncio.ensure_future(self._optional_wait(step))
-        closed = asyncio.ensure_future(self._closed.wait())
+        # An optional edit: when the answer completes meanwhile, finish() cancels the
+        # wait; the writer then plans the final text, which goes out as an essential
+        # write. (One task that finish() cancels: a second task waiting for an event
+        # plus asyncio.wait cost three more task steps per answer.)
+        waiting = asyncio.ensure_future(self._optional_wait(step))
+        self._optional = waiting
         try:
-            await asyncio.wait({wait, closed}, return_when=asyncio.FIRST_COMPLETED)
+            await waiting
+        except asyncio.CancelledError:
+            if _cancelling():  # the writer itself is being cancelled (aclose, shutdown)
+                raise
+            return False
         finally:
-            closed.cancel()
-            if not wait.done():
-                wait.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await wait
-        return not wait.cancelled()
+            self._optional = None
+        return True
 
     async def _optional_wait(self, step: _Step) -> None:
         if step.op in _SPACED_OPS and self._msg_id is not None:
@@ -459,6 +461,12 @@ class ReplyStream:
                 await self._acquire()
                 await self._call("send", partial(self._sink.send, text))
         self._note_shown = True
+
+
+def _cancelling() -> bool:
+    """Whether the running task was asked to cancel (not merely a task it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _initial_mode(limits: PlatformLimits, native: bool) -> _Mode:
