@@ -7,7 +7,6 @@ shortened here, the system prompt and the short speaker prefixes are counted.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role and separators the API wraps around every me
 REPLY_PRIMING_TOKENS = 3  # the API opens the assistant's reply inside the prompt
 MIN_NEWEST_TOKENS = 32  # what is kept of the newest message even if the system prompt shrinks
 MAX_NAME_CHARS = 40  # a speaker name is a label, not a place for text
-PREFIX_CACHE_SIZE = 4096  # speakers whose "Name: " label is kept between answers
 MEMO_TURNS = 16_384  # stored turns whose history message a HistoryMemo keeps
+MEMO_LABELS = 4096  # speakers whose "Name: " label and its cost a HistoryMemo keeps
+MEMO_SYSTEM_PROMPTS = 64  # system prompts (with the group line or not) and their cost
 MAX_FIT_ATTEMPTS = 4  # shortening re-checks its own result; converges in one or two
 NOTE_SEPARATOR = "\n\n"
 GROUP_SYSTEM_LINE = (
@@ -56,21 +56,31 @@ class _Part(NamedTuple):
 # A history turn as the model sees it: its message (None for a blank turn, which
 # is left out) and its cost in prompt tokens.
 _Entry = tuple[ChatMessage | None, int]
+_Label = tuple[str, int]  # a speaker's "Name: " and its cost
+_SpeakerKey = tuple[str | None, str | None]  # (author_name, author_id)
 
 
 class HistoryMemo:
-    """Each stored turn's history message and cost, built once and reused.
+    """What :func:`build_messages` reuses between calls; one memo per token counter.
 
-    A busy conversation's history (up to 200 turns) is rebuilt for every answer,
-    and all but its newest turns were built for the previous one. Keyed by the
-    store's turn id (never reused) and the group flag (it adds the "Name: "
-    labels). When full it starts over: simpler than an LRU, and a rebuild costs
-    one answer's worth of work.
+    * Each stored turn's history message and cost. A busy conversation's history
+      (up to 200 turns) is rebuilt for every answer, and all but its newest turns
+      were built for the previous one. Keyed by the store's turn id (never reused)
+      and the group flag (it adds the "Name: " labels).
+    * Each speaker's label and each system prompt with their token counts. The
+      tokenizer's tables do not stay in the CPU's caches between answers: counting
+      the 56-token default prompt took ~45 us per answer in the bot under load,
+      8 us in a tight loop.
+
+    Each part starts over when full: simpler than an LRU, and a rebuild costs one
+    answer's worth of work.
     """
 
     def __init__(self, size: int = MEMO_TURNS) -> None:
         self._size = size
         self._known: tuple[dict[int, _Entry], dict[int, _Entry]] = ({}, {})
+        self._labels: dict[_SpeakerKey, _Label] = {}
+        self._systems: dict[tuple[str, bool], _Part] = {}
 
     def __len__(self) -> int:
         return len(self._known[0]) + len(self._known[1])
@@ -81,6 +91,22 @@ class HistoryMemo:
             self._known[0].clear()
             self._known[1].clear()
         return self._known[group]
+
+    def labels(self) -> dict[_SpeakerKey, _Label]:
+        """The speakers' labels, emptied first if full."""
+        if len(self._labels) >= MEMO_LABELS:
+            self._labels.clear()
+        return self._labels
+
+    def system_part(self, system_prompt: str, group: bool, counter: TokenCounter) -> _Part:
+        """:func:`_system_part`, counted once per prompt and mode."""
+        key = (system_prompt, group)
+        part = self._systems.get(key)
+        if part is None:
+            if len(self._systems) >= MEMO_SYSTEM_PROMPTS:
+                self._systems.clear()
+            part = self._systems[key] = _system_part(system_prompt, group, counter)
+        return part
 
 
 def build_messages(
@@ -105,10 +131,13 @@ def build_messages(
     if not turns:
         raise ValueError("build_messages needs at least the message being answered")
     *older, newest = turns
-    prefixes = _PrefixCosts(counter, group)
+    prefixes = _PrefixCosts(counter, group, None if memo is None else memo.labels())
     room = budget - REPLY_PRIMING_TOKENS
 
-    system = _system_part(system_prompt, group, counter)
+    if memo is None:
+        system = _system_part(system_prompt, group, counter)
+    else:
+        system = memo.system_part(system_prompt, group, counter)
     system, newest_part, shortened = _fit_system_and_newest(
         system, newest, prefixes.get(newest), room, counter, shortened_note
     )
@@ -127,7 +156,7 @@ def build_messages(
 def _fit_system_and_newest(
     system: _Part,
     newest: Turn,
-    prefix: tuple[str, int],
+    prefix: _Label,
     room: int,
     counter: TokenCounter,
     shortened_note: str,
@@ -157,28 +186,29 @@ def _fit_system_and_newest(
 
 
 class _PrefixCosts:
-    """Speaker prefixes and their token counts, counted once per name per call."""
+    """Speaker prefixes and their token counts, each counted once per ``known``
+    (a memo's labels, kept across calls, or this call's own)."""
 
-    def __init__(self, counter: TokenCounter, group: bool) -> None:
+    def __init__(
+        self, counter: TokenCounter, group: bool, known: dict[_SpeakerKey, _Label] | None
+    ) -> None:
         self._counter = counter
         self._group = group
-        self._known: dict[tuple[str | None, str | None], tuple[str, int]] = {}
+        self._known: dict[_SpeakerKey, _Label] = {} if known is None else known
 
-    def get(self, turn: Turn) -> tuple[str, int]:
+    def get(self, turn: Turn) -> _Label:
         if not self._group or turn.role != "user":
             return "", 0
         raw = (turn.author_name, turn.author_id)
         known = self._known.get(raw)
-        if known is None:  # each speaker's label is counted once per call
+        if known is None:
             prefix = _prefix(turn.author_name or turn.author_id or "")
             known = self._known[raw] = (prefix, self._counter.count(prefix))
         return known
 
 
-@functools.lru_cache(maxsize=PREFIX_CACHE_SIZE)
 def _prefix(raw: str) -> str:
-    """ "Name: " for a raw author name; cached across answers, as a busy channel's
-    prompt carries dozens of speakers and each label took a regex pass."""
+    """ "Name: " for a raw author name."""
     name = _WHITESPACE.sub(" ", raw).strip()[:MAX_NAME_CHARS].strip()
     return f"{name}: " if name else ""
 
@@ -206,7 +236,7 @@ def _note(shortened_note: str, removed: int) -> str:
 
 def _shorten_newest(
     newest: Turn,
-    prefix: tuple[str, int],
+    prefix: _Label,
     max_cost: int,
     counter: TokenCounter,
     shortened_note: str,

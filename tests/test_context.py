@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from bot.context import (
     GROUP_SYSTEM_LINE,
+    MEMO_LABELS,
+    MEMO_SYSTEM_PROMPTS,
     MESSAGE_OVERHEAD_TOKENS,
     REPLY_PRIMING_TOKENS,
     ContextStats,
@@ -24,6 +26,7 @@ from bot.types import ChatMessage, Role, Turn
 NOTE = "[message shortened: {removed} tokens removed]"
 NOTE_PATTERN = re.compile(r"\[message shortened: (\d+) tokens removed\]$")
 SYSTEM = "You are a helpful assistant."
+MEMO_PROMPTS = (SYSTEM, "", "   ", "Answer in French.", "x " * 3000)  # the last one must shrink
 COUNTER = token_counter_for("gpt-4o")
 
 
@@ -256,23 +259,26 @@ def test_result_always_fits_and_ends_with_newest(
     history=TURNS,
     budgets=st.lists(st.integers(min_value=MIN_BUDGET, max_value=2_000), min_size=1, max_size=4),
     groups=st.lists(st.booleans(), min_size=1, max_size=4),
+    prompts=st.lists(st.sampled_from(MEMO_PROMPTS), min_size=1, max_size=4),
 )
 def test_a_memo_changes_nothing_across_calls_and_modes(
-    history: list[tuple[Role, str, str]], budgets: list[int], groups: list[bool]
+    history: list[tuple[Role, str, str]], budgets: list[int], groups: list[bool], prompts: list[str]
 ) -> None:
     """The memo hands back what building from scratch gives, call after call, in both
-    modes (it keys by turn id; the group flag adds labels), and even when it fills up."""
+    modes (it keys by turn id; the group flag adds labels), for changing system
+    prompts, and even when it fills up."""
     turns = [
         replace(turn(role, text, name), id=i + 1) for i, (role, text, name) in enumerate(history)
     ]
     turns.append(replace(turn("user", "the newest question", "Ann"), id=len(turns) + 1))
     roomy = HistoryMemo()
     small = HistoryMemo(size=max(1, len(turns) // 2))  # it starts over now and then
-    for budget, group in zip(budgets * 2, groups * 2, strict=False):
-        fresh = build_messages(SYSTEM, turns, budget, COUNTER, group=group, shortened_note=NOTE)
+    calls = zip(budgets * 2, groups * 2, prompts * 2, strict=False)
+    for budget, group, prompt in calls:
+        fresh = build_messages(prompt, turns, budget, COUNTER, group=group, shortened_note=NOTE)
         for memo in (roomy, small):
             memoed = build_messages(
-                SYSTEM, turns, budget, COUNTER, group=group, shortened_note=NOTE, memo=memo
+                prompt, turns, budget, COUNTER, group=group, shortened_note=NOTE, memo=memo
             )
             assert memoed == fresh
 
@@ -285,3 +291,18 @@ def test_a_memo_stays_bounded() -> None:
         group = start % 20 == 0
         build_messages(SYSTEM, turns, 10_000, COUNTER, group=group, shortened_note=NOTE, memo=memo)
         assert len(memo) < 4 + 10
+
+
+def test_a_memo_keeps_labels_and_system_prompts_bounded() -> None:
+    """Speakers and system prompts seen once each, far more than the memo keeps."""
+    memo = HistoryMemo()
+    for n in range(MEMO_LABELS + 50):
+        newest = replace(turn("user", "hi", f"speaker {n}"), id=n + 1)
+        prompt = f"prompt {n}"
+        messages, _ = build_messages(
+            prompt, [newest], 10_000, COUNTER, group=True, shortened_note=NOTE, memo=memo
+        )
+        assert messages[-1]["content"] == f"speaker {n}: hi"  # a new label, not a stale one
+        assert messages[0]["content"].startswith(prompt)
+        assert len(memo.labels()) <= MEMO_LABELS
+        assert len(memo._systems) <= MEMO_SYSTEM_PROMPTS
