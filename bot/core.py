@@ -272,6 +272,7 @@ class Core:
             group=not msg.is_dm,
             shortened_note=self.texts.get("message_shortened"),
             memo=self._memo,
+            key=conv,
         )
         return messages
 

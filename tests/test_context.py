@@ -293,6 +293,19 @@ def test_a_memo_stays_bounded() -> None:
         assert len(memo) < 4 + 10
 
 
+def test_a_memo_keeps_conversations_bounded() -> None:
+    """Conversations' histories too: at most its size plus one call's turns in all."""
+    memo = HistoryMemo(size=25)
+    for start in range(0, 300, 10):
+        turns = [replace(t, id=start + i + 1) for i, t in enumerate(conversation(10))]
+        key = f"conversation {start}"
+        build_messages(
+            SYSTEM, turns, 10_000, COUNTER, group=False, shortened_note=NOTE, memo=memo, key=key
+        )
+        held = sum(len(run.ids) for run in memo._runs.values())
+        assert held <= 25 + 10
+
+
 def test_a_memo_keeps_labels_and_system_prompts_bounded() -> None:
     """Speakers and system prompts seen once each, far more than the memo keeps."""
     memo = HistoryMemo()
@@ -306,3 +319,63 @@ def test_a_memo_keeps_labels_and_system_prompts_bounded() -> None:
         assert messages[0]["content"].startswith(prompt)
         assert len(memo.labels()) <= MEMO_LABELS
         assert len(memo._systems) <= MEMO_SYSTEM_PROMPTS
+
+
+# One step in the life of a conversation, as the store would show it to the core.
+HISTORY_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("say"), st.sampled_from(["user", "assistant"]), st.text(max_size=60)),
+        st.tuples(st.just("late"), st.just("assistant"), st.text(max_size=60)),
+        st.tuples(st.just("deliver"), st.just(""), st.just("")),
+        st.tuples(st.just("reset"), st.just(""), st.just("")),
+        st.tuples(st.just("unstored"), st.just("user"), st.text(max_size=60)),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=HISTORY_STEPS,
+    window=st.integers(min_value=1, max_value=12),
+    budgets=st.lists(st.integers(min_value=MIN_BUDGET, max_value=800), min_size=1, max_size=5),
+    groups=st.lists(st.booleans(), min_size=1, max_size=3),
+    memo_size=st.sampled_from([3, 10, 10_000]),
+)
+def test_a_conversations_history_from_the_memo_is_what_a_fresh_build_gives(
+    steps: list[tuple[str, str, str]],
+    window: int,
+    budgets: list[int],
+    groups: list[bool],
+    memo_size: int,
+) -> None:
+    """Two conversations share a memo while their histories grow, slide past the
+    window, gain answers delivered late (in the middle), are reset (new ids) and get
+    turns without ids; every build with the memo and the conversation's key equals
+    one from scratch."""
+    memo = HistoryMemo(size=memo_size)
+    ids = iter(range(1, 10_000))
+    shown: dict[str, list[Turn]] = {"a": [], "b": []}  # by id, as the store orders them
+    late: dict[str, list[Turn]] = {"a": [], "b": []}  # stored, not delivered yet
+    for n, (op, role, text) in enumerate(steps):
+        key = "ab"[n % 2]
+        if op == "say":
+            shown[key].append(replace(turn(role, text, f"name{n % 3}"), id=next(ids)))
+        elif op == "late":
+            late[key].append(replace(turn("assistant", text), id=next(ids)))
+        elif op == "deliver" and late[key]:
+            shown[key] = sorted([*shown[key], late[key].pop(0)], key=lambda t: t.id)
+        elif op == "reset":
+            shown[key], late[key] = [], []
+        elif op == "unstored":  # no id: never what a store returns, but allowed
+            shown[key].append(turn("user", text, "Bob"))
+        asked = replace(turn("user", f"question {n}", "Ann"), id=next(ids))
+        turns = [*shown[key][-(window - 1) :], asked] if window > 1 else [asked]
+        budget, group = budgets[n % len(budgets)], groups[n % len(groups)]
+        fresh = build_messages(SYSTEM, turns, budget, COUNTER, group=group, shortened_note=NOTE)
+        memoed = build_messages(
+            SYSTEM, turns, budget, COUNTER, group=group, shortened_note=NOTE, memo=memo, key=key
+        )
+        assert memoed == fresh
+        shown[key].append(asked)
