@@ -181,6 +181,25 @@ async def test_short_answer_is_sent_at_once_then_edited(vt: VirtualTime, pacer: 
     assert "".join(p.body for p in stream.parts) == stream.text == "Hello world!"
 
 
+async def test_closing_while_an_edit_waits_its_turn_writes_nothing_more(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
+    """Shutdown (aclose) cuts the writer off mid-wait; finish() would have written."""
+    sink = RecordingSink(vt, DISCORD)
+    stream = ReplyStream(sink, pacer)
+
+    async def interrupted() -> None:
+        await stream.push("Hello")
+        await vt.sleep(0.1)  # "Hello" is out; an edit may follow 0.25 s after it
+        await stream.push(" world")
+        await vt.sleep(0.05)
+        await stream.aclose()
+
+    await vt.run(interrupted())
+    assert sink.ops() == ["send"]
+    assert sink.visible() == ["Hello"]
+
+
 async def test_deltas_are_coalesced_and_push_never_waits(vt: VirtualTime, pacer: Pacer) -> None:
     sink = RecordingSink(vt, DISCORD)
     stream = ReplyStream(sink, pacer)
