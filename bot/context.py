@@ -68,10 +68,11 @@ class HistoryMemo:
       (up to 200 turns) is rebuilt for every answer, and all but its newest turns
       were built for the previous one. Keyed by the store's turn id (never reused)
       and the group flag (it adds the "Name: " labels).
-    * Each conversation's history as of its previous answer (a :class:`_Run`), so a
-      history that still fits is extended by its new turns instead of walked turn by
-      turn: that walk took ~150 us per answer at 140 turns in the bot under load
-      (the memo's entries are not in the CPU's caches by then).
+    * Each conversation's history as of its previous answer (a :class:`_Run`), so
+      the next answer extends it by its new turns and finds where the budget cuts
+      it with a binary search, instead of walking every turn: that walk took ~150 us
+      per answer at 140 turns in the bot under load (the memo's entries are not in
+      the CPU's caches by then).
     * Each speaker's label and each system prompt with their token counts. The
       tokenizer's tables do not stay in the CPU's caches between answers: counting
       the 56-token default prompt took ~45 us per answer in the bot under load,
@@ -99,11 +100,11 @@ class HistoryMemo:
             self._known[1].clear()
         return self._known[group]
 
-    def whole_history(
+    def run(
         self, key: str, group: bool, older: Sequence[Turn], prefixes: _PrefixCosts
-    ) -> tuple[list[ChatMessage], int] | None:
-        """All of ``older``'s messages and their cost, from conversation ``key``'s run;
-        None for turns without ids (not stored), which no memo can key."""
+    ) -> _Run | None:
+        """Conversation ``key``'s run moved on to ``older``; None for turns without
+        ids (not stored), which no memo can key."""
         ids = [turn.id for turn in older]
         if 0 in ids:
             return None
@@ -114,7 +115,7 @@ class HistoryMemo:
             self._runs.clear()
             self._run_turns = len(run.ids)
         self._runs[(key, group)] = run
-        return run.messages, run.cost_sums[-1] - run.cost_sums[0]
+        return run
 
     def labels(self) -> dict[_SpeakerKey, _Label]:
         """The speakers' labels, emptied first if full."""
@@ -168,10 +169,9 @@ def build_messages(
         system, newest, prefixes.get(newest), room, counter, shortened_note
     )
     room_left = room - system.cost - newest_part.cost
-    whole = None if memo is None or key is None else memo.whole_history(key, group, older, prefixes)
-    if whole is not None and whole[1] <= room_left:  # all of it fits: nothing to walk
-        kept, kept_cost = whole
-        dropped = 0
+    run = None if memo is None or key is None else memo.run(key, group, older, prefixes)
+    if run is not None:
+        kept, kept_cost, dropped = _fit_run(run, room_left)
     else:
         known = {} if memo is None else memo.entries(group)
         kept, kept_cost, dropped = _fit_history(older, room_left, prefixes, known)
@@ -327,6 +327,7 @@ def _fit_history(
     if dropped:
         # The cut fell inside an exchange: an answer without its question misleads,
         # and templates of some local servers insist the history starts with a user.
+        # (_fit_run does the same.)
         while kept and kept[0]["role"] == "assistant":
             kept.pop(0)
             costs.pop(0)
@@ -345,6 +346,26 @@ class _Run:
     messages: list[ChatMessage]
     cost_sums: list[int]
     count_sums: list[int]
+
+
+def _fit_run(run: _Run, room: int) -> tuple[list[ChatMessage], int, int]:
+    """:func:`_fit_history` on a run: the longest stretch of newest turns within
+    ``room`` (costs are never negative), found by a binary search on the totals."""
+    sums, counts = run.cost_sums, run.count_sums
+    if sums[-1] - sums[0] <= room:  # the common case: all of it fits
+        return run.messages, sums[-1] - sums[0], 0
+    start = bisect.bisect_left(sums, sums[-1] - room)  # the first turn kept
+    dropped = counts[start] - counts[0]
+    kept = run.messages[dropped:]
+    cost = sums[-1] - sums[start]
+    skip = 0  # leading answers dropped too, as in _fit_history
+    while skip < len(kept) and kept[skip]["role"] == "assistant":
+        while counts[start + 1] == counts[start]:  # a blank turn: no message
+            start += 1
+        cost -= sums[start + 1] - sums[start]
+        start += 1
+        skip += 1
+    return kept[skip:], cost, dropped + skip
 
 
 def _extend_run(

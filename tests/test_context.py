@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -322,29 +323,30 @@ def test_a_memo_keeps_labels_and_system_prompts_bounded() -> None:
 
 
 # One step in the life of a conversation, as the store would show it to the core.
+WORDS = st.sampled_from([0, 2, 8, 20, 40])  # 0: a blank turn; the others cut at some budgets
 HISTORY_STEPS = st.lists(
     st.one_of(
-        st.tuples(st.just("say"), st.sampled_from(["user", "assistant"]), st.text(max_size=60)),
-        st.tuples(st.just("late"), st.just("assistant"), st.text(max_size=60)),
-        st.tuples(st.just("deliver"), st.just(""), st.just("")),
-        st.tuples(st.just("reset"), st.just(""), st.just("")),
-        st.tuples(st.just("unstored"), st.just("user"), st.text(max_size=60)),
+        st.tuples(st.just("say"), st.sampled_from(["user", "assistant"]), WORDS),
+        st.tuples(st.just("late"), st.just("assistant"), WORDS),
+        st.tuples(st.just("deliver"), st.just(""), st.just(0)),
+        st.tuples(st.just("reset"), st.just(""), st.just(0)),
+        st.tuples(st.just("unstored"), st.just("user"), WORDS),
     ),
-    min_size=1,
+    min_size=4,
     max_size=40,
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     steps=HISTORY_STEPS,
     window=st.integers(min_value=1, max_value=12),
-    budgets=st.lists(st.integers(min_value=MIN_BUDGET, max_value=800), min_size=1, max_size=5),
+    budgets=st.lists(st.integers(min_value=MIN_BUDGET, max_value=600), min_size=1, max_size=5),
     groups=st.lists(st.booleans(), min_size=1, max_size=3),
     memo_size=st.sampled_from([3, 10, 10_000]),
 )
 def test_a_conversations_history_from_the_memo_is_what_a_fresh_build_gives(
-    steps: list[tuple[str, str, str]],
+    steps: list[tuple[str, str, int]],
     window: int,
     budgets: list[int],
     groups: list[bool],
@@ -353,13 +355,14 @@ def test_a_conversations_history_from_the_memo_is_what_a_fresh_build_gives(
     """Two conversations share a memo while their histories grow, slide past the
     window, gain answers delivered late (in the middle), are reset (new ids) and get
     turns without ids; every build with the memo and the conversation's key equals
-    one from scratch."""
+    one from scratch, whether the budget cuts the history or not."""
     memo = HistoryMemo(size=memo_size)
     ids = iter(range(1, 10_000))
     shown: dict[str, list[Turn]] = {"a": [], "b": []}  # by id, as the store orders them
     late: dict[str, list[Turn]] = {"a": [], "b": []}  # stored, not delivered yet
-    for n, (op, role, text) in enumerate(steps):
+    for n, (op, role, words) in enumerate(steps):
         key = "ab"[n % 2]
+        text = f"w{n} " * words
         if op == "say":
             shown[key].append(replace(turn(role, text, f"name{n % 3}"), id=next(ids)))
         elif op == "late":
@@ -378,4 +381,42 @@ def test_a_conversations_history_from_the_memo_is_what_a_fresh_build_gives(
             SYSTEM, turns, budget, COUNTER, group=group, shortened_note=NOTE, memo=memo, key=key
         )
         assert memoed == fresh
-        shown[key].append(asked)
+        shown[key].append(asked)  # answered: the question is history now
+
+
+def test_a_memo_cuts_every_small_history_where_a_walk_from_scratch_does() -> None:
+    """Every history of up to four turns from big/small/blank questions and answers,
+    at budgets around each cut (every budget for up to three turns, so some fit
+    exactly), then with its oldest turn gone: the memo's binary search keeps what the
+    walk keeps, drops the same answers that would lead, and counts the same cost."""
+    pieces = [
+        ("user", "w " * 40),
+        ("user", "w " * 3),
+        ("user", ""),
+        ("assistant", "w " * 40),
+        ("assistant", "w " * 3),
+        ("assistant", " "),
+    ]
+    next_id = itertools.count(1)
+    for size in range(5):
+        budgets = range(30, 141) if size <= 3 else (40, 60, 75, 90, 130, 200)
+        for shape in itertools.product(pieces, repeat=size):
+            history = [replace(turn(role, text, "Ann"), id=next(next_id)) for role, text in shape]
+            newest = replace(turn("user", "newest", "Bo"), id=next(next_id))
+            memo = HistoryMemo()
+            for budget in budgets:
+                for turns in ([*history, newest], [*history[1:], newest]):  # then one slid off
+                    fresh = build_messages(
+                        "", turns, budget, COUNTER, group=False, shortened_note=NOTE
+                    )
+                    memoed = build_messages(
+                        "",
+                        turns,
+                        budget,
+                        COUNTER,
+                        group=False,
+                        shortened_note=NOTE,
+                        memo=memo,
+                        key="k",
+                    )
+                    assert memoed == fresh, (shape, budget, len(turns))
