@@ -25,14 +25,14 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx2
 import openai
 import orjson
 
-from . import sse
+from . import openai_compat, sse
 from .errors import ConfigError, LLMError, LLMErrorKind
 from .types import Answer, ChatMessage, Usage
 
@@ -315,12 +315,11 @@ class OpenAIChat:
 
         The SDK builds and sends the request, authenticates it and raises its usual
         errors for a failed status; the body is read by bot/sse.py as plain dicts.
-        Its ``post`` (the SDK's way to call any endpoint) is used instead of
+        The call goes through bot/openai_compat.py rather than
         ``chat.completions.create``, which walks every parameter through its type
-        transforms on each call (a tenth of an answer's CPU, BENCHMARKS.md) and
-        would parse each chunk into an object. The body goes as ``content``: bytes
-        made by orjson, which the SDK sends as they are. Its own encoder (the
-        stdlib's, with a hook per value) took 160 us for a 130-turn history, orjson 5 us.
+        transforms on each call and would parse each chunk into an object. The body
+        is bytes made by orjson, which the SDK sends as they are (PERFORMANCE.md,
+        "The model stream is read without the SDK's objects").
         """
         limit = self._max_output_tokens if self._max_output_tokens > 0 else None
         body: dict[str, Any] = {"model": self._model, "messages": messages, "stream": True}
@@ -330,15 +329,9 @@ class OpenAIChat:
             body["temperature"] = self._temperature
         if limit and self._token_param is not None:
             body[self._token_param] = limit
-        response = await self._client.post(
-            self._chat_url,
-            cast_to=httpx2.Response,  # the SDK hands back the raw, unread response
-            content=_encode(body),
-            options={"security": {"bearer_auth": True}, "timeout": self._http_timeout},
-            stream=True,
-            stream_cls=openai.AsyncStream[Any],
+        return await openai_compat.post_stream(
+            self._client, self._chat_url, _encode(body), self._http_timeout
         )
-        return cast(httpx2.Response, response)
 
     def _silence_limit(self, loop: asyncio.AbstractEventLoop, deadline: float) -> float | None:
         """When the wait for the next chunk ends; None: the transport's read timeout.

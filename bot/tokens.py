@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import tiktoken_compat
+
 log = logging.getLogger(__name__)
 
 O200K = "o200k_base"
@@ -157,9 +159,10 @@ def load_encoding(name: str, directory: Path | None = None) -> _Encoding | None:
             mergeable_ranks=ranks,
             special_tokens=dict(spec.special_tokens),
         )
-        # The Rust core holds its own copy of the ranks; tiktoken keeps this Python
-        # dict only for pickling, which we never do. Dropping it saves ~28 MB (o200k).
-        encoding._mergeable_ranks = {}
+        # The Rust core holds its own copy of the ranks; the Python one is only for
+        # pickling, which we never do (PERFORMANCE.md, "The tokenizer's Python ranks
+        # are dropped").
+        tiktoken_compat.drop_python_ranks(encoding)
     except Exception as exc:  # any failure means "estimate", never a crash
         log.warning(
             "token counting falls back to an estimate (1 token per %d bytes): %s: %s",

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -28,6 +28,7 @@ from bot.errors import StartupError
 from bot.store import Pending, StoredContext
 from bot.types import Turn
 
+from . import compat
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .turn_cache import TurnCache
@@ -277,13 +278,13 @@ class SqliteStore:
     async def _in_worker(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(connection, *args)`` on aiosqlite's worker thread, in one trip.
 
-        If the caller is cancelled, ``fn`` still completes. (aiosqlite's ``_execute``
-        and ``_conn`` are private: pinned in requirements.)
+        If the caller is cancelled, ``fn`` still completes. (aiosqlite has no public
+        call for this: storage/compat.py.)
         """
         db = self._worker
         if db is None:
             raise RuntimeError(f"store {self.path!r} is not open")
-        return cast(_T, await db._execute(fn, db._conn, *args))  # type: ignore[no-untyped-call]
+        return await compat.run_in_worker(db, fn, *args)
 
 
 def _inline_connection(target: str, uri: bool) -> sqlite3.Connection:

@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 import discord
-import discord.gateway
-import discord.http
-import yarl
 from discord import app_commands
 
 from bot.errors import StartupError
 from bot.types import PlatformLimits
 
+from . import compat
 from .commands import build_tree
 from .setup import (
     INVALID_TOKEN,
@@ -142,7 +140,7 @@ class DiscordAdapter:
             await client.close()
             raise StartupError(f"Discord: could not log in: {exc}") from None
         if self._cfg.api_url:
-            await _use_gateway_of(client)
+            await compat.use_gateway_of(client)
         task = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
         await self._until_ready(client, task)
         self._task = task
@@ -269,10 +267,4 @@ def point_at(api_url: str) -> None:
     discord.py keeps its REST base on a class attribute (interaction callbacks and
     webhooks use it too), so this holds for the whole process: one Discord per process.
     """
-    discord.http.Route.BASE = api_url.rstrip("/")
-
-
-async def _use_gateway_of(client: discord.Client) -> None:
-    """Ask the configured REST server for its gateway, as Discord clients are meant to."""
-    _shards, url, _limits = await client.http.get_bot_gateway()
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+    compat.point_rest_at(api_url)

@@ -12,10 +12,10 @@ import logging
 from typing import TypeAlias
 
 import discord
-from discord.http import handle_message_parameters  # discord.py's own (pinned)
-from discord.utils import MISSING
 
 from bot.types import PlatformLimits
+
+from . import compat
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ChannelSink:
     Writes go through discord.py's HTTP client (its rate limits, retries and
     errors) but skip ``Messageable.send`` and ``PartialMessage.edit``: those build
     a full ``discord.Message`` from every response, and all we need is its id
-    (the two objects were ~3% of the bot's CPU under load, BENCHMARKS.md).
+    (adapters/discord/compat.py; PERFORMANCE.md, "Discord writes skip discord.Message").
     """
 
     def __init__(
@@ -73,8 +73,7 @@ class ChannelSink:
     ) -> None:
         self.limits = limits
         self.pace_key = str(channel.id)  # Discord's message buckets are per channel
-        self._http = client.http
-        self._defaults = client.allowed_mentions
+        self._client = client
         self._channel = channel
         self._reference = (
             reply_to.to_reference(fail_if_not_exists=False).to_message_reference_dict()
@@ -87,23 +86,20 @@ class ChannelSink:
         await self._channel.typing()
 
     async def send(self, text: str) -> str:
-        reference = self._reference
-        with handle_message_parameters(
-            content=text,
+        sent = await compat.send_message(
+            self._client,
+            self._channel.id,
+            text,
             allowed_mentions=NO_PINGS,
-            previous_allowed_mentions=self._defaults,
-            message_reference=reference if reference is not None else MISSING,
-            mention_author=False if reference is not None else None,
-        ) as params:
-            sent = await self._http.send_message(self._channel.id, params=params)
+            reference=self._reference,
+        )
         self._reference = None  # only the first message is a reply (a retry still is)
-        return str(sent["id"])
+        return sent
 
     async def edit(self, message_id: str, text: str) -> None:
-        with handle_message_parameters(
-            content=text, allowed_mentions=NO_PINGS, previous_allowed_mentions=self._defaults
-        ) as params:
-            await self._http.edit_message(self._channel.id, int(message_id), params=params)
+        await compat.edit_message(
+            self._client, self._channel.id, int(message_id), text, allowed_mentions=NO_PINGS
+        )
 
 
 class InteractionSink:

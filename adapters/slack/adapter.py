@@ -219,11 +219,12 @@ class SlackAdapter:
             ping_interval=self._ping_interval,
         )
         self._socket = handler
-        # The socket client retries forever on its own; we already validated
-        # the app token, so reuse that URL and bound the first connect.
-        handler.client.wss_uri = url
+        # The socket client retries forever on its own: the app token was checked
+        # above (a clear error instead), and the first connect is bounded. The client
+        # asks for a URL of its own (one more call, once, at start).
         try:
-            await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT_S)
+            connect = handler.connect_async()  # type: ignore[no-untyped-call]  # slack_bolt: untyped
+            await asyncio.wait_for(connect, CONNECT_TIMEOUT_S)
         except TimeoutError:
             raise StartupError(f"slack: could not open the Socket Mode websocket {url}") from None
 
@@ -264,7 +265,7 @@ class SlackAdapter:
         socket, self._socket = self._socket, None
         if socket is not None:
             with contextlib.suppress(Exception):
-                await socket.close_async()
+                await socket.close_async()  # type: ignore[no-untyped-call]  # slack_bolt: untyped
         runner, self._runner = self._runner, None
         if runner is not None:
             with contextlib.suppress(Exception):
