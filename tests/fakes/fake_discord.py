@@ -279,7 +279,7 @@ class FakeDiscord(Served):
         self._failures: list[_Failure] = []
         self._windows: dict[str, tuple[float, int]] = {}  # channel -> (opened, writes)
         self._ws: web.WebSocketResponse | None = None
-        self._ws_transport: asyncio.BaseTransport | None = None  # for abrupt drops
+        self._ws_transport: asyncio.Transport | None = None  # for abrupt drops
         self._session: _Session | None = None
         self._pending: list[JsonDict] = []  # dispatched while no socket was open
         self._runner: web.AppRunner | None = None
