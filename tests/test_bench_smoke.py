@@ -1,7 +1,7 @@
 """The benchmark harness works: every benchmark runs (quick) and reports its keys.
 
 Only shapes and types are checked here, never timings: numbers belong in
-BENCHMARKS.md, not in assertions.
+PERFORMANCE.md, not in assertions.
 """
 
 from __future__ import annotations
