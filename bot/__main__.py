@@ -58,7 +58,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop where it is installed (not on Windows), else asyncio's.
 
     The bot is one process on one event loop: with uvloop the loop's own work (sockets,
-    timers, callbacks) runs in C, a fifth less CPU per answer under load (BENCHMARKS.md).
+    timers, callbacks) runs in C, less CPU per answer under load (PERFORMANCE.md, "uvloop").
     """
     try:
         import uvloop

@@ -32,10 +32,9 @@ SHUTDOWN_GRACE_S = 5.0  # answers in flight get this long to finish on SIGTERM
 # Young-generation collections start after this many net new container objects
 # (CPython's default: 700). An answer briefly holds a few thousand (parsed gateway
 # events, request bodies, the SDK's request objects) and frees them by reference
-# counting, so at 700 the collector ran ~35 times a second mid-answer, walking
-# objects about to be freed anyway: ~5% of the bot's CPU on llmcord's workload.
-# At 7,000 it runs about once every two seconds; the memory it may hold meanwhile
-# is a few MB.
+# counting, so at 700 the collector ran many times a second mid-answer, walking
+# objects about to be freed anyway (PERFORMANCE.md, "The collector skips start-up
+# state and waits longer"). The memory it may hold meanwhile is a few MB.
 GC_YOUNG_THRESHOLD = 7000
 
 
@@ -131,7 +130,8 @@ def _tune_collector() -> None:
 
     The tokenizer's tables, the SDKs' modules and models and the platform clients live
     as long as the process; a full collection walked them all, stalling every
-    conversation at once (llmcord's workload: gen-2 pauses up to 81 ms; 46 ms frozen).
+    conversation at once (PERFORMANCE.md, "The collector skips start-up state and
+    waits longer").
     """
     gc.collect()
     gc.freeze()

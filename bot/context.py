@@ -70,13 +70,13 @@ class HistoryMemo:
       and the group flag (it adds the "Name: " labels).
     * Each conversation's history as of its previous answer (a :class:`_Run`), so
       the next answer extends it by its new turns and finds where the budget cuts
-      it with a binary search, instead of walking every turn: that walk took ~150 us
-      per answer at 140 turns in the bot under load (the memo's entries are not in
-      the CPU's caches by then).
+      it with a binary search, instead of walking every turn: in the bot under load
+      the walk costs several times what a tight loop suggests (the memo's entries
+      are not in the CPU's caches by then).
     * Each speaker's label and each system prompt with their token counts. The
-      tokenizer's tables do not stay in the CPU's caches between answers: counting
-      the 56-token default prompt took ~45 us per answer in the bot under load,
-      8 us in a tight loop.
+      tokenizer's tables do not stay in the CPU's caches between answers either, so
+      even counting the default prompt again shows (PERFORMANCE.md, "History
+      messages are built once per turn").
 
     Each part starts over when full: simpler than an LRU, and a rebuild costs one
     answer's worth of work.

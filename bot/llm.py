@@ -124,9 +124,10 @@ def make_client(
         base_url=settings.base_url,  # None: the SDK reads OPENAI_BASE_URL, else OpenAI's URL
         max_retries=0,
         timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout)),
-        # The SDK's aiohttp transport: its default one (httpcore over anyio) costs about
-        # 1.4 ms more CPU per streamed answer, and probes every idle pooled connection
-        # on each request (BENCHMARKS.md). Proxies from the environment still apply.
+        # The SDK's aiohttp transport: its default one (httpcore over anyio) costs more
+        # CPU per streamed answer and probes every idle pooled connection on each
+        # request (PERFORMANCE.md, "One keep-alive connection, on aiohttp"). Proxies
+        # from the environment still apply.
         http_client=openai.DefaultAioHttpClient(),
     )
 
@@ -193,7 +194,7 @@ class OpenAIChat:
         self._send_stream_options = True
         self._adapted: set[str] = set()
         # Absolute: the SDK then takes the URL as it is instead of joining it to its
-        # base URL on every request (two URL parses and a copy: 26 -> 12 us a request).
+        # base URL on every request (two URL parses and a copy).
         self._chat_url = str(client.base_url).rstrip("/") + CHAT_PATH
         # The read timeout bounds the silence between two chunks (see _silence_limit).
         self._http_timeout = openai.Timeout(

@@ -1,9 +1,9 @@
 """Reading a chat-completions stream line by line, without the SDK's chunk objects.
 
-The openai SDK builds a pydantic object per streamed chunk; on this workload that
-is the largest single cost of an answer (see BENCHMARKS.md, P1). The request, its
-retries' error classes and the connection stay the SDK's; only the body of a
-successful stream is read here, as plain dicts.
+The openai SDK builds a pydantic object per streamed chunk, the largest single cost
+of an answer (PERFORMANCE.md, "The model stream is read without the SDK's objects").
+The request, its retries' error classes and the connection stay the SDK's; only the
+body of a successful stream is read here, as plain dicts.
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ class NativeStreamUnavailable(Exception):
 class Turn:
     """One stored message of a conversation.
 
-    storage/sqlite.py builds turns positionally (it is the hot path): keep the order.
+    storage/sqlite_ops.py (``row_to_turn``) builds turns positionally (it is the hot
+    path): keep the order.
     """
 
     role: Role

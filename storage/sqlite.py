@@ -1,14 +1,13 @@
 """The SQLite store: history, settings and durable dedupe in one file.
 
-Statements run on the event loop's thread. Each takes tens to a few hundred
-microseconds (an answer's context, 130 turns: ~0.15 ms), and on aiosqlite's worker
-thread they cost more than that: the sqlite3 module hands the GIL back and forth
-for every row, and under load each hand-over waited for the busy event loop
-(BENCHMARKS.md: a loaded bot spent ~1 ms more CPU per answer, and its answers
-queued behind the database). What may wait runs on the worker thread instead, on a
-connection of its own: opening and migrating, WAL checkpoints (they fsync), pruning,
-``reset`` of a long conversation, and any statement that finds the file locked by
-another connection (it waits there, up to ``BUSY_TIMEOUT_MS``, while the bot goes on).
+Statements run on the event loop's thread. Each is short, and on aiosqlite's worker
+thread it would cost more than it takes: the sqlite3 module hands the GIL back and
+forth for every row, and under load each hand-over waits for the busy event loop
+(PERFORMANCE.md, "SQLite statements run on the event loop's thread"). What may wait
+runs on the worker thread instead, on a connection of its own: opening and migrating,
+WAL checkpoints (they fsync), pruning, ``reset`` of a long conversation, and any
+statement that finds the file locked by another connection (it waits there, up to
+``BUSY_TIMEOUT_MS``, while the bot goes on).
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Every answer reads its conversation's newest turns, up to ``HISTORY_TURNS`` (200)
 rows, and turning rows into ``Turn`` objects was the biggest part of the store's
-CPU per answer (BENCHMARKS.md). The store keeps what it read and what it wrote, so
-the next answer in the same conversation reads nothing. The cache only ever holds
-what the database holds: it is filled from a query, updated from the rows the
-store's own writes return, and dropped whenever anything else may have written
+CPU per answer (PERFORMANCE.md, "Recent turns stay in memory"). The store keeps what
+it read and what it wrote, so the next answer in the same conversation reads
+nothing. The cache only ever holds what the database holds: it is filled from a
+query, updated from the rows the store's own writes return, and dropped whenever
+anything else may have written
 (``storage/sqlite.py`` checks SQLite's ``data_version`` before each use).
 """
 
