@@ -127,14 +127,11 @@ def module_of(path: Path) -> ModuleType:
 # -- every compat module -------------------------------------------------------------------
 
 
-def test_the_compat_modules_are_the_known_ones() -> None:
-    names = [module_of(path).__name__ for path in compat_paths()]
-    assert names == [
-        "adapters.discord.compat",
-        "bot.openai_compat",
-        "bot.tiktoken_compat",
-        "storage.compat",
-    ]
+def test_the_compat_modules_are_found() -> None:
+    """The checks below cover what ``compat_paths`` finds: it must find these."""
+    names = {module_of(path).__name__ for path in compat_paths()}
+    known = {"adapters.discord.compat", "bot.openai_compat", "bot.tiktoken_compat"}
+    assert known | {"storage.compat"} <= names
 
 
 @pytest.mark.parametrize("path", compat_paths(), ids=lambda p: str(p.relative_to(ROOT)))
