@@ -45,6 +45,11 @@ def open_store(url: str) -> Store:
     return cast(Store, module.open_store(url))
 
 
+def check_storage(url: str) -> None:
+    """Raise the ConfigError opening ``storage.url`` would, creating nothing (for ``check``)."""
+    importlib.import_module("storage").check_url(url)
+
+
 def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
     """``adapters.<name>.create(cfg, core)``; None when not configured."""
     factory = cast(AdapterFactory, importlib.import_module(f"adapters.{name}").create)

@@ -36,11 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
 
 import yaml
 
 from .errors import ConfigError
+from .redact import redact_url
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -82,9 +82,11 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 _REFERENCE_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 _SECRET_NAME = re.compile(r"token|secret|key|pass|pwd|auth", re.IGNORECASE)
 
-# Field metadata: "secret" hides the value; "url" redacts a password in it;
+# Field metadata: "secret" hides the value; "url" redacts its credentials
+# (bot/redact.py) wherever it is shown;
 # "nonempty", "min"/"max" (inclusive) and "gt" (exclusive) are checked on load.
 _SECRET: Mapping[str, Any] = {"secret": True}
+_URL: Mapping[str, Any] = {"url": True}
 _NONEMPTY: Mapping[str, Any] = {"nonempty": True}
 _POSITIVE: Mapping[str, Any] = {"gt": 0}
 
@@ -94,7 +96,7 @@ class OpenAIConfig:
     """How to reach the model and how to ask it."""
 
     api_key: str = field(default="", repr=False, metadata=_SECRET)
-    base_url: str | None = None  # None: the SDK's default (api.openai.com)
+    base_url: str | None = field(default=None, repr=False, metadata=_URL)  # None: api.openai.com
     model: str = field(default="gpt-4o-mini", metadata=_NONEMPTY)
     temperature: float = field(default=0.7, metadata={"min": 0, "max": 2})
     max_output_tokens: int = field(default=1024, metadata=_POSITIVE)
@@ -155,7 +157,7 @@ class DiscordConfig:
     slash_commands: bool = True
     # Empty: Discord itself. Another URL serves a REST proxy or a test double (the
     # gateway address is then asked from that server, as Discord clients always do).
-    api_url: str = ""
+    api_url: str = field(default="", repr=False, metadata=_URL)
 
     @property
     def enabled(self) -> bool:
@@ -181,7 +183,8 @@ class SlackConfig:
     allowed_channels: tuple[str, ...] = ()
     allowed_users: tuple[str, ...] = ()
     admin_users: tuple[str, ...] = ()
-    api_url: str = ""  # empty: Slack's own Web API; another URL for a proxy or test double
+    # Empty: Slack's own Web API; another URL for a proxy or test double.
+    api_url: str = field(default="", repr=False, metadata=_URL)
 
     @property
     def enabled(self) -> bool:
@@ -404,6 +407,8 @@ def _convert(hint: Any, value: Any, path: str, f: dataclasses.Field[Any]) -> Any
     if value is None or (value == "" and (optional or hint is not str)):
         return None if optional else f.default
     shown = "(hidden)" if meta.get("secret") else repr(value)
+    if meta.get("url") and isinstance(value, str):
+        shown = repr(redact_url(value))
     if hint is bool:
         return _to_bool(value, path, shown)
     if hint is int or hint is float:
@@ -635,29 +640,6 @@ def _hide(secret: str) -> str:
     if not secret:
         return ""
     return NO_KEY_PLACEHOLDER if secret == NO_KEY_PLACEHOLDER else SECRET_SET
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (userinfo or secret-looking query value) as ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        url = url.replace(parts.netloc, netloc, 1)
-    elif not at and "@" in url:  # not parsed as a URL with a host, but may still hold "user:pass@"
-        url = re.sub(r":[^:@/]*@", ":***@", url)
-    if parts.query:
-        query = "&".join(_redact_param(p) for p in parts.query.split("&"))
-        url = url.replace("?" + parts.query, "?" + query, 1)
-    return url
-
-
-def _redact_param(param: str) -> str:
-    name, eq, _value = param.partition("=")
-    return f"{name}=***" if eq and _SECRET_NAME.search(name) else param
 
 
 __all__ = [

@@ -28,6 +28,7 @@ from bot.errors import StartupError
 from bot.store import Pending, StoredContext
 from bot.types import Turn
 
+from . import problems
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .turn_cache import TurnCache
@@ -85,9 +86,19 @@ class SqliteStore:
         self._data_version = -1  # as of the cache's last use; -1: unknown
 
     async def open(self) -> None:
-        """Connect, switch to WAL, bring the schema up to date, open the inline connection."""
+        """Connect, switch to WAL, bring the schema up to date, open the inline connection.
+
+        A file that cannot be used (a directory, a damaged file, a folder that cannot
+        be created) raises a ConfigError naming ``storage.url`` (storage/problems.py).
+        """
         if self._worker is not None:
             return
+        try:
+            await self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise problems.describe(self.path, exc) from None
+
+    async def _open(self) -> None:
         target, uri = self.path, False
         if self.path == MEMORY_PATH:  # both connections must see one database
             target, uri = f"file:chatbridge-{uuid.uuid4().hex}?mode=memory&cache=shared", True
