@@ -75,6 +75,7 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
             command_prefix=cfg.commands.prefix,
             system_prompt_policy=cfg.commands.system_prompt_policy,
             user_messages_per_minute=cfg.limits.user_messages_per_minute,
+            reset_policy=cfg.commands.reset_policy,
         ),
     )
     try:

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 Language = Literal["en", "ko"]
 PromptPolicy = Literal["anyone", "admins", "nobody"]
+ResetPolicy = Literal["anyone", "admins"]
 SlackMode = Literal["socket", "http"]
 SlackScope = Literal["thread", "channel"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -123,6 +124,7 @@ class CommandsConfig:
 
     prefix: str = field(default="!", metadata=_NONEMPTY)
     system_prompt_policy: PromptPolicy = "admins"
+    reset_policy: ResetPolicy = "anyone"  # who may !reset a shared conversation
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from .errors import LLMError
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes
 from .pacing import Pacer
+from .policy import reset_verdict, system_prompt_verdict
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
@@ -46,6 +47,7 @@ class CoreSettings:
     command_prefix: str = "!"
     system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
     user_messages_per_minute: int = 0  # 0: no per-person limit
+    reset_policy: str = "anyone"  # "anyone" | "admins" (a DM: always the person)
 
 
 class Core:
@@ -162,7 +164,7 @@ class Core:
             slot.cancel()
             return
         name = name.lower()
-        if name == "reset":
+        if name == "reset" and reset_verdict(self.settings.reset_policy, msg) == "allowed":
             # Forget now, not when the lane gets here: messages that arrive after the
             # reset are stored at once and must survive it. An answer still being
             # written for an earlier message is then not stored (its question is gone).
@@ -326,6 +328,8 @@ class Core:
         if name == "help":
             return self.texts.get("help", prefix=prefix)
         if name == "reset":
+            if reset_verdict(self.settings.reset_policy, msg) != "allowed":
+                return self.texts.get("reset_denied")
             return self.texts.get("reset_done")
         if name != "system":
             return self.texts.get("unknown_command", command=name, prefix=prefix)
@@ -334,8 +338,9 @@ class Core:
             if custom is None:
                 return self.texts.get("system_default", prompt=self.settings.system_prompt)
             return self.texts.get("system_show", prompt=custom)
-        if not self._may_set_system_prompt(msg):
-            return self.texts.get("system_denied")
+        verdict = system_prompt_verdict(self.settings.system_prompt_policy, msg)
+        if verdict != "allowed":
+            return self.texts.get("system_disabled" if verdict == "disabled" else "system_denied")
         if arg.lower() == "clear":
             await self.store.set_system_prompt(conv, None)
             return self.texts.get("system_cleared")
@@ -343,12 +348,3 @@ class Core:
             return self.texts.get("system_too_long", limit=MAX_SYSTEM_PROMPT_CHARS)
         await self.store.set_system_prompt(conv, arg)
         return self.texts.get("system_set")
-
-    def _may_set_system_prompt(self, msg: IncomingMessage) -> bool:
-        policy = self.settings.system_prompt_policy
-        if policy == "anyone":
-            return True
-        if policy == "admins":
-            # In a DM the author only changes their own conversation.
-            return msg.author_is_admin or msg.is_dm
-        return False

@@ -167,6 +167,7 @@ def nested(path: str, value: Any) -> dict[str, Any]:
         ("slack.mode", "sockets", "did you mean socket"),
         ("language", "fr", "en, ko"),
         ("commands.system_prompt_policy", "everyone", "anyone, admins, nobody"),
+        ("commands.reset_policy", "nobody", "anyone, admins"),
         ("commands.prefix", "hey bot", "spaces"),
         ("discord.streaming", "maybe", "true or false"),
         ("discord.allowed_guilds", {"a": 1}, "a list"),
