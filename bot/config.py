@@ -56,6 +56,13 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 NO_KEY_PLACEHOLDER = "not-needed"  # api_key sent to a local server that needs none
 SECRET_SET = "***set***"  # how redacted() shows a secret that has a value
+# The prompt budget (context_tokens - max_output_tokens) must hold the default system
+# prompt and a short message. Config has no tokenizer (loading one is slow), so the
+# prompt is estimated low, at one token per 4 bytes of UTF-8: a budget rejected here
+# can never work, and the trimmer still shortens what a borderline one cannot fit.
+MIN_MESSAGE_TOKENS = 64
+PROMPT_OVERHEAD_TOKENS = 16  # message wrappers, reply priming, the group-chat line's start
+BYTES_PER_TOKEN_ESTIMATE = 4
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant in a group chat. Answer clearly and concisely, "
     "use Markdown where it helps, and reply in the language the user writes in."
@@ -557,6 +564,7 @@ def _check_openai(ai: OpenAIConfig) -> None:
             f"must be smaller than openai.context_tokens ({ai.context_tokens}), "
             f"got {ai.max_output_tokens}",
         )
+    _check_prompt_budget(ai)
     if ai.first_token_timeout_s > ai.request_timeout_s:
         raise ConfigError(
             "openai.first_token_timeout_s",
@@ -567,6 +575,20 @@ def _check_openai(ai: OpenAIConfig) -> None:
         raise ConfigError(
             "openai.base_url",
             f"must start with http:// or https://, got {redact_url(ai.base_url)!r}",
+        )
+
+
+def _check_prompt_budget(ai: OpenAIConfig) -> None:
+    budget = ai.context_tokens - ai.max_output_tokens
+    prompt = len(ai.system_prompt.strip().encode("utf-8")) // BYTES_PER_TOKEN_ESTIMATE
+    needed = prompt + PROMPT_OVERHEAD_TOKENS + MIN_MESSAGE_TOKENS
+    if budget < needed:
+        raise ConfigError(
+            "openai.context_tokens",
+            f"openai.context_tokens ({ai.context_tokens}) minus openai.max_output_tokens "
+            f"({ai.max_output_tokens}) leaves {budget} tokens for the prompt, but "
+            f"openai.system_prompt (about {prompt} tokens) and a short message need at "
+            f"least {needed}: raise openai.context_tokens or lower openai.max_output_tokens",
         )
 
 

@@ -216,7 +216,15 @@ class Core:
         turn_id: int,
         typing: TypingIndicator,
     ) -> bool:
-        messages = await self._context(conv, msg, turn_id)
+        try:
+            messages = await self._context(conv, msg, turn_id)
+        except Exception:
+            log.exception("could not build the prompt for %s", conv)
+            await self._send_quietly(sink, self.texts.get("error_internal"))
+            return False
+        if messages is None:
+            log.info("message %s in %s was reset before its answer", msg.message_id, conv)
+            return False
         stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
         deltas = self.model.stream(messages, answer)
@@ -263,9 +271,15 @@ class Core:
         await self.store.mark_delivered(conv, answer.id)
         return True
 
-    async def _context(self, conv: str, msg: IncomingMessage, turn_id: int) -> list[ChatMessage]:
-        """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens."""
+    async def _context(
+        self, conv: str, msg: IncomingMessage, turn_id: int
+    ) -> list[ChatMessage] | None:
+        """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens.
+
+        None when a reset forgot the turn before its answer began."""
         stored = await self.store.load_context(conv, turn_id, HISTORY_TURNS)
+        if not stored.turns:
+            return None
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,
             stored.turns,

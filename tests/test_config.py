@@ -496,3 +496,15 @@ def test_bad_storage_url_error_hides_the_password() -> None:
     err = error_of({"storage": {"url": f"bot:{DB_PASSWORD}@db"}})
     assert err.path == "storage.url"
     assert DB_PASSWORD not in str(err)
+
+
+def test_a_prompt_budget_without_room_for_the_system_prompt_is_rejected() -> None:
+    err = error_of({"openai": {"context_tokens": 1100, "max_output_tokens": 1024}})
+    assert err.path == "openai.context_tokens"
+    for key in ("openai.max_output_tokens", "openai.system_prompt", "leaves 76 tokens"):
+        assert key in err.problem
+    long_prompt = {"system_prompt": "Be kind. " * 400, "context_tokens": 900}
+    assert error_of({"openai": {**long_prompt, "max_output_tokens": 100}}).path == (
+        "openai.context_tokens"
+    )
+    assert build({"openai": {"context_tokens": 1300, "max_output_tokens": 1024}})
