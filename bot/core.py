@@ -132,7 +132,7 @@ class Core:
             content=text,
             tokens=self.counter.count(text),
             author_id=msg.author_id,
-            author_name=msg.author_name,
+            author_name=clean_text(msg.author_name),  # a lone surrogate cannot be stored
             message_id=msg.message_id,
             created_at=msg.sent_at,
         )
@@ -154,6 +154,7 @@ class Core:
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         """Run a core command (also used for native slash commands)."""
         conv = msg.key.as_str()
+        arg = clean_text(arg)  # slash commands arrive here without handle()'s cleaning
         slot = self._lanes.reserve(conv)
         try:
             first = await self.store.claim(conv, msg.message_id)
@@ -234,7 +235,9 @@ class Core:
                 async for delta in deltas:
                     await stream.push(delta)
             if not stream.text.strip():
-                raise LLMError("bad_request", "the model returned an empty answer")
+                log.warning("the model returned an empty answer in %s", conv)
+                await self._report(stream, sink, self.texts.get("error_empty_answer"))
+                return False
             # Stored before its last (paced) write lands and marked delivered after:
             # a crash in between shows this text again rather than asking twice.
             answer_id = await self._store_answer(conv, stream.text, answer, turn_id)

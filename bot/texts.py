@@ -82,6 +82,9 @@ EN: Mapping[str, str] = {
         "if it keeps happening, please tell whoever runs this bot."
     ),
     "error_delivery": "I couldn't post the whole answer here. Please try again.",
+    "error_empty_answer": (
+        "The model sent back an empty answer. Please try again or rephrase your message."
+    ),
     # -- console --
     "console_question": "question: ",
     "console_answer": "answer: ",
@@ -157,6 +160,7 @@ KO: Mapping[str, str] = {
         "계속 그러면 봇을 운영하는 분께 알려 주세요."
     ),
     "error_delivery": "답을 여기에 다 올리지 못했어요. 다시 시도해 주세요.",
+    "error_empty_answer": "모델이 빈 답을 보냈어요. 다시 시도하거나 말을 바꿔서 보내 주세요.",
     # -- console --
     "console_question": "질문: ",
     "console_answer": "답변: ",
