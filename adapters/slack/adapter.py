@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import StartupError
 from bot.types import PlatformLimits
 
+from .bolt_setup import bolt_logger, tokenless_twin
 from .names import UserNames, display_name
 from .sink import SinkTexts, SlackSink, TeamFallbacks
 from .translate import BotIdentity, Inbound, Policy, accept, names_needed, to_inbound
@@ -189,7 +190,7 @@ class SlackAdapter:
             return identity
 
         app = AsyncApp(
-            client=client,
+            client=tokenless_twin(client),  # authorize supplies the token (bolt_setup.py)
             authorize=authorize,
             signing_secret=self._slack.signing_secret,
             # Ack once the listener returns: it only stores the message and queues the
@@ -197,7 +198,7 @@ class SlackAdapter:
             # lost in a crash, since Slack never redelivers an acked event.
             process_before_response=True,
             request_verification_enabled=self._slack.mode == "http",
-            logger=logging.getLogger(f"{__name__}.bolt"),
+            logger=bolt_logger(f"{__name__}.bolt"),
             name="chatbridge",
         )
 
