@@ -95,8 +95,9 @@ class SlackAdapter:
         return self._bot
 
     async def start(self) -> None:
-        """Check the tokens, then connect; StartupError with one line if they are bad."""
-        self._check_settings()
+        """Check the tokens, then connect; StartupError with one line if they are bad.
+
+        Which tokens each mode needs was checked with the config (bot/config.py)."""
         self._session = aiohttp.ClientSession()
         self._client = AsyncWebClient(
             token=self._slack.bot_token,
@@ -158,12 +159,6 @@ class SlackAdapter:
             self._closed.set()
 
     # -- start-up ------------------------------------------------------------
-
-    def _check_settings(self) -> None:
-        if self._slack.mode == "http" and not self._slack.signing_secret:
-            raise StartupError("slack: HTTP mode needs the signing secret (SLACK_SIGNING_SECRET)")
-        if self._slack.mode != "http" and not self._slack.app_token:
-            raise StartupError("slack: Socket Mode needs an app-level token (SLACK_APP_TOKEN)")
 
     async def _auth_test(self, client: AsyncWebClient) -> Mapping[str, Any]:
         try:
