@@ -30,6 +30,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import StartupError
+from bot.redact import redact_url
 from bot.types import PlatformLimits
 
 from .bolt_setup import bolt_logger, tokenless_twin
@@ -221,7 +222,9 @@ class SlackAdapter:
         try:
             await asyncio.wait_for(handler.connect_async(), CONNECT_TIMEOUT_S)
         except TimeoutError:
-            raise StartupError(f"slack: could not open the Socket Mode websocket {url}") from None
+            raise StartupError(
+                f"slack: could not open the Socket Mode websocket {redact_url(url)}"
+            ) from None
 
     async def _open_socket_url(self, client: AsyncWebClient) -> str:
         try:
