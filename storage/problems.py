@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from bot.errors import ConfigError
@@ -59,8 +60,12 @@ def probe(path: str) -> None:
     folder = _nearest_existing(where.parent)
     if not folder.is_dir():
         raise describe(path, NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder)))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise describe(path, PermissionError(errno.EACCES, "permission denied", str(folder)))
+    try:  # the one sure test of "may a file be created here" (it is removed at once)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise describe(
+            path, sqlite3.OperationalError(f"unable to open database file ({exc.strerror})")
+        ) from None
 
 
 def _probe_file(path: str) -> None:

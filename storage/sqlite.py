@@ -104,6 +104,10 @@ class SqliteStore:
             target, uri = f"file:chatbridge-{uuid.uuid4().hex}?mode=memory&cache=shared", True
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # A file SQLite cannot open fails here, before aiosqlite starts its thread:
+            # when aiosqlite's own connect fails it does not wait for that thread, whose
+            # last callback then finds the event loop closed (a traceback at exit).
+            sqlite3.connect(target).close()
         # isolation_level=None: no implicit BEGINs; transactions are explicit.
         worker = await aiosqlite.connect(target, uri=uri, isolation_level=None)
         try:

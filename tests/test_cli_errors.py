@@ -16,6 +16,7 @@ from tests.test_cli import bot_env, run_bot
 
 PASSWORD = "LEAK-PASSWORD-7781"
 KEY = "LEAK-KEY-7782"
+RACE_RUNS = 5
 SECRET_BASE_URL = f"https://user:{PASSWORD}@models.example/v1?api-key={KEY}&region=eu"
 
 
@@ -58,9 +59,14 @@ def _under_a_file(tmp_path: Path) -> Path:
     return tmp_path / "plain-file" / "bot.db"
 
 
+def _unwritable(_tmp_path: Path) -> Path:
+    return Path("/proc/bot.db")  # no one, root included, may create a file there
+
+
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
+        (_unwritable, "unable to open database file"),
         (_directory, "is a directory"),
         (_corrupt, "is not an SQLite database, or it is damaged"),
         (_under_a_file, "a part of the path is a file, not a folder"),
@@ -121,3 +127,12 @@ def test_log_lines_and_tracebacks_have_their_urls_redacted() -> None:
     assert PASSWORD not in text and KEY not in text
     assert text.count("https://***@models.example/v1?api-key=***&region=eu") == 2
     assert "ConnectionError" in text  # the traceback is still there, only redacted
+
+
+async def test_a_failed_open_leaves_no_traceback_from_aiosqlites_thread(tmp_path: Path) -> None:
+    """aiosqlite's thread used to outlive a failed connect and hit the closed event loop
+    at exit, in about half the runs: run several times so that would show."""
+    env = bot_env(tmp_path, DATABASE_URL=f"sqlite:///{_unwritable(tmp_path)}")
+    for _ in range(RACE_RUNS):
+        code, _, err = await run_bot(["console"], env)
+        assert code == 2 and len(err.splitlines()) == 1, err
