@@ -540,6 +540,8 @@ def _check(cfg: Config, require_api_key: bool) -> Config:
     _check_openai(cfg.openai)
     _check_storage(cfg.storage)
     _check_slack(cfg.slack)
+    _check_api_url("discord.api_url", cfg.discord.api_url)
+    _check_api_url("slack.api_url", cfg.slack.api_url)
     if any(ch.isspace() for ch in cfg.commands.prefix):
         raise ConfigError(
             "commands.prefix", f"must not contain spaces, got {cfg.commands.prefix!r}"
@@ -589,6 +591,19 @@ def _check_prompt_budget(ai: OpenAIConfig) -> None:
             f"({ai.max_output_tokens}) leaves {budget} tokens for the prompt, but "
             f"openai.system_prompt (about {prompt} tokens) and a short message need at "
             f"least {needed}: raise openai.context_tokens or lower openai.max_output_tokens",
+        )
+
+
+def _check_api_url(path: str, url: str) -> None:
+    """A platform API URL: http(s), and no credentials (the token goes in a header)."""
+    if not url:
+        return
+    shown = redact_url(url)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(path, f"must start with http:// or https://, got {shown!r}")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        raise ConfigError(
+            path, f"must not hold user:password@ (the token is sent as a header), got {shown!r}"
         )
 
 

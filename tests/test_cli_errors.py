@@ -136,3 +136,14 @@ async def test_a_failed_open_leaves_no_traceback_from_aiosqlites_thread(tmp_path
     for _ in range(RACE_RUNS):
         code, _, err = await run_bot(["console"], env)
         assert code == 2 and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("var", ["SLACK_API_URL", "DISCORD_API_URL"])
+async def test_a_platform_api_url_with_credentials_is_one_line(tmp_path: Path, var: str) -> None:
+    env = bot_env(tmp_path, **{var: f"http://user:{PASSWORD}@127.0.0.1:9/api/?token={KEY}"})
+    env.update(SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1", DISCORD_BOT_TOKEN="d-1")
+    code, out, err = await run_bot([], env)
+    assert code == 2
+    (line,) = err.splitlines()
+    assert "api_url" in line and "user:password@" in line
+    assert PASSWORD not in out + err and KEY not in out + err

@@ -477,12 +477,16 @@ def test_redact_url(url: str, shown: str) -> None:
 
 def test_every_url_key_is_redacted_in_check_output_and_errors() -> None:
     url = "https://LEAKUSER:LEAKPW@proxy.example/v1?api-key=LEAKKEY&region=eu"
+    api = "https://proxy.example/api/?sig=LEAKSIG&v=2"
     cfg = build(
-        {"openai": {"base_url": url}, "slack": {"api_url": url}, "discord": {"api_url": url}}
+        {"openai": {"base_url": url}, "slack": {"api_url": api}, "discord": {"api_url": api}}
     )
     shown = format_config(cfg) + repr(cfg)
     assert "LEAK" not in shown
     assert "https://***@proxy.example/v1?api-key=***&region=eu" in shown
+    assert shown.count("https://proxy.example/api/?sig=***&v=2") == 2
+    err = error_of({"slack": {"api_url": url}})
+    assert err.path == "slack.api_url" and "LEAK" not in str(err)
     err = error_of({"openai": {"base_url": "ftp://user:LEAKPW@h/?token=LEAKKEY"}})
     assert err.path == "openai.base_url" and "LEAK" not in str(err)
 
