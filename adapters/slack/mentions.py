@@ -24,6 +24,7 @@ SPECIAL = frozenset({"channel", "here", "everyone", "group"})  # group: legacy @
 SUBTEAM = "subteam^"
 # A "<" this far from the end without its ">" is not a mention still being written.
 HOLD_MAX_CHARS = 120
+BARE_TAIL_CHARS = len("@everyone")  # the longest bare word still being written
 
 _TOKEN = re.compile(r"<([!@])([^<>|\n]*)(?:\|([^<>\n]*))?>")
 _BARE = re.compile(r"(?<![\w@])@(channel|here|everyone)\b", re.IGNORECASE)
@@ -46,7 +47,7 @@ def split_ready(text: str) -> tuple[str, str]:
     tail = _OPEN_TAIL.search(text, max(0, len(text) - HOLD_MAX_CHARS))
     if tail is not None:
         cut = tail.start()
-    bare = _BARE_TAIL.search(text)
+    bare = _BARE_TAIL.search(text, max(0, len(text) - BARE_TAIL_CHARS))
     if bare is not None:
         cut = min(cut, bare.start())
     return text[:cut], text[cut:]
