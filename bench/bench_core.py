@@ -190,7 +190,7 @@ class _Harness:
         with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
             cfg = bench_config(fake.base_url, Path(tmp) / "bot.db")
             clients = {
-                "bare": make_client(cfg.openai, env={}),  # a second client, built the same way
+                "bare": make_client(cfg.openai),  # a second client, built the same way
                 "plain": openai.AsyncOpenAI(
                     api_key="sk-bench", base_url=cfg.openai.base_url, max_retries=0
                 ),

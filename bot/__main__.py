@@ -9,9 +9,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .app import PLATFORMS, serve
+from .app import PLATFORMS, check_storage, serve
 from .config import Config, format_config, load_config
 from .errors import StartupError
+from .redact import install_log_redaction
+from .startup import error_line
 from .texts import Texts
 
 log = logging.getLogger("bot")
@@ -52,6 +54,7 @@ def setup_logging(cfg: Config, console: bool) -> None:
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    install_log_redaction()
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -72,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, os.environ, require_api_key=not args.local)
         if args.command == "check":
+            check_storage(cfg.storage.url)
             print(format_config(cfg))
             return 0
         if args.command == "run" and not (cfg.discord.enabled or cfg.slack.enabled):
@@ -82,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(serve(cfg, platforms, local=args.local))
     except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc, os.environ), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -44,6 +44,11 @@ def open_store(url: str) -> Store:
     return cast(Store, module.open_store(url))
 
 
+def check_storage(url: str) -> None:
+    """Raise the ConfigError opening ``storage.url`` would, creating nothing (for ``check``)."""
+    importlib.import_module("storage").check_url(url)
+
+
 def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
     """``adapters.<name>.create(cfg, core)``; None when not configured."""
     factory = cast(AdapterFactory, importlib.import_module(f"adapters.{name}").create)
@@ -69,6 +74,7 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
             command_prefix=cfg.commands.prefix,
             system_prompt_policy=cfg.commands.system_prompt_policy,
             user_messages_per_minute=cfg.limits.user_messages_per_minute,
+            reset_policy=cfg.commands.reset_policy,
         ),
     )
     try:

@@ -36,11 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
 
 import yaml
 
 from .errors import ConfigError
+from .redact import redact_url
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -49,12 +49,20 @@ log = logging.getLogger(__name__)
 
 Language = Literal["en", "ko"]
 PromptPolicy = Literal["anyone", "admins", "nobody"]
+ResetPolicy = Literal["anyone", "admins"]
 SlackMode = Literal["socket", "http"]
 SlackScope = Literal["thread", "channel"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 NO_KEY_PLACEHOLDER = "not-needed"  # api_key sent to a local server that needs none
 SECRET_SET = "***set***"  # how redacted() shows a secret that has a value
+# The prompt budget (context_tokens - max_output_tokens) must hold the default system
+# prompt and a short message. Config has no tokenizer (loading one is slow), so the
+# prompt is estimated low, at one token per 4 bytes of UTF-8: a budget rejected here
+# can never work, and the trimmer still shortens what a borderline one cannot fit.
+MIN_MESSAGE_TOKENS = 64
+PROMPT_OVERHEAD_TOKENS = 16  # message wrappers, reply priming, the group-chat line's start
+BYTES_PER_TOKEN_ESTIMATE = 4
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant in a group chat. Answer clearly and concisely, "
     "use Markdown where it helps, and reply in the language the user writes in."
@@ -82,9 +90,11 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 _REFERENCE_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 _SECRET_NAME = re.compile(r"token|secret|key|pass|pwd|auth", re.IGNORECASE)
 
-# Field metadata: "secret" hides the value; "url" redacts a password in it;
+# Field metadata: "secret" hides the value; "url" redacts its credentials
+# (bot/redact.py) wherever it is shown;
 # "nonempty", "min"/"max" (inclusive) and "gt" (exclusive) are checked on load.
 _SECRET: Mapping[str, Any] = {"secret": True}
+_URL: Mapping[str, Any] = {"url": True}
 _NONEMPTY: Mapping[str, Any] = {"nonempty": True}
 _POSITIVE: Mapping[str, Any] = {"gt": 0}
 
@@ -94,7 +104,7 @@ class OpenAIConfig:
     """How to reach the model and how to ask it."""
 
     api_key: str = field(default="", repr=False, metadata=_SECRET)
-    base_url: str | None = None  # None: the SDK's default (api.openai.com)
+    base_url: str | None = field(default=None, repr=False, metadata=_URL)  # None: api.openai.com
     model: str = field(default="gpt-4o-mini", metadata=_NONEMPTY)
     temperature: float = field(default=0.7, metadata={"min": 0, "max": 2})
     max_output_tokens: int = field(default=1024, metadata=_POSITIVE)
@@ -121,6 +131,7 @@ class CommandsConfig:
 
     prefix: str = field(default="!", metadata=_NONEMPTY)
     system_prompt_policy: PromptPolicy = "admins"
+    reset_policy: ResetPolicy = "anyone"  # who may !reset a shared conversation
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +166,7 @@ class DiscordConfig:
     slash_commands: bool = True
     # Empty: Discord itself. Another URL serves a REST proxy or a test double (the
     # gateway address is then asked from that server, as Discord clients always do).
-    api_url: str = ""
+    api_url: str = field(default="", repr=False, metadata=_URL)
 
     @property
     def enabled(self) -> bool:
@@ -181,7 +192,8 @@ class SlackConfig:
     allowed_channels: tuple[str, ...] = ()
     allowed_users: tuple[str, ...] = ()
     admin_users: tuple[str, ...] = ()
-    api_url: str = ""  # empty: Slack's own Web API; another URL for a proxy or test double
+    # Empty: Slack's own Web API; another URL for a proxy or test double.
+    api_url: str = field(default="", repr=False, metadata=_URL)
 
     @property
     def enabled(self) -> bool:
@@ -404,6 +416,8 @@ def _convert(hint: Any, value: Any, path: str, f: dataclasses.Field[Any]) -> Any
     if value is None or (value == "" and (optional or hint is not str)):
         return None if optional else f.default
     shown = "(hidden)" if meta.get("secret") else repr(value)
+    if meta.get("url") and isinstance(value, str):
+        shown = repr(redact_url(value))
     if hint is bool:
         return _to_bool(value, path, shown)
     if hint is int or hint is float:
@@ -526,6 +540,8 @@ def _check(cfg: Config, require_api_key: bool) -> Config:
     _check_openai(cfg.openai)
     _check_storage(cfg.storage)
     _check_slack(cfg.slack)
+    _check_api_url("discord.api_url", cfg.discord.api_url)
+    _check_api_url("slack.api_url", cfg.slack.api_url)
     if any(ch.isspace() for ch in cfg.commands.prefix):
         raise ConfigError(
             "commands.prefix", f"must not contain spaces, got {cfg.commands.prefix!r}"
@@ -550,6 +566,7 @@ def _check_openai(ai: OpenAIConfig) -> None:
             f"must be smaller than openai.context_tokens ({ai.context_tokens}), "
             f"got {ai.max_output_tokens}",
         )
+    _check_prompt_budget(ai)
     if ai.first_token_timeout_s > ai.request_timeout_s:
         raise ConfigError(
             "openai.first_token_timeout_s",
@@ -560,6 +577,33 @@ def _check_openai(ai: OpenAIConfig) -> None:
         raise ConfigError(
             "openai.base_url",
             f"must start with http:// or https://, got {redact_url(ai.base_url)!r}",
+        )
+
+
+def _check_prompt_budget(ai: OpenAIConfig) -> None:
+    budget = ai.context_tokens - ai.max_output_tokens
+    prompt = len(ai.system_prompt.strip().encode("utf-8")) // BYTES_PER_TOKEN_ESTIMATE
+    needed = prompt + PROMPT_OVERHEAD_TOKENS + MIN_MESSAGE_TOKENS
+    if budget < needed:
+        raise ConfigError(
+            "openai.context_tokens",
+            f"openai.context_tokens ({ai.context_tokens}) minus openai.max_output_tokens "
+            f"({ai.max_output_tokens}) leaves {budget} tokens for the prompt, but "
+            f"openai.system_prompt (about {prompt} tokens) and a short message need at "
+            f"least {needed}: raise openai.context_tokens or lower openai.max_output_tokens",
+        )
+
+
+def _check_api_url(path: str, url: str) -> None:
+    """A platform API URL: http(s), and no credentials (the token goes in a header)."""
+    if not url:
+        return
+    shown = redact_url(url)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(path, f"must start with http:// or https://, got {shown!r}")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        raise ConfigError(
+            path, f"must not hold user:password@ (the token is sent as a header), got {shown!r}"
         )
 
 
@@ -635,29 +679,6 @@ def _hide(secret: str) -> str:
     if not secret:
         return ""
     return NO_KEY_PLACEHOLDER if secret == NO_KEY_PLACEHOLDER else SECRET_SET
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (userinfo or secret-looking query value) as ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        url = url.replace(parts.netloc, netloc, 1)
-    elif not at and "@" in url:  # not parsed as a URL with a host, but may still hold "user:pass@"
-        url = re.sub(r":[^:@/]*@", ":***@", url)
-    if parts.query:
-        query = "&".join(_redact_param(p) for p in parts.query.split("&"))
-        url = url.replace("?" + parts.query, "?" + query, 1)
-    return url
-
-
-def _redact_param(param: str) -> str:
-    name, eq, _value = param.partition("=")
-    return f"{name}=***" if eq and _SECRET_NAME.search(name) else param
 
 
 __all__ = [

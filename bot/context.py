@@ -352,6 +352,7 @@ def _fit_run(run: _Run, room: int) -> tuple[list[ChatMessage], int, int]:
     """:func:`_fit_history` on a run: the longest stretch of newest turns within
     ``room`` (costs are never negative), found by a binary search on the totals."""
     sums, counts = run.cost_sums, run.count_sums
+    room = max(room, 0)  # a system prompt and message that overflow leave no room, not less
     if sums[-1] - sums[0] <= room:  # the common case: all of it fits
         return run.messages, sums[-1] - sums[0], 0
     start = bisect.bisect_left(sums, sums[-1] - room)  # the first turn kept

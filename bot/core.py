@@ -21,6 +21,7 @@ from .errors import LLMError
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes
 from .pacing import Pacer
+from .policy import reset_verdict, system_prompt_verdict
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
@@ -46,6 +47,7 @@ class CoreSettings:
     command_prefix: str = "!"
     system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
     user_messages_per_minute: int = 0  # 0: no per-person limit
+    reset_policy: str = "anyone"  # "anyone" | "admins" (a DM: always the person)
 
 
 class Core:
@@ -130,7 +132,7 @@ class Core:
             content=text,
             tokens=self.counter.count(text),
             author_id=msg.author_id,
-            author_name=msg.author_name,
+            author_name=clean_text(msg.author_name),  # a lone surrogate cannot be stored
             message_id=msg.message_id,
             created_at=msg.sent_at,
         )
@@ -152,6 +154,7 @@ class Core:
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         """Run a core command (also used for native slash commands)."""
         conv = msg.key.as_str()
+        arg = clean_text(arg)  # slash commands arrive here without handle()'s cleaning
         slot = self._lanes.reserve(conv)
         try:
             first = await self.store.claim(conv, msg.message_id)
@@ -162,7 +165,7 @@ class Core:
             slot.cancel()
             return
         name = name.lower()
-        if name == "reset":
+        if name == "reset" and reset_verdict(self.settings.reset_policy, msg) == "allowed":
             # Forget now, not when the lane gets here: messages that arrive after the
             # reset are stored at once and must survive it. An answer still being
             # written for an earlier message is then not stored (its question is gone).
@@ -214,7 +217,15 @@ class Core:
         turn_id: int,
         typing: TypingIndicator,
     ) -> bool:
-        messages = await self._context(conv, msg, turn_id)
+        try:
+            messages = await self._context(conv, msg, turn_id)
+        except Exception:
+            log.exception("could not build the prompt for %s", conv)
+            await self._send_quietly(sink, self.texts.get("error_internal"))
+            return False
+        if messages is None:
+            log.info("message %s in %s was reset before its answer", msg.message_id, conv)
+            return False
         stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
         deltas = self.model.stream(messages, answer)
@@ -224,7 +235,9 @@ class Core:
                 async for delta in deltas:
                     await stream.push(delta)
             if not stream.text.strip():
-                raise LLMError("bad_request", "the model returned an empty answer")
+                log.warning("the model returned an empty answer in %s", conv)
+                await self._report(stream, sink, self.texts.get("error_empty_answer"))
+                return False
             # Stored before its last (paced) write lands and marked delivered after:
             # a crash in between shows this text again rather than asking twice.
             answer_id = await self._store_answer(conv, stream.text, answer, turn_id)
@@ -261,9 +274,15 @@ class Core:
         await self.store.mark_delivered(conv, answer.id)
         return True
 
-    async def _context(self, conv: str, msg: IncomingMessage, turn_id: int) -> list[ChatMessage]:
-        """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens."""
+    async def _context(
+        self, conv: str, msg: IncomingMessage, turn_id: int
+    ) -> list[ChatMessage] | None:
+        """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens.
+
+        None when a reset forgot the turn before its answer began."""
         stored = await self.store.load_context(conv, turn_id, HISTORY_TURNS)
+        if not stored.turns:
+            return None
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,
             stored.turns,
@@ -326,6 +345,8 @@ class Core:
         if name == "help":
             return self.texts.get("help", prefix=prefix)
         if name == "reset":
+            if reset_verdict(self.settings.reset_policy, msg) != "allowed":
+                return self.texts.get("reset_denied")
             return self.texts.get("reset_done")
         if name != "system":
             return self.texts.get("unknown_command", command=name, prefix=prefix)
@@ -334,8 +355,9 @@ class Core:
             if custom is None:
                 return self.texts.get("system_default", prompt=self.settings.system_prompt)
             return self.texts.get("system_show", prompt=custom)
-        if not self._may_set_system_prompt(msg):
-            return self.texts.get("system_denied")
+        verdict = system_prompt_verdict(self.settings.system_prompt_policy, msg)
+        if verdict != "allowed":
+            return self.texts.get("system_disabled" if verdict == "disabled" else "system_denied")
         if arg.lower() == "clear":
             await self.store.set_system_prompt(conv, None)
             return self.texts.get("system_cleared")
@@ -343,12 +365,3 @@ class Core:
             return self.texts.get("system_too_long", limit=MAX_SYSTEM_PROMPT_CHARS)
         await self.store.set_system_prompt(conv, arg)
         return self.texts.get("system_set")
-
-    def _may_set_system_prompt(self, msg: IncomingMessage) -> bool:
-        policy = self.settings.system_prompt_policy
-        if policy == "anyone":
-            return True
-        if policy == "admins":
-            # In a DM the author only changes their own conversation.
-            return msg.author_is_admin or msg.is_dm
-        return False

@@ -19,7 +19,6 @@ import contextlib
 import email.utils
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -33,7 +32,8 @@ import openai
 import orjson
 
 from . import openai_compat, sse
-from .errors import ConfigError, LLMError, LLMErrorKind
+from .config import NO_KEY_PLACEHOLDER
+from .errors import LLMError, LLMErrorKind
 from .types import Answer, ChatMessage, Usage
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ RETRY_AFTER_CAP_S = 30.0  # a longer Retry-After is shortened to this (the deadl
 # retried once: a proxy hiccup goes away, but a server that always answers in a format
 # we cannot read would only burn the deadline on more attempts.
 MALFORMED_RETRIES = 1
-NO_KEY_PLACEHOLDER = "sk-no-key-required"  # local servers ignore the key; the SDK wants one
+OPENAI_BASE_URL = "https://api.openai.com/v1"  # base_url None: OpenAI itself
 DETAIL_MAX_CHARS = 300
 
 # Which field carries the output limit. OpenAI (and Azure OpenAI) reasoning models reject
@@ -104,24 +104,17 @@ class ChatSettings(ClientSettings, Protocol):
     def max_retries(self) -> int: ...
 
 
-def make_client(
-    settings: ClientSettings, env: Mapping[str, str] | None = None
-) -> openai.AsyncOpenAI:
-    """Build the one client of the process. Its own retries are off: OpenAIChat retries."""
-    env = os.environ if env is None else env
-    key = settings.api_key or env.get("OPENAI_API_KEY", "")
-    if not key:
-        if not (settings.base_url or env.get("OPENAI_BASE_URL")):
-            raise ConfigError(
-                "openai.api_key",
-                "is empty; set it (or OPENAI_API_KEY), or set openai.base_url to a local "
-                "server that needs no key",
-            )
-        key = NO_KEY_PLACEHOLDER
+def make_client(settings: ClientSettings) -> openai.AsyncOpenAI:
+    """Build the one client of the process. Its own retries are off: OpenAIChat retries.
+
+    ``settings`` are as config checked them: config read the environment and decided
+    whether an empty key is allowed (bot/config.py), so nothing is read again here,
+    and the SDK gets an explicit key and URL so that it does not read them either.
+    """
     timeout = settings.request_timeout_s
     return openai.AsyncOpenAI(
-        api_key=key,
-        base_url=settings.base_url,  # None: the SDK reads OPENAI_BASE_URL, else OpenAI's URL
+        api_key=settings.api_key or NO_KEY_PLACEHOLDER,
+        base_url=settings.base_url or OPENAI_BASE_URL,
         max_retries=0,
         timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout)),
         # The SDK's aiohttp transport: its default one (httpcore over anyio) costs more

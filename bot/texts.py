@@ -53,6 +53,7 @@ EN: Mapping[str, str] = {
     "user_rate_limited": (
         "You're sending messages faster than I can answer. Please wait {seconds} seconds."
     ),
+    "reset_denied": "Only admins can reset this conversation here. Nothing was forgotten.",
     # -- shown to the model, not the user --
     "message_shortened": "[This message was too long, so {removed} tokens were cut from it.]",
     # -- errors: what happened, and whether trying again helps --
@@ -81,6 +82,9 @@ EN: Mapping[str, str] = {
         "if it keeps happening, please tell whoever runs this bot."
     ),
     "error_delivery": "I couldn't post the whole answer here. Please try again.",
+    "error_empty_answer": (
+        "The model sent back an empty answer. Please try again or rephrase your message."
+    ),
     # -- console --
     "console_question": "question: ",
     "console_answer": "answer: ",
@@ -131,6 +135,7 @@ KO: Mapping[str, str] = {
     "slack_placeholder": "답을 준비하는 중…",
     "busy": "아직 앞의 메시지에 답하고 있어요. 보내 주신 메시지는 그다음에 바로 답할게요.",
     "user_rate_limited": "메시지를 너무 빨리 보내고 있어요. {seconds}초 뒤에 다시 보내 주세요.",
+    "reset_denied": "여기서는 관리자만 대화를 초기화할 수 있어요. 아무것도 지우지 않았어요.",
     # -- shown to the model, not the user --
     "message_shortened": "[이 메시지는 너무 길어서 {removed}토큰을 잘라 냈어요.]",
     # -- errors --
@@ -155,6 +160,7 @@ KO: Mapping[str, str] = {
         "계속 그러면 봇을 운영하는 분께 알려 주세요."
     ),
     "error_delivery": "답을 여기에 다 올리지 못했어요. 다시 시도해 주세요.",
+    "error_empty_answer": "모델이 빈 답을 보냈어요. 다시 시도하거나 말을 바꿔서 보내 주세요.",
     # -- console --
     "console_question": "질문: ",
     "console_answer": "답변: ",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from bot.errors import ConfigError
+from bot.redact import redact_url
 from bot.store import Store
 
 from .memory import MemoryStore
+from .problems import probe
 from .sqlite import SqliteStore
 
 CONFIG_KEY = "storage.url"
@@ -13,7 +15,7 @@ SUPPORTED_URLS = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, memory://"
 )
 
-__all__ = ["MemoryStore", "SqliteStore", "open_store"]
+__all__ = ["MemoryStore", "SqliteStore", "check_url", "open_store"]
 
 
 def open_store(url: str) -> Store:
@@ -28,7 +30,9 @@ def open_store(url: str) -> Store:
         return MemoryStore()
     if scheme == "sqlite" and sep:
         return SqliteStore(_sqlite_path(url, rest))
-    raise ConfigError(CONFIG_KEY, f"unsupported URL {url!r}; use one of: {SUPPORTED_URLS}")
+    raise ConfigError(
+        CONFIG_KEY, f"unsupported URL {redact_url(url)!r}; use one of: {SUPPORTED_URLS}"
+    )
 
 
 def _sqlite_path(url: str, rest: str) -> str:
@@ -36,7 +40,14 @@ def _sqlite_path(url: str, rest: str) -> str:
     if not rest.startswith("/") or len(rest) == 1:
         raise ConfigError(
             CONFIG_KEY,
-            f"{url!r} has no file path; write sqlite:///relative/path.db, "
+            f"{redact_url(url)!r} has no file path; write sqlite:///relative/path.db, "
             "sqlite:////absolute/path.db or sqlite:///:memory:",
         )
     return rest[1:]
+
+
+def check_url(url: str) -> None:
+    """Raise the ConfigError that opening ``url`` would, without creating anything."""
+    store = open_store(url)
+    if isinstance(store, SqliteStore):
+        probe(store.path)

@@ -27,7 +27,7 @@ from bot.errors import StartupError
 from bot.store import Pending, StoredContext
 from bot.types import Turn
 
-from . import compat
+from . import compat, problems
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .turn_cache import TurnCache
@@ -85,14 +85,28 @@ class SqliteStore:
         self._data_version = -1  # as of the cache's last use; -1: unknown
 
     async def open(self) -> None:
-        """Connect, switch to WAL, bring the schema up to date, open the inline connection."""
+        """Connect, switch to WAL, bring the schema up to date, open the inline connection.
+
+        A file that cannot be used (a directory, a damaged file, a folder that cannot
+        be created) raises a ConfigError naming ``storage.url`` (storage/problems.py).
+        """
         if self._worker is not None:
             return
+        try:
+            await self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise problems.describe(self.path, exc) from None
+
+    async def _open(self) -> None:
         target, uri = self.path, False
         if self.path == MEMORY_PATH:  # both connections must see one database
             target, uri = f"file:chatbridge-{uuid.uuid4().hex}?mode=memory&cache=shared", True
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # A file SQLite cannot open fails here, before aiosqlite starts its thread:
+            # when aiosqlite's own connect fails it does not wait for that thread, whose
+            # last callback then finds the event loop closed (a traceback at exit).
+            sqlite3.connect(target).close()
         # isolation_level=None: no implicit BEGINs; transactions are explicit.
         worker = await aiosqlite.connect(target, uri=uri, isolation_level=None)
         try:

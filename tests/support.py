@@ -122,6 +122,7 @@ def make_core(
     request_timeout_s: float = 5.0,
     max_retries: int = 2,
     user_messages_per_minute: int = 0,
+    reset_policy: str = "anyone",
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
     model = OpenAIChat(
@@ -146,6 +147,7 @@ def make_core(
             max_output_tokens=max_output_tokens,
             system_prompt_policy=policy,
             user_messages_per_minute=user_messages_per_minute,
+            reset_policy=reset_policy,
         ),
     )
 

@@ -23,6 +23,7 @@ from bot.config import (
     redacted,
 )
 from bot.errors import ConfigError, StartupError
+from bot.redact import redact_text
 
 SHIPPED = Path(__file__).resolve().parents[1] / "config.yaml"
 KEY_ENV = {"OPENAI_API_KEY": "sk-test-key"}
@@ -166,6 +167,7 @@ def nested(path: str, value: Any) -> dict[str, Any]:
         ("slack.mode", "sockets", "did you mean socket"),
         ("language", "fr", "en, ko"),
         ("commands.system_prompt_policy", "everyone", "anyone, admins, nobody"),
+        ("commands.reset_policy", "nobody", "anyone, admins"),
         ("commands.prefix", "hey bot", "spaces"),
         ("discord.streaming", "maybe", "true or false"),
         ("discord.allowed_guilds", {"a": 1}, "a list"),
@@ -429,7 +431,7 @@ def test_no_secret_appears_in_format_config_or_repr() -> None:
     assert leaks(shown) == []
     assert leaks(repr(cfg)) == []
     assert leaks(str(cfg)) == []
-    assert leaks(repr(cfg.storage)) == [] and "bot:***@db.internal:5432" in repr(cfg.storage)
+    assert leaks(repr(cfg.storage)) == [] and "***@db.internal:5432" in repr(cfg.storage)
 
 
 def test_redacted_marks_set_and_unset_secrets() -> None:
@@ -437,7 +439,7 @@ def test_redacted_marks_set_and_unset_secrets() -> None:
     assert data["openai"]["api_key"] == SECRET_SET
     assert data["discord"]["token"] == SECRET_SET
     assert data["slack"]["signing_secret"] == SECRET_SET
-    assert data["storage"]["url"] == "postgresql://bot:***@db.internal:5432/bot"
+    assert data["storage"]["url"] == "postgresql://***@db.internal:5432/bot"
     assert data["openai"]["model"] == "llama3.2"  # everything else is shown as is
     empty = redacted(build({}))
     assert empty["discord"]["token"] == "" and empty["slack"]["bot_token"] == ""
@@ -453,16 +455,60 @@ def test_format_config_is_yaml_of_the_redacted_config() -> None:
     [
         ("sqlite:///data/bot.db", "sqlite:///data/bot.db"),
         ("memory://", "memory://"),
-        ("postgres://u@h/db", "postgres://u@h/db"),
-        ("postgres://u:p%40ss@h:1/db?sslmode=require", "postgres://u:***@h:1/db?sslmode=require"),
+        ("postgres://u@h/db", "postgres://***@h/db"),  # a lone user part may be a token
+        ("postgres://u:p%40ss@h:1/db?sslmode=require", "postgres://***@h:1/db?sslmode=require"),
         ("sqlite:///x.db?auth_token=abc&mode=ro", "sqlite:///x.db?auth_token=***&mode=ro"),
+        ("https://user:PASSWORD@host/v1?api-key=KEY", "https://***@host/v1?api-key=***"),
+        ("https://h?key=1&v=2#access_token=T", "https://h?key=***&v=2#access_token=***"),
+        (
+            "https://h/f?X-Amz-Signature=s&sig=t&code=c",
+            "https://h/f?X-Amz-Signature=***&sig=***&code=***",
+        ),
+        (
+            "wss://wss.slack.com/link/?ticket=t1&app_id=A1",
+            "wss://wss.slack.com/link/?ticket=***&app_id=A1",
+        ),
+        ("bot:pw@db/x", "***@db/x"),  # no scheme, still a password
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
 
+def test_every_url_key_is_redacted_in_check_output_and_errors() -> None:
+    url = "https://LEAKUSER:LEAKPW@proxy.example/v1?api-key=LEAKKEY&region=eu"
+    api = "https://proxy.example/api/?sig=LEAKSIG&v=2"
+    cfg = build(
+        {"openai": {"base_url": url}, "slack": {"api_url": api}, "discord": {"api_url": api}}
+    )
+    shown = format_config(cfg) + repr(cfg)
+    assert "LEAK" not in shown
+    assert "https://***@proxy.example/v1?api-key=***&region=eu" in shown
+    assert shown.count("https://proxy.example/api/?sig=***&v=2") == 2
+    err = error_of({"slack": {"api_url": url}})
+    assert err.path == "slack.api_url" and "LEAK" not in str(err)
+    err = error_of({"openai": {"base_url": "ftp://user:LEAKPW@h/?token=LEAKKEY"}})
+    assert err.path == "openai.base_url" and "LEAK" not in str(err)
+
+
+def test_redact_text_redacts_each_url_in_a_sentence() -> None:
+    line = "cannot reach https://a:LEAK@h/x?token=LEAK2, then http://ok/ failed."
+    assert redact_text(line) == "cannot reach https://***@h/x?token=***, then http://ok/ failed."
+
+
 def test_bad_storage_url_error_hides_the_password() -> None:
     err = error_of({"storage": {"url": f"bot:{DB_PASSWORD}@db"}})
     assert err.path == "storage.url"
     assert DB_PASSWORD not in str(err)
+
+
+def test_a_prompt_budget_without_room_for_the_system_prompt_is_rejected() -> None:
+    err = error_of({"openai": {"context_tokens": 1100, "max_output_tokens": 1024}})
+    assert err.path == "openai.context_tokens"
+    for key in ("openai.max_output_tokens", "openai.system_prompt", "leaves 76 tokens"):
+        assert key in err.problem
+    long_prompt = {"system_prompt": "Be kind. " * 400, "context_tokens": 900}
+    assert error_of({"openai": {**long_prompt, "max_output_tokens": 100}}).path == (
+        "openai.context_tokens"
+    )
+    assert build({"openai": {"context_tokens": 1300, "max_output_tokens": 1024}})

@@ -15,7 +15,8 @@ from typing import Any
 import openai
 import pytest
 
-from bot.errors import ConfigError, LLMError
+from bot.config import NO_KEY_PLACEHOLDER, config_from_dict
+from bot.errors import LLMError
 from bot.llm import OpenAIChat, default_token_param, make_client
 from bot.types import Answer, ChatMessage, Usage
 from tests.fakes.fake_openai import (
@@ -604,24 +605,25 @@ async def test_make_client_uses_base_url_and_disables_sdk_retries(
     assert fake_openai.requests[0].headers["Authorization"] == "Bearer sk-abc"
 
 
-async def test_make_client_without_base_url_honours_openai_base_url_env(
+async def test_openai_base_url_reaches_the_client_through_config_only(
     fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url + "/v1")
-    client = make_client(_Settings(api_key="sk-abc", base_url=None))
+    env = {"OPENAI_API_KEY": "sk-abc", "OPENAI_BASE_URL": fake_openai.base_url + "/v1"}
+    client = make_client(config_from_dict({}, env).openai)
     try:
         await collect(make_chat(client))
     finally:
         await client.close()
     assert fake_openai.request_count == 1
-
-
-def test_make_client_needs_a_key_unless_a_local_server_is_named(no_proxy_env: None) -> None:
-    with pytest.raises(ConfigError) as caught:
-        make_client(_Settings(api_key="", base_url=None), env={})
-    assert caught.value.path == "openai.api_key"
-    local = make_client(_Settings(api_key="", base_url="http://127.0.0.1:11434/v1"), env={})
-    assert local.api_key  # a placeholder: the SDK insists on one, Ollama ignores it
+    # Config is the only reader of the environment: neither we nor the SDK look again.
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url + "/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    direct = make_client(_Settings(api_key="", base_url=None))
+    try:
+        assert str(direct.base_url).startswith("https://api.openai.com/")
+        assert direct.api_key == NO_KEY_PLACEHOLDER  # config's one placeholder
+    finally:
+        await direct.close()
 
 
 # -- the fake itself, as other tests and benchmarks use it ---------------------------

@@ -50,7 +50,7 @@ class _ClientSettings:
 
 
 def _chat(model: LocalModel) -> OpenAIChat:
-    client = make_client(_ClientSettings(base_url=model.base_url), env={})
+    client = make_client(_ClientSettings(base_url=model.base_url))
     return OpenAIChat(
         client,
         model=model.model,

@@ -30,8 +30,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import StartupError
+from bot.redact import redact_url
 from bot.types import PlatformLimits
 
+from .bolt_setup import bolt_logger, tokenless_twin
 from .names import UserNames, display_name
 from .sink import SinkTexts, SlackSink, TeamFallbacks
 from .translate import BotIdentity, Inbound, Policy, accept, names_needed, to_inbound
@@ -94,8 +96,9 @@ class SlackAdapter:
         return self._bot
 
     async def start(self) -> None:
-        """Check the tokens, then connect; StartupError with one line if they are bad."""
-        self._check_settings()
+        """Check the tokens, then connect; StartupError with one line if they are bad.
+
+        Which tokens each mode needs was checked with the config (bot/config.py)."""
         self._session = aiohttp.ClientSession()
         self._client = AsyncWebClient(
             token=self._slack.bot_token,
@@ -158,12 +161,6 @@ class SlackAdapter:
 
     # -- start-up ------------------------------------------------------------
 
-    def _check_settings(self) -> None:
-        if self._slack.mode == "http" and not self._slack.signing_secret:
-            raise StartupError("slack: HTTP mode needs the signing secret (SLACK_SIGNING_SECRET)")
-        if self._slack.mode != "http" and not self._slack.app_token:
-            raise StartupError("slack: Socket Mode needs an app-level token (SLACK_APP_TOKEN)")
-
     async def _auth_test(self, client: AsyncWebClient) -> Mapping[str, Any]:
         try:
             response = await client.auth_test()
@@ -189,7 +186,7 @@ class SlackAdapter:
             return identity
 
         app = AsyncApp(
-            client=client,
+            client=tokenless_twin(client),  # authorize supplies the token (bolt_setup.py)
             authorize=authorize,
             signing_secret=self._slack.signing_secret,
             # Ack once the listener returns: it only stores the message and queues the
@@ -197,7 +194,7 @@ class SlackAdapter:
             # lost in a crash, since Slack never redelivers an acked event.
             process_before_response=True,
             request_verification_enabled=self._slack.mode == "http",
-            logger=logging.getLogger(f"{__name__}.bolt"),
+            logger=bolt_logger(f"{__name__}.bolt"),
             name="chatbridge",
         )
 
@@ -226,7 +223,9 @@ class SlackAdapter:
             connect = handler.connect_async()  # type: ignore[no-untyped-call]  # slack_bolt: untyped
             await asyncio.wait_for(connect, CONNECT_TIMEOUT_S)
         except TimeoutError:
-            raise StartupError(f"slack: could not open the Socket Mode websocket {url}") from None
+            raise StartupError(
+                f"slack: could not open the Socket Mode websocket {redact_url(url)}"
+            ) from None
 
     async def _open_socket_url(self, client: AsyncWebClient) -> str:
         try:

@@ -18,6 +18,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.types import NativeStreamUnavailable, PlatformLimits
 
+from .mentions import neutralise, split_ready
+
 log = logging.getLogger(__name__)
 
 # Slack documents 12,000 characters for markdown_text. The core splits at
@@ -109,6 +111,7 @@ class SlackSink:
         self._user = user_id
         self._texts = texts or SinkTexts()
         self._placeholder: str | None = None
+        self._held: dict[str, str] = {}  # per stream: a tail that may become a mention
         # Native streams are replies: Slack needs a thread to attach them to.
         native = thread_ts is not None and team_id not in fallbacks.no_stream
         limits = base_limits or slack_limits(streaming=streaming, native=native)
@@ -155,17 +158,20 @@ class SlackSink:
 
     async def edit(self, message_id: str, text: str) -> None:
         """Replace a message's text."""
-        await self._client.chat_update(channel=self._channel, ts=message_id, markdown_text=text)
+        await self._client.chat_update(
+            channel=self._channel, ts=message_id, markdown_text=neutralise(text)
+        )
 
     async def stream_start(self, text: str) -> str:
         """Open a natively streamed reply; NativeStreamUnavailable if refused."""
         if self._thread is None or self._team in self._fallbacks.no_stream:
             raise NativeStreamUnavailable("no native streaming here")
+        ready, held = split_ready(text)
         try:
             response = await self._client.chat_startStream(
                 channel=self._channel,
                 thread_ts=self._thread,
-                markdown_text=text or None,
+                markdown_text=neutralise(ready) or None,
                 recipient_team_id=self._team or None,
                 recipient_user_id=self._user or None,
             )
@@ -177,21 +183,27 @@ class SlackSink:
             self.limits = replace(self.limits, native_stream=False)
             raise NativeStreamUnavailable(_error_code(exc)) from exc
         await self._drop_placeholder()
-        return str(response["ts"])
+        stream_id = str(response["ts"])
+        self._held[stream_id] = held
+        return stream_id
 
     async def stream_append(self, stream_id: str, text: str) -> None:
-        """Append text to the streamed reply."""
-        if text:
+        """Append text to the streamed reply (a possible mention's start waits for more)."""
+        ready, self._held[stream_id] = split_ready(self._held.get(stream_id, "") + text)
+        if ready:
             await self._client.chat_appendStream(
-                channel=self._channel, ts=stream_id, markdown_text=text
+                channel=self._channel, ts=stream_id, markdown_text=neutralise(ready)
             )
 
     async def stream_stop(self, stream_id: str) -> None:
-        """Finish the streamed reply."""
-        await self._client.chat_stopStream(channel=self._channel, ts=stream_id)
+        """Finish the streamed reply, with any text held back."""
+        rest = neutralise(self._held.pop(stream_id, ""))
+        await self._client.chat_stopStream(
+            channel=self._channel, ts=stream_id, markdown_text=rest or None
+        )
 
     async def _post(self, text: str) -> str:
-        kwargs: dict[str, Any] = {"channel": self._channel, "markdown_text": text}
+        kwargs: dict[str, Any] = {"channel": self._channel, "markdown_text": neutralise(text)}
         if self._thread is not None:
             kwargs["thread_ts"] = self._thread
         response = await self._client.chat_postMessage(**kwargs)

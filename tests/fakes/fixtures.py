@@ -45,7 +45,7 @@ def sdk_client(
     base_url: str, api_key: str = FAKE_API_KEY, timeout_s: float = 5.0
 ) -> openai.AsyncOpenAI:
     """The SDK client the bot builds (``bot.llm.make_client``: transport, retries off)."""
-    return make_client(_ClientSettings(api_key, base_url, timeout_s), env={})
+    return make_client(_ClientSettings(api_key, base_url, timeout_s))
 
 
 @pytest_asyncio.fixture
