@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from .context import HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
+from .floodgate import Notices, Refusal, WaitingCaps
 from .indicator import TypingIndicator
-from .lanes import Job, Lanes
+from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
@@ -46,6 +47,8 @@ class CoreSettings:
     command_prefix: str = "!"
     system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
     user_messages_per_minute: int = 0  # 0: no per-person limit
+    max_waiting_per_conversation: int = 20  # unanswered messages in one conversation
+    max_waiting_per_person: int = 3  # of them from one person
 
 
 class Core:
@@ -69,6 +72,10 @@ class Core:
         self.pacer = pacer or Pacer()
         self._lanes = Lanes()
         self._limiter = UserLimiter(settings.user_messages_per_minute)
+        self._waiting = WaitingCaps(
+            settings.max_waiting_per_conversation, settings.max_waiting_per_person
+        )
+        self._notices = Notices()
         self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
         self._typing_calls: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -89,37 +96,62 @@ class Core:
             return
         text = clean_text(msg.text)
         command = parse_command(text, self.settings.command_prefix)
-        if command is not None:
-            await self.run_command(command.name, command.arg, msg, sink)
-            return
-        if not text:
-            await self._reply_once(msg, sink, self.texts.get("empty_message"))
-            return
         person = f"{msg.key.platform}:{msg.key.workspace}:{msg.author_id}"
-        wait = self._limiter.take(person)
-        if wait > 0:
-            limited = self.texts.get("user_rate_limited", seconds=math.ceil(wait))
-            await self._reply_once(msg, sink, limited)
+        # Commands and empty messages count too: a flood of them is still a flood.
+        decision = self._limiter.admit(person)
+        if not decision.allowed:
+            if decision.notify:
+                seconds = math.ceil(decision.wait_s)
+                self._notices.send(sink, self.texts.get("user_rate_limited", seconds=seconds))
             return
+        if command is not None:
+            counted = await self._queue_command(command.name, command.arg, msg, sink, person)
+        elif not text:
+            counted = await self._reply_once(msg, sink, self.texts.get("empty_message"))
+        else:
+            counted = await self._queue_answer(conv, msg, sink, text, person)
+        if not counted:  # a redelivery costs no allowance
+            self._limiter.give_back(person)
+
+    async def _queue_answer(
+        self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str, person: str
+    ) -> bool:
+        """Store the message and queue its answer; False for a duplicate."""
         accepted = (conv, msg.message_id)
         if accepted in self._accepted:  # the same event twice at once (a retry)
-            self._limiter.give_back(person)
-            return
+            return False
+        place = self._enter(conv, person, sink)
+        if place is None:
+            return True
         self._accepted.add(accepted)
-        slot = self._lanes.reserve(conv)
         try:
             job = await self._accept(conv, msg, sink, text)
         except BaseException:
             self._accepted.discard(accepted)
-            self._limiter.give_back(person)
-            slot.cancel()
+            place.cancel()
             raise
-        if job is None:  # seen and handled before: a redelivery costs no allowance
+        if job is None:  # seen and handled before
             self._accepted.discard(accepted)
-            self._limiter.give_back(person)
-            slot.cancel()
-            return
-        slot.fill(job)
+            place.cancel()
+            return False
+        place.fill(job)
+        return True
+
+    def _enter(self, conv: str, person: str, sink: ReplySink) -> _Counted | None:
+        """A place in the lane, or None when a waiting cap refuses the message.
+
+        A refused message is not stored and never answered (so it is not deduped
+        either: a redelivery is judged afresh); its sender is told once.
+        """
+        refused = self._waiting.admit(conv, person)
+        if refused is None:
+            return _Counted(self._waiting, conv, person, self._lanes.reserve(conv))
+        log.info("conversation %s: message refused (%s)", conv, refused.reason.value)
+        if refused.notify:
+            limit = self.settings.max_waiting_per_person
+            key = "busy" if refused.reason is Refusal.CONVERSATION_FULL else "too_many_waiting"
+            self._notices.send(sink, self.texts.get(key, count=limit))
+        return None
 
     async def _accept(
         self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str
@@ -150,9 +182,27 @@ class Core:
         return lambda: self._answer(msg, sink, pending.user_turn_id)
 
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
-        """Run a core command (also used for native slash commands)."""
+        """Run a core command (native slash commands; not counted against any limit)."""
         conv = msg.key.as_str()
-        slot = self._lanes.reserve(conv)
+        await self._command_in(self._lanes.reserve(conv), name, arg, msg, sink)
+
+    async def _queue_command(
+        self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink, person: str
+    ) -> bool:
+        """A text command, counted in the conversation's waiting caps; False if seen."""
+        conv = msg.key.as_str()
+        place = self._enter(conv, person, sink)
+        if place is None:
+            return True
+        try:
+            return await self._command_in(place, name, arg, msg, sink)
+        finally:
+            place.settle()
+
+    async def _command_in(
+        self, slot: Slot | _Counted, name: str, arg: str, msg: IncomingMessage, sink: ReplySink
+    ) -> bool:
+        conv = msg.key.as_str()
         try:
             first = await self.store.claim(conv, msg.message_id)
         except BaseException:
@@ -160,7 +210,7 @@ class Core:
             raise
         if not first:
             slot.cancel()
-            return
+            return False
         name = name.lower()
         if name == "reset":
             # Forget now, not when the lane gets here: messages that arrive after the
@@ -168,10 +218,12 @@ class Core:
             # written for an earlier message is then not stored (its question is gone).
             await self.store.reset(conv)
         slot.fill(lambda: self._command(name, arg, msg, sink))
+        return True
 
     async def drain(self) -> None:
-        """Wait until every accepted message has been answered."""
+        """Wait until every accepted message has been answered and every notice sent."""
         await self._lanes.drain()
+        await self._notices.drain()
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting messages; let answers in flight finish within ``grace_s``."""
@@ -181,6 +233,7 @@ class Core:
         except TimeoutError:
             log.warning("answers still running after %.1fs; cancelling them", grace_s)
             self._lanes.cancel_all()
+            self._notices.cancel_all()
             await asyncio.sleep(0)
 
     # -- answering ---------------------------------------------------------
@@ -308,14 +361,12 @@ class Core:
 
     # -- commands ----------------------------------------------------------
 
-    async def _reply_once(self, msg: IncomingMessage, sink: ReplySink, text: str) -> None:
-        """Reply with a fixed text, once per message even if it is redelivered."""
-        conv = msg.key.as_str()
-        slot = self._lanes.reserve(conv)
-        if not await self.store.claim(conv, msg.message_id):
-            slot.cancel()
-            return
-        slot.fill(lambda: self._send_quietly(sink, text))
+    async def _reply_once(self, msg: IncomingMessage, sink: ReplySink, text: str) -> bool:
+        """Reply with a fixed text at once, once per message even if it is redelivered."""
+        if not await self.store.claim(msg.key.as_str(), msg.message_id):
+            return False
+        self._notices.send(sink, text)
+        return True
 
     async def _command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         await self._send_quietly(sink, await self._command_text(name, arg, msg))
@@ -352,3 +403,31 @@ class Core:
             # In a DM the author only changes their own conversation.
             return msg.author_is_admin or msg.is_dm
         return False
+
+
+class _Counted:
+    """A lane slot whose message counts in the waiting caps until its job ends."""
+
+    def __init__(self, caps: WaitingCaps, conv: str, person: str, slot: Slot) -> None:
+        self._caps, self._conv, self._person, self._slot = caps, conv, person, slot
+        self._handed = False
+
+    def fill(self, job: Job) -> None:
+        async def run() -> None:
+            try:
+                await job()
+            finally:
+                self._caps.release(self._conv, self._person)
+
+        self._handed = True
+        self._slot.fill(run)
+
+    def cancel(self) -> None:
+        self._handed = True
+        self._slot.cancel()
+        self._caps.release(self._conv, self._person)
+
+    def settle(self) -> None:
+        """Free the place if the slot was neither filled nor cancelled (an error)."""
+        if not self._handed:
+            self.cancel()
