@@ -3,6 +3,9 @@
 ``handle`` accepts a message quickly (clean, dedupe, store the user turn,
 reserve its place in the conversation's lane) and returns; the answer is then
 produced in order per conversation and concurrently across conversations.
+Before anything is stored, the per-person limit and the waiting caps
+(``bot/floodgate.py``) may refuse a message: it is then not stored, not
+deduped and never answered, and its sender gets one notice, sent beside the lane.
 """
 
 from __future__ import annotations
