@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .context import HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
-from .floodgate import Notices, Refusal, WaitingCaps
+from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
@@ -140,7 +140,7 @@ class Core:
         place.fill(job)
         return True
 
-    def _enter(self, conv: str, person: str, sink: ReplySink) -> _Counted | None:
+    def _enter(self, conv: str, person: str, sink: ReplySink) -> CountedSlot | None:
         """A place in the lane, or None when a waiting cap refuses the message.
 
         A refused message is not stored and never answered (so it is not deduped
@@ -148,7 +148,7 @@ class Core:
         """
         refused = self._waiting.admit(conv, person)
         if refused is None:
-            return _Counted(self._waiting, conv, person, self._lanes.reserve(conv))
+            return CountedSlot(self._lanes.reserve(conv), self._waiting, conv, person)
         log.info("conversation %s: message refused (%s)", conv, refused.reason.value)
         if refused.notify:
             limit = self.settings.max_waiting_per_person
@@ -203,7 +203,7 @@ class Core:
             place.settle()
 
     async def _command_in(
-        self, slot: Slot | _Counted, name: str, arg: str, msg: IncomingMessage, sink: ReplySink
+        self, slot: Slot | CountedSlot, name: str, arg: str, msg: IncomingMessage, sink: ReplySink
     ) -> bool:
         conv = msg.key.as_str()
         try:
@@ -406,31 +406,3 @@ class Core:
             # In a DM the author only changes their own conversation.
             return msg.author_is_admin or msg.is_dm
         return False
-
-
-class _Counted:
-    """A lane slot whose message counts in the waiting caps until its job ends."""
-
-    def __init__(self, caps: WaitingCaps, conv: str, person: str, slot: Slot) -> None:
-        self._caps, self._conv, self._person, self._slot = caps, conv, person, slot
-        self._handed = False
-
-    def fill(self, job: Job) -> None:
-        async def run() -> None:
-            try:
-                await job()
-            finally:
-                self._caps.release(self._conv, self._person)
-
-        self._handed = True
-        self._slot.fill(run)
-
-    def cancel(self) -> None:
-        self._handed = True
-        self._slot.cancel()
-        self._caps.release(self._conv, self._person)
-
-    def settle(self) -> None:
-        """Free the place if the slot was neither filled nor cancelled (an error)."""
-        if not self._handed:
-            self.cancel()

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .lanes import Job, Slot
 from .split import split_text
 from .types import ReplySink
 
@@ -107,6 +108,41 @@ class WaitingCaps:
     def _forget_if_idle(self, conv: str, state: _Waiting) -> None:
         if state.total == 0:
             del self._convs[conv]
+
+
+class CountedSlot:
+    """A lane slot whose message counts in the waiting caps until its job ends."""
+
+    def __init__(self, slot: Slot, caps: WaitingCaps, conv: str, person: str) -> None:
+        self._slot = slot
+        self._caps = caps
+        self._conv = conv
+        self._person = person
+        self._handed = False
+
+    def fill(self, job: Job) -> None:
+        """Give the slot its job; the place is freed when the job ends, however it ends."""
+        caps, conv, person = self._caps, self._conv, self._person
+
+        async def run() -> None:
+            try:
+                await job()
+            finally:
+                caps.release(conv, person)
+
+        self._handed = True
+        self._slot.fill(run)
+
+    def cancel(self) -> None:
+        """Give the place up (a duplicate, or storing it failed)."""
+        self._handed = True
+        self._slot.cancel()
+        self._caps.release(self._conv, self._person)
+
+    def settle(self) -> None:
+        """Free the place if the slot was neither filled nor cancelled (an error)."""
+        if not self._handed:
+            self.cancel()
 
 
 class Notices:
