@@ -188,7 +188,7 @@ class _Harness:
     @contextlib.asynccontextmanager
     async def open(cls, fake: FakeServer) -> AsyncIterator[_Harness]:
         with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
-            cfg = bench_config(fake.base_url, Path(tmp) / "bot.db")
+            cfg = bench_config(fake.base_url, Path(tmp) / "bot.db", CONCURRENCY)
             clients = {
                 "bare": make_client(cfg.openai),  # a second client, built the same way
                 "plain": openai.AsyncOpenAI(

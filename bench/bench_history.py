@@ -305,7 +305,7 @@ async def _child(args: list[str]) -> Results:
 async def serve_many(conversations: int, base_url: str) -> Results:
     """In this (fresh) process: one message in each of ``conversations`` conversations."""
     with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
-        cfg = bench_config(base_url, Path(tmp) / "bot.db")
+        cfg = bench_config(base_url, Path(tmp) / "bot.db", RSS_CONCURRENCY)
         async with bench_core(cfg) as (core, watch):
             core.counter.warm()
             start_mb = rss_mb()

@@ -379,10 +379,18 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 # -- a core as the bot builds it -------------------------------------------------
 
 
-def bench_config(base_url: str, db_path: Path) -> Config:
-    """The default configuration, pointed at a fake model server and an SQLite file."""
+def bench_config(base_url: str, db_path: Path, concurrency: int | None = None) -> Config:
+    """The default configuration, pointed at a fake model server and an SQLite file.
+
+    ``concurrency``: the conversations the benchmark runs at once. The model cap
+    (``openai.max_concurrent_requests``) is raised to it, so answers never wait for a
+    slot and the numbers measure the bot's own cost, as before the cap existed.
+    """
+    openai: dict[str, object] = {"api_key": BENCH_API_KEY, "base_url": base_url}
+    if concurrency is not None:
+        openai["max_concurrent_requests"] = concurrency
     data = {
-        "openai": {"api_key": BENCH_API_KEY, "base_url": base_url},
+        "openai": openai,
         "storage": {"url": f"sqlite:///{db_path}"},  # an absolute path gives sqlite:////...
     }
     return config_from_dict(data, env={})

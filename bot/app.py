@@ -21,6 +21,7 @@ from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError
 from .llm import OpenAIChat, make_client
+from .modelcap import CappedModel
 from .store import Store
 from .texts import Texts
 from .tokens import token_counter_for
@@ -64,7 +65,9 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
     core = Core(
         store=store,
-        model=OpenAIChat.from_config(client, cfg.openai),
+        model=CappedModel(
+            OpenAIChat.from_config(client, cfg.openai), cfg.openai.max_concurrent_requests
+        ),
         counter=counter,
         texts=Texts(cfg.language, prefix=cfg.commands.prefix),
         settings=CoreSettings(
@@ -75,6 +78,8 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
             system_prompt_policy=cfg.commands.system_prompt_policy,
             user_messages_per_minute=cfg.limits.user_messages_per_minute,
             reset_policy=cfg.commands.reset_policy,
+            max_waiting_per_conversation=cfg.limits.max_waiting_per_conversation,
+            max_waiting_per_person=cfg.limits.max_waiting_per_person,
         ),
     )
     try:

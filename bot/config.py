@@ -113,6 +113,8 @@ class OpenAIConfig:
     first_token_timeout_s: float = field(default=30.0, metadata=_POSITIVE)
     max_retries: int = field(default=3, metadata={"min": 0, "max": 10})
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # Model requests streaming at once, across all conversations; more wait in turn.
+    max_concurrent_requests: int = field(default=32, metadata={"min": 1, "max": 10_000})
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -141,6 +143,10 @@ class LimitsConfig:
     # Messages one person may send per minute (a burst of this many, then refilled
     # evenly); 0 turns the limit off. Commands are not counted.
     user_messages_per_minute: int = field(default=20, metadata={"min": 0, "max": 100_000})
+    # Unanswered messages one conversation holds, in all and from one person; a
+    # message beyond either is not stored or answered, and its sender is told once.
+    max_waiting_per_conversation: int = field(default=20, metadata={"min": 1, "max": 10_000})
+    max_waiting_per_person: int = field(default=3, metadata={"min": 1, "max": 10_000})
 
 
 @dataclass(frozen=True, slots=True)

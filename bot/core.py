@@ -3,6 +3,9 @@
 ``handle`` accepts a message quickly (clean, dedupe, store the user turn,
 reserve its place in the conversation's lane) and returns; the answer is then
 produced in order per conversation and concurrently across conversations.
+Before anything is stored, the per-person limit and the waiting caps
+(``bot/floodgate.py``) may refuse a message: it is then not stored, not
+deduped and never answered, and its sender gets one notice, sent beside the lane.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass
 from .context import HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
+from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
 from .indicator import TypingIndicator
-from .lanes import Job, Lanes
+from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
 from .policy import reset_verdict, system_prompt_verdict
 from .ratelimit import UserLimiter
@@ -48,6 +52,8 @@ class CoreSettings:
     system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
     user_messages_per_minute: int = 0  # 0: no per-person limit
     reset_policy: str = "anyone"  # "anyone" | "admins" (a DM: always the person)
+    max_waiting_per_conversation: int = 20  # unanswered messages in one conversation
+    max_waiting_per_person: int = 3  # of them from one person
 
 
 class Core:
@@ -71,6 +77,10 @@ class Core:
         self.pacer = pacer or Pacer()
         self._lanes = Lanes()
         self._limiter = UserLimiter(settings.user_messages_per_minute)
+        self._waiting = WaitingCaps(
+            settings.max_waiting_per_conversation, settings.max_waiting_per_person
+        )
+        self._notices = Notices()
         self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
         self._typing_calls: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -91,37 +101,62 @@ class Core:
             return
         text = clean_text(msg.text)
         command = parse_command(text, self.settings.command_prefix)
-        if command is not None:
-            await self.run_command(command.name, command.arg, msg, sink)
-            return
-        if not text:
-            await self._reply_once(msg, sink, self.texts.get("empty_message"))
-            return
         person = f"{msg.key.platform}:{msg.key.workspace}:{msg.author_id}"
-        wait = self._limiter.take(person)
-        if wait > 0:
-            limited = self.texts.get("user_rate_limited", seconds=math.ceil(wait))
-            await self._reply_once(msg, sink, limited)
+        # Commands and empty messages count too: a flood of them is still a flood.
+        decision = self._limiter.admit(person)
+        if not decision.allowed:
+            if decision.notify:
+                seconds = math.ceil(decision.wait_s)
+                self._notices.send(sink, self.texts.get("user_rate_limited", seconds=seconds))
             return
+        if command is not None:
+            counted = await self._queue_command(command.name, command.arg, msg, sink, person)
+        elif not text:
+            counted = await self._reply_once(msg, sink, self.texts.get("empty_message"))
+        else:
+            counted = await self._queue_answer(conv, msg, sink, text, person)
+        if not counted:  # a redelivery costs no allowance
+            self._limiter.give_back(person)
+
+    async def _queue_answer(
+        self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str, person: str
+    ) -> bool:
+        """Store the message and queue its answer; False for a duplicate."""
         accepted = (conv, msg.message_id)
         if accepted in self._accepted:  # the same event twice at once (a retry)
-            self._limiter.give_back(person)
-            return
+            return False
+        place = self._enter(conv, person, sink)
+        if place is None:
+            return True
         self._accepted.add(accepted)
-        slot = self._lanes.reserve(conv)
         try:
             job = await self._accept(conv, msg, sink, text)
         except BaseException:
             self._accepted.discard(accepted)
-            self._limiter.give_back(person)
-            slot.cancel()
+            place.cancel()
             raise
-        if job is None:  # seen and handled before: a redelivery costs no allowance
+        if job is None:  # seen and handled before
             self._accepted.discard(accepted)
-            self._limiter.give_back(person)
-            slot.cancel()
-            return
-        slot.fill(job)
+            place.cancel()
+            return False
+        place.fill(job)
+        return True
+
+    def _enter(self, conv: str, person: str, sink: ReplySink) -> CountedSlot | None:
+        """A place in the lane, or None when a waiting cap refuses the message.
+
+        A refused message is not stored and never answered (so it is not deduped
+        either: a redelivery is judged afresh); its sender is told once.
+        """
+        refused = self._waiting.admit(conv, person)
+        if refused is None:
+            return CountedSlot(self._lanes.reserve(conv), self._waiting, conv, person)
+        log.info("conversation %s: message refused (%s)", conv, refused.reason.value)
+        if refused.notify:
+            limit = self.settings.max_waiting_per_person
+            key = "busy" if refused.reason is Refusal.CONVERSATION_FULL else "too_many_waiting"
+            self._notices.send(sink, self.texts.get(key, count=limit))
+        return None
 
     async def _accept(
         self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str
@@ -152,10 +187,28 @@ class Core:
         return lambda: self._answer(msg, sink, pending.user_turn_id)
 
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
-        """Run a core command (also used for native slash commands)."""
+        """Run a core command (native slash commands; not counted against any limit)."""
+        conv = msg.key.as_str()
+        await self._command_in(self._lanes.reserve(conv), name, arg, msg, sink)
+
+    async def _queue_command(
+        self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink, person: str
+    ) -> bool:
+        """A text command, counted in the conversation's waiting caps; False if seen."""
+        conv = msg.key.as_str()
+        place = self._enter(conv, person, sink)
+        if place is None:
+            return True
+        try:
+            return await self._command_in(place, name, arg, msg, sink)
+        finally:
+            place.settle()
+
+    async def _command_in(
+        self, slot: Slot | CountedSlot, name: str, arg: str, msg: IncomingMessage, sink: ReplySink
+    ) -> bool:
         conv = msg.key.as_str()
         arg = clean_text(arg)  # slash commands arrive here without handle()'s cleaning
-        slot = self._lanes.reserve(conv)
         try:
             first = await self.store.claim(conv, msg.message_id)
         except BaseException:
@@ -163,7 +216,7 @@ class Core:
             raise
         if not first:
             slot.cancel()
-            return
+            return False
         name = name.lower()
         if name == "reset" and reset_verdict(self.settings.reset_policy, msg) == "allowed":
             # Forget now, not when the lane gets here: messages that arrive after the
@@ -171,10 +224,12 @@ class Core:
             # written for an earlier message is then not stored (its question is gone).
             await self.store.reset(conv)
         slot.fill(lambda: self._command(name, arg, msg, sink))
+        return True
 
     async def drain(self) -> None:
-        """Wait until every accepted message has been answered."""
+        """Wait until every accepted message has been answered and every notice sent."""
         await self._lanes.drain()
+        await self._notices.drain()
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop accepting messages; let answers in flight finish within ``grace_s``."""
@@ -184,6 +239,7 @@ class Core:
         except TimeoutError:
             log.warning("answers still running after %.1fs; cancelling them", grace_s)
             self._lanes.cancel_all()
+            self._notices.cancel_all()
             await asyncio.sleep(0)
 
     # -- answering ---------------------------------------------------------
@@ -327,14 +383,12 @@ class Core:
 
     # -- commands ----------------------------------------------------------
 
-    async def _reply_once(self, msg: IncomingMessage, sink: ReplySink, text: str) -> None:
-        """Reply with a fixed text, once per message even if it is redelivered."""
-        conv = msg.key.as_str()
-        slot = self._lanes.reserve(conv)
-        if not await self.store.claim(conv, msg.message_id):
-            slot.cancel()
-            return
-        slot.fill(lambda: self._send_quietly(sink, text))
+    async def _reply_once(self, msg: IncomingMessage, sink: ReplySink, text: str) -> bool:
+        """Reply with a fixed text at once, once per message even if it is redelivered."""
+        if not await self.store.claim(msg.key.as_str(), msg.message_id):
+            return False
+        self._notices.send(sink, text)
+        return True
 
     async def _command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         await self._send_quietly(sink, await self._command_text(name, arg, msg))

@@ -1,4 +1,9 @@
-"""Per-person message limits: a token bucket per user that never waits, only answers."""
+"""Per-person message limits: a token bucket per user that never waits, only answers.
+
+A person over the limit is told once per window (:data:`NOTICE_WINDOW_S`); further
+messages in that window are dropped without a word, so a flood of messages costs
+one notice, not one notice per message.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 PRUNE_EVERY = 1024  # new keys between sweeps of buckets that are full again
+NOTICE_WINDOW_S = 60.0  # the limit is per minute: one notice per person per minute
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one message: let it in, or refuse it (telling the person or not)."""
+
+    allowed: bool
+    notify: bool = False  # refused, and the first refusal in this notice window
+    wait_s: float = 0.0  # refused: seconds until the next message would be allowed
 
 
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
     at: float
+    noticed_at: float | None = None  # when this person was last told they are limited
 
 
 class UserLimiter:
@@ -43,6 +59,18 @@ class UserLimiter:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self._rate
+
+    def admit(self, key: str) -> Decision:
+        """Use one message of ``key``'s allowance; a refusal notifies once per window."""
+        wait = self.take(key)
+        if wait <= 0:
+            return Decision(allowed=True)
+        bucket = self._buckets[key]  # take() made it: a refusal means a limit is set
+        now = bucket.at
+        notify = bucket.noticed_at is None or now - bucket.noticed_at >= NOTICE_WINDOW_S
+        if notify:
+            bucket.noticed_at = now
+        return Decision(allowed=False, notify=notify, wait_s=wait)
 
     def give_back(self, key: str) -> None:
         """Return one message to ``key``'s allowance (it turned out to be a duplicate)."""

@@ -49,11 +49,18 @@ EN: Mapping[str, str] = {
     "not_allowed_here": "I'm not set up to answer here.",
     "slack_status": "is thinking…",
     "slack_placeholder": "Thinking…",
-    "busy": "I'm still answering earlier messages here. Yours is queued and will be next.",
+    "busy": (
+        "I'm still answering earlier messages here and can't take more right now, "
+        "so I skipped yours. Please send it again in a little while."
+    ),
     "user_rate_limited": (
         "You're sending messages faster than I can answer. Please wait {seconds} seconds."
     ),
     "reset_denied": "Only admins can reset this conversation here. Nothing was forgotten.",
+    "too_many_waiting": (
+        "You already have {count} messages waiting for an answer here, so I skipped "
+        "this one. Please send it again after I've answered those."
+    ),
     # -- shown to the model, not the user --
     "message_shortened": "[This message was too long, so {removed} tokens were cut from it.]",
     # -- errors: what happened, and whether trying again helps --
@@ -133,9 +140,16 @@ KO: Mapping[str, str] = {
     "not_allowed_here": "여기에서는 답하지 않도록 설정되어 있어요.",
     "slack_status": "생각하는 중…",
     "slack_placeholder": "답을 준비하는 중…",
-    "busy": "아직 앞의 메시지에 답하고 있어요. 보내 주신 메시지는 그다음에 바로 답할게요.",
+    "busy": (
+        "아직 앞의 메시지들에 답하고 있어서 지금은 더 받을 수 없어요. "
+        "보내 주신 메시지는 건너뛰었으니 잠시 뒤에 다시 보내 주세요."
+    ),
     "user_rate_limited": "메시지를 너무 빨리 보내고 있어요. {seconds}초 뒤에 다시 보내 주세요.",
     "reset_denied": "여기서는 관리자만 대화를 초기화할 수 있어요. 아무것도 지우지 않았어요.",
+    "too_many_waiting": (
+        "여기에 답을 기다리는 메시지가 이미 {count}개 있어서 이번 메시지는 건너뛰었어요. "
+        "앞의 메시지에 답한 뒤에 다시 보내 주세요."
+    ),
     # -- shown to the model, not the user --
     "message_shortened": "[이 메시지는 너무 길어서 {removed}토큰을 잘라 냈어요.]",
     # -- errors --

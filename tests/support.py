@@ -16,6 +16,7 @@ import pytest_asyncio
 
 from bot.core import Core, CoreSettings
 from bot.llm import OpenAIChat
+from bot.modelcap import CappedModel
 from bot.store import Store
 from bot.texts import Texts
 from bot.tokens import token_counter_for
@@ -123,6 +124,10 @@ def make_core(
     max_retries: int = 2,
     user_messages_per_minute: int = 0,
     reset_policy: str = "anyone",
+    max_waiting_per_conversation: int = 1000,  # tests not about floods: out of the way
+    max_waiting_per_person: int = 1000,
+    max_concurrent_requests: int | None = None,  # None: no CappedModel around the model
+    first_token_timeout_s: float = 2.0,
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
     model = OpenAIChat(
@@ -131,14 +136,16 @@ def make_core(
         temperature=0.5,
         max_output_tokens=max_output_tokens,
         request_timeout_s=request_timeout_s,
-        first_token_timeout_s=min(2.0, request_timeout_s),
+        first_token_timeout_s=min(first_token_timeout_s, request_timeout_s),
         max_retries=max_retries,
         backoff_base_s=0.01,
         backoff_cap_s=0.05,
     )
     return Core(
         store=store,
-        model=model,
+        model=model
+        if max_concurrent_requests is None
+        else CappedModel(model, max_concurrent_requests),
         counter=token_counter_for("gpt-4o-mini"),
         texts=Texts(language),
         settings=CoreSettings(
@@ -148,6 +155,8 @@ def make_core(
             system_prompt_policy=policy,
             user_messages_per_minute=user_messages_per_minute,
             reset_policy=reset_policy,
+            max_waiting_per_conversation=max_waiting_per_conversation,
+            max_waiting_per_person=max_waiting_per_person,
         ),
     )
 

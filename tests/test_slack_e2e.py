@@ -150,11 +150,15 @@ async def test_thread_follow_up_needs_no_mention(
     )
     async with running(fake_slack, memory_core) as adapter:
         await deliver(fake_slack, adapter, memory_core, mention, twin)
+        assert adapter.names is not None
+        await adapter.names.settled()  # looked up after the ack, for later messages
         await deliver(fake_slack, adapter, memory_core, follow_up, other_thread)
+        await adapter.names.settled()
     assert fake_slack.texts(CHANNEL, thread_ts=root) == ["Paris.", "Madrid."]
     first, second = fake_openai.chat_requests
-    assert "alice: capital of France?" in user_contents(first)
-    assert "Bobby: and Spain, @alice?" in user_contents(second)
+    # A name not in the cache yet stays the id: nothing is looked up before the ack.
+    assert "U0ALICE: capital of France?" in user_contents(first)
+    assert "U0BOB: and Spain, @alice?" in user_contents(second)
     # Names come from users.info once per person, not once per message.
     looked_up = sorted(c.args["user"] for c in fake_slack.calls_to("users.info"))
     assert looked_up == ["U0ALICE", "U0BOB"]

@@ -10,7 +10,12 @@ import pytest_asyncio
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.names import UserNames, display_name
+from adapters.slack.names import (
+    MAX_CONCURRENT_LOOKUPS,
+    MAX_LOOKUPS_PER_MESSAGE,
+    UserNames,
+    display_name,
+)
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
 from bot.types import NativeStreamSink, NativeStreamUnavailable, ReplySink
 from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
@@ -216,7 +221,15 @@ async def test_fake_rejects_bad_tokens_and_too_long_markdown(fake_slack: FakeSla
 # -- user names ---------------------------------------------------------------
 
 
-async def test_names_are_looked_up_once_and_shared_by_concurrent_callers() -> None:
+async def looked_up(names: UserNames, ids: list[str]) -> dict[str, str]:
+    """Queue, look up (as after an ack) and read back from the cache."""
+    names.want(ids)
+    names.fill()
+    await names.settled()
+    return names.known(ids)
+
+
+async def test_names_are_looked_up_once_however_many_messages_ask() -> None:
     calls: list[str] = []
 
     async def lookup(user_id: str) -> str | None:
@@ -225,11 +238,12 @@ async def test_names_are_looked_up_once_and_shared_by_concurrent_callers() -> No
         return {"U1": "Ann", "U2": "Ben"}.get(user_id)
 
     names = UserNames(lookup)
-    first, second = await asyncio.gather(names.resolve(["U1", "U2"]), names.resolve(["U1"]))
-    assert first == {"U1": "Ann", "U2": "Ben"} and second == {"U1": "Ann"}
-    assert await names.resolve(["U1", "U2", "U3"]) == {"U1": "Ann", "U2": "Ben"}
+    assert names.known(["U1"]) == {}  # never a lookup on the spot
+    assert names.want(["U1", "U2"]) == 2
+    assert names.want(["U1"]) == 0  # already queued
+    assert await looked_up(names, ["U1", "U2", "U3"]) == {"U1": "Ann", "U2": "Ben"}
     assert sorted(calls) == ["U1", "U2", "U3"]
-    assert await names.resolve(["U3"]) == {}  # a miss is remembered for a while too
+    assert names.want(["U1", "U2", "U3"]) == 0  # a miss is remembered for a while too
     assert sorted(calls) == ["U1", "U2", "U3"]
 
 
@@ -242,10 +256,10 @@ async def test_name_cache_is_bounded_and_expires() -> None:
         return f"name-{user_id}"
 
     names = UserNames(lookup, max_size=2, clock=lambda: now[0])
-    await names.resolve(["U1", "U2", "U3"])
+    await looked_up(names, ["U1", "U2", "U3"])
     assert len(names) == 2
     now[0] += 10_000.0
-    await names.resolve(["U3"])
+    await looked_up(names, ["U3"])
     assert calls.count("U3") == 2
 
 
@@ -253,7 +267,32 @@ async def test_a_failing_lookup_gives_no_name_instead_of_an_error() -> None:
     async def lookup(user_id: str) -> str | None:
         raise RuntimeError("boom")
 
-    assert await UserNames(lookup).resolve(["U1"]) == {}
+    assert await looked_up(UserNames(lookup), ["U1"]) == {}
+
+
+async def test_lookups_are_bounded_per_message_in_flight_and_queued() -> None:
+    running, most = 0, 0
+    calls: list[str] = []
+
+    async def lookup(user_id: str) -> str | None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        calls.append(user_id)
+        await asyncio.sleep(0)
+        running -= 1
+        return user_id.lower()
+
+    names = UserNames(lookup)
+    ids = [f"U{i:05d}" for i in range(3000)]
+    assert names.want(ids) == MAX_LOOKUPS_PER_MESSAGE  # the first ones mentioned
+    names.fill()
+    await names.settled()
+    assert calls == ids[:MAX_LOOKUPS_PER_MESSAGE]
+    assert most == MAX_CONCURRENT_LOOKUPS
+    small = UserNames(lookup, per_message=100, max_queued=50)
+    assert small.want(ids) == 50 and small.skipped == 1
+    await small.close()
 
 
 def test_display_name_prefers_the_display_name() -> None:

@@ -36,7 +36,7 @@ from bot.types import PlatformLimits
 from .bolt_setup import bolt_logger, tokenless_twin
 from .names import UserNames, display_name
 from .sink import SinkTexts, SlackSink, TeamFallbacks
-from .translate import BotIdentity, Inbound, Policy, accept, names_needed, to_inbound
+from .translate import BotIdentity, Inbound, Policy, accept, names_in_order, to_inbound
 
 if TYPE_CHECKING:
     from bot.config import Config, SlackConfig
@@ -94,6 +94,11 @@ class SlackAdapter:
     def bot(self) -> BotIdentity | None:
         """Who we are (known after start)."""
         return self._bot
+
+    @property
+    def names(self) -> UserNames | None:
+        """The user name cache (made at start)."""
+        return self._names
 
     async def start(self) -> None:
         """Check the tokens, then connect; StartupError with one line if they are bad.
@@ -216,6 +221,13 @@ class SlackAdapter:
             ping_interval=self._ping_interval,
         )
         self._socket = handler
+
+        # Request listeners run one after another: this one runs once bolt's own
+        # handler has sent the ack, so no name lookup ever goes out before it.
+        async def after_ack(client: object, request: object) -> None:
+            self._after_ack()
+
+        handler.client.socket_mode_request_listeners.append(after_ack)
         # The socket client retries forever on its own: the app token was checked
         # above (a clear error instead), and the first connect is bounded. The client
         # asks for a URL of its own (one more call, once, at start).
@@ -242,7 +254,11 @@ class SlackAdapter:
     async def _start_http(self, app: AsyncApp) -> None:
         async def handle(request: web.Request) -> web.Response:
             bolt_response = await app.async_dispatch(await to_bolt_request(request))
-            return await to_aiohttp_response(bolt_response)
+            response = await to_aiohttp_response(bolt_response)
+            await response.prepare(request)  # the ack is sent here, then names are looked up
+            await response.write_eof()
+            self._after_ack()
+            return response
 
         web_app = web.Application()
         web_app.router.add_post(self._slack.http_path, handle)
@@ -272,6 +288,8 @@ class SlackAdapter:
 
     async def _close_connections(self) -> None:
         await self._close_intake()
+        if self._names is not None:
+            await self._names.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -300,11 +318,19 @@ class SlackAdapter:
         event = accept(body, bot, self._policy)
         if event is None:
             return
-        resolved = await names.resolve(names_needed(event, bot))
-        inbound = to_inbound(body, bot, self._policy, resolved)
+        # Names come from the cache only: looking them up here would delay the ack
+        # (one message can mention thousands of people). Unknown ones stay ids
+        # ("@U0123ABC") and are looked up after the ack, for later messages.
+        needed = names_in_order(event, bot)
+        names.want(needed)
+        inbound = to_inbound(body, bot, self._policy, names.known(needed))
         if inbound is None:
             return
         await self._core.handle(inbound.message, self._sink_for(inbound))
+
+    def _after_ack(self) -> None:
+        if self._names is not None and not self._stopping:
+            self._names.fill()
 
     def _sink_for(self, inbound: Inbound) -> SlackSink:
         assert self._client is not None

@@ -109,6 +109,20 @@ def names_needed(event: Mapping[str, Any], bot: BotIdentity) -> set[str]:
     return needed
 
 
+def names_in_order(event: Mapping[str, Any], bot: BotIdentity) -> list[str]:
+    """:func:`names_needed`, most useful first: the author, then people as mentioned."""
+    needed = names_needed(event, bot)
+    author = _author_id(event)
+    ordered = [author] if author in needed else []
+    seen = set(ordered)
+    for match in TOKEN_RE.finditer(event.get("text") or ""):
+        ident = match.group(1)[1:].split("|", 1)[0]
+        if ident in needed and ident not in seen:
+            seen.add(ident)
+            ordered.append(ident)
+    return ordered
+
+
 def to_inbound(
     body: Mapping[str, Any],
     bot: BotIdentity,

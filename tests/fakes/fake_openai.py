@@ -203,6 +203,12 @@ class FakeOpenAI(Served):
         self.request_count = 0  # counted even when not recording
         self.completed = 0  # streams/JSON bodies sent in full
         self.disconnects = 0  # clients that went away before the body was complete
+        self.streaming = 0  # streamed answers in progress now
+        self.max_streaming = 0  # the most that were ever in progress at once
+        # Streams send their headers, then wait here before any text: clear() it to
+        # hold every answer (a blocked model), set() it to let them all go on.
+        self.gate = asyncio.Event()
+        self.gate.set()
         self._script: deque[Behaviour] = deque()
         self._changed = asyncio.Condition()
         self._ids = itertools.count(1)
@@ -317,6 +323,28 @@ class FakeOpenAI(Served):
         if plan.gzip:
             resp.enable_compression(web.ContentCoding.gzip)
         await resp.prepare(request)
+        self.streaming += 1
+        self.max_streaming = max(self.max_streaming, self.streaming)
+        try:
+            await self._notify_changed()
+            await self.gate.wait()
+            return await self._stream_body(request, resp, plan, body, text)
+        finally:
+            self.streaming -= 1
+
+    async def _notify_changed(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _stream_body(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        plan: Behaviour,
+        body: JsonDict,
+        text: str,
+    ) -> web.StreamResponse:
+        request_id = resp.headers["x-request-id"]
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         frames = _Frames(f"chatcmpl-{request_id}", body.get("model") or self.model, include_usage)
         pieces = _split(text, self._pick(plan.chunks, self.chunks))

@@ -89,6 +89,7 @@ class FakeSlack(Served):
     status_error: str | None = None  # e.g. "missing_scope": refuse setStatus
     calls: list[ApiCall] = field(default_factory=list)
     acks: list[str] = field(default_factory=list)
+    calls_at_ack: dict[str, int] = field(default_factory=dict)  # envelope -> len(calls) then
     connections: int = 0  # websocket connections accepted so far
     statuses: list[JsonDict] = field(default_factory=list)
     _messages: dict[str, Posted] = field(default_factory=dict)
@@ -492,6 +493,7 @@ class FakeSlack(Served):
                 data = json.loads(frame.data)
                 if isinstance(data, Mapping) and data.get("envelope_id"):
                     self.acks.append(str(data["envelope_id"]))
+                    self.calls_at_ack[str(data["envelope_id"])] = len(self.calls)
                     await self._notify()
         finally:
             self._sockets.remove(ws)

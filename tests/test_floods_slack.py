@@ -1,0 +1,52 @@
+"""Slack names under a flood of mentions: real slack_bolt + slack_sdk, fake Slack."""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapters.slack.names import MAX_LOOKUPS_PER_MESSAGE
+from bot.core import Core
+from tests.fakes.fake_openai import FakeOpenAI, reply
+from tests.fakes.fake_slack import FakeSlack
+from tests.test_slack_e2e import WAIT_S, deliver, fake_slack, running, until, user_contents
+
+__all__ = ["fake_slack"]  # the fixture, used by name
+
+MENTIONED = 3000
+
+
+async def test_three_thousand_mentions_cost_a_capped_lookup_after_the_ack(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    people = [f"U1{i:07d}" for i in range(MENTIONED)]
+    for i, person in enumerate(people[:MAX_LOOKUPS_PER_MESSAGE]):
+        fake_slack.add_user(person, f"person{i}")
+    everyone = " ".join(f"<@{p}>" for p in people)
+    mention, twin = fake_slack.mention(f"hello {everyone}")
+    root = mention["event"]["ts"]
+    fake_openai.script(reply("Hello, all of you."), reply("You're welcome."))
+    async with running(fake_slack, memory_core) as adapter:
+        names = adapter.names
+        assert names is not None
+        envelope = await fake_slack.push(mention)
+        await fake_slack.wait_ack(envelope)
+        before_ack = fake_slack.calls[: fake_slack.calls_at_ack[envelope]]
+        assert not [c for c in before_ack if c.method == "users.info"]
+        await fake_slack.wait_ack(await fake_slack.push(twin))  # Slack sends it twice
+        await until(lambda: adapter.events_handled == 2, "the listener")
+        await names.settled()
+        await asyncio.wait_for(memory_core.drain(), WAIT_S)
+        looked_up = [c.args["user"] for c in fake_slack.calls_to("users.info")]
+        # The author first, then the people first mentioned, up to the cap: both events
+        # of the one message asked for the same names.
+        assert len(looked_up) == MAX_LOOKUPS_PER_MESSAGE
+        assert set(looked_up) == {"U0ALICE", *people[: MAX_LOOKUPS_PER_MESSAGE - 1]}
+        # A later message in the thread sees the names the first one asked for.
+        follow_up = fake_slack.event_body(
+            fake_slack.message_event(f"thanks <@{people[0]}>", thread_ts=root)
+        )
+        await deliver(fake_slack, adapter, memory_core, follow_up)
+    first, second = fake_openai.chat_requests
+    # Names not known yet stay ids: the author and every person mentioned.
+    assert user_contents(first).startswith(f"U0ALICE: hello @{people[0]} @{people[1]} ")
+    assert "alice: thanks @person0" in user_contents(second)
