@@ -37,12 +37,13 @@ SHUTDOWN_GRACE_S = 5.0  # answers in flight get this long to finish on SIGTERM
 # At 7,000 it runs about once every two seconds; the memory it may hold meanwhile
 # is a few MB.
 GC_YOUNG_THRESHOLD = 7000
+MIB = 1024 * 1024
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, **options: object) -> Store:
     """The storage backend for ``storage.url`` (see ``storage/__init__.py``)."""
     module = importlib.import_module("storage")
-    return cast(Store, module.open_store(url))
+    return cast(Store, module.open_store(url, **options))
 
 
 def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
@@ -54,7 +55,10 @@ def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
 @contextlib.asynccontextmanager
 async def running_core(cfg: Config) -> AsyncIterator[Core]:
     """One store, one OpenAI client and one core for the whole process."""
-    store = open_store(cfg.storage.url)
+    cache_bytes = cfg.limits.memory_cache_mb * MIB // 2  # half here, half the core's memo
+    store = open_store(
+        cfg.storage.url, retention_days=cfg.storage.retention_days, cache_bytes=cache_bytes
+    )
     await store.open()
     client = make_client(cfg.openai)
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
@@ -70,6 +74,8 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
             command_prefix=cfg.commands.prefix,
             system_prompt_policy=cfg.commands.system_prompt_policy,
             user_messages_per_minute=cfg.limits.user_messages_per_minute,
+            history_memo_bytes=cache_bytes,
+            max_messages_per_answer=cfg.limits.max_messages_per_answer,
         ),
     )
     try:

@@ -110,9 +110,13 @@ class StorageConfig:
     """Where history lives: ``sqlite:///path`` or ``memory://``."""
 
     url: str = field(default="sqlite:///data/bot.db", metadata={"nonempty": True, "url": True})
+    # Turns older than this many days are deleted in the background; 0 keeps them forever.
+    retention_days: float = field(default=0.0, metadata={"min": 0, "max": 36_500})
 
     def __repr__(self) -> str:
-        return f"StorageConfig(url={redact_url(self.url)!r})"
+        return (
+            f"StorageConfig(url={redact_url(self.url)!r}, retention_days={self.retention_days!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,11 @@ class LimitsConfig:
     # Messages one person may send per minute (a burst of this many, then refilled
     # evenly); 0 turns the limit off. Commands are not counted.
     user_messages_per_minute: int = field(default=20, metadata={"min": 0, "max": 100_000})
+    # Memory for the history caches (the store's recent turns and the prompt memo,
+    # half each), in MiB; counted in bytes, so long messages cannot outgrow it.
+    memory_cache_mb: int = field(default=64, metadata={"min": 0, "max": 65_536})
+    # Platform messages one answer may take; past it the answer stops with a note.
+    max_messages_per_answer: int = field(default=10, metadata={"min": 1, "max": 1000})
 
 
 @dataclass(frozen=True, slots=True)

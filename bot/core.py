@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from .context import HistoryMemo, build_messages
+from .context import MEMO_BYTES, HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
 from .indicator import TypingIndicator
@@ -46,6 +46,8 @@ class CoreSettings:
     command_prefix: str = "!"
     system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
     user_messages_per_minute: int = 0  # 0: no per-person limit
+    history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (context.HistoryMemo)
+    max_messages_per_answer: int = 10  # platform messages; past it the answer stops
 
 
 class Core:
@@ -72,7 +74,8 @@ class Core:
         self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
         self._typing_calls: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._memo = HistoryMemo()  # history messages, by stored turn id
+        # History messages, by stored turn id.
+        self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
 
     @property
     def busy_conversations(self) -> int:
