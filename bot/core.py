@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
+from .answer_cap import AnswerCap
 from .context import MEMO_BYTES, HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
@@ -222,16 +223,26 @@ class Core:
         answer = Answer()
         deltas = self.model.stream(messages, answer)
         answer_id: int | None = None
+        cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
             async with contextlib.aclosing(deltas):  # leaving early closes the HTTP stream
                 async for delta in deltas:
-                    await stream.push(delta)
+                    await stream.push(cap.take(delta))
+                    if cap.full:
+                        break
+            await stream.push(cap.rest())
             if not stream.text.strip():
                 raise LLMError("bad_request", "the model returned an empty answer")
             # Stored before its last (paced) write lands and marked delivered after:
             # a crash in between shows this text again rather than asking twice.
-            answer_id = await self._store_answer(conv, stream.text, answer, turn_id)
-            await stream.finish()
+            # A capped answer is stored as shown, its token count its own.
+            usage = Answer() if cap.full else answer
+            answer_id = await self._store_answer(conv, stream.text, usage, turn_id)
+            if cap.full:
+                limit = self.settings.max_messages_per_answer
+                await stream.finish_with_note(self.texts.get("answer_capped", limit=limit))
+            else:
+                await stream.finish()
         except LLMError as exc:
             log.warning("model call for %s failed: %s", conv, exc)
             await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))
