@@ -129,11 +129,21 @@ async def serve_long(messages: int, base_url: str) -> Results:
             return {
                 "rss_long_messages_mb": rounded(peak_rss_mb()),
                 "rss_long_messages_end_mb": rounded(rss_mb()),
+                # Of which file pages (the database's memory map, libraries): the OS
+                # may drop them at will; the rest is the heap.
+                "rss_long_messages_end_file_mb": rounded(_status_mb("RssFile")),
                 "rss_long_messages_start_mb": rounded(start_mb),
                 "rss_long_messages_count": messages,
                 "rss_long_messages_failures": failures,
                 "rss_long_messages_s": rounded(time.perf_counter() - started),
             }
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return float(line.split()[1]) / 1024
+    return 0.0
 
 
 async def _long_one(core: Core, watch: AnswerWatch, index: int, number: int) -> None:
@@ -244,9 +254,9 @@ async def measure_stall(base_url: str, plan: Plan) -> Results:
         talkers = [asyncio.create_task(conversation(i)) for i in range(STALL_CONVERSATIONS)]
         await asyncio.sleep(plan.before_s)
         phase = "during"
-        stall.freeze()
+        thawing = stall.freeze_for(plan.stall_s)
         await asyncio.sleep(plan.stall_s)
-        stall.thaw()
+        await asyncio.to_thread(thawing.join)
         phase = "after"
         await asyncio.sleep(plan.after_s)
         stop.set()

@@ -38,6 +38,15 @@ class DiskStall:
     def thaw(self) -> None:
         self._thawed.set()
 
+    def freeze_for(self, seconds: float) -> threading.Timer:
+        """Freeze now and thaw from another thread after ``seconds``, as an operator's
+        ``fsfreeze -u`` would: the thaw does not depend on the event loop running."""
+        self.freeze()
+        timer = threading.Timer(seconds, self.thaw)
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def _trace(self, sql: str) -> None:
         if self._thawed.is_set() or not sql.lstrip()[:6].upper() == "COMMIT":
             return

@@ -125,8 +125,7 @@ class SqliteStore:
             self._on_connect(self._inline)
             await self._in_worker(self._on_connect)
         self._worker_version = await self._in_worker(ops.data_version)
-        await self.prune_seen()
-        self._maybe_prune()
+        self._maybe_prune()  # at once: a bot restarted daily would otherwise never prune
 
     async def close(self) -> None:
         """Finish a running checkpoint or write, then close; safe to call twice."""

@@ -139,6 +139,8 @@ async def test_turns_past_the_retention_are_deleted_in_the_background(
         path = str(tmp_path / "bot.db")
         store = SqliteStore(path, clock=clock, retention_days=2, on_connect=watch)
     await store.open()
+    if isinstance(store, SqliteStore) and store._pruning is not None:
+        await store._pruning  # the prune every start begins with (nothing to do yet)
     try:
         for turn in old_and_new(PRUNE_BATCH * 2 + 10):
             assert await store.add_user_turn(CONV, turn) is not None
@@ -178,3 +180,22 @@ async def test_retention_zero_keeps_every_turn(kind: str, tmp_path: Path) -> Non
         assert len(await store.recent_turns(CONV, 2**62, 100)) == 5
     finally:
         await store.close()
+
+
+async def test_a_restart_prunes_at_once(tmp_path: Path) -> None:
+    """A bot restarted more often than the prune interval still prunes."""
+    path = str(tmp_path / "bot.db")
+    first = SqliteStore(path, clock=Clock())
+    await first.open()
+    for turn in old_and_new(3):
+        await first.add_user_turn(CONV, turn)
+    await first.close()
+    second = SqliteStore(path, clock=Clock(), retention_days=2)
+    await second.open()
+    try:
+        assert second._pruning is not None  # started by open, not awaited by it
+        await asyncio.wait_for(second._pruning, HANG_GUARD_S)
+        left = await second.recent_turns(CONV, 2**62, 100)
+        assert [t.content for t in left] == ["new 0", "new 1"]
+    finally:
+        await second.close()
