@@ -329,8 +329,9 @@ class SqliteStore:
             done = await self._in_worker(ops.tracked_write, fn, *args)
             version, result = cast(tuple[int, _T], done)
         except asyncio.CancelledError:
-            # The worker still commits it, and the cache will not hear of it: once
-            # it has, start the cache over (the worker runs jobs in order).
+            # The worker still commits it, and the cache will not hear of it: start
+            # the cache over now and once it has (the worker runs jobs in order).
+            self._cache.clear()
             self._after_worker(self._cancelled_write_done)
             raise
         except BaseException:

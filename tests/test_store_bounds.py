@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -199,3 +200,36 @@ async def test_a_restart_prunes_at_once(tmp_path: Path) -> None:
         assert [t.content for t in left] == ["new 0", "new 1"]
     finally:
         await second.close()
+
+
+async def test_a_cancelled_write_is_still_seen_once_it_commits(tmp_path: Path) -> None:
+    """Cancelling the coroutine does not stop the worker's commit, and the store never
+    gets to put the turn in its cache: the history read afterwards still has it, even
+    with another write of ours under way meanwhile (which hides the commit from the
+    inline connection's data_version check)."""
+    store = SqliteStore(str(tmp_path / "bot.db"))
+    await store.open()
+
+    def says(text: str) -> Turn:
+        return Turn("user", text, 1, message_id=text)
+
+    try:
+        await store.add_user_turn(CONV, says("one"))
+        assert [t.content for t in await store.recent_turns(CONV, 2**62, 10)] == ["one"]
+        release = threading.Event()
+        blocker = asyncio.create_task(store._in_worker(lambda _con: release.wait(HANG_GUARD_S)))
+        write = asyncio.create_task(store.add_user_turn(CONV, says("two")))
+        await asyncio.sleep(POLL_S)  # the write waits behind the blocker
+        write.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await write
+        later = asyncio.create_task(store.add_user_turn(CONV, says("three")))
+        await asyncio.sleep(POLL_S)
+        assert [t.content for t in await store.recent_turns(CONV, 2**62, 10)] == ["one"]
+        release.set()
+        await blocker
+        assert await later is not None
+        got = await store.recent_turns(CONV, 2**62, 10)
+        assert [t.content for t in got] == ["one", "two", "three"]
+    finally:
+        await store.close()
