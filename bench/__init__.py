@@ -17,6 +17,7 @@ MODULES: dict[str, str] = {
     "discord": "bench.bench_discord",
     "slack": "bench.bench_slack",
     "floods": "bench.bench_floods",
+    "bounds": "bench.bench_bounds",
 }
 
 

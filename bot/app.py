@@ -37,12 +37,13 @@ SHUTDOWN_GRACE_S = 5.0  # answers in flight get this long to finish on SIGTERM
 # objects about to be freed anyway (PERFORMANCE.md, "The collector skips start-up
 # state and waits longer"). The memory it may hold meanwhile is a few MB.
 GC_YOUNG_THRESHOLD = 7000
+MIB = 1024 * 1024
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, **options: object) -> Store:
     """The storage backend for ``storage.url`` (see ``storage/__init__.py``)."""
     module = importlib.import_module("storage")
-    return cast(Store, module.open_store(url))
+    return cast(Store, module.open_store(url, **options))
 
 
 def check_storage(url: str) -> None:
@@ -59,7 +60,10 @@ def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
 @contextlib.asynccontextmanager
 async def running_core(cfg: Config) -> AsyncIterator[Core]:
     """One store, one OpenAI client and one core for the whole process."""
-    store = open_store(cfg.storage.url)
+    cache_bytes = cfg.limits.memory_cache_mb * MIB // 2  # half here, half the core's memo
+    store = open_store(
+        cfg.storage.url, retention_days=cfg.storage.retention_days, cache_bytes=cache_bytes
+    )
     await store.open()
     client = make_client(cfg.openai)
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
@@ -80,6 +84,8 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
             reset_policy=cfg.commands.reset_policy,
             max_waiting_per_conversation=cfg.limits.max_waiting_per_conversation,
             max_waiting_per_person=cfg.limits.max_waiting_per_person,
+            history_memo_bytes=cache_bytes,
+            max_messages_per_answer=cfg.limits.max_messages_per_answer,
         ),
     )
     try:

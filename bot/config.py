@@ -122,9 +122,13 @@ class StorageConfig:
     """Where history lives: ``sqlite:///path`` or ``memory://``."""
 
     url: str = field(default="sqlite:///data/bot.db", metadata={"nonempty": True, "url": True})
+    # Turns older than this many days are deleted in the background; 0 keeps them forever.
+    retention_days: float = field(default=0.0, metadata={"min": 0, "max": 36_500})
 
     def __repr__(self) -> str:
-        return f"StorageConfig(url={redact_url(self.url)!r})"
+        return (
+            f"StorageConfig(url={redact_url(self.url)!r}, retention_days={self.retention_days!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,11 @@ class LimitsConfig:
     # message beyond either is not stored or answered, and its sender is told once.
     max_waiting_per_conversation: int = field(default=20, metadata={"min": 1, "max": 10_000})
     max_waiting_per_person: int = field(default=3, metadata={"min": 1, "max": 10_000})
+    # Memory for the history caches (the store's recent turns and the prompt memo,
+    # half each), in MiB; counted in bytes, so long messages cannot outgrow it.
+    memory_cache_mb: int = field(default=64, metadata={"min": 0, "max": 65_536})
+    # Platform messages one answer may take; past it the answer stops with a note.
+    max_messages_per_answer: int = field(default=10, metadata={"min": 1, "max": 1000})
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -21,6 +22,10 @@ REPLY_PRIMING_TOKENS = 3  # the API opens the assistant's reply inside the promp
 MIN_NEWEST_TOKENS = 32  # what is kept of the newest message even if the system prompt shrinks
 MAX_NAME_CHARS = 40  # a speaker name is a label, not a place for text
 MEMO_TURNS = 16_384  # stored turns whose history message a HistoryMemo keeps
+MEMO_BYTES = 32 * 1024 * 1024  # and their size (entry_bytes): half for entries, half for runs
+# A memo entry besides its text: the message dict, the entry tuple, its id key and
+# dict slot (measured with sys.getsizeof, rounded up).
+ENTRY_OVERHEAD_BYTES = 400
 MEMO_LABELS = 4096  # speakers whose "Name: " label and its cost a HistoryMemo keeps
 MEMO_SYSTEM_PROMPTS = 64  # system prompts (with the group line or not) and their cost
 MAX_FIT_ATTEMPTS = 4  # shortening re-checks its own result; converges in one or two
@@ -57,6 +62,41 @@ class _Part(NamedTuple):
 # A history turn as the model sees it: its message (None for a blank turn, which
 # is left out) and its cost in prompt tokens.
 _Entry = tuple[ChatMessage | None, int]
+
+
+def entry_bytes(entry: _Entry) -> int:
+    """What keeping ``entry`` costs: its text as CPython holds it (``sys.getsizeof``,
+    1 to 4 bytes a character) plus a constant; an approximation, never a walk."""
+    message = entry[0]
+    text = 0 if message is None else sys.getsizeof(message["content"])
+    return text + ENTRY_OVERHEAD_BYTES
+
+
+class _Known(dict[int, _Entry]):
+    """History entries by turn id, with their total size (``put`` keeps it)."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes  # None: unbounded (one call's own entries)
+        self.bytes = 0
+
+    def put(self, turn_id: int, entry: _Entry) -> None:
+        if self.max_bytes is None:
+            self[turn_id] = entry
+            return
+        size = entry_bytes(entry)
+        if size > self.max_bytes:
+            return  # larger than the whole budget: not kept
+        if self.bytes + size > self.max_bytes:
+            self.clear()
+        self[turn_id] = entry
+        self.bytes += size
+
+    def clear(self) -> None:
+        super().clear()
+        self.bytes = 0
+
+
 _Label = tuple[str, int]  # a speaker's "Name: " and its cost
 _SpeakerKey = tuple[str | None, str | None]  # (author_name, author_id)
 
@@ -79,23 +119,35 @@ class HistoryMemo:
       messages are built once per turn").
 
     Each part starts over when full: simpler than an LRU, and a rebuild costs one
-    answer's worth of work.
+    answer's worth of work. Full means ``size`` turns or ``max_bytes`` (half for
+    the entries, half for the runs, by :func:`entry_bytes`): long messages reach the
+    byte bound long before the count. A run larger than its half is not kept.
     """
 
-    def __init__(self, size: int = MEMO_TURNS) -> None:
+    def __init__(self, size: int = MEMO_TURNS, max_bytes: int = MEMO_BYTES) -> None:
         self._size = size
-        self._known: tuple[dict[int, _Entry], dict[int, _Entry]] = ({}, {})
+        self._half_bytes = max(max_bytes // 2, 1)
+        quarter = max(self._half_bytes // 2, 1)
+        self._known = (_Known(quarter), _Known(quarter))
         self._labels: dict[_SpeakerKey, _Label] = {}
         self._systems: dict[tuple[str, bool], _Part] = {}
         self._runs: dict[tuple[str, bool], _Run] = {}
         self._run_turns = 0  # turns held by all runs; they start over past ``size``
+        self._run_bytes = 0  # and their bytes, past half of ``max_bytes``
 
     def __len__(self) -> int:
         return len(self._known[0]) + len(self._known[1])
 
-    def entries(self, group: bool) -> dict[int, _Entry]:
+    @property
+    def bytes(self) -> int:
+        """Approximate bytes held by entries and runs (see entry_bytes)."""
+        return self._known[0].bytes + self._known[1].bytes + self._run_bytes
+
+    def entries(self, group: bool) -> _Known:
         """The entries of one mode, emptied first if the memo is full."""
-        if len(self) >= self._size:
+        if len(self) >= self._size or self._known[0].bytes + self._known[1].bytes >= (
+            self._half_bytes
+        ):
             self._known[0].clear()
             self._known[1].clear()
         return self._known[group]
@@ -111,9 +163,13 @@ class HistoryMemo:
         previous = self._runs.pop((key, group), None)
         run = _extend_run(previous, ids, older, prefixes, self.entries(group))
         self._run_turns += len(run.ids) - (len(previous.ids) if previous else 0)
-        if self._run_turns > self._size:
+        self._run_bytes += run.size - (previous.size if previous else 0)
+        if self._run_turns > self._size or self._run_bytes > self._half_bytes:
             self._runs.clear()
-            self._run_turns = len(run.ids)
+            self._run_turns, self._run_bytes = len(run.ids), run.size
+        if run.size > self._half_bytes:  # not kept: the next call builds it again
+            self._run_turns = self._run_bytes = 0
+            return run
         self._runs[(key, group)] = run
         return run
 
@@ -173,7 +229,7 @@ def build_messages(
     if run is not None:
         kept, kept_cost, dropped = _fit_run(run, room_left)
     else:
-        known = {} if memo is None else memo.entries(group)
+        known = _Known() if memo is None else memo.entries(group)
         kept, kept_cost, dropped = _fit_history(older, room_left, prefixes, known)
     messages = ([system.message()] if system.content else []) + kept + [newest_part.message()]
     stats = ContextStats(
@@ -294,7 +350,7 @@ def _shorten_newest(
 
 
 def _fit_history(
-    older: Sequence[Turn], room: int, prefixes: _PrefixCosts, known: dict[int, _Entry]
+    older: Sequence[Turn], room: int, prefixes: _PrefixCosts, known: _Known
 ) -> tuple[list[ChatMessage], int, int]:
     """Newest-first, keep whole turns while they fit; everything before the first misfit
     goes. The kept messages, their cost, and how many turns were dropped.
@@ -311,7 +367,7 @@ def _fit_history(
         if entry is None:
             entry = _history_entry(turn, prefixes)
             if turn.id:  # 0: not stored, no key
-                known[turn.id] = entry
+                known.put(turn.id, entry)
         message, cost = entry
         if message is None:
             continue
@@ -339,13 +395,19 @@ def _fit_history(
 class _Run:
     """A conversation's history as of the previous call: its turn ids, the messages of
     its non-blank turns, and running totals (one longer than ``ids``) of the turns'
-    costs and of their messages. Only differences of totals matter, so dropping the
-    oldest turns is a slice."""
+    costs, of their messages and of their sizes (entry_bytes). Only differences of
+    totals matter, so dropping the oldest turns is a slice."""
 
     ids: list[int]
     messages: list[ChatMessage]
     cost_sums: list[int]
     count_sums: list[int]
+    byte_sums: list[int]
+
+    @property
+    def size(self) -> int:
+        """Approximate bytes its messages hold."""
+        return self.byte_sums[-1] - self.byte_sums[0]
 
 
 def _fit_run(run: _Run, room: int) -> tuple[list[ChatMessage], int, int]:
@@ -374,30 +436,34 @@ def _extend_run(
     ids: list[int],
     older: Sequence[Turn],
     prefixes: _PrefixCosts,
-    known: dict[int, _Entry],
+    known: _Known,
 ) -> _Run:
     """``run`` moved on to ``older`` (whose turn ids are ``ids``): what ``older`` repeats
     of it is reused, the rest is built (or found in ``known``)."""
     start = _overlap(run, ids)
     if run is None or start is None:
-        reused, messages, cost_sums, count_sums = 0, [], [0], [0]
+        reused, messages, cost_sums, count_sums, byte_sums = 0, [], [0], [0], [0]
     else:
         reused = len(run.ids) - start
         messages = run.messages[run.count_sums[start] - run.count_sums[0] :]
         cost_sums, count_sums = run.cost_sums[start:], run.count_sums[start:]
-    cost, count = cost_sums[-1], count_sums[-1]
+        byte_sums = run.byte_sums[start:]
+    cost, count, size = cost_sums[-1], count_sums[-1], byte_sums[-1]
     for turn in older[reused:]:
         entry = known.get(turn.id)
         if entry is None:
-            entry = known[turn.id] = _history_entry(turn, prefixes)
+            entry = _history_entry(turn, prefixes)
+            known.put(turn.id, entry)
         message, turn_cost = entry
         if message is not None:
             messages.append(message)
             count += 1
         cost += turn_cost
+        size += entry_bytes(entry)
         cost_sums.append(cost)
         count_sums.append(count)
-    return _Run(ids, messages, cost_sums, count_sums)
+        byte_sums.append(size)
+    return _Run(ids, messages, cost_sums, count_sums, byte_sums)
 
 
 def _overlap(run: _Run | None, ids: list[int]) -> int | None:

@@ -18,7 +18,8 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from .context import HistoryMemo, build_messages
+from .answer_cap import AnswerCap
+from .context import MEMO_BYTES, HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
@@ -54,6 +55,8 @@ class CoreSettings:
     reset_policy: str = "anyone"  # "anyone" | "admins" (a DM: always the person)
     max_waiting_per_conversation: int = 20  # unanswered messages in one conversation
     max_waiting_per_person: int = 3  # of them from one person
+    history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (context.HistoryMemo)
+    max_messages_per_answer: int = 10  # platform messages; past it the answer stops
 
 
 class Core:
@@ -84,7 +87,8 @@ class Core:
         self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
         self._typing_calls: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._memo = HistoryMemo()  # history messages, by stored turn id
+        # History messages, by stored turn id.
+        self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
 
     @property
     def busy_conversations(self) -> int:
@@ -286,18 +290,28 @@ class Core:
         answer = Answer()
         deltas = self.model.stream(messages, answer)
         answer_id: int | None = None
+        cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
             async with contextlib.aclosing(deltas):  # leaving early closes the HTTP stream
                 async for delta in deltas:
-                    await stream.push(delta)
+                    await stream.push(cap.take(delta))
+                    if cap.full:
+                        break
+            await stream.push(cap.rest())
             if not stream.text.strip():
                 log.warning("the model returned an empty answer in %s", conv)
                 await self._report(stream, sink, self.texts.get("error_empty_answer"))
                 return False
             # Stored before its last (paced) write lands and marked delivered after:
             # a crash in between shows this text again rather than asking twice.
-            answer_id = await self._store_answer(conv, stream.text, answer, turn_id)
-            await stream.finish()
+            # A capped answer is stored as shown, its token count its own.
+            usage = Answer() if cap.full else answer
+            answer_id = await self._store_answer(conv, stream.text, usage, turn_id)
+            if cap.full:
+                limit = self.settings.max_messages_per_answer
+                await stream.finish_with_note(self.texts.get("answer_capped", limit=limit))
+            else:
+                await stream.finish()
         except LLMError as exc:
             log.warning("model call for %s failed: %s", conv, exc)
             await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))

@@ -153,6 +153,14 @@ class ReplyStream:
         if self._note is not None and not self._note_shown:
             await self._send_note(self._note)
 
+    async def finish_with_note(self, note: str) -> None:
+        """``finish``, then ``note`` after the text: in its last message if it fits,
+        else as a message of its own. Raises DeliveryError as ``finish`` does."""
+        self._note = note or None
+        await self.finish()
+        if self._note is not None and not self._note_shown:
+            await self._send_note(self._note)
+
     async def aclose(self) -> None:
         """Stop writing without flushing (for cancellation and shutdown)."""
         self._closing = True

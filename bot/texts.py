@@ -109,6 +109,11 @@ EN: Mapping[str, str] = {
     "slash_system": "Show, set or clear the system prompt for this conversation",
     "slash_system_text": "New system prompt; 'clear' for the default; leave empty to show it",
     "slash_help": "Show what the bot can do",
+    # -- answers --
+    "answer_capped": (
+        "[The answer stops here: it reached the limit of {limit} messages. "
+        "Ask for the rest, or for a shorter answer.]"
+    ),
 }
 
 KO: Mapping[str, str] = {
@@ -195,6 +200,11 @@ KO: Mapping[str, str] = {
         "새 시스템 프롬프트예요. 'clear'는 기본값으로 돌아가고, 비워 두면 지금 값을 보여 줘요"
     ),
     "slash_help": "봇으로 할 수 있는 일을 보여 줘요",
+    # -- answers --
+    "answer_capped": (
+        "[답변이 메시지 {limit}개 한도에 닿아서 여기서 멈췄어요. "
+        "나머지나 더 짧은 답을 요청해 주세요.]"
+    ),
 }
 
 CATALOG: Mapping[str, Mapping[str, str]] = {"en": EN, "ko": KO}

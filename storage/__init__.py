@@ -9,6 +9,7 @@ from bot.store import Store
 from .memory import MemoryStore
 from .problems import probe
 from .sqlite import SqliteStore
+from .turn_cache import MAX_BYTES
 
 CONFIG_KEY = "storage.url"
 SUPPORTED_URLS = (
@@ -18,18 +19,21 @@ SUPPORTED_URLS = (
 __all__ = ["MemoryStore", "SqliteStore", "check_url", "open_store"]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, retention_days: float = 0.0, cache_bytes: int = MAX_BYTES) -> Store:
     """Build the backend named by ``url``; the caller then awaits ``store.open()``.
 
     ``sqlite:///data/bot.db`` is relative to the working directory,
     ``sqlite:////var/lib/bot.db`` absolute. Raises ConfigError for anything else.
+    ``retention_days`` (0: forever) and ``cache_bytes`` (SQLite's turn cache) bound
+    what is kept on disk and in memory.
     """
     scheme, sep, rest = url.strip().partition("://")
     scheme = scheme.lower()
     if scheme == "memory" and sep and not rest:
-        return MemoryStore()
+        return MemoryStore(retention_days=retention_days)
     if scheme == "sqlite" and sep:
-        return SqliteStore(_sqlite_path(url, rest))
+        path = _sqlite_path(url, rest)
+        return SqliteStore(path, retention_days=retention_days, cache_bytes=cache_bytes)
     raise ConfigError(
         CONFIG_KEY, f"unsupported URL {redact_url(url)!r}; use one of: {SUPPORTED_URLS}"
     )

@@ -14,6 +14,7 @@ from bot.types import Turn
 from .migrations import SEEN_RETENTION_S
 
 PRUNE_INTERVAL_S = 3600.0
+DAY_S = 24 * 3600.0
 
 _Position = tuple[int, int]  # (anchor, id): the order turns are read back in
 
@@ -50,6 +51,19 @@ class _History:
             if turn.id == answer_id:
                 self.turns[i] = dataclasses.replace(turn, delivered=True)
 
+    def drop_older(self, cutoff: float) -> int:
+        """Forget turns created before ``cutoff``; how many."""
+        kept = [
+            (p, t)
+            for p, t in zip(self.positions, self.turns, strict=True)
+            if t.created_at >= cutoff
+        ]
+        dropped = len(self.turns) - len(kept)
+        if dropped:
+            self.positions = [p for p, _ in kept]
+            self.turns = [t for _, t in kept]
+        return dropped
+
     def upto(self, anchor: int, limit: int) -> list[Turn]:
         end = bisect.bisect_right(self.positions, (anchor, sys.maxsize))
         shown = [t for t in self.turns[:end] if t.delivered]  # what the user saw
@@ -63,8 +77,11 @@ class MemoryStore:
     half of an operation. Ids count up from 1 and are never reused.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, retention_days: float = 0.0
+    ) -> None:
         self._clock = clock
+        self._retention_s = retention_days * DAY_S  # 0: keep turns forever
         self._histories: dict[str, _History] = {}
         # Insertion-ordered, so the oldest rows come first when pruning.
         self._seen: dict[tuple[str, str], float] = {}
@@ -155,6 +172,20 @@ class MemoryStore:
         """Forget dedupe rows older than the retention; return how many."""
         return self._prune(self._clock())
 
+    async def prune_turns(self) -> int:
+        """Forget turns older than ``retention_days`` (none with 0); how many."""
+        return self._prune_turns(self._clock())
+
+    def _prune_turns(self, now: float) -> int:
+        if not self._retention_s:
+            return 0
+        cutoff, dropped = now - self._retention_s, 0
+        for conversation, history in list(self._histories.items()):
+            dropped += history.drop_older(cutoff)
+            if not history.turns:
+                del self._histories[conversation]
+        return dropped
+
     def _claim(self, conversation: str, message_id: str) -> bool:
         now = self._clock()
         if now >= self._next_prune:
@@ -167,6 +198,7 @@ class MemoryStore:
 
     def _prune(self, now: float) -> int:
         self._next_prune = now + PRUNE_INTERVAL_S
+        self._prune_turns(now)
         cutoff = now - SEEN_RETENTION_S
         old: list[tuple[str, str]] = []
         for key, at in self._seen.items():  # oldest first: stop at the first young row

@@ -74,5 +74,16 @@ _V3 = (
     "ALTER TABLE turns ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# v4: a redelivered event looks its user turn up by (conversation, message_id): an
+# index seek instead of a walk over the conversation's turns (80 ms at 200,000 turns,
+# on the event loop). Answers have no message id, so the index leaves them out.
+# ``created_at`` is indexed for ``storage.retention_days``, which deletes old turns
+# in small batches: each batch finds its rows without a scan.
+_V4 = (
+    "CREATE INDEX turns_by_message ON turns (conversation, message_id) "
+    "WHERE message_id IS NOT NULL",
+    "CREATE INDEX turns_by_age ON turns (created_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)

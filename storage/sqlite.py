@@ -1,13 +1,19 @@
 """The SQLite store: history, settings and durable dedupe in one file.
 
-Statements run on the event loop's thread. Each is short, and on aiosqlite's worker
+Reads run on the event loop's thread. Each is short, and on aiosqlite's worker
 thread it would cost more than it takes: the sqlite3 module hands the GIL back and
 forth for every row, and under load each hand-over waits for the busy event loop
-(PERFORMANCE.md, "SQLite statements run on the event loop's thread"). What may wait
-runs on the worker thread instead, on a connection of its own: opening and migrating,
-WAL checkpoints (they fsync), pruning, ``reset`` of a long conversation, and any
-statement that finds the file locked by another connection (it waits there, up to
-``BUSY_TIMEOUT_MS``, while the bot goes on).
+(PERFORMANCE.md, "SQLite statements run on the event loop's thread"). A read cannot
+wait on the disk for long: in WAL mode it never waits for a writer (not even one
+stuck in write() or fsync), and the pages it needs are in the OS page cache or the
+memory map.
+
+Writes run on the worker thread, on a connection of its own, because a write can
+wait on the disk: a stalled or frozen file system (``fsfreeze``) held a write on the
+event loop's thread for seconds and every conversation with it. On the worker only
+the coroutine that awaits the write waits; ``add_user_turn`` still returns after its
+commit. The worker also opens and migrates, checkpoints the WAL (fsync), prunes, and
+waits up to ``BUSY_TIMEOUT_MS`` for a file locked by another connection.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -30,7 +36,7 @@ from bot.types import Turn
 from . import compat, problems
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
-from .turn_cache import TurnCache
+from .turn_cache import MAX_BYTES, TurnCache
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -50,6 +56,11 @@ SYNCHRONOUS = "NORMAL"
 # space is reserved; pages count as memory once touched, and the OS can drop them.
 MMAP_BYTES = 256 * 1024 * 1024
 PRUNE_INTERVAL_S = 3600.0
+DAY_S = 24 * 3600.0
+# Old turns are deleted this many at a time: each batch is one short transaction, so
+# a first prune of millions of rows never holds the write lock for long, and the
+# messages' own writes take their turns on the worker thread between batches.
+PRUNE_BATCH = 500
 # SQLite would checkpoint inside the commit that fills 1000 pages of WAL, on the
 # event loop. Instead the worker thread checkpoints at most this often after writes.
 CHECKPOINT_INTERVAL_S = 1.0
@@ -72,17 +83,25 @@ class SqliteStore:
         clock: Callable[[], float] = time.time,
         checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
         turn_cache: TurnCache | None = None,
+        cache_bytes: int = MAX_BYTES,
+        retention_days: float = 0.0,
+        on_connect: Callable[[sqlite3.Connection], object] | None = None,
     ) -> None:
         self.path = path
         self._clock = clock
         self._checkpoint_interval_s = checkpoint_interval_s
+        self._retention_s = retention_days * DAY_S  # 0: keep turns forever
+        self._on_connect = on_connect  # called with each connection (tests, benchmarks)
         self._worker: aiosqlite.Connection | None = None
         self._inline: sqlite3.Connection | None = None
         self._next_prune = 0.0
         self._next_checkpoint = 0.0
         self._checkpoint: asyncio.Task[None] | None = None
-        self._cache = TurnCache() if turn_cache is None else turn_cache
-        self._data_version = -1  # as of the cache's last use; -1: unknown
+        self._pruning: asyncio.Task[None] | None = None
+        self._cache = TurnCache(max_bytes=cache_bytes) if turn_cache is None else turn_cache
+        self._data_version = -1  # the inline connection's, as of the cache's last use
+        self._worker_version = -1  # the worker's, as of its last write
+        self._writing = 0  # writes handed to the worker and not finished
 
     async def open(self) -> None:
         """Connect, switch to WAL, bring the schema up to date, open the inline connection.
@@ -117,10 +136,17 @@ class SqliteStore:
             await worker.close()
             raise
         self._worker = worker
-        await self.prune_seen()
+        if self._on_connect is not None:
+            self._on_connect(self._inline)
+            await self._in_worker(self._on_connect)
+        self._worker_version = await self._in_worker(ops.data_version)
+        self._maybe_prune()  # at once: a bot restarted daily would otherwise never prune
 
     async def close(self) -> None:
         """Finish a running checkpoint or write, then close; safe to call twice."""
+        if self._pruning is not None:
+            self._pruning.cancel()  # between batches; the next start goes on from there
+            await asyncio.gather(self._pruning, return_exceptions=True)
         if self._checkpoint is not None:
             await self._checkpoint
         self._cache.clear()
@@ -134,7 +160,7 @@ class SqliteStore:
     async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
         """Store a user turn unless its message id was seen; durable on return."""
         ops.check_role(turn, "user")
-        await self._maybe_prune()
+        self._maybe_prune()
         stored = await self._write(ops.add_user_turn, conversation, turn, self._clock())
         return self._added(conversation, stored, turn.delivered)
 
@@ -158,7 +184,7 @@ class SqliteStore:
 
     async def claim(self, conversation: str, message_id: str) -> bool:
         """Record a message id; True the first time only."""
-        await self._maybe_prune()
+        self._maybe_prune()
         params = (conversation, message_id, self._clock())
         return await self._write(ops.execute, ops.SQL_CLAIM, params) == 1
 
@@ -175,14 +201,16 @@ class SqliteStore:
             return StoredContext(await self.get_system_prompt(conversation), [])
         cache = self._cache
         version = self._data_version_now()
-        if version != self._data_version or version < 0:  # another connection wrote
-            cache.clear()
+        # A change while a write of ours is under way may be that write: the writes
+        # judge it (see _write).
+        if version < 0 or (version != self._data_version and not self._writing):
+            cache.clear()  # another connection wrote, or it cannot be told
             self._data_version = version
         held = cache.get(conversation, upto, limit)
         if held is None and limit <= cache.per_conversation:
             prompt, rows = await self._run(ops.load_newest, conversation, cache.per_conversation)
-            cache.fill(conversation, prompt, [(row[0], ops.row_to_turn(row[1:])) for row in rows])
-            held = cache.get(conversation, upto, limit)
+            newest = [(row[0], ops.row_to_turn(row[1:])) for row in rows]
+            held = cache.fill(conversation, prompt, newest, upto, limit)
         if held is not None:
             return StoredContext(*held)
         prompt, rows = await self._run(ops.load_context, conversation, upto, limit)
@@ -216,7 +244,7 @@ class SqliteStore:
         On the worker thread: a long conversation is many rows to delete."""
         self._cache.forget(conversation)
         try:
-            await self._in_worker(ops.execute, ops.SQL_RESET, (conversation,))
+            await self._write(ops.execute, ops.SQL_RESET, (conversation,))
         finally:  # a load meanwhile may have held the turns again
             self._cache.forget(conversation)
 
@@ -234,14 +262,45 @@ class SqliteStore:
         """Forget dedupe rows older than the retention (on the worker thread); how many."""
         self._next_prune = self._clock() + PRUNE_INTERVAL_S
         cutoff = self._clock() - SEEN_RETENTION_S
-        pruned = await self._in_worker(ops.execute, ops.SQL_PRUNE, (cutoff,))
+        pruned = await self._write(ops.execute, ops.SQL_PRUNE, (cutoff,))
         if pruned:
             log.info("storage: pruned %d old dedupe rows", pruned)
         return pruned
 
-    async def _maybe_prune(self) -> None:
-        if self._clock() >= self._next_prune:
+    async def prune_turns(self) -> int:
+        """Delete turns older than ``retention_days`` in batches (none with 0); how many.
+
+        Dedupe rows stay for their own retention, so a redelivery of a deleted
+        message is still recognised."""
+        if not self._retention_s:
+            return 0
+        cutoff, total = self._clock() - self._retention_s, 0
+        while True:
+            pruned = await self._write(ops.execute, ops.SQL_PRUNE_TURNS, (cutoff, PRUNE_BATCH))
+            total += pruned
+            if pruned:
+                self._cache.clear()  # held turns may be among them; rare, so simply all
+            if pruned < PRUNE_BATCH:
+                break
+        if total:
+            log.info("storage: deleted %d turns older than the retention", total)
+        return total
+
+    def _maybe_prune(self) -> None:
+        """Start the hourly prune in the background: the message never waits for it."""
+        if self._clock() < self._next_prune or self._pruning is not None:
+            return
+        self._next_prune = self._clock() + PRUNE_INTERVAL_S
+        self._pruning = asyncio.get_running_loop().create_task(self._prune())
+
+    async def _prune(self) -> None:
+        try:
             await self.prune_seen()
+            await self.prune_turns()
+        except Exception as exc:  # the next hour tries again; nothing is lost
+            log.warning("storage: pruning failed: %s", exc)
+        finally:
+            self._pruning = None
 
     def _data_version_now(self) -> int:
         """SQLite's count of commits by other connections (ours do not change it);
@@ -272,13 +331,52 @@ class SqliteStore:
         return await self._in_worker(fn, *args)
 
     async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``_run`` for statements that write: the WAL is checkpointed after them."""
-        result = await self._run(fn, *args)
+        """``fn(connection, *args)`` on the worker thread, committed when this returns;
+        the WAL is checkpointed after it now and then.
+
+        The turn cache must learn of other connections' commits. The inline
+        connection's ``data_version`` now also counts ours, so it is judged only while
+        none of ours is under way (``load_context``); each write reads the worker's
+        own inside its transaction, which counts only the others'.
+        """
+        self._writing += 1
+        try:
+            done = await self._in_worker(ops.tracked_write, fn, *args)
+            version, result = cast(tuple[int, _T], done)
+        except asyncio.CancelledError:
+            # The worker still commits it, and the cache will not hear of it: start
+            # the cache over now and once it has (the worker runs jobs in order).
+            self._cache.clear()
+            self._after_worker(self._cancelled_write_done)
+            raise
+        except BaseException:
+            self._writing -= 1
+            raise
+        self._writing -= 1
+        if version != self._worker_version:  # another connection committed meanwhile
+            self._worker_version = version
+            self._cache.clear()
+        self._data_version = self._data_version_now()  # ours are known to the cache
         now = time.monotonic()
         if self._checkpoint is None and now >= self._next_checkpoint:
             self._next_checkpoint = now + self._checkpoint_interval_s
             self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
         return result
+
+    def _after_worker(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the loop once the worker has run everything queued so far."""
+
+        def done(job: asyncio.Future[None]) -> None:
+            if not job.cancelled() and job.exception() is not None:
+                log.debug("storage: worker closed before a cancelled write finished")
+            callback()
+
+        asyncio.ensure_future(self._in_worker(_nothing)).add_done_callback(done)
+
+    def _cancelled_write_done(self) -> None:
+        self._writing -= 1
+        self._cache.clear()
+        self._data_version = -1  # judged again at the next read
 
     async def _checkpoint_wal(self) -> None:
         try:
@@ -300,9 +398,13 @@ class SqliteStore:
         return await compat.run_in_worker(db, fn, *args)
 
 
+def _nothing(_con: sqlite3.Connection) -> None:
+    """A job for the worker that marks a place in its queue."""
+
+
 def _inline_connection(target: str, uri: bool) -> sqlite3.Connection:
-    """The event loop's connection: it never waits for a lock (``_run`` hands such
-    work to the worker) and never checkpoints (``_write`` asks the worker to)."""
+    """The event loop's connection: it only reads, never waits for a lock (``_run``
+    hands such work to the worker) and never checkpoints (``_write`` asks the worker to)."""
     con = sqlite3.connect(target, uri=uri, isolation_level=None)
     for pragma in (
         "busy_timeout = 0",

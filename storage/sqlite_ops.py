@@ -7,11 +7,13 @@ loop's thread, or on aiosqlite's worker thread when it must be able to wait.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.types import Turn
+
+_T = TypeVar("_T")
 
 # A stored turn: its anchor (its place in the order) and its row, or None if
 # nothing was stored (a redelivered message, or an answer to a reset turn).
@@ -49,6 +51,10 @@ SQL_INSERT_TURN = f"""
 SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
 SQL_CLAIM = "INSERT OR IGNORE INTO seen (conversation, message_id, at) VALUES (?, ?, ?)"
 SQL_PRUNE = "DELETE FROM seen WHERE at < ?"
+# One batch of the retention prune: an index range on created_at, a few rows.
+SQL_PRUNE_TURNS = """
+    DELETE FROM turns WHERE id IN (SELECT id FROM turns WHERE created_at < ? LIMIT ?)
+"""
 SQL_TURN_EXISTS = "SELECT 1 FROM turns WHERE id = ? AND conversation = ?"
 SQL_HAS_TURNS = "SELECT 1 FROM turns WHERE conversation = ? LIMIT 1"
 SQL_RESET = "DELETE FROM turns WHERE conversation = ?"
@@ -62,7 +68,11 @@ SQL_SET_PROMPT = """
 @contextmanager
 def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: all or nothing, so a
-    function that fails on a busy file can run again elsewhere."""
+    function that fails on a busy file can run again elsewhere. Inside a transaction
+    already (``tracked_write``), it is part of that one."""
+    if con.in_transaction:
+        yield con
+        return
     con.execute("BEGIN IMMEDIATE")
     try:
         yield con
@@ -85,6 +95,26 @@ def fetch_one(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any
 def fetch_all(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
     """Every row of a query."""
     return con.execute(sql, params).fetchall()
+
+
+def data_version(con: sqlite3.Connection) -> int:
+    """SQLite's count of commits by other connections, as this one sees it."""
+    return int(con.execute("PRAGMA data_version").fetchone()[0])
+
+
+def tracked_write(con: sqlite3.Connection, fn: Callable[..., _T], *args: Any) -> tuple[int, _T]:
+    """``fn(con, *args)`` in one write transaction, and ``data_version`` read inside
+    it, while the write lock keeps everyone else out: it changed since this
+    connection's previous write exactly when another connection committed meanwhile."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        version = data_version(con)
+        result = fn(con, *args)
+    except BaseException:
+        con.rollback()
+        raise
+    con.execute("COMMIT")
+    return version, result
 
 
 def checkpoint(con: sqlite3.Connection) -> tuple[int, int, int]:

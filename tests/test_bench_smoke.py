@@ -49,7 +49,7 @@ from bench.common import (
 )
 from tests.fakes.fake_openai import Behaviour
 
-QUICK_RUN_TIMEOUT_S = 150.0
+QUICK_RUN_TIMEOUT_S = 200.0  # bounds added ~20 s
 
 
 async def _dummy_run(opts: RunOptions) -> Results:
@@ -125,6 +125,16 @@ def test_quick_run_did_real_work_without_failures(quick_run: dict[str, Any]) -> 
     machine = quick_run["machine"]
     assert isinstance(machine, dict)
     assert machine["cores"] >= 1 and machine["ram_gb"] > 0 and machine["python"]
+
+
+def test_quick_bounds_run_served_long_messages_and_held_a_commit(
+    quick_run: dict[str, Any],
+) -> None:
+    assert quick_run["rss_long_messages_failures"] == 0
+    assert quick_run["rss_long_messages_count"] == 160
+    assert quick_run["loop_stall_failures"] == 0
+    assert quick_run["loop_stall_commits_held"] >= 1  # the disk really stalled a write
+    assert quick_run["loop_stall_answers_after"] > 0  # and everything went on after it
 
 
 def test_main_prints_a_table_with_targets_and_verdicts(

@@ -174,6 +174,11 @@ def nested(path: str, value: Any) -> dict[str, Any]:
         ("logging.level", "LOUD", "DEBUG"),
         ("storage.url", "data/bot.db", "sqlite:///"),
         ("openai", "gpt-4o", "section"),
+        ("storage.retention_days", -1, "between 0 and 36500"),
+        ("storage.retention_days", "forever", "a number"),
+        ("limits.memory_cache_mb", "lots", "whole number"),
+        ("limits.memory_cache_mb", -1, "between 0 and 65536"),
+        ("limits.max_messages_per_answer", 0, "between 1 and 1000"),
     ],
 )
 def test_invalid_values_name_their_key_path(path: str, value: Any, words: str) -> None:

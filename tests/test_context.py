@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bot.context import (
     GROUP_SYSTEM_LINE,
+    MEMO_BYTES,
     MEMO_LABELS,
     MEMO_SYSTEM_PROMPTS,
     MESSAGE_OVERHEAD_TOKENS,
@@ -274,10 +275,11 @@ def test_a_memo_changes_nothing_across_calls_and_modes(
     turns.append(replace(turn("user", "the newest question", "Ann"), id=len(turns) + 1))
     roomy = HistoryMemo()
     small = HistoryMemo(size=max(1, len(turns) // 2))  # it starts over now and then
+    tight = HistoryMemo(max_bytes=2_000)  # so does this one, by bytes
     calls = zip(budgets * 2, groups * 2, prompts * 2, strict=False)
     for budget, group, prompt in calls:
         fresh = build_messages(prompt, turns, budget, COUNTER, group=group, shortened_note=NOTE)
-        for memo in (roomy, small):
+        for memo in (roomy, small, tight):
             memoed = build_messages(
                 prompt, turns, budget, COUNTER, group=group, shortened_note=NOTE, memo=memo
             )
@@ -305,6 +307,31 @@ def test_a_memo_keeps_conversations_bounded() -> None:
         )
         held = sum(len(run.ids) for run in memo._runs.values())
         assert held <= 25 + 10
+
+
+def test_a_memo_stays_within_its_byte_budget_with_long_messages() -> None:
+    """Long messages fill the byte budget long before the count: 8 conversations of
+    40,000-character turns stay within it, a turn larger than the budget is not
+    kept at all, and every build still equals one from scratch."""
+    budget_bytes = 1_000_000
+    memo = HistoryMemo(max_bytes=budget_bytes)
+    histories: dict[str, list[Turn]] = {f"c{i}": [] for i in range(8)}
+    ids = itertools.count(1)
+    for n in range(120):
+        key = f"c{n % 8}"
+        size = 600_000 if n == 50 else 40_000  # one larger than half the budget
+        text = f"{n} " + "x" * size
+        said = Turn("user", text, size // 4, author_name=f"P{n % 3}", id=next(ids))
+        asked = replace(turn("user", f"question {n}", "Ann"), id=next(ids))
+        turns = [*histories[key][-30:], said, asked]
+        fresh = build_messages(SYSTEM, turns, 16_000, COUNTER, group=True, shortened_note=NOTE)
+        memoed = build_messages(
+            SYSTEM, turns, 16_000, COUNTER, group=True, shortened_note=NOTE, memo=memo, key=key
+        )
+        assert memoed == fresh
+        assert memo.bytes <= budget_bytes, (n, memo.bytes)
+        histories[key] += [said, asked]
+    assert memo.bytes > 0  # it did keep what fits
 
 
 def test_a_memo_keeps_labels_and_system_prompts_bounded() -> None:
@@ -344,6 +371,7 @@ HISTORY_STEPS = st.lists(
     budgets=st.lists(st.integers(min_value=MIN_BUDGET, max_value=600), min_size=1, max_size=5),
     groups=st.lists(st.booleans(), min_size=1, max_size=3),
     memo_size=st.sampled_from([3, 10, 10_000]),
+    memo_bytes=st.sampled_from([1, 2_000, 6_000, MEMO_BYTES]),
 )
 def test_a_conversations_history_from_the_memo_is_what_a_fresh_build_gives(
     steps: list[tuple[str, str, int]],
@@ -351,12 +379,14 @@ def test_a_conversations_history_from_the_memo_is_what_a_fresh_build_gives(
     budgets: list[int],
     groups: list[bool],
     memo_size: int,
+    memo_bytes: int,
 ) -> None:
     """Two conversations share a memo while their histories grow, slide past the
     window, gain answers delivered late (in the middle), are reset (new ids) and get
     turns without ids; every build with the memo and the conversation's key equals
-    one from scratch, whether the budget cuts the history or not."""
-    memo = HistoryMemo(size=memo_size)
+    one from scratch, whether the budget cuts the history or not, and whether its
+    byte budget holds everything, starts it over now and then, or holds nothing."""
+    memo = HistoryMemo(size=memo_size, max_bytes=memo_bytes)
     ids = iter(range(1, 10_000))
     shown: dict[str, list[Turn]] = {"a": [], "b": []}  # by id, as the store orders them
     late: dict[str, list[Turn]] = {"a": [], "b": []}  # stored, not delivered yet

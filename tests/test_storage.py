@@ -511,7 +511,7 @@ async def test_sqlite_migrates_an_empty_file(tmp_path: Path) -> None:
 
 async def test_sqlite_migrates_the_previous_schema_keeping_data(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    _build_schema(path, SCHEMA_VERSION - 1)
+    _build_schema(path, 2)  # v2: dedupe without "done"; v3 and later steps added on open
     with sqlite3.connect(path) as db:
         db.execute(
             "INSERT INTO turns (id, conversation, role, content, tokens, message_id,"
@@ -597,27 +597,34 @@ async def test_sqlite_cancelled_writes_leave_no_half_transaction(tmp_path: Path)
         await store.close()
 
 
-async def test_sqlite_statements_do_not_queue_behind_the_worker_thread(tmp_path: Path) -> None:
-    # The worker thread is busy (a checkpoint's fsync, a prune): a message's
-    # statements run on the event loop's own connection meanwhile.
+async def test_sqlite_reads_do_not_queue_behind_the_worker_thread(tmp_path: Path) -> None:
+    # The worker thread is busy (a commit waiting on the disk, a checkpoint's fsync):
+    # reads run on the event loop's own connection meanwhile; a write waits its turn
+    # on the worker and returns once committed.
     store = SqliteStore(str(tmp_path / "inline.db"))
     await store.open()
+    turn_id = await store.add_user_turn(CONV, user("m1"))
+    assert turn_id is not None
+    await store.set_system_prompt(CONV, "be brief")
     release = threading.Event()
     blocker = asyncio.create_task(store._in_worker(lambda _con: release.wait(HANG_GUARD_S)))
+    write = asyncio.create_task(store.add_user_turn(CONV, user("m2", "later")))
     try:
         async with asyncio.timeout(HANG_GUARD_S):
-            turn_id = await store.add_user_turn(CONV, user("m1"))
-            assert turn_id is not None
-            answer_id = await store.add_assistant_turn(CONV, answer(turn_id))
-            assert answer_id is not None
-            await store.mark_delivered(CONV, answer_id)
             context = await store.load_context(CONV, turn_id, 10)
-        assert contents(context.turns) == ["hi", "hello"]
-        assert not blocker.done()
+            assert await store.has_turns(CONV)
+            assert await store.pending_turn(CONV, "m1") is not None  # not answered yet
+            assert await store.get_system_prompt(CONV) == "be brief"
+        assert contents(context.turns) == ["hi"]
+        assert context.system_prompt == "be brief"
+        assert not blocker.done() and not write.done()
     finally:
         release.set()
         await blocker
-        await store.close()
+    second = await write
+    assert second is not None
+    assert contents(await store.recent_turns(CONV, END, 10)) == ["hi", "later"]
+    await store.close()
 
 
 async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(

@@ -113,3 +113,50 @@ def test_answers_never_delivered_are_let_go_oldest_first() -> None:
     assert ids(cache.get("c", END, 5)) == [1, MAX_PENDING + 2]
     cache.delivered("c", 2)  # the oldest was let go: its place is unknown now
     assert cache.get("c", END, 5) is None
+
+
+def long_turn(turn_id: int, chars: int) -> Turn:
+    return Turn("user", f"{turn_id} " + "x" * chars, chars // 4, id=turn_id)
+
+
+def test_long_turns_are_bounded_by_bytes_least_recently_used_first() -> None:
+    cache = TurnCache(max_bytes=200_000)  # five 40,000-character turns, about
+    for n, conv in enumerate("abcdefgh"):
+        cache.fill(conv, None, [(n * 10 + i, long_turn(n * 10 + i, 40_000)) for i in (2, 1)])
+        assert cache.get("a", END, 5) is not None  # read every time: used, so kept
+        assert cache.bytes <= 200_000
+    assert cache.get("h", END, 5) is not None  # the newest stays
+    assert cache.get("b", END, 5) is None  # the oldest went
+    cache.added("h", 99, long_turn(99, 40_000))
+    assert cache.bytes <= 200_000
+    assert ids(cache.get("h", END, 5)) == [71, 72, 99]
+
+
+def test_a_conversation_larger_than_the_budget_is_answered_but_not_held() -> None:
+    cache = TurnCache(max_bytes=100_000)
+    cache.fill("small", None, [(1, turn(1))])
+    held = cache.fill("big", None, [(i, long_turn(i, 40_000)) for i in (5, 4, 3)], END, 2)
+    assert ids(held) == [4, 5]  # what the query returned still answers this read
+    assert cache.get("big", END, 2) is None
+    assert ids(cache.get("small", END, 5)) == [1]  # and nothing else was pushed out
+
+
+def test_pending_answers_count_towards_the_budget() -> None:
+    cache = TurnCache(max_bytes=150_000)
+    filled(cache, "c", [1])
+    before = cache.bytes
+    cache.added("c", 1, Turn("assistant", "y" * 100_000, 1, id=2, reply_to=1, delivered=False))
+    assert cache.bytes > before + 100_000
+    cache.delivered("c", 2)
+    assert ids(cache.get("c", END, 5)) == [1, 2]
+    cache.added("c", 3, Turn("assistant", "z" * 100_000, 1, id=3, delivered=False))
+    assert cache.get("c", END, 5) is None  # over budget: the conversation went
+    assert cache.bytes == 0
+
+
+def test_a_turn_added_twice_is_held_once() -> None:
+    cache = TurnCache()
+    filled(cache, "c", [1, 2])  # a fill read turn 2 while its write was finishing
+    cache.added("c", 2, turn(2))
+    assert ids(cache.get("c", END, 5)) == [1, 2]
+    assert len(cache) == 2
