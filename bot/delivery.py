@@ -23,7 +23,7 @@ from enum import Enum
 from functools import partial
 from typing import TypeVar, cast
 
-from .pacing import Pacer
+from .pacing import Pace, Pacer
 from .split import (
     Fence,
     Part,
@@ -44,6 +44,8 @@ NOTE_GAP_LINES = 2  # newlines between a partial answer and a failure note
 _SPACED_OPS = frozenset({"edit", "append", "close"})  # writes to an existing message
 _OPENING_OPS = frozenset({"send", "start"})  # writes that make a new message appear
 NATIVE_METHODS = ("stream_start", "stream_append", "stream_stop")  # NativeStreamSink's
+SINK_OPS = {"send": "send", "edit": "edit", "stream_start": "start"}  # sink call -> pace op
+SINK_OPS |= {"stream_append": "append", "stream_stop": "stop"}
 
 T = TypeVar("T")
 Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence open there
@@ -105,6 +107,11 @@ class ReplyStream:
         self._optional: asyncio.Task[None] | None = None  # finish() cuts this wait short
         self._wake = asyncio.Event()
         self._credited = False  # the answer's first write went out on credit
+        # A sink with ``pace_for(op)`` paces each kind of write on its own bucket
+        # (bot/pacing.py); the token for a message's final write is taken before
+        # the message opens (see _wait_paced).
+        self._pace_for: Callable[[str], Pace] | None = _pace_for(sink)
+        self._reserved: Pace | None = None
         self._writer: asyncio.Task[None] | None = None
 
     @property
@@ -189,10 +196,14 @@ class ReplyStream:
                 if not await self._wait_turn(step):
                     continue  # the answer completed meanwhile: plan its final write
                 # More text may have arrived while waiting: write the latest.
-                step = self._plan()
-                if step is None:
+                latest = self._plan()
+                if latest is None:
                     continue
+                if self._other_bucket(step, latest):
+                    continue  # e.g. a stream's start became one whole post: wait for that
+                step = latest
             await self._execute(step)
+        self._release()
         if self._start < len(self._buf):
             self._parts.append(last_part(self._buf, self._limits.max_len, self._fence, self._start))
 
@@ -205,11 +216,15 @@ class ReplyStream:
         # the answer's very first write goes at once on credit (a question asked in
         # a busy channel is not kept waiting by earlier answers) and later writes
         # wait longer to pay it back. Edits in between are optional and always paced.
+        if self._pace_for is not None and (
+            step.op in _OPENING_OPS or self._closing or step.frozen is not None
+        ):
+            return await self._wait_paced(step)
         if step.op in _OPENING_OPS or self._closing:
             if not self._limits.pace_essential:
                 return True
             if self._credited:
-                await self._acquire()
+                await self._acquire(step.op)
             else:
                 self._credited = True
                 self._charge()
@@ -218,7 +233,29 @@ class ReplyStream:
         # wait; the writer then plans the final text, which goes out as an essential
         # write. (One task that finish() cancels: a second task waiting for an event
         # plus asyncio.wait cost three more task steps per answer.)
-        waiting = asyncio.ensure_future(self._optional_wait(step))
+        return await self._cancellable(self._optional_wait(step))
+
+    async def _wait_paced(self, step: _Step) -> bool:
+        """An essential write on a sink pacing each kind of write (``pace_for``).
+
+        Essential writes wait for their token (they are never dropped). Before a
+        message opens with part of the answer, the token for its final write is
+        taken, as an optional wait: under pressure, when the answer completes
+        first, it goes out whole in one message and the reader saw nothing less.
+        """
+        final = self._final_op()
+        opening = step.op in _OPENING_OPS and step.frozen is None and not self._closing
+        if opening and final is not None and self._reserved is None:
+            pace = self._pace(final)
+            if not await self._cancellable(self._pacer.acquire_optional(*pace.args)):
+                return False
+            self._reserved = pace
+        await self._acquire(_token_op(step.op))
+        return True
+
+    async def _cancellable(self, wait: Awaitable[None]) -> bool:
+        """Run an optional wait that finish() cuts short; False if it did."""
+        waiting = asyncio.ensure_future(wait)
         self._optional = waiting
         try:
             await waiting
@@ -235,15 +272,52 @@ class ReplyStream:
             delay = self._last_write + self._limits.min_edit_interval - self._pacer.clock()
             if delay > 0:
                 await self._pacer.sleep(delay)
-        await self._acquire()
+        if self._pace_for is not None:
+            await self._pacer.acquire_optional(*self._pace(step.op).args)
+        else:
+            await self._acquire(step.op)
 
     def _charge(self) -> None:
-        limits = self._limits
-        self._pacer.charge(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
+        self._pacer.charge(*self._pace("send").args)
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, op: str) -> None:
+        """Wait for a token for ``op``; a message's final write uses the one reserved."""
+        pace = self._pace(op)
+        if self._reserved is not None and self._reserved.key == pace.key:
+            self._reserved = None
+            return
+        await self._pacer.acquire(*pace.args)
+
+    def _pace(self, op: str) -> Pace:
+        if self._pace_for is not None:
+            return self._pace_for(op)
         limits = self._limits
-        await self._pacer.acquire(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
+        return Pace(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
+
+    def _other_bucket(self, waited: _Step, latest: _Step) -> bool:
+        """Whether ``latest`` needs a token other than the one taken for ``waited``.
+
+        If so, that token is handed back and the writer waits again.
+        """
+        if self._pace_for is None or latest.op == waited.op:
+            return False
+        taken, needed = self._pace(_token_op(waited.op)), self._pace(_token_op(latest.op))
+        if taken.key == needed.key:
+            return False
+        self._pacer.refund(*taken.args)
+        return True
+
+    def _final_op(self) -> str | None:
+        """The write that completes an open message in this mode (None: no such write)."""
+        if self._mode is _Mode.NATIVE:
+            return "stop"
+        return "edit" if self._mode is _Mode.EDIT else None
+
+    def _release(self) -> None:
+        """Hand back a reserved token the message did not need (it went out whole)."""
+        if self._reserved is not None:
+            self._pacer.refund(*self._reserved.args)
+            self._reserved = None
 
     # -- planning: what to write next (pure, no awaits) ------------------
 
@@ -374,6 +448,8 @@ class ReplyStream:
         elif step.op == "send":
             self._msg_id = await self._call("send", partial(self._sink.send, step.text))
             self._shown = step.text
+            if step.frozen is not None:
+                self._release()
         elif step.op == "edit":
             await self._call("edit", partial(self._sink.edit, self._id(), step.text))
             self._shown = step.text
@@ -389,7 +465,7 @@ class ReplyStream:
             await self._call("stream_append", partial(stream.stream_append, stream_id, step.text))
             self._shown_end = step.shown_end
             if step.op == "close":
-                await self._acquire()  # stopping is a second write
+                await self._acquire("stop")  # stopping is a second write
         if step.op in ("close", "stop"):
             await self._call("stream_stop", partial(stream.stream_stop, stream_id))
 
@@ -402,6 +478,7 @@ class ReplyStream:
                 passthrough=(NativeStreamUnavailable,),
             )
         except NativeStreamUnavailable as exc:
+            self._release()  # it was for the stream's stop
             self._mode = _Mode.EDIT if self._limits.can_edit else _Mode.PARTS
             log.info(
                 "native streaming refused on %s (%s); using %s",
@@ -446,7 +523,8 @@ class ReplyStream:
         except Exception as exc:
             log.warning("%s on %s failed, retrying once: %r", what, self._sink.pace_key, exc)
         await self._pacer.sleep(self._retry_delay)
-        await self._acquire()  # the failed call may have used up a platform slot
+        # The failed call may have used up a platform slot.
+        await self._pacer.acquire(*self._pace(SINK_OPS.get(what, what)).args)
         try:
             return await call()
         except passthrough:
@@ -458,7 +536,7 @@ class ReplyStream:
         for part in split_text(note, self._limits.max_len):
             text = part.render()
             if text.strip():
-                await self._acquire()
+                await self._acquire("send")
                 await self._call("send", partial(self._sink.send, text))
         self._note_shown = True
 
@@ -480,6 +558,17 @@ def _initial_mode(limits: PlatformLimits, native: bool) -> _Mode:
 def _closing_line(render: str, fence: Fence) -> str:
     """Close ``fence`` after ``render`` for display, without adding a blank line."""
     return fence.marker if render.endswith("\n") else "\n" + fence.marker
+
+
+def _token_op(op: str) -> str:
+    """The write whose token a step takes first ("close" appends, then stops)."""
+    return "append" if op == "close" else op
+
+
+def _pace_for(sink: ReplySink) -> Callable[[str], Pace] | None:
+    """The sink's ``pace_for(op)``, if it paces each kind of write on its own."""
+    pace_for = getattr(sink, "pace_for", None)
+    return cast(Callable[[str], Pace], pace_for) if callable(pace_for) else None
 
 
 def _native(sink: ReplySink) -> NativeStreamSink | None:

@@ -9,14 +9,19 @@ chat.postMessage + chat.update and a placeholder message.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.pacing import Pace, Pacer
 from bot.types import NativeStreamUnavailable, PlatformLimits
+
+from .pacing import METHOD_FOR_OP, POST, RATE_LIMIT_RETRIES, UPDATE, SlackPaces, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +29,8 @@ log = logging.getLogger(__name__)
 # max_len and may add a closing/reopening code fence to a part, so we keep
 # 1,000 characters of headroom rather than posting right at the edge.
 MARKDOWN_MAX_LEN = 11_000
-# chat.update is Tier 3 (~50 calls/min per workspace) and chat.postMessage
-# allows about one message per second per channel. Pacing per channel at one
-# write every two seconds keeps a few busy channels of one workspace under
-# the workspace limit; a 429 is still retried by the client.
+# Only for a sink made without ``paces``: then every write shares one bucket per
+# channel. With paces (the adapter always passes them) see adapters/slack/pacing.py.
 EDIT_BURST = 3
 EDIT_RATE = 0.5
 MIN_EDIT_INTERVAL = 1.0
@@ -100,6 +103,8 @@ class SlackSink:
         streaming: bool,
         texts: SinkTexts | None = None,
         base_limits: PlatformLimits | None = None,
+        paces: SlackPaces | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._client = client
         self._fallbacks = fallbacks
@@ -114,6 +119,22 @@ class SlackSink:
         limits = base_limits or slack_limits(streaming=streaming, native=native)
         self.limits = replace(limits, stream=streaming, native_stream=streaming and native)
         self.pace_key = f"slack:{team_id}:{channel}"
+        self._paces = paces
+        self._pacer = pacer  # told about 429s, so every writer of that bucket backs off
+        self.rate_limited = 0  # 429s this sink's writes received
+
+    def pace_for(self, op: str) -> Pace:
+        """The bucket a write of kind ``op`` (bot/delivery.py) takes its token from."""
+        method = METHOD_FOR_OP.get(op, POST)
+        if op == "send" and self._placeholder is not None:
+            method = UPDATE  # the first text replaces the placeholder
+        return self._pace(method)
+
+    def _pace(self, method: str) -> Pace:
+        if self._paces is None:
+            limits = self.limits
+            return Pace(self.pace_key, limits.edit_burst, limits.edit_rate)
+        return self._paces.pace(self._team, self._channel, method)
 
     @property
     def channel(self) -> str:
@@ -155,14 +176,22 @@ class SlackSink:
 
     async def edit(self, message_id: str, text: str) -> None:
         """Replace a message's text."""
-        await self._client.chat_update(channel=self._channel, ts=message_id, markdown_text=text)
+        await self._write(
+            UPDATE,
+            self._client.chat_update,
+            channel=self._channel,
+            ts=message_id,
+            markdown_text=text,
+        )
 
     async def stream_start(self, text: str) -> str:
         """Open a natively streamed reply; NativeStreamUnavailable if refused."""
         if self._thread is None or self._team in self._fallbacks.no_stream:
             raise NativeStreamUnavailable("no native streaming here")
         try:
-            response = await self._client.chat_startStream(
+            response = await self._write(
+                "chat.startStream",
+                self._client.chat_startStream,
                 channel=self._channel,
                 thread_ts=self._thread,
                 markdown_text=text or None,
@@ -182,20 +211,48 @@ class SlackSink:
     async def stream_append(self, stream_id: str, text: str) -> None:
         """Append text to the streamed reply."""
         if text:
-            await self._client.chat_appendStream(
-                channel=self._channel, ts=stream_id, markdown_text=text
+            await self._write(
+                "chat.appendStream",
+                self._client.chat_appendStream,
+                channel=self._channel,
+                ts=stream_id,
+                markdown_text=text,
             )
 
     async def stream_stop(self, stream_id: str) -> None:
         """Finish the streamed reply."""
-        await self._client.chat_stopStream(channel=self._channel, ts=stream_id)
+        await self._write(
+            "chat.stopStream", self._client.chat_stopStream, channel=self._channel, ts=stream_id
+        )
 
     async def _post(self, text: str) -> str:
         kwargs: dict[str, Any] = {"channel": self._channel, "markdown_text": text}
         if self._thread is not None:
             kwargs["thread_ts"] = self._thread
-        response = await self._client.chat_postMessage(**kwargs)
+        response = await self._write(POST, self._client.chat_postMessage, **kwargs)
         return str(response["ts"])
+
+    async def _write(self, method: str, call: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        """Make one write; on a 429, block its bucket for Retry-After, wait, write again."""
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                return await call(**kwargs)
+            except SlackApiError as exc:
+                wait = retry_after(exc)
+                if wait is None or attempt == RATE_LIMIT_RETRIES:
+                    raise
+                self.rate_limited += 1
+                log.info("%s in %s: 429, retrying after %.0f s", method, self._channel, wait)
+                await self._back_off(self._pace(method), wait)
+        raise AssertionError("unreachable")
+
+    async def _back_off(self, pace: Pace, seconds: float) -> None:
+        """Every write of ``pace``'s bucket waits out the block; this one waits its turn."""
+        if self._pacer is None:
+            await asyncio.sleep(seconds)
+            return
+        self._pacer.block(*pace.args, seconds)
+        await self._pacer.acquire(*pace.args)
 
     async def _drop_placeholder(self) -> None:
         """The streamed reply takes the placeholder's place."""
