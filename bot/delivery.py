@@ -285,6 +285,7 @@ class ReplyStream:
         pace = self._pace(op)
         if self._reserved is not None and self._reserved.key == pace.key:
             self._reserved = None
+            await self._pacer.wait_unblocked(pace.key)  # a 429 since it was taken
             return
         await self._pacer.acquire(*pace.args)
 

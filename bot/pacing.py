@@ -135,6 +135,12 @@ class Pacer:
         # Start from empty after the block, not from a full burst: that is the back-off.
         bucket.tokens = min(bucket.tokens, 0.0) - extra * rate
 
+    async def wait_unblocked(self, key: str) -> None:
+        """Wait out a block on ``key`` (for a write whose token was taken earlier)."""
+        bucket = self._buckets.get(key)
+        while bucket is not None and bucket.blocked_until > self.clock():
+            await self.sleep(bucket.blocked_until - self.clock())
+
     def refund(self, key: str, burst: int, rate: float) -> None:
         """Give back one token taken for a write that was not made."""
         if rate <= 0:
