@@ -365,17 +365,19 @@ class ReplyStream:
             end = self._native_safe_end()
             render = part_prefix(self._fence, self._limits.max_len) + self._buf[self._start : end]
             return _Step("start", render, shown_end=end) if render.strip() else None
-        end = len(self._buf) if self._closing else self._native_safe_end()
-        if end > self._shown_end:
-            return _Step("append", self._buf[self._shown_end : end], shown_end=end)
         if not self._closing:
+            end = self._native_safe_end()
+            if end > self._shown_end:
+                return _Step("append", self._buf[self._shown_end : end], shown_end=end)
             return None
+        # The rest of the text (and a failure note) goes with the stop: one final write.
+        end = len(self._buf)
         tail = self._note_tail(
             last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
         )
-        if tail:
-            return _Step("append", tail, shown_end=end, with_note=True)
-        return _Step("stop", frozen=self._rest_frozen())
+        rest = self._buf[self._shown_end : end] + tail
+        frozen = self._rest_frozen()
+        return _Step("stop", rest, frozen=frozen, shown_end=end, with_note=bool(tail))
 
     def _take(self, min_end: int = 0) -> Frozen | None:
         limit = self._limits.max_len
@@ -460,15 +462,13 @@ class ReplyStream:
             self._complete(step.frozen)
 
     async def _write_stream(self, step: _Step) -> None:
-        """Append to the open native stream; "close" and "stop" also end it."""
+        """Append to the open native stream; "close" and "stop" end it with their text."""
         stream, stream_id = self._stream(), self._id()
-        if step.text:
+        if step.op == "append":
             await self._call("stream_append", partial(stream.stream_append, stream_id, step.text))
-            self._shown_end = step.shown_end
-            if step.op == "close":
-                await self._acquire("stop")  # stopping is a second write
-        if step.op in ("close", "stop"):
-            await self._call("stream_stop", partial(stream.stream_stop, stream_id))
+        else:
+            await self._call("stream_stop", partial(stream.stream_stop, stream_id, step.text))
+        self._shown_end = step.shown_end
 
     async def _start_stream(self, text: str) -> bool:
         """Open a native stream; on refusal switch this answer to send/edit."""
@@ -562,8 +562,8 @@ def _closing_line(render: str, fence: Fence) -> str:
 
 
 def _token_op(op: str) -> str:
-    """The write whose token a step takes first ("close" appends, then stops)."""
-    return "append" if op == "close" else op
+    """The kind of write a step makes ("close" ends a stream with a part's last text)."""
+    return "stop" if op == "close" else op
 
 
 def _pace_for(sink: ReplySink) -> Callable[[str], Pace] | None:

@@ -219,10 +219,14 @@ class SlackSink:
                 markdown_text=text,
             )
 
-    async def stream_stop(self, stream_id: str) -> None:
-        """Finish the streamed reply."""
+    async def stream_stop(self, stream_id: str, text: str = "") -> None:
+        """Finish the streamed reply, with the rest of its text in the same call."""
         await self._write(
-            "chat.stopStream", self._client.chat_stopStream, channel=self._channel, ts=stream_id
+            "chat.stopStream",
+            self._client.chat_stopStream,
+            channel=self._channel,
+            ts=stream_id,
+            markdown_text=text or None,
         )
 
     async def _post(self, text: str) -> str:
