@@ -16,6 +16,7 @@ MODULES: dict[str, str] = {
     "history": "bench.bench_history",
     "discord": "bench.bench_discord",
     "slack": "bench.bench_slack",
+    "slack_limits": "bench.bench_slack_limits",
 }
 
 

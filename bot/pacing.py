@@ -117,6 +117,16 @@ class Pacer:
                     return
                 await self.sleep((1 - bucket.tokens) / bucket.rate)
 
+    def try_acquire(self, key: str, burst: int, rate: float) -> bool:
+        """Take a token on ``key`` if one is free now and nobody waits for it; never waits."""
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        bucket = self._bucket(key, float(max(1, burst)), rate, self.clock())
+        if bucket.tokens < 1 or (bucket.optional is not None and bucket.optional.locked()):
+            return False
+        bucket.tokens -= 1
+        return True
+
     def block(self, key: str, burst: int, rate: float, seconds: float) -> None:
         """Nothing goes out on ``key`` for ``seconds`` (the platform said so), then it refills.
 

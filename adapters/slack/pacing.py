@@ -48,7 +48,13 @@ POST_RATE = 1.0
 # listed as Tier 2 (20+/min), so a busy workspace streams only some answers natively
 # and posts the others whole (see ReplyStream._wait_paced).
 TIERS: Mapping[str, tuple[int, float]] = MappingProxyType(
-    {UPDATE: (5, 50.0), APPEND: (10, 100.0), START: (3, 20.0), STOP: (3, 20.0)}
+    {
+        UPDATE: (5, 50.0),
+        APPEND: (10, 100.0),
+        START: (3, 20.0),
+        STOP: (3, 20.0),
+        STATUS: (5, 50.0),  # Tier 3; the status line is skipped when none is left
+    }
 )
 # Writes whose 429s our pacer handles; the status line is only skipped on a 429.
 PACED_METHODS = frozenset({*METHOD_FOR_OP.values(), STATUS})

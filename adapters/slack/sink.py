@@ -21,7 +21,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.pacing import Pace, Pacer
 from bot.types import NativeStreamUnavailable, PlatformLimits
 
-from .pacing import METHOD_FOR_OP, POST, RATE_LIMIT_RETRIES, UPDATE, SlackPaces, retry_after
+from .pacing import (
+    METHOD_FOR_OP,
+    POST,
+    RATE_LIMIT_RETRIES,
+    STATUS,
+    UPDATE,
+    SlackPaces,
+    retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +157,8 @@ class SlackSink:
     async def typing(self) -> None:
         """Show the status line, or post a placeholder the answer will replace."""
         if self._thread is not None and self._team not in self._fallbacks.no_status:
+            if not self._status_allowed():
+                return  # the workspace's status budget is spent: the answer itself will do
             try:
                 await self._client.assistant_threads_setStatus(
                     channel_id=self._channel, thread_ts=self._thread, status=self._texts.status
@@ -165,6 +175,12 @@ class SlackSink:
                 self._fallbacks.no_status.add(self._team)
         if self._placeholder is None:
             self._placeholder = await self._post(self._texts.placeholder)
+
+    def _status_allowed(self) -> bool:
+        """The status line is optional: shown only when its bucket has a token now."""
+        if self._paces is None or self._pacer is None:
+            return True
+        return self._pacer.try_acquire(*self._pace(STATUS).args)
 
     async def send(self, text: str) -> str:
         """Post a message (the first one replaces a placeholder); return its ts."""
