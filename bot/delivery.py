@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
+from types import MappingProxyType
 from typing import TypeVar, cast
 
 from .pacing import Pace, Pacer
@@ -44,8 +45,16 @@ NOTE_GAP_LINES = 2  # newlines between a partial answer and a failure note
 _SPACED_OPS = frozenset({"edit", "append", "close"})  # writes to an existing message
 _OPENING_OPS = frozenset({"send", "start"})  # writes that make a new message appear
 NATIVE_METHODS = ("stream_start", "stream_append", "stream_stop")  # NativeStreamSink's
-SINK_OPS = {"send": "send", "edit": "edit", "stream_start": "start"}  # sink call -> pace op
-SINK_OPS |= {"stream_append": "append", "stream_stop": "stop"}
+# A sink call's name -> the kind of write it is, for ``pace_for``.
+SINK_OPS = MappingProxyType(
+    {
+        "send": "send",
+        "edit": "edit",
+        "stream_start": "start",
+        "stream_append": "append",
+        "stream_stop": "stop",
+    }
+)
 
 T = TypeVar("T")
 Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence open there
