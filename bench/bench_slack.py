@@ -155,7 +155,7 @@ class Driver:
 
     def __init__(self) -> None:
         self.tracker = Tracker()
-        self.fake = WatchedSlack(self.tracker)
+        self.fake = WatchedSlack(self.tracker, limits=None)  # bench_slack_limits sets them
         for index in range(USERS):
             self.fake.add_user(user_id(index), f"User {index}")
         self._users = itertools.cycle(range(USERS))

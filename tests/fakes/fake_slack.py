@@ -11,8 +11,8 @@ or the status line with that error code; :meth:`rate_limit` answers the next
 calls of a method with 429 and an integer ``Retry-After``; :meth:`fail` makes
 the next calls of a method return ``{"ok": false, "error": ...}``.
 
-:attr:`limits` (``tests/fakes/slack_limits.py``) makes the fake enforce Slack's
-documented rate limits, per workspace and method and per channel for posts,
+:attr:`limits` (``tests/fakes/slack_limits.py``, on by default) makes the fake
+enforce Slack's documented rate limits, per workspace and method and per channel for posts,
 answering 429 + Retry-After past them (:attr:`limited` counts those). A call's
 workspace is its channel's team in :attr:`channel_teams`, else :attr:`team_id`.
 """
@@ -35,7 +35,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes.served import Served
-from tests.fakes.slack_limits import LimitBook, SlackLimits
+from tests.fakes.slack_limits import DOCUMENTED, LimitBook, SlackLimits
 
 HOST = "127.0.0.1"
 MARKDOWN_LIMIT = 12_000  # Slack's documented limit for markdown_text
@@ -105,7 +105,7 @@ class FakeSlack(Served):
     _changed: asyncio.Condition | None = None
     _runner: web.AppRunner | None = None
     port: int = 0
-    limits: SlackLimits | None = None  # enforce Slack's rate limits (None: none)
+    limits: SlackLimits | None = DOCUMENTED  # Slack's rate limits (None: no limits)
     channel_teams: dict[str, str] = field(default_factory=dict)  # channel -> workspace
     limited: int = 0  # 429s sent because a limit was reached (not scripted ones)
     _book: LimitBook | None = None
