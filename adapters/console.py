@@ -71,8 +71,8 @@ class ConsoleSink:
     async def stream_append(self, stream_id: str, text: str) -> None:
         self._write(text)
 
-    async def stream_stop(self, stream_id: str) -> None:
-        self._write("\n")
+    async def stream_stop(self, stream_id: str, text: str = "") -> None:
+        self._write(text + "\n")
 
 
 class ConsoleAdapter:

@@ -18,6 +18,7 @@ MODULES: dict[str, str] = {
     "slack": "bench.bench_slack",
     "floods": "bench.bench_floods",
     "bounds": "bench.bench_bounds",
+    "slack_limits": "bench.bench_slack_limits",
 }
 
 

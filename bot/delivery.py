@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
+from types import MappingProxyType
 from typing import TypeVar, cast
 
-from .pacing import Pacer
+from .pacing import Pace, Pacer
 from .split import (
     Fence,
     Part,
@@ -44,6 +45,16 @@ NOTE_GAP_LINES = 2  # newlines between a partial answer and a failure note
 _SPACED_OPS = frozenset({"edit", "append", "close"})  # writes to an existing message
 _OPENING_OPS = frozenset({"send", "start"})  # writes that make a new message appear
 NATIVE_METHODS = ("stream_start", "stream_append", "stream_stop")  # NativeStreamSink's
+# A sink call's name -> the kind of write it is, for ``pace_for``.
+SINK_OPS = MappingProxyType(
+    {
+        "send": "send",
+        "edit": "edit",
+        "stream_start": "start",
+        "stream_append": "append",
+        "stream_stop": "stop",
+    }
+)
 
 T = TypeVar("T")
 Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence open there
@@ -105,6 +116,11 @@ class ReplyStream:
         self._optional: asyncio.Task[None] | None = None  # finish() cuts this wait short
         self._wake = asyncio.Event()
         self._credited = False  # the answer's first write went out on credit
+        # A sink with ``pace_for(op)`` paces each kind of write on its own bucket
+        # (bot/pacing.py); the token for a message's final write is taken before
+        # the message opens (see _wait_paced).
+        self._pace_for: Callable[[str], Pace] | None = _pace_for(sink)
+        self._reserved: Pace | None = None
         self._writer: asyncio.Task[None] | None = None
 
     @property
@@ -197,10 +213,14 @@ class ReplyStream:
                 if not await self._wait_turn(step):
                     continue  # the answer completed meanwhile: plan its final write
                 # More text may have arrived while waiting: write the latest.
-                step = self._plan()
-                if step is None:
+                latest = self._plan()
+                if latest is None:
                     continue
+                if self._other_bucket(step, latest):
+                    continue  # e.g. a stream's start became one whole post: wait for that
+                step = latest
             await self._execute(step)
+        self._release()
         if self._start < len(self._buf):
             self._parts.append(last_part(self._buf, self._limits.max_len, self._fence, self._start))
 
@@ -213,11 +233,15 @@ class ReplyStream:
         # the answer's very first write goes at once on credit (a question asked in
         # a busy channel is not kept waiting by earlier answers) and later writes
         # wait longer to pay it back. Edits in between are optional and always paced.
+        if self._pace_for is not None and (
+            step.op in _OPENING_OPS or self._closing or step.frozen is not None
+        ):
+            return await self._wait_paced(step)
         if step.op in _OPENING_OPS or self._closing:
             if not self._limits.pace_essential:
                 return True
             if self._credited:
-                await self._acquire()
+                await self._acquire(step.op)
             else:
                 self._credited = True
                 self._charge()
@@ -226,7 +250,29 @@ class ReplyStream:
         # wait; the writer then plans the final text, which goes out as an essential
         # write. (One task that finish() cancels: a second task waiting for an event
         # plus asyncio.wait cost three more task steps per answer.)
-        waiting = asyncio.ensure_future(self._optional_wait(step))
+        return await self._cancellable(self._optional_wait(step))
+
+    async def _wait_paced(self, step: _Step) -> bool:
+        """An essential write on a sink pacing each kind of write (``pace_for``).
+
+        Essential writes wait for their token (they are never dropped). Before a
+        message opens with part of the answer, the token for its final write is
+        taken, as an optional wait: under pressure, when the answer completes
+        first, it goes out whole in one message and the reader saw nothing less.
+        """
+        final = self._final_op()
+        opening = step.op in _OPENING_OPS and step.frozen is None and not self._closing
+        if opening and final is not None and self._reserved is None:
+            pace = self._pace(final)
+            if not await self._cancellable(self._pacer.acquire_optional(*pace.args)):
+                return False
+            self._reserved = pace
+        await self._acquire(_token_op(step.op))
+        return True
+
+    async def _cancellable(self, wait: Awaitable[None]) -> bool:
+        """Run an optional wait that finish() cuts short; False if it did."""
+        waiting = asyncio.ensure_future(wait)
         self._optional = waiting
         try:
             await waiting
@@ -243,15 +289,53 @@ class ReplyStream:
             delay = self._last_write + self._limits.min_edit_interval - self._pacer.clock()
             if delay > 0:
                 await self._pacer.sleep(delay)
-        await self._acquire()
+        if self._pace_for is not None:
+            await self._pacer.acquire_optional(*self._pace(step.op).args)
+        else:
+            await self._acquire(step.op)
 
     def _charge(self) -> None:
-        limits = self._limits
-        self._pacer.charge(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
+        self._pacer.charge(*self._pace("send").args)
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, op: str) -> None:
+        """Wait for a token for ``op``; a message's final write uses the one reserved."""
+        pace = self._pace(op)
+        if self._reserved is not None and self._reserved.key == pace.key:
+            self._reserved = None
+            await self._pacer.wait_unblocked(pace.key)  # a 429 since it was taken
+            return
+        await self._pacer.acquire(*pace.args)
+
+    def _pace(self, op: str) -> Pace:
+        if self._pace_for is not None:
+            return self._pace_for(op)
         limits = self._limits
-        await self._pacer.acquire(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
+        return Pace(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
+
+    def _other_bucket(self, waited: _Step, latest: _Step) -> bool:
+        """Whether ``latest`` needs a token other than the one taken for ``waited``.
+
+        If so, that token is handed back and the writer waits again.
+        """
+        if self._pace_for is None or latest.op == waited.op:
+            return False
+        taken, needed = self._pace(_token_op(waited.op)), self._pace(_token_op(latest.op))
+        if taken.key == needed.key:
+            return False
+        self._pacer.refund(*taken.args)
+        return True
+
+    def _final_op(self) -> str | None:
+        """The write that completes an open message in this mode (None: no such write)."""
+        if self._mode is _Mode.NATIVE:
+            return "stop"
+        return "edit" if self._mode is _Mode.EDIT else None
+
+    def _release(self) -> None:
+        """Hand back a reserved token the message did not need (it went out whole)."""
+        if self._reserved is not None:
+            self._pacer.refund(*self._reserved.args)
+            self._reserved = None
 
     # -- planning: what to write next (pure, no awaits) ------------------
 
@@ -298,17 +382,19 @@ class ReplyStream:
             end = self._native_safe_end()
             render = part_prefix(self._fence, self._limits.max_len) + self._buf[self._start : end]
             return _Step("start", render, shown_end=end) if render.strip() else None
-        end = len(self._buf) if self._closing else self._native_safe_end()
-        if end > self._shown_end:
-            return _Step("append", self._buf[self._shown_end : end], shown_end=end)
         if not self._closing:
+            end = self._native_safe_end()
+            if end > self._shown_end:
+                return _Step("append", self._buf[self._shown_end : end], shown_end=end)
             return None
+        # The rest of the text (and a failure note) goes with the stop: one final write.
+        end = len(self._buf)
         tail = self._note_tail(
             last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
         )
-        if tail:
-            return _Step("append", tail, shown_end=end, with_note=True)
-        return _Step("stop", frozen=self._rest_frozen())
+        rest = self._buf[self._shown_end : end] + tail
+        frozen = self._rest_frozen()
+        return _Step("stop", rest, frozen=frozen, shown_end=end, with_note=bool(tail))
 
     def _take(self, min_end: int = 0) -> Frozen | None:
         limit = self._limits.max_len
@@ -382,6 +468,8 @@ class ReplyStream:
         elif step.op == "send":
             self._msg_id = await self._call("send", partial(self._sink.send, step.text))
             self._shown = step.text
+            if step.frozen is not None:
+                self._release()
         elif step.op == "edit":
             await self._call("edit", partial(self._sink.edit, self._id(), step.text))
             self._shown = step.text
@@ -391,15 +479,13 @@ class ReplyStream:
             self._complete(step.frozen)
 
     async def _write_stream(self, step: _Step) -> None:
-        """Append to the open native stream; "close" and "stop" also end it."""
+        """Append to the open native stream; "close" and "stop" end it with their text."""
         stream, stream_id = self._stream(), self._id()
-        if step.text:
+        if step.op == "append":
             await self._call("stream_append", partial(stream.stream_append, stream_id, step.text))
-            self._shown_end = step.shown_end
-            if step.op == "close":
-                await self._acquire()  # stopping is a second write
-        if step.op in ("close", "stop"):
-            await self._call("stream_stop", partial(stream.stream_stop, stream_id))
+        else:
+            await self._call("stream_stop", partial(stream.stream_stop, stream_id, step.text))
+        self._shown_end = step.shown_end
 
     async def _start_stream(self, text: str) -> bool:
         """Open a native stream; on refusal switch this answer to send/edit."""
@@ -410,6 +496,7 @@ class ReplyStream:
                 passthrough=(NativeStreamUnavailable,),
             )
         except NativeStreamUnavailable as exc:
+            self._release()  # it was for the stream's stop
             self._mode = _Mode.EDIT if self._limits.can_edit else _Mode.PARTS
             log.info(
                 "native streaming refused on %s (%s); using %s",
@@ -454,7 +541,8 @@ class ReplyStream:
         except Exception as exc:
             log.warning("%s on %s failed, retrying once: %r", what, self._sink.pace_key, exc)
         await self._pacer.sleep(self._retry_delay)
-        await self._acquire()  # the failed call may have used up a platform slot
+        # The failed call may have used up a platform slot.
+        await self._pacer.acquire(*self._pace(SINK_OPS.get(what, what)).args)
         try:
             return await call()
         except passthrough:
@@ -466,7 +554,7 @@ class ReplyStream:
         for part in split_text(note, self._limits.max_len):
             text = part.render()
             if text.strip():
-                await self._acquire()
+                await self._acquire("send")
                 await self._call("send", partial(self._sink.send, text))
         self._note_shown = True
 
@@ -488,6 +576,17 @@ def _initial_mode(limits: PlatformLimits, native: bool) -> _Mode:
 def _closing_line(render: str, fence: Fence) -> str:
     """Close ``fence`` after ``render`` for display, without adding a blank line."""
     return fence.marker if render.endswith("\n") else "\n" + fence.marker
+
+
+def _token_op(op: str) -> str:
+    """The kind of write a step makes ("close" ends a stream with a part's last text)."""
+    return "stop" if op == "close" else op
+
+
+def _pace_for(sink: ReplySink) -> Callable[[str], Pace] | None:
+    """The sink's ``pace_for(op)``, if it paces each kind of write on its own."""
+    pace_for = getattr(sink, "pace_for", None)
+    return cast(Callable[[str], Pace], pace_for) if callable(pace_for) else None
 
 
 def _native(sink: ReplySink) -> NativeStreamSink | None:

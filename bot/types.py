@@ -90,8 +90,8 @@ class NativeStreamSink(ReplySink, Protocol):
     async def stream_append(self, stream_id: str, text: str) -> None:
         """Append text to an open streamed message."""
 
-    async def stream_stop(self, stream_id: str) -> None:
-        """Close a streamed message."""
+    async def stream_stop(self, stream_id: str, text: str = "") -> None:
+        """Close a streamed message, appending ``text`` first (one write)."""
 
 
 class NativeStreamUnavailable(Exception):

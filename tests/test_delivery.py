@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from bot.delivery import DeliveryError, ReplyStream
-from bot.pacing import Pacer
+from bot.pacing import Pace, Pacer
 from bot.split import split_text
 from bot.types import NativeStreamUnavailable, PlatformLimits
 from tests.test_pacing import VirtualTime, assert_within_bucket
@@ -117,8 +117,11 @@ class NativeSink(RecordingSink):
         self.messages[stream_id] += text
         self._check_len(self.messages[stream_id])
 
-    async def stream_stop(self, stream_id: str) -> None:
-        await self._enter("stream_stop", stream_id)
+    async def stream_stop(self, stream_id: str, text: str = "") -> None:
+        await self._enter("stream_stop", stream_id, text)
+        assert stream_id in self.open_streams
+        self.messages[stream_id] += text
+        self._check_len(self.messages[stream_id])
         self.open_streams.remove(stream_id)
 
 
@@ -399,7 +402,9 @@ async def test_fail_note_that_does_not_fit_gets_its_own_message(
     assert sink.visible() == [text, "the model stopped answering"]
 
 
-async def test_fail_in_a_native_stream_appends_then_stops(vt: VirtualTime, pacer: Pacer) -> None:
+async def test_fail_in_a_native_stream_stops_it_with_the_note(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
     limits = PlatformLimits(max_len=4000, can_edit=True, native_stream=True)
     sink = NativeSink(vt, limits)
     stream = ReplyStream(sink, pacer)
@@ -411,7 +416,7 @@ async def test_fail_in_a_native_stream_appends_then_stops(vt: VirtualTime, pacer
 
     await vt.run(scenario())
     assert sink.visible() == ["Partial\n\nstopped"]
-    assert sink.ops() == ["stream_start", "stream_append", "stream_stop"]
+    assert sink.ops() == ["stream_start", "stream_stop"]  # the note goes with the stop
 
 
 async def test_fail_without_edits_posts_rest_with_the_note(vt: VirtualTime, pacer: Pacer) -> None:
@@ -624,3 +629,45 @@ async def test_with_our_pacer_a_first_text_goes_at_once_and_later_writes_pay_for
     await vt.run(produce(ReplyStream(second, pacer), vt, ["next"], gap=0.0))
     assert second.calls[0].at == started
     assert second.visible() == ["next"]
+
+
+# -- sinks that pace each kind of write on its own bucket (Slack) ------------------------
+
+
+class PacedSink(NativeSink):
+    """Posts per channel, other writes per workspace bucket, like the Slack sink."""
+
+    def pace_for(self, op: str) -> Pace:
+        if op == "send":
+            return Pace("post", 10, 10.0)
+        return Pace(f"ws:{op}", 1, 0.01)  # one at once, then one per 100 s
+
+
+NATIVE = PlatformLimits(max_len=4000, can_edit=True, native_stream=True, min_edit_interval=0.0)
+
+
+async def test_without_a_final_write_token_the_answer_goes_whole_in_one_post(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
+    sink = PacedSink(vt, NATIVE)
+    pacer.charge("ws:stop", 1, 0.01)  # another answer took the workspace's stop token
+    stream = ReplyStream(sink, pacer)
+    await vt.run(produce(stream, vt, ["The whole ", "answer, ", "in pieces."], gap=0.5))
+    assert sink.ops() == ["send"]  # no stream it could not stop in time
+    assert sink.visible() == ["The whole answer, in pieces."]
+    assert vt.now < 100  # it did not wait for the stop bucket
+
+
+async def test_the_final_write_uses_the_token_taken_before_the_stream_opened(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
+    sink = PacedSink(vt, NATIVE)
+    stream = ReplyStream(sink, pacer)
+    await vt.run(produce(stream, vt, ["The whole ", "answer, ", "in pieces."], gap=0.5))
+    # Intermediate appends were skipped (the workspace's append bucket is one per 100 s);
+    # the first and the final text went out, the stop on the token taken at the start.
+    assert sink.ops() == ["stream_start", "stream_append", "stream_stop"]
+    assert sink.visible() == ["The whole answer, in pieces."]
+    assert vt.now < 100
+    # The stop's token is spent: the next stream has to wait for one.
+    assert not sink.open_streams

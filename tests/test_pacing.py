@@ -177,3 +177,94 @@ def test_bucket_check_catches_a_burst() -> None:
     with pytest.raises(AssertionError):
         assert_within_bucket([0.0, 0.1, 0.2], burst=2, rate=1.0)
     assert_within_bucket([0.0, 0.0, 1.0], burst=2, rate=1.0)
+
+
+# -- optional writes, blocks (429s), refunds -------------------------------------------
+
+
+async def test_optional_writes_never_go_before_a_waiting_essential_one(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
+    granted: list[tuple[str, float]] = []
+
+    async def optional(n: int) -> None:
+        await pacer.acquire_optional("ws", 1, 1.0)
+        granted.append((f"optional {n}", vt.now))
+
+    async def essential() -> None:
+        await asyncio.sleep(0)  # arrives after the optional writers are already waiting
+        await pacer.acquire("ws", 1, 1.0)
+        granted.append(("essential", vt.now))
+
+    async def scenario() -> None:
+        await pacer.acquire("ws", 1, 1.0)  # the bucket is empty from here
+        await asyncio.gather(optional(1), optional(2), essential())
+
+    await vt.run(scenario())
+    assert granted == [("essential", 1.0), ("optional 1", 2.0), ("optional 2", 3.0)]
+
+
+async def test_a_cancelled_optional_wait_holds_nothing(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> float:
+        await pacer.acquire("ws", 1, 1.0)
+        waiter = asyncio.ensure_future(pacer.acquire_optional("ws", 1, 1.0))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        await pacer.acquire("ws", 1, 1.0)
+        return vt.now
+
+    assert await vt.run(scenario()) == 1.0
+
+
+async def test_a_block_moves_every_waiter_back_and_empties_the_bucket(
+    vt: VirtualTime, pacer: Pacer
+) -> None:
+    granted: list[float] = []
+
+    async def writer() -> None:
+        await pacer.acquire("ws", 2, 1.0)
+        granted.append(vt.now)
+
+    async def scenario() -> None:
+        await pacer.acquire("ws", 2, 1.0)
+        await pacer.acquire("ws", 2, 1.0)  # burst spent
+        waiting = asyncio.ensure_future(writer())  # reserved for t=1
+        await asyncio.sleep(0)
+        pacer.block("ws", 2, 1.0, 5.0)  # a 429 with Retry-After 5
+        pacer.block("ws", 2, 1.0, 3.0)  # a second 429 inside the first block: no more
+        await asyncio.gather(waiting, writer(), writer())
+
+    await vt.run(scenario())
+    # The waiter moves back by the block; newcomers queue after it, one per second,
+    # from an empty bucket (no burst right after a 429).
+    assert granted == [6.0, 7.0, 8.0]
+
+
+async def test_optional_writes_wait_out_a_block(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> float:
+        pacer.block("ws", 5, 1.0, 4.0)
+        await pacer.acquire_optional("ws", 5, 1.0)
+        return vt.now
+
+    assert await vt.run(scenario()) == 5.0
+
+
+async def test_a_taken_token_still_waits_out_a_later_block(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> float:
+        await pacer.acquire("ws", 5, 1.0)  # taken before the 429
+        pacer.block("ws", 5, 1.0, 2.0)
+        await pacer.wait_unblocked("ws")
+        return vt.now
+
+    assert await vt.run(scenario()) == 2.0
+
+
+async def test_a_refunded_token_is_used_again(vt: VirtualTime, pacer: Pacer) -> None:
+    async def scenario() -> float:
+        await pacer.acquire("ws", 1, 1.0)
+        pacer.refund("ws", 1, 1.0)  # that write was not made
+        await pacer.acquire("ws", 1, 1.0)
+        return vt.now
+
+    assert await vt.run(scenario()) == 0.0

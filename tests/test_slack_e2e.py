@@ -19,6 +19,7 @@ import pytest_asyncio
 
 import storage
 from adapters.slack import SlackAdapter, create
+from adapters.slack.pacing import SlackPaces, unlimited_paces
 from adapters.slack.sink import MARKDOWN_MAX_LEN
 from bot.config import Config, SlackConfig
 from bot.core import Core
@@ -63,9 +64,16 @@ def slack_config(fake: FakeSlack, **overrides: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def running(fake: FakeSlack, core: Core, **overrides: Any) -> AsyncIterator[SlackAdapter]:
+async def running(
+    fake: FakeSlack, core: Core, *, paces: SlackPaces | None = None, **overrides: Any
+) -> AsyncIterator[SlackAdapter]:
+    """The adapter on ``fake``; by default pacing nothing (tests of Slack's limits pass paces)."""
     adapter = SlackAdapter(
-        slack_config(fake, **overrides), core, api_base_url=fake.api_url, limits=FAST
+        slack_config(fake, **overrides),
+        core,
+        api_base_url=fake.api_url,
+        limits=FAST,
+        paces=paces or unlimited_paces(),
     )
     await adapter.start()
     try:

@@ -16,7 +16,9 @@ from adapters.slack.names import (
     UserNames,
     display_name,
 )
+from adapters.slack.pacing import STATUS, TIERS, ReadsRateLimitRetry, SlackPaces
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
+from bot.pacing import Pacer
 from bot.types import NativeStreamSink, NativeStreamUnavailable, ReplySink
 from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
 
@@ -304,3 +306,56 @@ def test_display_name_prefers_the_display_name() -> None:
     assert display_name(user) == "Ann K"
     assert display_name({**user, "profile": {"display_name": "annie"}}) == "annie"
     assert display_name({}) is None
+
+
+# -- pacing per write kind, 429s -------------------------------------------------------
+
+
+def paced_sink(client: AsyncWebClient, pacer: Pacer, channel: str = CHANNEL) -> SlackSink:
+    return SlackSink(
+        client,
+        TeamFallbacks(),
+        team_id="T0FAKE",
+        channel=channel,
+        thread_ts=THREAD,
+        user_id="U0ALICE",
+        streaming=True,
+        paces=SlackPaces(),
+        pacer=pacer,
+    )
+
+
+def test_posts_are_paced_per_channel_and_other_writes_per_workspace() -> None:
+    pacer = Pacer()
+    here = paced_sink(AsyncWebClient(token="x"), pacer)
+    there = paced_sink(AsyncWebClient(token="x"), pacer, channel="C0OTHER")
+    assert here.pace_for("send").key != there.pace_for("send").key
+    for op in ("edit", "start", "append", "stop"):
+        assert here.pace_for(op) == there.pace_for(op)  # one budget for the workspace
+    assert here.pace_for("stop").key == "slack:T0FAKE:chat.stopStream"
+
+
+async def test_the_status_line_is_skipped_when_its_budget_is_spent(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    pacer = Pacer()
+    burst = TIERS[STATUS][0]
+    for _ in range(burst + 2):
+        await paced_sink(client, pacer).typing()
+    assert len(fake_slack.statuses) == burst  # the rest were skipped, not sent into a 429
+    assert fake_slack.calls_to(STATUS) and all(c.status == 200 for c in fake_slack.calls)
+
+
+async def test_a_429_is_waited_out_once_with_no_retry_from_slack_sdk(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    client.retry_handlers = [ReadsRateLimitRetry(max_retry_count=5)]
+    fake_slack.rate_limit("chat.postMessage", retry_after=1)
+    pacer = Pacer()
+    sink = paced_sink(client, pacer)
+    await sink.send("hello")
+    limited, retried = fake_slack.calls_to("chat.postMessage")
+    assert (limited.status, retried.status) == (429, 200)
+    assert retried.at - limited.at >= 1 - 0.01  # Slack's Retry-After, respected
+    assert sink.rate_limited == 1
+    assert fake_slack.texts(CHANNEL, THREAD) == ["hello"]

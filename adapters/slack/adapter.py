@@ -23,10 +23,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import StartupError
@@ -35,6 +32,7 @@ from bot.types import PlatformLimits
 
 from .bolt_setup import bolt_logger, tokenless_twin
 from .names import UserNames, display_name
+from .pacing import ReadsRateLimitRetry, SlackPaces
 from .sink import SinkTexts, SlackSink, TeamFallbacks
 from .translate import BotIdentity, Inbound, Policy, accept, names_in_order, to_inbound
 
@@ -68,6 +66,7 @@ class SlackAdapter:
         api_base_url: str | None = None,
         ping_interval: float = SOCKET_PING_INTERVAL_S,
         limits: PlatformLimits | None = None,
+        paces: SlackPaces | None = None,
     ) -> None:
         self._slack: SlackConfig = cfg.slack
         self._core = core
@@ -75,6 +74,7 @@ class SlackAdapter:
         self._base_url = (api_base_url or SLACK_API_URL).rstrip("/") + "/"
         self._ping_interval = ping_interval
         self._limits = limits  # tests and benchmarks may pace differently
+        self._paces = paces or SlackPaces()
         self._policy = Policy.from_config(cfg.slack)
         self._fallbacks = TeamFallbacks()
         self._texts = _sink_texts(core)
@@ -111,7 +111,8 @@ class SlackAdapter:
             session=self._session,
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+                # Reads only: the sinks wait out 429s of writes with the pacer.
+                ReadsRateLimitRetry(max_retry_count=RATE_LIMIT_RETRIES),
             ],
             logger=logging.getLogger(f"{__name__}.web"),
         )
@@ -344,6 +345,8 @@ class SlackAdapter:
             streaming=self._slack.streaming,
             texts=self._texts,
             base_limits=self._limits,
+            paces=self._paces,
+            pacer=self._core.pacer,
         )
 
     async def _lookup_name(self, user_id: str) -> str | None:

@@ -9,16 +9,28 @@ chat.postMessage + chat.update and a placeholder message.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.pacing import Pace, Pacer
 from bot.types import NativeStreamUnavailable, PlatformLimits
 
 from .mentions import neutralise, split_ready
+from .pacing import (
+    METHOD_FOR_OP,
+    POST,
+    RATE_LIMIT_RETRIES,
+    STATUS,
+    UPDATE,
+    SlackPaces,
+    retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +38,8 @@ log = logging.getLogger(__name__)
 # max_len and may add a closing/reopening code fence to a part, so we keep
 # 1,000 characters of headroom rather than posting right at the edge.
 MARKDOWN_MAX_LEN = 11_000
-# chat.update is Tier 3 (~50 calls/min per workspace) and chat.postMessage
-# allows about one message per second per channel. Pacing per channel at one
-# write every two seconds keeps a few busy channels of one workspace under
-# the workspace limit; a 429 is still retried by the client.
+# Only for a sink made without ``paces``: then every write shares one bucket per
+# channel. With paces (the adapter always passes them) see adapters/slack/pacing.py.
 EDIT_BURST = 3
 EDIT_RATE = 0.5
 MIN_EDIT_INTERVAL = 1.0
@@ -102,6 +112,8 @@ class SlackSink:
         streaming: bool,
         texts: SinkTexts | None = None,
         base_limits: PlatformLimits | None = None,
+        paces: SlackPaces | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._client = client
         self._fallbacks = fallbacks
@@ -117,6 +129,22 @@ class SlackSink:
         limits = base_limits or slack_limits(streaming=streaming, native=native)
         self.limits = replace(limits, stream=streaming, native_stream=streaming and native)
         self.pace_key = f"slack:{team_id}:{channel}"
+        self._paces = paces
+        self._pacer = pacer  # told about 429s, so every writer of that bucket backs off
+        self.rate_limited = 0  # 429s this sink's writes received
+
+    def pace_for(self, op: str) -> Pace:
+        """The bucket a write of kind ``op`` (bot/delivery.py) takes its token from."""
+        method = METHOD_FOR_OP.get(op, POST)
+        if op == "send" and self._placeholder is not None:
+            method = UPDATE  # the first text replaces the placeholder
+        return self._pace(method)
+
+    def _pace(self, method: str) -> Pace:
+        if self._paces is None:
+            limits = self.limits
+            return Pace(self.pace_key, limits.edit_burst, limits.edit_rate)
+        return self._paces.pace(self._team, self._channel, method)
 
     @property
     def channel(self) -> str:
@@ -131,6 +159,8 @@ class SlackSink:
     async def typing(self) -> None:
         """Show the status line, or post a placeholder the answer will replace."""
         if self._thread is not None and self._team not in self._fallbacks.no_status:
+            if not self._status_allowed():
+                return  # the workspace's status budget is spent: the answer itself will do
             try:
                 await self._client.assistant_threads_setStatus(
                     channel_id=self._channel, thread_ts=self._thread, status=self._texts.status
@@ -148,6 +178,12 @@ class SlackSink:
         if self._placeholder is None:
             self._placeholder = await self._post(self._texts.placeholder)
 
+    def _status_allowed(self) -> bool:
+        """The status line is optional: shown only when its bucket has a token now."""
+        if self._paces is None or self._pacer is None:
+            return True
+        return self._pacer.try_acquire(*self._pace(STATUS).args)
+
     async def send(self, text: str) -> str:
         """Post a message (the first one replaces a placeholder); return its ts."""
         if self._placeholder is not None:
@@ -158,8 +194,12 @@ class SlackSink:
 
     async def edit(self, message_id: str, text: str) -> None:
         """Replace a message's text."""
-        await self._client.chat_update(
-            channel=self._channel, ts=message_id, markdown_text=neutralise(text)
+        await self._write(
+            UPDATE,
+            self._client.chat_update,
+            channel=self._channel,
+            ts=message_id,
+            markdown_text=neutralise(text),
         )
 
     async def stream_start(self, text: str) -> str:
@@ -168,7 +208,9 @@ class SlackSink:
             raise NativeStreamUnavailable("no native streaming here")
         ready, held = split_ready(text)
         try:
-            response = await self._client.chat_startStream(
+            response = await self._write(
+                "chat.startStream",
+                self._client.chat_startStream,
                 channel=self._channel,
                 thread_ts=self._thread,
                 markdown_text=neutralise(ready) or None,
@@ -191,23 +233,53 @@ class SlackSink:
         """Append text to the streamed reply (a possible mention's start waits for more)."""
         ready, self._held[stream_id] = split_ready(self._held.get(stream_id, "") + text)
         if ready:
-            await self._client.chat_appendStream(
-                channel=self._channel, ts=stream_id, markdown_text=neutralise(ready)
+            await self._write(
+                "chat.appendStream",
+                self._client.chat_appendStream,
+                channel=self._channel,
+                ts=stream_id,
+                markdown_text=neutralise(ready),
             )
 
-    async def stream_stop(self, stream_id: str) -> None:
-        """Finish the streamed reply, with any text held back."""
-        rest = neutralise(self._held.pop(stream_id, ""))
-        await self._client.chat_stopStream(
-            channel=self._channel, ts=stream_id, markdown_text=rest or None
+    async def stream_stop(self, stream_id: str, text: str = "") -> None:
+        """Finish the streamed reply, with the rest of its text (and any held back)."""
+        rest = neutralise(self._held.pop(stream_id, "") + text)
+        await self._write(
+            "chat.stopStream",
+            self._client.chat_stopStream,
+            channel=self._channel,
+            ts=stream_id,
+            markdown_text=rest or None,
         )
 
     async def _post(self, text: str) -> str:
         kwargs: dict[str, Any] = {"channel": self._channel, "markdown_text": neutralise(text)}
         if self._thread is not None:
             kwargs["thread_ts"] = self._thread
-        response = await self._client.chat_postMessage(**kwargs)
+        response = await self._write(POST, self._client.chat_postMessage, **kwargs)
         return str(response["ts"])
+
+    async def _write(self, method: str, call: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        """Make one write; on a 429, block its bucket for Retry-After, wait, write again."""
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                return await call(**kwargs)
+            except SlackApiError as exc:
+                wait = retry_after(exc)
+                if wait is None or attempt == RATE_LIMIT_RETRIES:
+                    raise
+                self.rate_limited += 1
+                log.info("%s in %s: 429, retrying after %.0f s", method, self._channel, wait)
+                await self._back_off(self._pace(method), wait)
+        raise AssertionError("unreachable")
+
+    async def _back_off(self, pace: Pace, seconds: float) -> None:
+        """Every write of ``pace``'s bucket waits out the block; this one waits its turn."""
+        if self._pacer is None:
+            await asyncio.sleep(seconds)
+            return
+        self._pacer.block(*pace.args, seconds)
+        await self._pacer.acquire(*pace.args)
 
     async def _drop_placeholder(self) -> None:
         """The streamed reply takes the placeholder's place."""

@@ -10,6 +10,11 @@ Switches: :attr:`stream_error` / :attr:`status_error` refuse native streaming
 or the status line with that error code; :meth:`rate_limit` answers the next
 calls of a method with 429 and an integer ``Retry-After``; :meth:`fail` makes
 the next calls of a method return ``{"ok": false, "error": ...}``.
+
+:attr:`limits` (``tests/fakes/slack_limits.py``, on by default) makes the fake
+enforce Slack's documented rate limits, per workspace and method and per channel for posts,
+answering 429 + Retry-After past them (:attr:`limited` counts those). A call's
+workspace is its channel's team in :attr:`channel_teams`, else :attr:`team_id`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes.served import Served
+from tests.fakes.slack_limits import DOCUMENTED, LimitBook, SlackLimits
 
 HOST = "127.0.0.1"
 MARKDOWN_LIMIT = 12_000  # Slack's documented limit for markdown_text
@@ -70,6 +76,7 @@ class _Fault:
     error: str | None = None
     retry_after: int = 0
     times: int = 1
+    team: str | None = None  # only calls in this workspace
 
 
 @dataclass(slots=True)
@@ -99,6 +106,10 @@ class FakeSlack(Served):
     _changed: asyncio.Condition | None = None
     _runner: web.AppRunner | None = None
     port: int = 0
+    limits: SlackLimits | None = DOCUMENTED  # Slack's rate limits (None: no limits)
+    channel_teams: dict[str, str] = field(default_factory=dict)  # channel -> workspace
+    limited: int = 0  # 429s sent because a limit was reached (not scripted ones)
+    _book: LimitBook | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -129,9 +140,17 @@ class FakeSlack(Served):
 
     # -- scripting ----------------------------------------------------------
 
-    def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 0) -> None:
-        """Answer the next ``times`` calls of ``method`` with 429 + Retry-After."""
-        self._faults[method].append(_Fault(status=429, retry_after=retry_after, times=times))
+    def rate_limit(
+        self, method: str, *, times: int = 1, retry_after: int = 0, team: str | None = None
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` (in workspace ``team``) with 429."""
+        fault = _Fault(status=429, retry_after=retry_after, times=times, team=team)
+        self._faults[method].append(fault)
+
+    def team_of(self, args: JsonDict) -> str:
+        """The workspace a call acts in: its channel's team."""
+        channel = str(args.get("channel") or args.get("channel_id") or "")
+        return self.channel_teams.get(channel, self.team_id)
 
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with ok=false and ``error``."""
@@ -317,7 +336,13 @@ class FakeSlack(Served):
         method = request.match_info["method"]
         args = await _read_args(request)
         token = _bearer(request) or args.pop("token", None)
-        fault = self._take_fault(method)
+        fault = self._take_fault(method, self.team_of(args))
+        if fault is None and self.limits is not None:
+            channel = str(args.get("channel") or "") or None
+            wait = self._limit_book().take(method, self.team_of(args), channel)
+            if wait is not None:
+                self.limited += 1
+                fault = _Fault(status=429, retry_after=wait)
         if fault is not None and fault.status == 429:
             await self._record(method, args, token, 429, None)
             return web.json_response(
@@ -458,15 +483,23 @@ class FakeSlack(Served):
             return None
         return posted
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str, team: str) -> _Fault | None:
         queue = self._faults.get(method)
         if not queue:
             return None
-        fault = queue[0]
+        fault = next((f for f in queue if f.team in (None, team)), None)
+        if fault is None:
+            return None
         fault.times -= 1
         if fault.times <= 0:
-            queue.pop(0)
+            queue.remove(fault)
         return fault
+
+    def _limit_book(self) -> LimitBook:
+        assert self.limits is not None
+        if self._book is None or self._book.limits is not self.limits:
+            self._book = LimitBook(self.limits)
+        return self._book
 
     async def _record(
         self, method: str, args: JsonDict, token: str | None, status: int, ok: bool | None
