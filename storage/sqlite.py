@@ -14,7 +14,9 @@ another connection (it waits there, up to ``BUSY_TIMEOUT_MS``, while the bot goe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import sqlite3
 import time
 import uuid
@@ -25,7 +27,8 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.errors import StartupError
-from bot.store import Pending, StoredContext
+from bot.instances import FORGET_AFTER_S, HEARTBEAT_S, STALE_AFTER_S
+from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
 
 from . import sqlite_ops as ops
@@ -72,6 +75,7 @@ class SqliteStore:
         clock: Callable[[], float] = time.time,
         checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
         turn_cache: TurnCache | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.path = path
         self._clock = clock
@@ -83,6 +87,9 @@ class SqliteStore:
         self._checkpoint: asyncio.Task[None] | None = None
         self._cache = TurnCache() if turn_cache is None else turn_cache
         self._data_version = -1  # as of the cache's last use; -1: unknown
+        self.instance_id = uuid.uuid4().hex  # this process's name in ``instances``
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._heartbeat_s = heartbeat_s
 
     async def open(self) -> None:
         """Connect, switch to WAL, bring the schema up to date, open the inline connection."""
@@ -104,9 +111,25 @@ class SqliteStore:
             raise
         self._worker = worker
         await self.prune_seen()
+        await self._in_worker(
+            ops.execute, ops.SQL_FORGET_INSTANCES, (self._clock() - FORGET_AFTER_S,)
+        )
+        await self._beat()
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
 
     async def close(self) -> None:
-        """Finish a running checkpoint or write, then close; safe to call twice."""
+        """Finish a running checkpoint or write, then close; safe to call twice.
+
+        The instance row goes too: what this store owned is free at once."""
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            try:
+                await self._in_worker(ops.execute, ops.SQL_UNREGISTER, (self.instance_id,))
+            except sqlite3.Error as exc:  # it goes stale instead
+                log.warning("storage: could not remove instance %s: %s", self.instance_id, exc)
         if self._checkpoint is not None:
             await self._checkpoint
         self._cache.clear()
@@ -117,11 +140,16 @@ class SqliteStore:
         if worker is not None:
             await worker.close()  # the last to close: SQLite checkpoints on its thread
 
-    async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
+    async def add_user_turn(
+        self, conversation: str, turn: Turn, origin: Origin | None = None
+    ) -> int | None:
         """Store a user turn unless its message id was seen; durable on return."""
         ops.check_role(turn, "user")
         await self._maybe_prune()
-        stored = await self._write(ops.add_user_turn, conversation, turn, self._clock())
+        target, is_dm = (None, False) if origin is None else (origin.reply_target, origin.is_dm)
+        stored = await self._write(
+            ops.add_user_turn, conversation, turn, self._clock(), self.instance_id, target, is_dm
+        )
         return self._added(conversation, stored, turn.delivered)
 
     async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
@@ -195,6 +223,41 @@ class SqliteStore:
     async def mark_done(self, conversation: str, message_id: str) -> None:
         """Record that ``message_id`` was dealt with although no answer was stored."""
         await self._write(ops.execute, ops.SQL_MARK_DONE, (conversation, message_id))
+
+    async def unanswered(self, since: float, limit: int) -> list[Unanswered]:
+        """Cut-off user turns stored since ``since`` (on the worker thread: it scans)."""
+        rows = await self._in_worker(ops.fetch_all, ops.SQL_UNANSWERED, (since, math.inf, limit))
+        return [
+            Unanswered(str(row[0]), ops.row_to_turn(row[3:]), Origin(row[1], bool(row[2])))
+            for row in rows
+        ]
+
+    async def abandon_unanswered(
+        self, since: float, before: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """Mark done the cut-off user turns in [since, before) no live instance holds."""
+        alive_after = self._clock() - STALE_AFTER_S
+        return await self._in_worker(
+            ops.abandon, (since, before), self.instance_id, alive_after, limit
+        )
+
+    async def take_over(self, conversation: str, message_id: str) -> bool:
+        """Own ``message_id`` unless a live instance does (one conditional UPDATE)."""
+        me = self.instance_id
+        params = (me, conversation, message_id, me, self._clock() - STALE_AFTER_S)
+        return await self._write(ops.execute, ops.SQL_TAKE_OVER, params) == 1
+
+    async def _beat(self) -> None:
+        """Stamp this instance's heartbeat (bot/instances.py)."""
+        await self._write(ops.execute, ops.SQL_BEAT, (self.instance_id, self._clock()))
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._beat()
+            except sqlite3.Error as exc:  # the next beat tries again
+                log.warning("storage: heartbeat failed: %s", exc)
 
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay.
