@@ -119,9 +119,14 @@ async def recover(
             answers.append(core.answer_stored(*rebuilt, retry_after=retry_after))
     # Each starts at once and holds its place in its conversation before it waits.
     queued = sum(await asyncio.gather(*answers))
-    if items:
-        log.info("recovery: answering %d of %d cut-off messages", queued, len(items))
-    return Recovered(queued, len(items) - queued, len(abandoned))
+    done = Recovered(queued, len(items) - queued, len(abandoned))
+    log.info(
+        "recovery: done: %d cut-off messages queued to be answered, %d skipped, %d too old",
+        done.queued,
+        done.skipped,
+        done.abandoned,
+    )
+    return done
 
 
 def _rebuild(
