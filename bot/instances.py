@@ -25,8 +25,16 @@ answer it; five missed beats is far beyond any stall the bot has.
 
 from __future__ import annotations
 
+import secrets
+
 HEARTBEAT_S = 2.0  # how often an open store stamps its instance row
 STALE_AFTER_S = 10.0  # an instance silent this long is taken as gone
 # Instance rows silent this long are deleted when a store opens (they own nothing
 # anyone could still take over sooner than this).
 FORGET_AFTER_S = 24 * 3600.0
+
+
+def new_instance_id() -> str:
+    """A random name for one open store: 64 bits, short because every stored
+    message's dedupe row carries it."""
+    return secrets.token_hex(8)

@@ -11,9 +11,9 @@ import bisect
 import dataclasses
 import sys
 import time
-import uuid
 from collections.abc import Callable
 
+from bot.instances import new_instance_id
 from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
 
@@ -87,13 +87,13 @@ class MemoryStore:
         # Restart recovery: who answers each message, and where its answer goes.
         self._owners: dict[tuple[str, str], str] = {}
         self._origins: dict[tuple[str, str], Origin] = {}
-        self.instance_id = uuid.uuid4().hex
+        self.instance_id = new_instance_id()
         self._live: set[str] = {self.instance_id}
 
     async def open(self) -> None:
         """A new instance after ``close`` (a restart); nothing else to open."""
         if self.instance_id not in self._live:
-            self.instance_id = uuid.uuid4().hex
+            self.instance_id = new_instance_id()
             self._live.add(self.instance_id)
 
     async def close(self) -> None:

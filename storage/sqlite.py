@@ -27,7 +27,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.errors import StartupError
-from bot.instances import FORGET_AFTER_S, HEARTBEAT_S, STALE_AFTER_S
+from bot.instances import FORGET_AFTER_S, HEARTBEAT_S, STALE_AFTER_S, new_instance_id
 from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
 
@@ -87,7 +87,7 @@ class SqliteStore:
         self._checkpoint: asyncio.Task[None] | None = None
         self._cache = TurnCache() if turn_cache is None else turn_cache
         self._data_version = -1  # as of the cache's last use; -1: unknown
-        self.instance_id = uuid.uuid4().hex  # this process's name in ``instances``
+        self.instance_id = new_instance_id()  # this process's name in ``instances``
         self._heartbeat: asyncio.Task[None] | None = None
         self._heartbeat_s = heartbeat_s
 

@@ -161,9 +161,11 @@ def abandon(
     limit: int,
 ) -> list[tuple[str, str]]:
     """Mark done the cut-off messages stored in ``window`` that no live instance
-    holds; their keys. One transaction: the candidates cannot change meanwhile."""
+    holds; their keys. The search (a scan of the window) only reads, so writers
+    are not held up by it; each mark is conditional, so an owner that came back to
+    life in between keeps its message."""
+    keys = con.execute(SQL_CUT_OFF_KEYS, (*window, limit)).fetchall()
     with _immediate(con):
-        keys = con.execute(SQL_CUT_OFF_KEYS, (*window, limit)).fetchall()
         return [
             (str(conv), str(mid))
             for conv, mid in keys
