@@ -8,13 +8,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bot.config import load_config
 from bot.core import Core
 from bot.recovery import recover
 from bot.store import Origin
 from bot.types import IncomingMessage, ReplySink, Turn
 from storage import SqliteStore
 from tests.fakes.fake_openai import Behaviour, FakeOpenAI, echo_last_user, reply
-from tests.support import CoreFactory, RecordingSink, message, settle
+from tests.support import ROOT, CoreFactory, RecordingSink, message, settle
+from tests.test_cli import bot_env, run_bot
 
 NO_BEATS_S = 3600.0
 MAX_AGE_S = 15 * 60.0
@@ -133,3 +135,29 @@ async def test_recover_answers_what_it_can_and_leaves_the_rest(
     assert there.texts == ["the stored answer"]  # shown again, not asked for again
     assert fake_openai.request_count == 1
     assert (again.queued, again.skipped) == (0, 2)  # answered ones are not listed again
+
+
+async def test_max_age_0_turns_recovery_off(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    lost = message("never answered")
+    async with instance(tmp_path / "bot.db") as dead:
+        await store_question(dead, lost, "here")
+    async with instance(tmp_path / "bot.db") as store:
+        core = await core_factory(store)
+        sink = RecordingSink()
+        result = await recover(core, [SinkAdapter("test", {"here": sink})], 0.0)
+        await settle(core)
+        assert await store.pending_turn(lost.key.as_str(), lost.message_id) is not None
+    assert (result.queued, result.skipped, result.abandoned) == (0, 0, 0)
+    assert sink.texts == [] and fake_openai.request_count == 0
+
+
+async def test_a_bad_max_age_stops_the_bot_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text("recovery:\n  max_age_minutes: -5\n")
+    code, _, err = await run_bot(["check"], bot_env(tmp_path, BOT_CONFIG=str(config)))
+    assert code == 2
+    assert "recovery.max_age_minutes" in err
+    shipped = load_config(str(ROOT / "config.yaml"), {"OPENAI_API_KEY": "sk-x"})
+    assert shipped.recovery.max_age_minutes == 15
