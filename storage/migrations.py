@@ -77,8 +77,9 @@ _V3 = (
 # v4: restart recovery (bot/recovery.py, bot/instances.py). A user turn keeps where
 # its answer goes (the adapter's ``reply_target``, and whether it came from a DM);
 # a dedupe row names the instance answering it (``owner``); ``instances`` holds each
-# open store's heartbeat. The partial index finds a user turn by its message id
-# (recovery, redeliveries) without walking its conversation; answers stay out of it.
+# open store's heartbeat and process (``host``: where its ``pid`` can be checked).
+# The partial index finds a user turn by its message id (recovery, redeliveries)
+# without walking its conversation; answers stay out of it.
 _V4 = (
     "ALTER TABLE turns ADD COLUMN reply_target TEXT",
     "ALTER TABLE turns ADD COLUMN is_dm INTEGER NOT NULL DEFAULT 0",
@@ -86,7 +87,9 @@ _V4 = (
     """
     CREATE TABLE instances (
         id TEXT PRIMARY KEY,
-        heartbeat REAL NOT NULL
+        heartbeat REAL NOT NULL,
+        host TEXT,
+        pid INTEGER
     )
     """,
     "CREATE INDEX turns_by_message ON turns (conversation, message_id) WHERE role = 'user'",

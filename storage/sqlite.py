@@ -27,7 +27,14 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.errors import StartupError
-from bot.instances import FORGET_AFTER_S, HEARTBEAT_S, STALE_AFTER_S, new_instance_id
+from bot.instances import (
+    FORGET_AFTER_S,
+    HEARTBEAT_S,
+    STALE_AFTER_S,
+    new_instance_id,
+    process_gone,
+    process_identity,
+)
 from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
 
@@ -90,6 +97,7 @@ class SqliteStore:
         self.instance_id = new_instance_id()  # this process's name in ``instances``
         self._heartbeat: asyncio.Task[None] | None = None
         self._heartbeat_s = heartbeat_s
+        self._host, self._pid = process_identity()
 
     async def open(self) -> None:
         """Connect, switch to WAL, bring the schema up to date, open the inline connection."""
@@ -114,6 +122,7 @@ class SqliteStore:
         await self._in_worker(
             ops.execute, ops.SQL_FORGET_INSTANCES, (self._clock() - FORGET_AFTER_S,)
         )
+        await self._forget_gone_processes()
         await self._beat()
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
 
@@ -249,7 +258,21 @@ class SqliteStore:
 
     async def _beat(self) -> None:
         """Stamp this instance's heartbeat (bot/instances.py)."""
-        await self._write(ops.execute, ops.SQL_BEAT, (self.instance_id, self._clock()))
+        params = (self.instance_id, self._clock(), self._host, self._pid)
+        await self._write(ops.execute, ops.SQL_BEAT, params)
+
+    async def _forget_gone_processes(self) -> None:
+        """Delete the rows of instances whose process is gone from this machine
+        (killed): what they owned can be taken over now, not once they go stale."""
+        if self._host is None:
+            return
+        params = (self._host, self.instance_id)
+        for instance, pid in await self._in_worker(ops.fetch_all, ops.SQL_LOCAL_INSTANCES, params):
+            if pid is not None and process_gone(int(pid)):
+                log.info(
+                    "storage: instance %s (pid %d) is gone; taking over its work", instance, pid
+                )
+                await self._in_worker(ops.execute, ops.SQL_UNREGISTER, (instance,))
 
     async def _beat_forever(self) -> None:
         while True:

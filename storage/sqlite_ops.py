@@ -54,9 +54,10 @@ SQL_CLAIM_OWNED = """
     INSERT OR IGNORE INTO seen (conversation, message_id, at, owner) VALUES (?, ?, ?, ?)
 """
 SQL_BEAT = """
-    INSERT INTO instances (id, heartbeat) VALUES (?, ?)
+    INSERT INTO instances (id, heartbeat, host, pid) VALUES (?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat
 """
+SQL_LOCAL_INSTANCES = "SELECT id, pid FROM instances WHERE host = ? AND id <> ?"
 SQL_UNREGISTER = "DELETE FROM instances WHERE id = ?"
 SQL_FORGET_INSTANCES = "DELETE FROM instances WHERE heartbeat < ?"
 # Parameters: this instance's id, the oldest heartbeat that still counts as alive.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.config import load_config
 from bot.core import Core
+from bot.instances import STALE_AFTER_S
 from bot.recovery import recover
 from bot.store import Origin
 from bot.types import IncomingMessage, ReplySink, Turn
@@ -17,6 +18,7 @@ from storage import SqliteStore
 from tests.fakes.fake_openai import Behaviour, FakeOpenAI, echo_last_user, reply
 from tests.support import ROOT, CoreFactory, RecordingSink, message, settle
 from tests.test_cli import bot_env, run_bot
+from tests.test_storage import FakeClock
 
 NO_BEATS_S = 3600.0
 MAX_AGE_S = 15 * 60.0
@@ -161,3 +163,32 @@ async def test_a_bad_max_age_stops_the_bot_naming_the_key(tmp_path: Path) -> Non
     assert "recovery.max_age_minutes" in err
     shipped = load_config(str(ROOT / "config.yaml"), {"OPENAI_API_KEY": "sk-x"})
     assert shipped.recovery.max_age_minutes == 15
+
+
+async def test_a_message_held_by_a_silent_instance_is_taken_once_it_goes_stale(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The owner died where its pid cannot be checked: its heartbeat must go stale."""
+    fake_openai.reply_fn = echo_last_user
+    clock = FakeClock()
+    lost, later = message("lost question"), message("newer question")
+    path = str(tmp_path / "bot.db")
+    owner = SqliteStore(path, clock=clock, heartbeat_s=NO_BEATS_S)
+    store = SqliteStore(path, clock=clock, heartbeat_s=NO_BEATS_S)
+    await owner.open()
+    await store.open()
+    try:
+        await store_question(owner, lost, "here")
+        core = await core_factory(store)
+        sink = RecordingSink()
+        recovering = asyncio.create_task(core.answer_stored(lost, sink, retry_after=(0.3,)))
+        await asyncio.sleep(0.05)  # its first try came and went
+        assert not await store.take_over(lost.key.as_str(), lost.message_id)  # still held
+        await core.handle(later, sink)  # waits behind the held place
+        clock.now += STALE_AFTER_S + 1  # the owner missed its beats
+        assert await asyncio.wait_for(recovering, WAIT_S)
+        await settle(core)
+    finally:
+        await store.close()
+        await owner.close()
+    assert sink.texts == ["Alice: lost question", "Alice: newer question"]

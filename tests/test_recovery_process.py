@@ -164,7 +164,9 @@ async def test_sigkill_mid_answer_is_answered_after_restart_in_place_once(
     undelivered = "SELECT COUNT(*) FROM turns WHERE role = 'assistant' AND delivered = 0"
     assert rows(db, undelivered) == [(0,)]
     assert rows(db, "SELECT COUNT(*) FROM turns WHERE role = 'assistant'") == [(2,)]
-    assert "queued to be answered" in bot.log.read_text()
+    run2 = bot.log.read_text()
+    assert "is gone; taking over its work" in run2  # its pid told, before its heartbeat
+    assert "done: 2 cut-off messages queued to be answered, 0 skipped, 0 too old" in run2
 
 
 # -- too old: logged, not answered, and not listed again ----------------------------------
@@ -237,8 +239,6 @@ async def test_two_instances_starting_at_once_answer_once(
     async with FakeSlack() as fake:
         env = bot_env(tmp_path, fake_openai, **slack_env(fake))
         await slack_run_and_kill(env, tmp_path / "run1.log", fake)
-        # As if they started after the killed one's heartbeat went stale: both try at once.
-        age_everything(tmp_path / "bot.db", STALE_AFTER_S * 2)
         asked = fake_openai.request_count
         fake_openai.default = Behaviour()
         async with (
@@ -266,7 +266,6 @@ async def test_a_redelivery_while_recovery_answers_gets_no_second_answer(
     async with FakeSlack() as fake:
         env = bot_env(tmp_path, fake_openai, **slack_env(fake))
         body = await slack_run_and_kill(env, tmp_path / "run1.log", fake)
-        age_everything(tmp_path / "bot.db", STALE_AFTER_S * 2)
         asked = fake_openai.request_count
         # Recovery's model call takes a while: the redelivery lands in the middle of it.
         fake_openai.default = Behaviour(ttft_s=5.0)

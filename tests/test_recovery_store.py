@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bot.instances import STALE_AFTER_S
+from bot.instances import STALE_AFTER_S, process_identity
 from bot.store import Origin, Store, Unanswered
 from bot.types import ConversationKey
 from storage import MemoryStore, SqliteStore
@@ -187,3 +189,33 @@ async def beat_at(path: Path, instance: str, when: float) -> None:
         if row is not None and row[0] == when:
             return
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pids are checked through /proc")
+async def test_an_instance_whose_process_is_gone_is_forgotten_at_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A SIGKILLed process's heartbeat is still fresh; its pid tells it is gone."""
+    host, _ = process_identity()
+    assert host is not None
+    finished = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await finished.wait()  # its pid is free now
+    path = tmp_path / "bot.db"
+    async with sqlite_stores(path, clock, 1) as (first,):
+        for owner in ("killed", "alive", "elsewhere"):
+            await first.add_user_turn(CONV, user(owner), Origin("t"))
+    fresh = clock.now
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE seen SET owner = message_id")  # each message has its own owner
+        db.executemany(
+            "INSERT INTO instances (id, heartbeat, host, pid) VALUES (?, ?, ?, ?)",
+            [
+                ("killed", fresh, host, finished.pid),
+                ("alive", fresh, host, os.getpid()),
+                ("elsewhere", fresh, "another-host/pid:[1]", finished.pid),
+            ],
+        )
+    async with sqlite_stores(path, clock, 1) as (restarted,):
+        assert await restarted.take_over(CONV, "killed")
+        assert not await restarted.take_over(CONV, "alive")
+        assert not await restarted.take_over(CONV, "elsewhere")  # its pid means nothing here
