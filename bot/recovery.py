@@ -23,9 +23,17 @@ Decisions:
 - A message is answered only after ``Store.take_over`` made this instance its
   owner, so two instances starting on one database, or a redelivery racing
   recovery, answer it once, and a live instance keeps its answers in flight
-  (bot/instances.py). A message whose owner died moments ago still looks alive;
-  it is tried again once its heartbeat must have gone stale. Its place in its
-  conversation is held meanwhile, so a newer message there waits for it.
+  (bot/instances.py). An owner killed on this machine is known gone at once; one
+  that died elsewhere looks alive until its heartbeat goes stale, so its message
+  is tried again after that. Its place in its conversation is held meanwhile,
+  so a newer message there waits for it.
+- Recovery starts once the adapters are up (its sinks need their clients), so a
+  message that arrives in the moment before it holds its places is answered
+  first; it still sees the history up to it, the cut-off question included.
+- A redelivery (``Core.handle``) that finds its message held by an instance that
+  looks alive drops it at once instead of waiting: two live instances that both
+  receive every Discord message must not stall each other. If that owner was in
+  fact dead, recovery answers the message once its heartbeat is stale.
 - A turn whose platform is not running now, or whose target its adapter cannot
   read (stored by a version before targets existed), is logged and left alone:
   a later start within the age limit may still answer it.
