@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The reply target of every console message: there is one terminal to answer in.
+CONSOLE_TARGET = "console"
+
 # A terminal has no length limit and no rate limit; it streams by appending.
 CONSOLE_LIMITS = PlatformLimits(
     max_len=1_000_000,
@@ -104,6 +107,10 @@ class ConsoleAdapter:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def sink_for(self, target: str) -> ConsoleSink | None:
+        """The terminal, for a question an earlier run was cut off answering."""
+        return self._sink if target == CONSOLE_TARGET else None
+
     async def _loop(self) -> None:
         lines = _read_lines_in_thread(self._stdin)
         while True:
@@ -130,6 +137,7 @@ class ConsoleAdapter:
             addressed=True,
             is_dm=True,
             author_is_admin=True,  # it is the operator's own terminal
+            reply_target=CONSOLE_TARGET,
         )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .config import Config
     from .core import Core
+    from .types import ReplySink
 
 
 class Adapter(Protocol):
@@ -31,6 +32,10 @@ class Adapter(Protocol):
 
     async def stop(self) -> None:
         """Stop taking new messages and close connections; safe to call twice."""
+
+    def sink_for(self, target: str) -> ReplySink | None:
+        """A sink that answers where ``target`` says (an ``IncomingMessage.reply_target``
+        this adapter made, read back after a restart); None if it cannot."""
 
 
 class AdapterFactory(Protocol):

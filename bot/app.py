@@ -22,6 +22,7 @@ from .core import Core, CoreSettings
 from .errors import StartupError
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
+from .recovery import recovering
 from .store import Store
 from .texts import Texts
 from .tokens import token_counter_for
@@ -131,7 +132,8 @@ async def serve(cfg: Config, platforms: Sequence[str], *, local: bool = False) -
                 started.append(adapter)
                 log.info("%s adapter running", adapter.name)
             _tune_collector()
-            await _until_stopped(stop, started)
+            async with recovering(core, started, cfg.recovery.max_age_minutes):
+                await _until_stopped(stop, started)
         finally:
             # Answers in flight still post through the adapters: finish them first.
             await core.close(SHUTDOWN_GRACE_S)

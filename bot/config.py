@@ -224,6 +224,15 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    """Answering, after a restart, the questions a crash or shutdown cut off."""
+
+    # Cut-off questions younger than this are answered at start; older ones are
+    # logged and left. 0 turns recovery off. At most the week dedupe rows are kept.
+    max_age_minutes: int = field(default=15, metadata={"min": 0, "max": 7 * 24 * 60})
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, as loaded and checked."""
 
@@ -236,6 +245,7 @@ class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
 
 
 # -- loading -------------------------------------------------------------------

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from .answer_cap import AnswerCap
@@ -30,7 +30,7 @@ from .policy import reset_verdict, system_prompt_verdict
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
-from .store import Store
+from .store import Origin, Pending, Store
 from .texts import Texts
 from .tokens import TokenCounter
 from .types import Answer, ChatMessage, ChatModel, IncomingMessage, ReplySink, Turn
@@ -175,7 +175,8 @@ class Core:
             message_id=msg.message_id,
             created_at=msg.sent_at,
         )
-        turn_id = await self.store.add_user_turn(conv, turn)
+        origin = Origin(msg.reply_target, msg.is_dm)
+        turn_id = await self.store.add_user_turn(conv, turn, origin)
         if turn_id is not None:
             return lambda: self._answer(msg, sink, turn_id)
         # Seen before: answered or told it failed, so drop it; or a crash cut its
@@ -184,11 +185,52 @@ class Core:
         if pending is None:
             log.info("duplicate message %s in %s ignored", msg.message_id, conv)
             return None
+        if not await self.store.take_over(conv, msg.message_id):
+            log.info("message %s in %s is another instance's to answer", msg.message_id, conv)
+            return None
         log.info("message %s in %s was cut off by a restart; answering", msg.message_id, conv)
+        return self._resume(conv, msg, sink, pending)
+
+    def _resume(self, conv: str, msg: IncomingMessage, sink: ReplySink, pending: Pending) -> Job:
+        """The job that finishes a cut-off answer: show a stored one again, or answer."""
         stored = pending.answer
         if stored is not None:
             return lambda: self._guarded(msg, self._show_again(conv, sink, stored))
         return lambda: self._answer(msg, sink, pending.user_turn_id)
+
+    async def answer_stored(
+        self, msg: IncomingMessage, sink: ReplySink, retry_after: Sequence[float] = ()
+    ) -> bool:
+        """Answer a stored message a restart cut off (bot/recovery.py); True if queued.
+
+        Its place in its conversation's lane is taken at once, so messages that
+        arrive later are answered after it. It is answered only once this instance
+        takes it over (``store.take_over``), tried again after each of
+        ``retry_after`` seconds while another instance holds it."""
+        conv = msg.key.as_str()
+        accepted = (conv, msg.message_id)
+        if self._closing or accepted in self._accepted:  # a redelivery got here first
+            return False
+        self._accepted.add(accepted)
+        slot = self._lanes.reserve(conv)
+        job: Job | None = None
+        try:
+            for wait in (0.0, *retry_after):
+                await asyncio.sleep(wait)
+                if self._closing:
+                    break
+                if await self.store.take_over(conv, msg.message_id):
+                    pending = await self.store.pending_turn(conv, msg.message_id)
+                    job = None if pending is None else self._resume(conv, msg, sink, pending)
+                    break
+        finally:
+            if job is None:
+                self._accepted.discard(accepted)
+                slot.cancel()
+        if job is None:
+            return False
+        slot.fill(job)
+        return True
 
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         """Run a core command (native slash commands; not counted against any limit)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .types import Turn
+from .types import ConversationKey, Turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,28 @@ class Pending:
 
     user_turn_id: int
     answer: Turn | None  # stored but not marked delivered: show it again, don't regenerate
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a user turn came from, kept so it can be answered after a restart."""
+
+    reply_target: str | None  # the adapter's own string (IncomingMessage.reply_target)
+    is_dm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """A stored user turn whose answer a crash or shutdown cut off."""
+
+    conversation: str
+    turn: Turn  # the user turn; its message_id is set
+    origin: Origin
+
+    @property
+    def key(self) -> ConversationKey:
+        """The conversation's key (its platform picks the adapter that answers)."""
+        return ConversationKey.parse(self.conversation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +59,13 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush and close; safe to call twice."""
 
-    async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
+    async def add_user_turn(
+        self, conversation: str, turn: Turn, origin: Origin | None = None
+    ) -> int | None:
         """Store a user turn; return its id, or None if ``turn.message_id`` was
-        already seen in this conversation (a redelivered event). Durable on return."""
+        already seen in this conversation (a redelivered event). Durable on return.
+        The message is owned by this instance (bot/instances.py); ``origin`` is
+        kept for restart recovery."""
 
     async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
         """Store a complete answer (``turn.reply_to`` = the user turn it answers).
@@ -80,3 +106,21 @@ class Store(Protocol):
 
     async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
         """Set (or with None, clear) the conversation's system prompt."""
+
+    async def unanswered(self, since: float, limit: int) -> list[Unanswered]:
+        """User turns stored at or after ``since`` (unix seconds) that a crash cut
+        off (as ``pending_turn``), oldest first, at most ``limit``. Messages a live
+        instance is answering right now are listed too: ``take_over`` decides."""
+
+    async def abandon_unanswered(
+        self, since: float, before: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """Mark done the cut-off user turns stored in [``since``, ``before``) that no
+        live instance holds, so they are never answered; their (conversation,
+        message id), at most ``limit``."""
+
+    async def take_over(self, conversation: str, message_id: str) -> bool:
+        """Make this instance the one answering ``message_id``, in one conditional
+        write: True if it had no owner, its owner is this instance, or its owner
+        stopped beating (bot/instances.py); False if another live instance holds
+        it, or it is done or unknown."""

@@ -29,6 +29,26 @@ class ConversationKey:
         parts = (self.platform, self.workspace, self.channel, self.thread or "", self.user or "")
         return ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in parts)
 
+    @classmethod
+    def parse(cls, text: str) -> ConversationKey:
+        """The key whose ``as_str()`` is ``text`` (restart recovery reads it back)."""
+        parts: list[str] = []
+        current: list[str] = []
+        chars = iter(text)
+        for char in chars:
+            if char == "\\":
+                current.append(next(chars, ""))
+            elif char == ":":
+                parts.append("".join(current))
+                current = []
+            else:
+                current.append(char)
+        parts.append("".join(current))
+        if len(parts) != 5:
+            raise ValueError(f"not a conversation key: {text!r}")
+        platform, workspace, channel, thread, user = parts
+        return cls(platform, workspace, channel, thread or None, user or None)
+
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
@@ -44,6 +64,9 @@ class IncomingMessage:
     in_thread: bool = False  # a thread follow-up counts as addressed if the bot is in it
     is_dm: bool = False
     author_is_admin: bool = False  # adapter decides (Manage Server, listed roles/users)
+    # Where to answer, rebuilt by the adapter after a restart (Adapter.sink_for): a
+    # small string only the adapter reads (JSON of channel, thread, reply-to id).
+    reply_target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

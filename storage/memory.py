@@ -1,4 +1,9 @@
-"""An in-memory store with the SQLite store's semantics (tests, benchmarks, demos)."""
+"""An in-memory store with the SQLite store's semantics (tests, benchmarks, demos).
+
+Restart recovery: one object is one database, and ``close`` then ``open`` is a
+restart (the data stays). Its instance is alive from ``open`` to ``close``; no
+other process can share it, so there is no heartbeat to go stale.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from bot.store import Pending, StoredContext
+from bot.instances import new_instance_id
+from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
 
 from .migrations import SEEN_RETENTION_S
@@ -44,6 +50,12 @@ class _History:
                 if not answers:
                     return Pending(turn.id, None)
                 return None if answers[0].delivered else Pending(turn.id, answers[0])
+        return None
+
+    def user_turn(self, message_id: str) -> Turn | None:
+        for turn in self.turns:
+            if turn.role == "user" and turn.message_id == message_id:
+                return turn
         return None
 
     def mark_delivered(self, answer_id: int) -> None:
@@ -89,18 +101,33 @@ class MemoryStore:
         self._done: set[tuple[str, str]] = set()
         self._last_id = 0
         self._next_prune = 0.0
+        # Restart recovery: who answers each message, and where its answer goes.
+        self._owners: dict[tuple[str, str], str] = {}
+        self._origins: dict[tuple[str, str], Origin] = {}
+        self.instance_id = new_instance_id()
+        self._live: set[str] = {self.instance_id}
 
     async def open(self) -> None:
-        """Nothing to open; kept for the Store protocol."""
+        """A new instance after ``close`` (a restart); nothing else to open."""
+        if self.instance_id not in self._live:
+            self.instance_id = new_instance_id()
+            self._live.add(self.instance_id)
 
     async def close(self) -> None:
-        """Nothing to close; the data stays with the object."""
+        """The instance ends; the data stays with the object."""
+        self._live.discard(self.instance_id)
 
-    async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
+    async def add_user_turn(
+        self, conversation: str, turn: Turn, origin: Origin | None = None
+    ) -> int | None:
         """Store a user turn unless its message id was seen."""
         _check_role(turn, "user")
-        if turn.message_id is not None and not self._claim(conversation, turn.message_id):
-            return None
+        if turn.message_id is not None:
+            if not self._claim(conversation, turn.message_id):
+                return None
+            key = (conversation, turn.message_id)
+            self._owners[key] = self.instance_id
+            self._origins[key] = origin or Origin(None)
         turn_id = self._next_id()
         self._add(conversation, (turn_id, turn_id), dataclasses.replace(turn, id=turn_id))
         return turn_id
@@ -152,6 +179,48 @@ class MemoryStore:
     async def mark_done(self, conversation: str, message_id: str) -> None:
         """Record that ``message_id`` was dealt with although no answer was stored."""
         self._done.add((conversation, message_id))
+
+    async def unanswered(self, since: float, limit: int) -> list[Unanswered]:
+        """Cut-off user turns stored since ``since``, oldest first."""
+        found: list[Unanswered] = []
+        for key, at in self._seen.items():
+            if len(found) >= limit:
+                break
+            item = self._cut_off(key) if at >= since else None
+            if item is not None:
+                found.append(item)
+        return found
+
+    async def abandon_unanswered(
+        self, since: float, before: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """Mark done the cut-off user turns in [since, before) no live instance holds."""
+        keys = [k for k, at in self._seen.items() if since <= at < before and self._cut_off(k)]
+        abandoned = [k for k in keys[:limit] if self._takeable(k)]
+        self._done.update(abandoned)
+        return abandoned
+
+    async def take_over(self, conversation: str, message_id: str) -> bool:
+        """Own ``message_id`` unless a live instance does."""
+        key = (conversation, message_id)
+        if key not in self._seen or key in self._done or not self._takeable(key):
+            return False
+        self._owners[key] = self.instance_id
+        return True
+
+    def _takeable(self, key: tuple[str, str]) -> bool:
+        owner = self._owners.get(key)
+        return owner is None or owner == self.instance_id or owner not in self._live
+
+    def _cut_off(self, key: tuple[str, str]) -> Unanswered | None:
+        conversation, message_id = key
+        history = self._histories.get(conversation)
+        if history is None or key in self._done or history.pending(message_id) is None:
+            return None
+        turn = history.user_turn(message_id)
+        if turn is None:
+            return None
+        return Unanswered(conversation, turn, self._origins.get(key, Origin(None)))
 
     async def reset(self, conversation: str) -> None:
         """Forget the conversation's turns; dedupe rows and settings stay."""
@@ -208,6 +277,8 @@ class MemoryStore:
         for key in old:
             del self._seen[key]
             self._done.discard(key)
+            self._owners.pop(key, None)
+            self._origins.pop(key, None)
         return len(old)
 
     def _next_id(self) -> int:

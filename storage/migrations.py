@@ -85,5 +85,24 @@ _V4 = (
     "CREATE INDEX turns_by_age ON turns (created_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# v5: restart recovery (bot/recovery.py, bot/instances.py). A user turn keeps where
+# its answer goes (the adapter's ``reply_target``, and whether it came from a DM);
+# a dedupe row names the instance answering it (``owner``); ``instances`` holds each
+# open store's heartbeat and process (``host``: where its ``pid`` can be checked).
+# v4's ``turns_by_message`` finds a user turn by its message id for recovery too.
+_V5 = (
+    "ALTER TABLE turns ADD COLUMN reply_target TEXT",
+    "ALTER TABLE turns ADD COLUMN is_dm INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE seen ADD COLUMN owner TEXT",
+    """
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        heartbeat REAL NOT NULL,
+        host TEXT,
+        pid INTEGER
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)

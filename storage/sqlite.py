@@ -19,7 +19,9 @@ waits up to ``BUSY_TIMEOUT_MS`` for a file locked by another connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import sqlite3
 import time
 import uuid
@@ -30,7 +32,15 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.errors import StartupError
-from bot.store import Pending, StoredContext
+from bot.instances import (
+    FORGET_AFTER_S,
+    HEARTBEAT_S,
+    STALE_AFTER_S,
+    new_instance_id,
+    process_gone,
+    process_identity,
+)
+from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
 
 from . import compat, problems
@@ -86,6 +96,7 @@ class SqliteStore:
         cache_bytes: int = MAX_BYTES,
         retention_days: float = 0.0,
         on_connect: Callable[[sqlite3.Connection], object] | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.path = path
         self._clock = clock
@@ -102,6 +113,12 @@ class SqliteStore:
         self._data_version = -1  # the inline connection's, as of the cache's last use
         self._worker_version = -1  # the worker's, as of its last write
         self._writing = 0  # writes handed to the worker and not finished
+        self._cache = TurnCache() if turn_cache is None else turn_cache
+        self._data_version = -1  # as of the cache's last use; -1: unknown
+        self.instance_id = new_instance_id()  # this process's name in ``instances``
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._heartbeat_s = heartbeat_s
+        self._host, self._pid = process_identity()
 
     async def open(self) -> None:
         """Connect, switch to WAL, bring the schema up to date, open the inline connection.
@@ -140,13 +157,30 @@ class SqliteStore:
             self._on_connect(self._inline)
             await self._in_worker(self._on_connect)
         self._worker_version = await self._in_worker(ops.data_version)
+        await self._in_worker(
+            ops.execute, ops.SQL_FORGET_INSTANCES, (self._clock() - FORGET_AFTER_S,)
+        )
+        await self._forget_gone_processes()
+        await self._beat()
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
         self._maybe_prune()  # at once: a bot restarted daily would otherwise never prune
 
     async def close(self) -> None:
-        """Finish a running checkpoint or write, then close; safe to call twice."""
+        """Finish a running checkpoint or write, then close; safe to call twice.
+
+        The instance row goes too: what this store owned is free at once."""
         if self._pruning is not None:
             self._pruning.cancel()  # between batches; the next start goes on from there
             await asyncio.gather(self._pruning, return_exceptions=True)
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            try:
+                await self._in_worker(ops.execute, ops.SQL_UNREGISTER, (self.instance_id,))
+            except sqlite3.Error as exc:  # it goes stale instead
+                log.warning("storage: could not remove instance %s: %s", self.instance_id, exc)
         if self._checkpoint is not None:
             await self._checkpoint
         self._cache.clear()
@@ -157,11 +191,16 @@ class SqliteStore:
         if worker is not None:
             await worker.close()  # the last to close: SQLite checkpoints on its thread
 
-    async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
+    async def add_user_turn(
+        self, conversation: str, turn: Turn, origin: Origin | None = None
+    ) -> int | None:
         """Store a user turn unless its message id was seen; durable on return."""
         ops.check_role(turn, "user")
         self._maybe_prune()
-        stored = await self._write(ops.add_user_turn, conversation, turn, self._clock())
+        target, is_dm = (None, False) if origin is None else (origin.reply_target, origin.is_dm)
+        stored = await self._write(
+            ops.add_user_turn, conversation, turn, self._clock(), self.instance_id, target, is_dm
+        )
         return self._added(conversation, stored, turn.delivered)
 
     async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
@@ -237,6 +276,55 @@ class SqliteStore:
     async def mark_done(self, conversation: str, message_id: str) -> None:
         """Record that ``message_id`` was dealt with although no answer was stored."""
         await self._write(ops.execute, ops.SQL_MARK_DONE, (conversation, message_id))
+
+    async def unanswered(self, since: float, limit: int) -> list[Unanswered]:
+        """Cut-off user turns stored since ``since`` (on the worker thread: it scans)."""
+        rows = await self._in_worker(ops.fetch_all, ops.SQL_UNANSWERED, (since, math.inf, limit))
+        return [
+            Unanswered(str(row[0]), ops.row_to_turn(row[3:]), Origin(row[1], bool(row[2])))
+            for row in rows
+        ]
+
+    async def abandon_unanswered(
+        self, since: float, before: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """Mark done the cut-off user turns in [since, before) no live instance holds."""
+        alive_after = self._clock() - STALE_AFTER_S
+        return await self._in_worker(
+            ops.abandon, (since, before), self.instance_id, alive_after, limit
+        )
+
+    async def take_over(self, conversation: str, message_id: str) -> bool:
+        """Own ``message_id`` unless a live instance does (one conditional UPDATE)."""
+        me = self.instance_id
+        params = (me, conversation, message_id, me, self._clock() - STALE_AFTER_S)
+        return await self._write(ops.execute, ops.SQL_TAKE_OVER, params) == 1
+
+    async def _beat(self) -> None:
+        """Stamp this instance's heartbeat (bot/instances.py)."""
+        params = (self.instance_id, self._clock(), self._host, self._pid)
+        await self._write(ops.execute, ops.SQL_BEAT, params)
+
+    async def _forget_gone_processes(self) -> None:
+        """Delete the rows of instances whose process is gone from this machine
+        (killed): what they owned can be taken over now, not once they go stale."""
+        if self._host is None:
+            return
+        params = (self._host, self.instance_id)
+        for instance, pid in await self._in_worker(ops.fetch_all, ops.SQL_LOCAL_INSTANCES, params):
+            if pid is not None and process_gone(int(pid)):
+                log.info(
+                    "storage: instance %s (pid %d) is gone; taking over its work", instance, pid
+                )
+                await self._in_worker(ops.execute, ops.SQL_UNREGISTER, (instance,))
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._beat()
+            except sqlite3.Error as exc:  # the next beat tries again
+                log.warning("storage: heartbeat failed: %s", exc)
 
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay.

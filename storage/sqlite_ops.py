@@ -50,6 +50,47 @@ SQL_INSERT_TURN = f"""
 """
 SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
 SQL_CLAIM = "INSERT OR IGNORE INTO seen (conversation, message_id, at) VALUES (?, ?, ?)"
+# -- restart recovery (bot/instances.py) --
+SQL_ANCHOR_USER = "UPDATE turns SET anchor = id, reply_target = ?, is_dm = ? WHERE id = ?"
+SQL_CLAIM_OWNED = """
+    INSERT OR IGNORE INTO seen (conversation, message_id, at, owner) VALUES (?, ?, ?, ?)
+"""
+SQL_BEAT = """
+    INSERT INTO instances (id, heartbeat, host, pid) VALUES (?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat
+"""
+SQL_LOCAL_INSTANCES = "SELECT id, pid FROM instances WHERE host = ? AND id <> ?"
+SQL_UNREGISTER = "DELETE FROM instances WHERE id = ?"
+SQL_FORGET_INSTANCES = "DELETE FROM instances WHERE heartbeat < ?"
+# Parameters: this instance's id, the oldest heartbeat that still counts as alive.
+_TAKEABLE = """
+    (seen.owner IS NULL OR seen.owner = ? OR NOT EXISTS (
+        SELECT 1 FROM instances AS i WHERE i.id = seen.owner AND i.heartbeat >= ?))
+"""
+SQL_TAKE_OVER = f"""
+    UPDATE seen SET owner = ?
+    WHERE conversation = ? AND message_id = ? AND done = 0 AND {_TAKEABLE}
+"""
+SQL_ABANDON = f"""
+    UPDATE seen SET done = 1
+    WHERE conversation = ? AND message_id = ? AND done = 0 AND {_TAKEABLE}
+"""
+# Cut-off user turns by the time they were stored: no answer, or one not delivered.
+_CUT_OFF = """
+    FROM seen AS s
+    JOIN turns AS t
+      ON t.conversation = s.conversation AND t.message_id = s.message_id AND t.role = 'user'
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE s.at >= ? AND s.at < ? AND s.done = 0 AND (a.id IS NULL OR a.delivered = 0)
+"""
+SQL_UNANSWERED = f"""
+    SELECT s.conversation, t.reply_target, t.is_dm,
+           {", ".join("t." + c.strip() for c in TURN_COLUMNS.split(","))}
+    {_CUT_OFF}
+    ORDER BY s.at, t.id LIMIT ?
+"""
+SQL_CUT_OFF_KEYS = f"SELECT s.conversation, s.message_id {_CUT_OFF} ORDER BY s.at LIMIT ?"
 SQL_PRUNE = "DELETE FROM seen WHERE at < ?"
 # One batch of the retention prune: an index range on created_at, a few rows.
 SQL_PRUNE_TURNS = """
@@ -124,13 +165,43 @@ def checkpoint(con: sqlite3.Connection) -> tuple[int, int, int]:
     return int(busy), int(frames), int(copied)
 
 
-def add_user_turn(con: sqlite3.Connection, conversation: str, turn: Turn, now: float) -> Stored:
+def add_user_turn(
+    con: sqlite3.Connection,
+    conversation: str,
+    turn: Turn,
+    now: float,
+    owner: str | None = None,
+    target: str | None = None,
+    is_dm: bool = False,
+) -> Stored:
     with _immediate(con):
         if turn.message_id is not None:
-            claimed = con.execute(SQL_CLAIM, (conversation, turn.message_id, now))
-            if claimed.rowcount != 1:
+            params = (conversation, turn.message_id, now, owner)
+            if con.execute(SQL_CLAIM_OWNED, params).rowcount != 1:
                 return None
-        return _insert_self_anchored(con, conversation, turn)
+        row = insert_turn(con, conversation, turn, anchor=None)
+        con.execute(SQL_ANCHOR_USER, (target, int(is_dm), row[0]))
+        return int(row[0]), row
+
+
+def abandon(
+    con: sqlite3.Connection,
+    window: tuple[float, float],
+    me: str,
+    alive_after: float,
+    limit: int,
+) -> list[tuple[str, str]]:
+    """Mark done the cut-off messages stored in ``window`` that no live instance
+    holds; their keys. The search (a scan of the window) only reads, so writers
+    are not held up by it; each mark is conditional, so an owner that came back to
+    life in between keeps its message."""
+    keys = con.execute(SQL_CUT_OFF_KEYS, (*window, limit)).fetchall()
+    with _immediate(con):
+        return [
+            (str(conv), str(mid))
+            for conv, mid in keys
+            if con.execute(SQL_ABANDON, (conv, mid, me, alive_after)).rowcount == 1
+        ]
 
 
 def add_assistant_turn(con: sqlite3.Connection, conversation: str, turn: Turn) -> Stored:

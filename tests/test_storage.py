@@ -521,7 +521,10 @@ async def test_sqlite_migrates_the_previous_schema_keeping_data(tmp_path: Path) 
             (CONV, CONV),
         )
         db.execute("INSERT INTO conversation_settings VALUES (?, 'old prompt')", (CONV,))
-        db.execute("INSERT INTO seen VALUES (?, 'm1', ?)", (CONV, time.time()))  # v2 dedupe
+        db.execute(  # v2 dedupe; columns named: later steps add more
+            "INSERT INTO seen (conversation, message_id, at) VALUES (?, 'm1', ?)",
+            (CONV, time.time()),
+        )
     db.close()
 
     store = SqliteStore(str(path))

@@ -15,7 +15,7 @@ from discord import app_commands
 from bot.errors import StartupError
 from bot.types import PlatformLimits
 
-from . import compat
+from . import compat, target
 from .commands import build_tree
 from .setup import (
     INVALID_TOKEN,
@@ -117,6 +117,16 @@ class DiscordAdapter:
             await asyncio.wait({task})  # the gateway loop ends once the client is closed
             if not task.cancelled() and task.exception() is not None:
                 log.info("Discord: the gateway stopped with %r", task.exception())
+
+    def sink_for(self, target_text: str) -> ChannelSink | None:
+        """A sink for a stored reply target (restart recovery), without any REST call:
+        a partial channel, and a partial message as the reply reference."""
+        client, where = self._client, target.decode(target_text)
+        if client is None or where is None:
+            return None
+        channel = client.get_partial_messageable(where.channel, guild_id=where.guild)
+        reply_to = None if where.reply_to is None else channel.get_partial_message(where.reply_to)
+        return ChannelSink(client, channel, self._limits, reply_to)
 
     async def _connect(self, *, message_content: bool) -> None:
         client = _GatewayClient(

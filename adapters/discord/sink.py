@@ -69,7 +69,7 @@ class ChannelSink:
         client: discord.Client,
         channel: MessageChannel,
         limits: PlatformLimits,
-        reply_to: discord.Message | None = None,
+        reply_to: discord.PartialMessage | None = None,  # a Message is one too
     ) -> None:
         self.limits = limits
         self.pace_key = str(channel.id)  # Discord's message buckets are per channel

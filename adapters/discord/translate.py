@@ -16,6 +16,8 @@ import discord
 from bot.config import DiscordConfig
 from bot.types import ConversationKey, IncomingMessage
 
+from . import target
+
 PLATFORM = "discord"
 DM_WORKSPACE = "@dm"
 THREAD_NAME_MAX = 80  # Discord allows 100; shorter names read better in the sidebar
@@ -159,6 +161,7 @@ def to_incoming(message: discord.Message, bot_id: int, policy: Policy) -> Incomi
         in_thread=isinstance(message.channel, discord.Thread),
         is_dm=is_dm,
         author_is_admin=is_admin(permissions, roles, policy),
+        reply_target=target.encode(target.Target(message.channel.id, message.id, guild_id)),
     )
 
 
@@ -253,7 +256,10 @@ def thread_name(msg: IncomingMessage) -> str:
 
 def moved_to_thread(msg: IncomingMessage, thread_id: int) -> IncomingMessage:
     """``msg`` as the opening message of the thread the bot made for it."""
-    return replace(msg, key=thread_key(msg.key, thread_id), in_thread=True)
+    where = target.decode(msg.reply_target or "")
+    guild = None if where is None else where.guild
+    moved = target.encode(target.Target(thread_id, None, guild))  # the thread opens with it
+    return replace(msg, key=thread_key(msg.key, thread_id), in_thread=True, reply_target=moved)
 
 
 # -- slash commands ---------------------------------------------------------------------------

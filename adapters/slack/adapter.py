@@ -30,6 +30,7 @@ from bot.errors import StartupError
 from bot.redact import redact_url
 from bot.types import PlatformLimits
 
+from . import target
 from .bolt_setup import bolt_logger, tokenless_twin
 from .names import UserNames, display_name
 from .pacing import ReadsRateLimitRetry, SlackPaces
@@ -335,13 +336,28 @@ class SlackAdapter:
 
     def _sink_for(self, inbound: Inbound) -> SlackSink:
         assert self._client is not None
-        return SlackSink(
+        return self._sink(
             self._client,
+            target.Target(
+                inbound.team_id, inbound.channel, inbound.reply_thread_ts, inbound.message.author_id
+            ),
+        )
+
+    def sink_for(self, target_text: str) -> SlackSink | None:
+        """A sink for a stored reply target (restart recovery)."""
+        where = target.decode(target_text)
+        if self._client is None or where is None:
+            return None
+        return self._sink(self._client, where)
+
+    def _sink(self, client: AsyncWebClient, where: target.Target) -> SlackSink:
+        return SlackSink(
+            client,
             self._fallbacks,
-            team_id=inbound.team_id,
-            channel=inbound.channel,
-            thread_ts=inbound.reply_thread_ts,
-            user_id=inbound.message.author_id,
+            team_id=where.team,
+            channel=where.channel,
+            thread_ts=where.thread_ts,
+            user_id=where.user,
             streaming=self._slack.streaming,
             texts=self._texts,
             base_limits=self._limits,

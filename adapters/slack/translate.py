@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from bot.types import ConversationKey, IncomingMessage
 
+from . import target
+
 if TYPE_CHECKING:
     from bot.config import SlackConfig
 
@@ -157,6 +159,7 @@ def to_inbound(
         in_thread=thread is not None and not is_dm,
         is_dm=is_dm,
         author_is_admin=author in policy.admin_users,
+        reply_target=target.encode(target.Target(team, channel, reply_thread, author)),
     )
     return Inbound(message=message, team_id=team, channel=channel, reply_thread_ts=reply_thread)
 

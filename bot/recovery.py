@@ -1,0 +1,176 @@
+"""Restart recovery: answer what a crash or a shutdown left unanswered.
+
+Neither Discord nor Slack replays a message to a new session, so a question whose
+answer was cut off (SIGKILL, power loss, the shutdown grace period ran out) would
+stay unanswered forever. Every user turn is stored with where its answer goes
+(``IncomingMessage.reply_target``, a string only its adapter reads). After the
+adapters have started, ``recovering`` lists the cut-off turns stored within
+``recovery.max_age_minutes`` and hands each to ``Core.answer_stored`` with a sink
+its adapter rebuilt from the stored target (``Adapter.sink_for``). The core then
+answers it through its normal path: in its conversation's lane, with the history
+up to that question, or by showing again an answer that was stored but not
+delivered.
+
+Decisions:
+
+- Age is measured from when the message was stored (the dedupe row's time, the
+  store's own clock), not the platform's timestamp, which another host stamps.
+- Older cut-off messages are marked done and logged once (at most
+  ``MAX_LOGGED``, looking back ``LOOKBACK_S``): answering a question hours later,
+  out of the blue, confuses more than it helps, and marking them keeps them from
+  being listed and logged again at every start. A redelivery of one is then a
+  plain duplicate.
+- A message is answered only after ``Store.take_over`` made this instance its
+  owner, so two instances starting on one database, or a redelivery racing
+  recovery, answer it once, and a live instance keeps its answers in flight
+  (bot/instances.py). An owner killed on this machine is known gone at once; one
+  that died elsewhere looks alive until its heartbeat goes stale, so its message
+  is tried again after that. Its place in its conversation is held meanwhile,
+  so a newer message there waits for it.
+- Recovery starts once the adapters are up (its sinks need their clients), so a
+  message that arrives in the moment before it holds its places is answered
+  first; it still sees the history up to it, the cut-off question included.
+- A redelivery (``Core.handle``) that finds its message held by an instance that
+  looks alive drops it at once instead of waiting: two live instances that both
+  receive every Discord message must not stall each other. If that owner was in
+  fact dead, recovery answers the message once its heartbeat is stale.
+- A turn whose platform is not running now, or whose target its adapter cannot
+  read (stored by a version before targets existed), is logged and left alone:
+  a later start within the age limit may still answer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .instances import HEARTBEAT_S, STALE_AFTER_S
+from .store import Unanswered
+from .types import IncomingMessage, ReplySink
+
+if TYPE_CHECKING:
+    from .adapter import Adapter
+    from .core import Core
+
+log = logging.getLogger(__name__)
+
+MAX_RECOVERED = 500  # cut-off messages answered per start; a bound on the work queued
+MAX_LOGGED = 1000  # older ones marked done per start (the rest at the next)
+LOOKBACK_S = 7 * 24 * 3600.0  # as long as dedupe rows are kept (storage SEEN_RETENTION_S)
+LOGGED_IDS = 5  # message ids named in one log line
+# One more try once an owner that was alive at start must have missed its beats.
+RETRY_AFTER_S = (STALE_AFTER_S + HEARTBEAT_S,)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What one recovery pass did."""
+
+    queued: int  # answers queued (or stored answers queued to be shown again)
+    skipped: int  # no adapter or no readable target, or another instance has it
+    abandoned: int  # older than the age limit: marked done, not answered
+
+
+@contextlib.asynccontextmanager
+async def recovering(
+    core: Core, adapters: Sequence[Adapter], max_age_minutes: int
+) -> AsyncIterator[None]:
+    """Run recovery in the background while the body runs; stop it on exit."""
+    task = asyncio.create_task(_quietly(recover(core, adapters, max_age_minutes * 60.0)))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _quietly(work: Awaitable[Recovered]) -> None:
+    try:
+        await work
+    except Exception:  # a storage failure here must not stop the bot
+        log.exception("recovery: failed; cut-off messages stay unanswered")
+
+
+async def recover(
+    core: Core,
+    adapters: Sequence[Adapter],
+    max_age_s: float,
+    *,
+    clock: Callable[[], float] = time.time,
+    retry_after: Sequence[float] = RETRY_AFTER_S,
+) -> Recovered:
+    """Answer the cut-off messages younger than ``max_age_s``; mark older ones done."""
+    if max_age_s <= 0:
+        return Recovered(0, 0, 0)
+    store = core.store
+    since = clock() - max_age_s
+    abandoned = await store.abandon_unanswered(since - LOOKBACK_S, since, MAX_LOGGED)
+    if abandoned:
+        log.warning(
+            "recovery: %d unanswered messages are older than %.0f minutes; not answering them: %s",
+            len(abandoned),
+            max_age_s / 60,
+            _some(f"{mid} in {conv}" for conv, mid in abandoned),
+        )
+    items = await store.unanswered(since, MAX_RECOVERED)
+    platforms = {adapter.name: adapter for adapter in adapters}
+    answers = []
+    for item in items:
+        rebuilt = _rebuild(item, platforms)
+        if rebuilt is not None:
+            answers.append(core.answer_stored(*rebuilt, retry_after=retry_after))
+    # Each starts at once and holds its place in its conversation before it waits.
+    queued = sum(await asyncio.gather(*answers))
+    done = Recovered(queued, len(items) - queued, len(abandoned))
+    log.info(
+        "recovery: done: %d cut-off messages queued to be answered, %d skipped, %d too old",
+        done.queued,
+        done.skipped,
+        done.abandoned,
+    )
+    return done
+
+
+def _rebuild(
+    item: Unanswered, platforms: Mapping[str, Adapter]
+) -> tuple[IncomingMessage, ReplySink] | None:
+    """The message as its adapter once handed it in, and a sink to answer it."""
+    turn, target = item.turn, item.origin.reply_target
+    where = f"message {turn.message_id} in {item.conversation}"
+    try:
+        key = item.key
+    except ValueError:
+        log.warning("recovery: %s: not a conversation key; left alone", where)
+        return None
+    adapter = platforms.get(key.platform)
+    if adapter is None:
+        log.warning("recovery: %s: %s is not running; left for a later start", where, key.platform)
+        return None
+    sink = None if target is None else adapter.sink_for(target)
+    if sink is None:
+        log.warning("recovery: %s: no usable reply target stored; left alone", where)
+        return None
+    msg = IncomingMessage(
+        key=key,
+        message_id=turn.message_id or "",
+        author_id=turn.author_id or "",
+        author_name=turn.author_name or "",
+        text=turn.content,
+        sent_at=turn.created_at,
+        addressed=True,
+        is_dm=item.origin.is_dm,
+        reply_target=target,
+    )
+    return msg, sink
+
+
+def _some(ids: Iterable[str]) -> str:
+    listed = list(ids)
+    shown = ", ".join(listed[:LOGGED_IDS])
+    return shown + (f" and {len(listed) - LOGGED_IDS} more" if len(listed) > LOGGED_IDS else "")
