@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 from .context import HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
-from .errors import LLMError
+from .errors import LLMError, ShuttingDown
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes
 from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
+from .storage_guard import storing
 from .store import Store
 from .texts import Texts
 from .tokens import TokenCounter
@@ -80,17 +81,25 @@ class Core:
         return len(self._lanes)
 
     async def handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
-        """Accept one message; the answer follows asynchronously through ``sink``."""
+        """Accept one message; the answer follows asynchronously through ``sink``.
+
+        Raises StorageError when the message could not be stored and ShuttingDown
+        once ``close`` began: either way nothing was taken, so the adapter must not
+        acknowledge the message (or must tell the user).
+        """
         if self._closing:
-            log.info("shutting down; ignoring message %s", msg.message_id)
-            return
+            raise ShuttingDown(msg.message_id)
+        with storing():
+            await self._handle(msg, sink)
+
+    async def _handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
         conv = msg.key.as_str()
         if not msg.addressed and not (msg.in_thread and await self.store.has_turns(conv)):
             return
         text = clean_text(msg.text)
         command = parse_command(text, self.settings.command_prefix)
         if command is not None:
-            await self.run_command(command.name, command.arg, msg, sink)
+            await self._run_command(command.name, command.arg, msg, sink)
             return
         if not text:
             await self._reply_once(msg, sink, self.texts.get("empty_message"))
@@ -150,7 +159,15 @@ class Core:
         return lambda: self._answer(msg, sink, pending.user_turn_id)
 
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
-        """Run a core command (also used for native slash commands)."""
+        """Run a core command (also used for native slash commands); raises as ``handle``."""
+        if self._closing:
+            raise ShuttingDown(msg.message_id)
+        with storing():
+            await self._run_command(name, arg, msg, sink)
+
+    async def _run_command(
+        self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink
+    ) -> None:
         conv = msg.key.as_str()
         slot = self._lanes.reserve(conv)
         try:
@@ -166,7 +183,11 @@ class Core:
             # Forget now, not when the lane gets here: messages that arrive after the
             # reset are stored at once and must survive it. An answer still being
             # written for an earlier message is then not stored (its question is gone).
-            await self.store.reset(conv)
+            try:
+                await self.store.reset(conv)
+            except BaseException:
+                slot.cancel()  # a reserved slot never filled would hold up the lane
+                raise
         slot.fill(lambda: self._command(name, arg, msg, sink))
 
     async def drain(self) -> None:
@@ -312,7 +333,12 @@ class Core:
         """Reply with a fixed text, once per message even if it is redelivered."""
         conv = msg.key.as_str()
         slot = self._lanes.reserve(conv)
-        if not await self.store.claim(conv, msg.message_id):
+        try:
+            first = await self.store.claim(conv, msg.message_id)
+        except BaseException:
+            slot.cancel()
+            raise
+        if not first:
             slot.cancel()
             return
         slot.fill(lambda: self._send_quietly(sink, text))

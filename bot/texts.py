@@ -98,6 +98,13 @@ EN: Mapping[str, str] = {
     "slash_system": "Show, set or clear the system prompt for this conversation",
     "slash_system_text": "New system prompt; 'clear' for the default; leave empty to show it",
     "slash_help": "Show what the bot can do",
+    # -- storage failures and shutdown --
+    "error_storage": (
+        "I couldn't save your message, so I can't answer it right now. "
+        "Please try again in a moment."
+    ),
+    "console_storage_failed": "error: could not save your message ({detail}); stopping.",
+    "cut_by_restart": "— cut short by a restart; I'll answer again when I'm back.",
 }
 
 KO: Mapping[str, str] = {
@@ -175,6 +182,12 @@ KO: Mapping[str, str] = {
         "새 시스템 프롬프트예요. 'clear'는 기본값으로 돌아가고, 비워 두면 지금 값을 보여 줘요"
     ),
     "slash_help": "봇으로 할 수 있는 일을 보여 줘요",
+    # -- storage failures and shutdown --
+    "error_storage": (
+        "메시지를 저장하지 못해서 지금은 답할 수 없어요. 잠시 뒤에 다시 보내 주세요."
+    ),
+    "console_storage_failed": "오류: 메시지를 저장하지 못해서 ({detail}) 종료해요.",
+    "cut_by_restart": "— 재시작 때문에 답이 중간에 끊겼어요. 다시 켜지면 다시 답할게요.",
 }
 
 CATALOG: Mapping[str, Mapping[str, str]] = {"en": EN, "ko": KO}

@@ -15,7 +15,7 @@ import discord.http
 import yarl
 from discord import app_commands
 
-from bot.errors import StartupError
+from bot.errors import ShuttingDown, StartupError, StorageError
 from bot.types import PlatformLimits
 
 from .commands import build_tree
@@ -213,6 +213,8 @@ class DiscordAdapter:
         await sink.typing()  # acknowledge now: the command may queue behind an answer
         try:
             await self._core.run_command(name, arg, msg, sink)
+        except (StorageError, ShuttingDown) as exc:
+            await self._refused(msg.message_id, sink, exc)
         except Exception:
             log.exception("Discord: /%s failed", name)
             with contextlib.suppress(Exception):
@@ -240,10 +242,24 @@ class DiscordAdapter:
         try:
             async with self._intake:
                 await self._core.handle(msg, sink)
+        except (StorageError, ShuttingDown) as exc:
+            await self._refused(msg.message_id, sink, exc)
         except Exception:
             log.exception("Discord: could not take message %s", msg.message_id)
             with contextlib.suppress(Exception):
                 await sink.send(self._core.texts.get("error_internal"))
+
+    async def _refused(
+        self, message_id: str, sink: ChannelSink | InteractionSink, exc: Exception
+    ) -> None:
+        """The core did not take the message: one log line; if the store failed, a
+        short reply (Discord never delivers a message again, so the user must retry)."""
+        if isinstance(exc, ShuttingDown):
+            log.info("Discord: message %s arrived while shutting down; not taken", message_id)
+            return
+        log.error("Discord: message %s not taken: %s", message_id, exc)
+        with contextlib.suppress(Exception):
+            await sink.send(self._core.texts.get("error_storage"))
 
     def _not_allowed_text(self) -> str:
         try:
