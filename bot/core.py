@@ -24,7 +24,7 @@ from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
-from .storage_guard import storing
+from .storage_guard import STORE_FAILURES, storing
 from .store import Store
 from .texts import Texts
 from .tokens import TokenCounter
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
 MAX_SYSTEM_PROMPT_CHARS = 4000
 COMMANDS = ("reset", "system", "help")
+CUT_NOTE_TIMEOUT_S = 2.0  # shutdown: most an answer cut by it spends on its closing note
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +203,10 @@ class Core:
         except TimeoutError:
             log.warning("answers still running after %.1fs; cancelling them", grace_s)
             self._lanes.cancel_all()
-            await asyncio.sleep(0)
+            # Each cut answer writes its closing note (bounded by CUT_NOTE_TIMEOUT_S)
+            # while the adapters' connections are still open.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lanes.drain(), CUT_NOTE_TIMEOUT_S + 1.0)
 
     # -- answering ---------------------------------------------------------
 
@@ -215,6 +219,8 @@ class Core:
         try:
             if not await work:
                 await self.store.mark_done(conv, msg.message_id)
+        except STORE_FAILURES as exc:  # one line, not a traceback per failed write
+            log.error("storage failed after answering %s in %s: %s", msg.message_id, conv, exc)
         finally:
             self._accepted.discard((conv, msg.message_id))
 
@@ -259,7 +265,8 @@ class Core:
             await self._send_quietly(sink, self.texts.get("error_delivery"))
             return False
         except asyncio.CancelledError:  # shutdown after the grace period
-            await stream.aclose()
+            # Not marked done: the user turn stays unanswered for the next start.
+            await stream.cut(self.texts.get("cut_by_restart"), CUT_NOTE_TIMEOUT_S)
             raise
         except Exception:
             log.exception("unexpected error while answering in %s", conv)

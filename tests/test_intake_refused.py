@@ -8,18 +8,24 @@ answered. Discord (real discord.py over the fake Discord): a short reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from bot.app import EXIT_STORAGE
 from bot.core import Core
 from bot.texts import Texts
 from tests.failing_store import DISK_FULL, DISK_IO_ERROR, BrokenDiskStore
 from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.fakes.fake_slack import FakeSlack
+from tests.support import spawn_bot
+from tests.test_cli import RUN_LIMIT_S, bot_env
 from tests.test_discord_e2e import (
     ALICE,
     GENERAL,
@@ -44,6 +50,12 @@ async def broken_store(tmp_path: Path) -> AsyncIterator[BrokenDiskStore]:
     await store.open()
     yield store
     await store.close()
+
+
+def delivered_answers(db_path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        sql = "SELECT count(*) FROM turns WHERE role = 'assistant' AND delivered = 1"
+        return int(db.execute(sql).fetchone()[0])
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -132,3 +144,29 @@ async def test_discord_message_the_store_refused_gets_a_short_reply(
     assert texts(fake, GENERAL)[1:] == ["Now it is stored."]
     assert len(storage_lines(caplog)) == 1
     assert tracebacks(caplog) == []
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux prlimit")
+async def test_console_reports_a_failing_disk_in_one_line_and_exits_non_zero(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.script(reply("First answer."))
+    proc = await spawn_bot("console", env=bot_env(tmp_path, fake_openai))
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(b"first question\n")
+    await proc.stdin.drain()
+    line = await asyncio.wait_for(proc.stdout.readline(), RUN_LIMIT_S)
+    assert line == b"answer: First answer.\n"
+    await until(lambda: delivered_answers(tmp_path / "bot.db") == 1, "the answer's last write")
+    # From now on the kernel refuses every write to a file by this process (EFBIG),
+    # as a full disk would: SQLite fails the next commit with a real I/O error.
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+    proc.stdin.write(b"second question\n")
+    await proc.stdin.drain()
+    out, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)
+    assert proc.returncode == EXIT_STORAGE, err
+    [reported] = err.decode().splitlines()
+    prefix = Texts("en").get("console_storage_failed").split("{detail}")[0]
+    assert reported.startswith(prefix), reported
+    assert out == b""
+    assert fake_openai.request_count == 1  # the second question never reached the model
