@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import sqlite3
@@ -14,15 +15,22 @@ DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 class BrokenDiskStore(SqliteStore):
-    """While ``failure`` is set, every write raises it before touching the file."""
+    """While ``failure`` is set, every write raises it before touching the file.
+    While ``gate`` is set, storing a user turn first waits for it (a slow disk)."""
 
     failure: Exception | None = None
+    gate: asyncio.Event | None = None
+    waiting = 0  # user turns waiting at the gate
 
     def _check(self) -> None:
         if self.failure is not None:
             raise self.failure
 
     async def add_user_turn(self, conversation: str, turn: Turn) -> int | None:
+        if self.gate is not None:
+            self.waiting += 1
+            await self.gate.wait()
+            self.waiting -= 1
         self._check()
         return await super().add_user_turn(conversation, turn)
 

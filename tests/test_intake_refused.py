@@ -170,3 +170,37 @@ async def test_console_reports_a_failing_disk_in_one_line_and_exits_non_zero(
     assert reported.startswith(prefix), reported
     assert out == b""
     assert fake_openai.request_count == 1  # the second question never reached the model
+
+
+async def test_slack_stop_intake_acks_events_being_stored_and_refuses_new_ones(
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    core_factory: CoreFactory,
+    broken_store: BrokenDiskStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    core = await core_factory(broken_store)
+    fake_openai.script(reply("The one taken before the stop."))
+    taken, _ = fake_slack.mention("stored while stopping")
+    refused, _ = fake_slack.mention("arrives after the stop began", user="U0BOB")
+    async with running(fake_slack, core) as adapter:
+        broken_store.gate = asyncio.Event()  # a slow disk: storing waits
+        first = await fake_slack.push(taken)
+        await until(lambda: broken_store.waiting == 1, "the first event to reach the store")
+        stopping = asyncio.ensure_future(adapter.stop_intake())
+        second = await fake_slack.push(refused)
+        await until(lambda: REFUSED_LOG in caplog.text, "bolt to refuse the second event")
+        assert not stopping.done()  # the socket stays open for the event being stored
+        broken_store.gate.set()
+        await asyncio.wait_for(stopping, WAIT_S)
+        await asyncio.wait_for(core.drain(), WAIT_S)
+        assert fake_slack.open_sockets == 0
+    assert first in fake_slack.acks
+    assert second not in fake_slack.acks  # Slack delivers it again, to the next process
+    assert fake_slack.texts(CHANNEL, thread_ts=taken["event"]["ts"]) == [
+        "The one taken before the stop."
+    ]
+    assert fake_slack.texts(CHANNEL, thread_ts=refused["event"]["ts"]) == []
+    assert fake_openai.request_count == 1
+    assert tracebacks(caplog) == []
