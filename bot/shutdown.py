@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0  # answers in flight get this long to finish on SIGTERM
+# Stopping intake: messages already being stored get this long before an adapter
+# closes its connection (storing takes milliseconds; a locked file, seconds).
+INTAKE_GRACE_S = 5.0
 
 
 async def shut_down(

@@ -16,6 +16,7 @@ import yarl
 from discord import app_commands
 
 from bot.errors import ShuttingDown, StartupError, StorageError
+from bot.shutdown import INTAKE_GRACE_S
 from bot.types import PlatformLimits
 
 from .commands import build_tree
@@ -41,7 +42,6 @@ GUILD_READY_TIMEOUT_S = 2.0  # discord.py's wait for the GUILD_CREATEs after REA
 THREAD_ARCHIVE_MINUTES: Final = 1440  # a day without messages
 CLOSE_AUTH_FAILED = 4004
 GATEWAY_CLOSE_NORMAL = 1000  # what discord.py's own close() sends
-INTAKE_WAIT_S = 5.0  # stopping: messages being handed over get this long
 NOT_ALLOWED_KEY = "not_allowed_here"
 NOT_ALLOWED_FALLBACK = "I can't be used here."
 
@@ -124,7 +124,7 @@ class DiscordAdapter:
             with contextlib.suppress(Exception):
                 await client.ws.close(code=GATEWAY_CLOSE_NORMAL)
         if self._handing_over:
-            await asyncio.wait(set(self._handing_over), timeout=INTAKE_WAIT_S)
+            await asyncio.wait(set(self._handing_over), timeout=INTAKE_GRACE_S)
 
     async def close(self) -> None:
         """Close the connection and REST; safe to call twice."""

@@ -5,7 +5,9 @@ the listener only translates the event and hands it to ``core.handle``, which st
 it durably and queues the answer, so the ack comes within milliseconds and an acked
 event is never lost in a crash. A retried
 or redelivered event carries the same message ``ts`` and is dropped by the
-core's durable dedupe, also after a restart.
+core's durable dedupe, also after a restart. An event the store could not take,
+or one that arrives while the bot stops, is not acknowledged (bolt answers 500), so
+Slack delivers it again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ShuttingDown, StartupError, StorageError
+from bot.shutdown import INTAKE_GRACE_S
 from bot.types import PlatformLimits
 
 from .names import UserNames, display_name
@@ -46,7 +49,6 @@ SLACK_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 5  # 429s retried after Retry-After, per call
 CONNECT_TIMEOUT_S = 30.0  # opening the Socket Mode websocket at start
 SOCKET_PING_INTERVAL_S = 10.0
-INTAKE_WAIT_S = 5.0  # stopping: events being stored get this long before the socket closes
 AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
@@ -146,7 +148,7 @@ class SlackAdapter:
         open for answers in flight. Safe to call twice."""
         self._stopping = True
         if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=INTAKE_WAIT_S)
+            await asyncio.wait(set(self._inflight), timeout=INTAKE_GRACE_S)
         await self._close_intake()
 
     async def close(self) -> None:
