@@ -36,6 +36,7 @@ HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
 MAX_SYSTEM_PROMPT_CHARS = 4000
 COMMANDS = ("reset", "system", "help")
 CUT_NOTE_TIMEOUT_S = 2.0  # shutdown: most an answer cut by it spends on its closing note
+CUT_WAIT_S = CUT_NOTE_TIMEOUT_S + 1.0  # close() waits this long for the cut answers' notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +207,7 @@ class Core:
             # Each cut answer writes its closing note (bounded by CUT_NOTE_TIMEOUT_S)
             # while the adapters' connections are still open.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lanes.drain(), CUT_NOTE_TIMEOUT_S + 1.0)
+                await asyncio.wait_for(self._lanes.drain(), CUT_WAIT_S)
 
     # -- answering ---------------------------------------------------------
 
