@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from bot.errors import StorageError
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
 
 if TYPE_CHECKING:
@@ -83,10 +84,13 @@ class ConsoleAdapter:
 
     name = "console"
 
-    def __init__(self, cfg: Config, core: Core, stdin: TextIO, stdout: TextIO) -> None:
+    def __init__(
+        self, cfg: Config, core: Core, stdin: TextIO, stdout: TextIO, stderr: TextIO | None = None
+    ) -> None:
         self._core = core
         self._stdin = stdin
         self._stdout = stdout
+        self._stderr = stderr if stderr is not None else sys.stderr
         self._key = ConversationKey("console", "local", cfg.console.session)
         self._user = cfg.console.user_name or _login_name()
         self._interactive = stdin.isatty()
@@ -100,16 +104,21 @@ class ConsoleAdapter:
         self._task = asyncio.create_task(self._loop(), name="console")
 
     async def wait_closed(self) -> None:
+        """Return at the end of input; raises StorageError if the store failed."""
         if self._task is not None:
             await asyncio.shield(self._task)
 
-    async def stop(self) -> None:
+    async def stop_intake(self) -> None:
+        """Read no more lines; an answer being written keeps the grace period."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
     def sink_for(self, target: str) -> ConsoleSink | None:
         """The terminal, for a question an earlier run was cut off answering."""
         return self._sink if target == CONSOLE_TARGET else None
+
+    async def close(self) -> None:
+        """Nothing to close: stdin and stdout belong to the process."""
 
     async def _loop(self) -> None:
         lines = _read_lines_in_thread(self._stdin)
@@ -122,7 +131,15 @@ class ConsoleAdapter:
                 return
             if not line.strip():
                 continue  # an empty line in a terminal is not a question
-            await self._core.handle(self._message(line), self._sink)
+            try:
+                await self._core.handle(self._message(line), self._sink)
+            except StorageError as exc:
+                # One line, then stop: later lines would fail the same way, and the
+                # exit status tells a script that this line was not answered.
+                failed = self._core.texts.get("console_storage_failed", detail=exc.detail)
+                self._stderr.write(failed + "\n")
+                self._stderr.flush()
+                raise
             await self._core.drain()
 
     def _message(self, line: str) -> IncomingMessage:

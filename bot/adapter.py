@@ -30,8 +30,14 @@ class Adapter(Protocol):
     async def wait_closed(self) -> None:
         """Return when the adapter stopped on its own (e.g. connection lost for good)."""
 
-    async def stop(self) -> None:
-        """Stop taking new messages and close connections; safe to call twice."""
+    async def stop_intake(self) -> None:
+        """Take no new messages and acknowledge nothing more; return once messages
+        being handed to the core were taken or refused. Connections that answers
+        post through stay open. Safe to call twice."""
+
+    async def close(self) -> None:
+        """Close every connection (after answers in flight had their grace period);
+        safe to call twice."""
 
     def sink_for(self, target: str) -> ReplySink | None:
         """A sink that answers where ``target`` says (an ``IncomingMessage.reply_target``

@@ -19,10 +19,11 @@ from typing import cast
 from .adapter import Adapter, AdapterFactory
 from .config import Config
 from .core import Core, CoreSettings
-from .errors import StartupError
+from .errors import StartupError, StorageError
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
 from .recovery import recovering
+from .shutdown import shut_down
 from .store import Store
 from .texts import Texts
 from .tokens import token_counter_for
@@ -30,7 +31,7 @@ from .tokens import token_counter_for
 log = logging.getLogger(__name__)
 
 PLATFORMS = ("discord", "slack")  # started by `python -m bot` when configured
-SHUTDOWN_GRACE_S = 5.0  # answers in flight get this long to finish on SIGTERM
+EXIT_STORAGE = 1  # an adapter stopped because the store failed (the console)
 # Young-generation collections start after this many net new container objects
 # (CPython's default: 700). An answer briefly holds a few thousand (parsed gateway
 # events, request bodies, the SDK's request objects) and frees them by reference
@@ -59,8 +60,10 @@ def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
 
 
 @contextlib.asynccontextmanager
-async def running_core(cfg: Config) -> AsyncIterator[Core]:
-    """One store, one OpenAI client and one core for the whole process."""
+async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIterator[Core]:
+    """One store, one OpenAI client and one core for the whole process; on the way
+    out, ``bot.shutdown.shut_down`` stops ``adapters`` (a list the caller may still
+    fill) and the core in the order that loses nothing."""
     cache_bytes = cfg.limits.memory_cache_mb * MIB // 2  # half here, half the core's memo
     store = open_store(
         cfg.storage.url, retention_days=cfg.storage.retention_days, cache_bytes=cache_bytes
@@ -92,9 +95,7 @@ async def running_core(cfg: Config) -> AsyncIterator[Core]:
     try:
         yield core
     finally:
-        await core.close(SHUTDOWN_GRACE_S)
-        await client.close()
-        await store.close()
+        await shut_down(core, adapters, client.close, store)
 
 
 @contextlib.asynccontextmanager
@@ -121,26 +122,19 @@ async def serve(cfg: Config, platforms: Sequence[str], *, local: bool = False) -
     """Run the given adapters until SIGINT/SIGTERM or until they all stop."""
     stop = asyncio.Event()
     _on_signals(stop.set)
-    async with local_model_if(cfg, local) as cfg, running_core(cfg) as core:
+    started: list[Adapter] = []  # shut down by running_core, in order, on the way out
+    async with local_model_if(cfg, local) as cfg, running_core(cfg, started) as core:
         adapters = [a for name in platforms if (a := load_adapter(name, cfg, core)) is not None]
         if not adapters:
             raise StartupError(core.texts.get("no_platforms"))
-        started: list[Adapter] = []
-        try:
-            for adapter in adapters:
-                await adapter.start()
-                started.append(adapter)
-                log.info("%s adapter running", adapter.name)
-            _tune_collector()
-            async with recovering(core, started, cfg.recovery.max_age_minutes):
-                await _until_stopped(stop, started)
-        finally:
-            # Answers in flight still post through the adapters: finish them first.
-            await core.close(SHUTDOWN_GRACE_S)
-            for adapter in reversed(started):
-                with contextlib.suppress(Exception):
-                    await adapter.stop()
-    return 0
+        for adapter in adapters:
+            started.append(adapter)  # a failed start still gets closed
+            await adapter.start()
+            log.info("%s adapter running", adapter.name)
+        _tune_collector()
+        async with recovering(core, started, cfg.recovery.max_age_minutes):
+            ended = await _until_stopped(stop, started)
+    return EXIT_STORAGE if any(_storage_failed(w) for w in ended) else 0
 
 
 def _tune_collector() -> None:
@@ -158,14 +152,22 @@ def _tune_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-async def _until_stopped(stop: asyncio.Event, adapters: Sequence[Adapter]) -> None:
+async def _until_stopped(
+    stop: asyncio.Event, adapters: Sequence[Adapter]
+) -> set[asyncio.Future[object]]:
+    """Wait for a signal or an adapter that stopped on its own; what ended."""
     waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
     waiters += [asyncio.ensure_future(a.wait_closed()) for a in adapters]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
+    return done
+
+
+def _storage_failed(ended: asyncio.Future[object]) -> bool:
+    return not ended.cancelled() and isinstance(ended.exception(), StorageError)
 
 
 def _on_signals(callback: Callable[[], None]) -> None:

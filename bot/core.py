@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .answer_cap import AnswerCap
 from .context import MEMO_BYTES, HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
-from .errors import LLMError
+from .errors import LLMError, ShuttingDown
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
@@ -30,6 +30,7 @@ from .policy import reset_verdict, system_prompt_verdict
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
+from .storage_guard import STORE_FAILURES, storing
 from .store import Origin, Pending, Store
 from .texts import Texts
 from .tokens import TokenCounter
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
 MAX_SYSTEM_PROMPT_CHARS = 4000
 COMMANDS = ("reset", "system", "help")
+CUT_NOTE_TIMEOUT_S = 2.0  # shutdown: most an answer cut by it spends on its closing note
+CUT_WAIT_S = CUT_NOTE_TIMEOUT_S + 1.0  # close() waits this long for the cut answers' notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +99,18 @@ class Core:
         return len(self._lanes)
 
     async def handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
-        """Accept one message; the answer follows asynchronously through ``sink``."""
+        """Accept one message; the answer follows asynchronously through ``sink``.
+
+        Raises StorageError when the message could not be stored and ShuttingDown
+        once ``close`` began: either way nothing was taken, so the adapter must not
+        acknowledge the message (or must tell the user).
+        """
         if self._closing:
-            log.info("shutting down; ignoring message %s", msg.message_id)
-            return
+            raise ShuttingDown(msg.message_id)
+        with storing():
+            await self._handle(msg, sink)
+
+    async def _handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
         conv = msg.key.as_str()
         if not msg.addressed and not (msg.in_thread and await self.store.has_turns(conv)):
             return
@@ -233,9 +244,14 @@ class Core:
         return True
 
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
-        """Run a core command (native slash commands; not counted against any limit)."""
-        conv = msg.key.as_str()
-        await self._command_in(self._lanes.reserve(conv), name, arg, msg, sink)
+        """Run a core command (native slash commands; not counted against any limit).
+
+        Raises as ``handle`` does: StorageError, or ShuttingDown once ``close`` began."""
+        if self._closing:
+            raise ShuttingDown(msg.message_id)
+        with storing():
+            conv = msg.key.as_str()
+            await self._command_in(self._lanes.reserve(conv), name, arg, msg, sink)
 
     async def _queue_command(
         self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink, person: str
@@ -268,7 +284,11 @@ class Core:
             # Forget now, not when the lane gets here: messages that arrive after the
             # reset are stored at once and must survive it. An answer still being
             # written for an earlier message is then not stored (its question is gone).
-            await self.store.reset(conv)
+            try:
+                await self.store.reset(conv)
+            except BaseException:
+                slot.cancel()  # a reserved slot never filled would hold up the lane
+                raise
         slot.fill(lambda: self._command(name, arg, msg, sink))
         return True
 
@@ -286,7 +306,10 @@ class Core:
             log.warning("answers still running after %.1fs; cancelling them", grace_s)
             self._lanes.cancel_all()
             self._notices.cancel_all()
-            await asyncio.sleep(0)
+            # Each cut answer writes its closing note (bounded by CUT_NOTE_TIMEOUT_S)
+            # while the adapters' connections are still open.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lanes.drain(), CUT_WAIT_S)
 
     # -- answering ---------------------------------------------------------
 
@@ -299,6 +322,8 @@ class Core:
         try:
             if not await work:
                 await self.store.mark_done(conv, msg.message_id)
+        except STORE_FAILURES as exc:  # one line, not a traceback per failed write
+            log.error("storage failed after answering %s in %s: %s", msg.message_id, conv, exc)
         finally:
             self._accepted.discard((conv, msg.message_id))
 
@@ -363,7 +388,8 @@ class Core:
             await self._send_quietly(sink, self.texts.get("error_delivery"))
             return False
         except asyncio.CancelledError:  # shutdown after the grace period
-            await stream.aclose()
+            # Not marked done: the user turn stays unanswered for the next start.
+            await stream.cut(self.texts.get("cut_by_restart"), CUT_NOTE_TIMEOUT_S)
             raise
         except Exception:
             log.exception("unexpected error while answering in %s", conv)

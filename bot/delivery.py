@@ -184,6 +184,38 @@ class ReplyStream:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
 
+    async def cut(self, note: str, timeout_s: float) -> None:
+        """Shutdown cut the answer: stop writing, then end what is shown with ``note``
+        (an open native stream is stopped, never left streaming). Gives up after
+        ``timeout_s``; never raises but CancelledError."""
+        await self.aclose()
+        try:
+            await asyncio.wait_for(self._write_cut_note(note), timeout_s)
+        except (TimeoutError, DeliveryError) as exc:
+            log.warning("could not end the cut answer on %s: %r", self._sink.pace_key, exc)
+
+    async def _write_cut_note(self, note: str) -> None:
+        gap = "\n" * NOTE_GAP_LINES
+        msg_id, max_len = self._msg_id, self._limits.max_len
+        if msg_id is not None and self._mode is _Mode.NATIVE:
+            stream = self._stream()
+            shown = self._buf[self._start : self._shown_end]
+            fence = fence_at_end(self._buf[: self._shown_end], self._start, self._fence)
+            tail = (_closing_line(shown, fence) if fence else "") + gap + note
+            fits = len(part_prefix(self._fence, max_len) + shown + tail) <= max_len
+            if fits:
+                await self._call("stream_append", partial(stream.stream_append, msg_id, tail))
+            await self._call("stream_stop", partial(stream.stream_stop, msg_id))
+            if fits:
+                return
+        elif msg_id is not None and self._mode is _Mode.EDIT and self._shown.strip():
+            text = self._shown.rstrip("\n") + gap + note
+            if len(text) <= max_len:
+                await self._call("edit", partial(self._sink.edit, msg_id, text))
+                return
+        for part in split_text(note, max_len):
+            await self._call("send", partial(self._sink.send, part.render()))
+
     # -- the writer task -------------------------------------------------
 
     def _ensure_writer(self) -> None:

@@ -35,3 +35,20 @@ class ConfigError(StartupError):
         super().__init__(f"config: {path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class StorageError(Exception):
+    """The store failed while a message arrived (disk full, file locked, I/O error).
+
+    Raised by ``Core.handle`` / ``Core.run_command``: the message was NOT stored, so
+    the adapter must not acknowledge it (Slack then delivers it again) or must tell
+    the user. ``detail`` is the backend's one-line reason.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"storage: {detail}")
+        self.detail = detail
+
+
+class ShuttingDown(Exception):
+    """The core no longer takes messages: the adapter must not acknowledge this one."""

@@ -114,6 +114,13 @@ EN: Mapping[str, str] = {
         "[The answer stops here: it reached the limit of {limit} messages. "
         "Ask for the rest, or for a shorter answer.]"
     ),
+    # -- storage failures and shutdown --
+    "error_storage": (
+        "I couldn't save your message, so I can't answer it right now. "
+        "Please try again in a moment."
+    ),
+    "console_storage_failed": "error: could not save your message ({detail}); stopping.",
+    "cut_by_restart": "— cut short by a restart; I'll answer again when I'm back.",
 }
 
 KO: Mapping[str, str] = {
@@ -205,6 +212,12 @@ KO: Mapping[str, str] = {
         "[답변이 메시지 {limit}개 한도에 닿아서 여기서 멈췄어요. "
         "나머지나 더 짧은 답을 요청해 주세요.]"
     ),
+    # -- storage failures and shutdown --
+    "error_storage": (
+        "메시지를 저장하지 못해서 지금은 답할 수 없어요. 잠시 뒤에 다시 보내 주세요."
+    ),
+    "console_storage_failed": "오류: 메시지를 저장하지 못해서 ({detail}) 종료해요.",
+    "cut_by_restart": "— 재시작 때문에 답이 중간에 끊겼어요. 다시 켜지면 다시 답할게요.",
 }
 
 CATALOG: Mapping[str, Mapping[str, str]] = {"en": EN, "ko": KO}

@@ -179,8 +179,8 @@ class SqliteStore:
                 await heartbeat
             try:
                 await self._in_worker(ops.execute, ops.SQL_UNREGISTER, (self.instance_id,))
-            except sqlite3.Error as exc:  # it goes stale instead
-                log.warning("storage: could not remove instance %s: %s", self.instance_id, exc)
+            except sqlite3.Error as exc:  # it goes stale instead; the failure was reported
+                log.debug("storage: could not remove instance %s: %s", self.instance_id, exc)
         if self._checkpoint is not None:
             await self._checkpoint
         self._cache.clear()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.core import Core
+from bot.errors import ShuttingDown
 from bot.indicator import TYPING_DELAY_S
 from bot.texts import Texts
 from storage.memory import MemoryStore
@@ -340,7 +343,9 @@ async def test_close_lets_answers_in_flight_finish(
     await memory_core.handle(message("slow one"), sink)
     await memory_core.close(grace_s=5.0)
     assert sink.texts == ["finished"]
-    await memory_core.handle(message("after close"), sink)
+    # Refused, not silently dropped: the adapter must not acknowledge it.
+    with pytest.raises(ShuttingDown):
+        await memory_core.handle(message("after close"), sink)
     assert fake_openai.request_count == 1
 
 

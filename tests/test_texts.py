@@ -31,6 +31,9 @@ REQUIRED = {
     "console_answer",
     "console_welcome",
     "no_platforms",
+    "error_storage",
+    "console_storage_failed",
+    "cut_by_restart",
     *(f"error_{kind}" for kind in get_args(LLMErrorKind)),
 }
 

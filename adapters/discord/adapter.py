@@ -12,7 +12,8 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from bot.errors import StartupError
+from bot.errors import ShuttingDown, StartupError, StorageError
+from bot.shutdown import INTAKE_GRACE_S
 from bot.types import PlatformLimits
 
 from . import compat, target
@@ -38,6 +39,7 @@ READY_TIMEOUT_S = 60.0  # from login to READY + guilds; longer means something i
 GUILD_READY_TIMEOUT_S = 2.0  # discord.py's wait for the GUILD_CREATEs after READY
 THREAD_ARCHIVE_MINUTES: Final = 1440  # a day without messages
 CLOSE_AUTH_FAILED = 4004
+GATEWAY_CLOSE_NORMAL = 1000  # what discord.py's own close() sends
 NOT_ALLOWED_KEY = "not_allowed_here"
 NOT_ALLOWED_FALLBACK = "I can't be used here."
 
@@ -80,6 +82,7 @@ class DiscordAdapter:
         self._tree: app_commands.CommandTree | None = None
         self._task: asyncio.Task[None] | None = None
         self._intake = asyncio.Lock()  # hand messages to the core in gateway order
+        self._handing_over: set[asyncio.Task[Any]] = set()  # stop_intake waits for these
         self.message_content = True  # whether Discord granted the Message Content intent
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -107,6 +110,23 @@ class DiscordAdapter:
             await asyncio.shield(self._task)
         except Exception as exc:
             log.error("Discord: the connection ended: %s", exc)
+
+    async def stop_intake(self) -> None:
+        """Stop reading the gateway (no new messages or commands), then wait for the
+        messages already being handed to the core. REST stays open for the answers."""
+        task, client = self._task, self._client
+        if task is not None and not task.done():
+            task.cancel()  # the reading loop; discord.py's close() would also end REST
+            await asyncio.wait({task})
+        if client is not None and client.ws is not None:
+            with contextlib.suppress(Exception):
+                await client.ws.close(code=GATEWAY_CLOSE_NORMAL)
+        if self._handing_over:
+            await asyncio.wait(set(self._handing_over), timeout=INTAKE_GRACE_S)
+
+    async def close(self) -> None:
+        """Close the connection and REST; safe to call twice."""
+        await self.stop()
 
     async def stop(self) -> None:
         """Close the connection; safe to call twice."""
@@ -197,6 +217,16 @@ class DiscordAdapter:
 
     async def on_message(self, message: discord.Message) -> None:
         """A gateway MESSAGE_CREATE: answer it when it is meant for the bot."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._handing_over.add(task)
+        try:
+            await self._on_message(message)
+        finally:
+            if task is not None:
+                self._handing_over.discard(task)
+
+    async def _on_message(self, message: discord.Message) -> None:
         client = self._client
         if client is None or client.user is None:
             return
@@ -221,6 +251,8 @@ class DiscordAdapter:
         await sink.typing()  # acknowledge now: the command may queue behind an answer
         try:
             await self._core.run_command(name, arg, msg, sink)
+        except (StorageError, ShuttingDown) as exc:
+            await self._refused(msg.message_id, sink, exc)
         except Exception:
             log.exception("Discord: /%s failed", name)
             with contextlib.suppress(Exception):
@@ -248,10 +280,24 @@ class DiscordAdapter:
         try:
             async with self._intake:
                 await self._core.handle(msg, sink)
+        except (StorageError, ShuttingDown) as exc:
+            await self._refused(msg.message_id, sink, exc)
         except Exception:
             log.exception("Discord: could not take message %s", msg.message_id)
             with contextlib.suppress(Exception):
                 await sink.send(self._core.texts.get("error_internal"))
+
+    async def _refused(
+        self, message_id: str, sink: ChannelSink | InteractionSink, exc: Exception
+    ) -> None:
+        """The core did not take the message: one log line; if the store failed, a
+        short reply (Discord never delivers a message again, so the user must retry)."""
+        if isinstance(exc, ShuttingDown):
+            log.info("Discord: message %s arrived while shutting down; not taken", message_id)
+            return
+        log.error("Discord: message %s not taken: %s", message_id, exc)
+        with contextlib.suppress(Exception):
+            await sink.send(self._core.texts.get("error_storage"))
 
     def _not_allowed_text(self) -> str:
         try:

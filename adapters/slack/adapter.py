@@ -5,7 +5,9 @@ the listener only translates the event and hands it to ``core.handle``, which st
 it durably and queues the answer, so the ack comes within milliseconds and an acked
 event is never lost in a crash. A retried
 or redelivered event carries the same message ``ts`` and is dropped by the
-core's durable dedupe, also after a restart.
+core's durable dedupe, also after a restart. An event the store could not take,
+or one that arrives while the bot stops, is not acknowledged (bolt answers 500), so
+Slack delivers it again.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import StartupError
+from bot.errors import ShuttingDown, StartupError, StorageError
 from bot.redact import redact_url
+from bot.shutdown import INTAKE_GRACE_S
 from bot.types import PlatformLimits
 
 from . import target
@@ -47,7 +50,6 @@ SLACK_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 5  # 429s retried after Retry-After, per call
 CONNECT_TIMEOUT_S = 30.0  # opening the Socket Mode websocket at start
 SOCKET_PING_INTERVAL_S = 10.0
-STOP_GRACE_S = 5.0  # answers in flight may still post while we stop
 AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
@@ -149,22 +151,28 @@ class SlackAdapter:
         """Return once stop() ran (the socket client reconnects on its own)."""
         await self._closed.wait()
 
-    async def stop(self) -> None:
-        """Stop taking events, let answers in flight finish, close connections."""
-        if self._stopping:
-            await self._closed.wait()
-            return
+    async def stop_intake(self) -> None:
+        """Acknowledge nothing more: events from now on are refused un-acked (Slack
+        delivers them again, to the next process), events being stored finish and
+        are acked, then the socket or HTTP listener closes. The web client stays
+        open for answers in flight. Safe to call twice."""
+        self._stopping = True
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=INTAKE_GRACE_S)
+        await self._close_intake()
+
+    async def close(self) -> None:
+        """Close every connection (after the answers in flight); safe to call twice."""
         self._stopping = True
         try:
-            await self._close_intake()
-            if self._inflight:
-                await asyncio.wait(self._inflight, timeout=STOP_GRACE_S)
-            # Queued answers post through our web client; give them a moment.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._core.drain(), STOP_GRACE_S)
-        finally:
             await self._close_connections()
+        finally:
             self._closed.set()
+
+    async def stop(self) -> None:
+        """``stop_intake`` then ``close``, for a caller that has no answers to wait for."""
+        await self.stop_intake()
+        await self.close()
 
     # -- start-up ------------------------------------------------------------
 
@@ -212,6 +220,7 @@ class SlackAdapter:
 
         app.event("app_mention")(on_event)
         app.event("message")(on_event)
+        app.error(_on_error)
         return app
 
     async def _start_socket(self, app: AsyncApp, client: AsyncWebClient) -> None:
@@ -299,13 +308,18 @@ class SlackAdapter:
     # -- events ------------------------------------------------------------
 
     async def _on_event(self, body: Mapping[str, Any]) -> None:
-        """Stores and queues the event (bolt acks when this returns); never raises."""
+        """Stores and queues the event (bolt acks when this returns). Raises only when
+        the event was not taken (storage failed, shutting down): bolt then answers 500,
+        which in Socket Mode sends no ack, so Slack delivers the event again."""
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            if not self._stopping:
-                await self._dispatch(body)
+            if self._stopping:
+                raise ShuttingDown(str(body.get("event_id") or ""))
+            await self._dispatch(body)
+        except (StorageError, ShuttingDown):
+            raise
         except Exception:
             log.exception("could not handle a Slack event %s", body.get("event_id"))
         finally:
@@ -374,6 +388,18 @@ class SlackAdapter:
             return None
         user = response.get("user")
         return display_name(user) if isinstance(user, Mapping) else None
+
+
+async def _on_error(error: Exception, body: dict[str, Any]) -> None:
+    """bolt's error handler: one line for an event we refused (no traceback per
+    retry), bolt's usual traceback for anything else. bolt answers 500 either way."""
+    event_id = body.get("event_id") if isinstance(body, dict) else None
+    if isinstance(error, StorageError):
+        log.error("Slack event %s not acked, Slack will retry it: %s", event_id, error)
+    elif isinstance(error, ShuttingDown):
+        log.info("Slack event %s not acked: shutting down; Slack will retry it", event_id)
+    else:
+        log.error("Slack: unhandled error in event %s", event_id, exc_info=error)
 
 
 def _sink_texts(core: Core) -> SinkTexts:

@@ -296,6 +296,11 @@ class FakeSlack(Served):
             else:
                 await ws.close()
 
+    @property
+    def open_sockets(self) -> int:
+        """Websockets the app holds open right now (0 once it stopped listening)."""
+        return sum(1 for ws in self._sockets if not ws.closed)
+
     # HTTP mode
 
     def sign(self, body: str, timestamp: int, secret: str | None = None) -> str:
