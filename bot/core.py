@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
+from .config import PromptPolicy, ResetPolicy
 from .context import HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError
@@ -49,9 +50,9 @@ class CoreSettings:
     context_tokens: int
     max_output_tokens: int
     command_prefix: str = "!"
-    system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
+    system_prompt_policy: PromptPolicy = "admins"
     user_messages_per_minute: int = 0  # 0: no per-person limit
-    reset_policy: str = "anyone"  # "anyone" | "admins" (a DM: always the person)
+    reset_policy: ResetPolicy = "anyone"  # a DM: always the person
     max_waiting_per_conversation: int = 20  # unanswered messages in one conversation
     max_waiting_per_person: int = 3  # of them from one person
 

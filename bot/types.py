@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["user", "assistant"]
+Platform = Literal["discord", "slack", "console"]
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:
     """Where a conversation lives; two keys that differ never share history."""
 
-    platform: str  # "discord" | "slack" | "console"
+    platform: Platform
     workspace: str  # guild id / team id / "local"; "@dm" for Discord DMs
     channel: str
     thread: str | None = None

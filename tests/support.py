@@ -14,6 +14,7 @@ from typing import IO
 import openai
 import pytest_asyncio
 
+from bot.config import Language, PromptPolicy, ResetPolicy
 from bot.core import Core, CoreSettings
 from bot.llm import OpenAIChat
 from bot.modelcap import CappedModel
@@ -95,7 +96,7 @@ def message(
 ) -> IncomingMessage:
     """A message as an adapter would produce it."""
     return IncomingMessage(
-        key=ConversationKey("test", "w1", channel, thread),
+        key=ConversationKey("console", "w1", channel, thread),
         message_id=message_id or f"m{next(_ids)}",
         author_id=f"id-{author}",
         author_name=author.capitalize(),
@@ -118,12 +119,12 @@ def make_core(
     context_tokens: int = 8000,
     max_output_tokens: int = 500,
     system_prompt: str = "You are a test bot.",
-    policy: str = "admins",
-    language: str = "en",
+    policy: PromptPolicy = "admins",
+    language: Language = "en",
     request_timeout_s: float = 5.0,
     max_retries: int = 2,
     user_messages_per_minute: int = 0,
-    reset_policy: str = "anyone",
+    reset_policy: ResetPolicy = "anyone",
     max_waiting_per_conversation: int = 1000,  # tests not about floods: out of the way
     max_waiting_per_person: int = 1000,
     max_concurrent_requests: int | None = None,  # None: no CappedModel around the model
