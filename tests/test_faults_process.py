@@ -23,11 +23,9 @@ import pytest
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import DEFAULT_TEXT, Behaviour, FakeOpenAI
 from tests.fakes.fake_slack import FakeSlack
-from tests.support import spawn_bot
-from tests.test_cli import bot_env
-from tests.test_discord_e2e import ALICE, GENERAL, build_world, mention, texts
-from tests.test_faults_slack import marker_reply
-from tests.test_slack_e2e import CHANNEL
+from tests.support import ALICE, GENERAL, bot_env, build_world, marker_reply, mention, spawn_bot
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import discord_texts as texts
 
 START_LIMIT_S = 30.0  # from exec to connected; normally about a second
 ANSWER_LIMIT_S = 20.0
