@@ -44,7 +44,7 @@ from bot.modelcap import CappedModel
 from bot.store import Store
 from bot.texts import Texts
 from bot.tokens import token_counter_for
-from bot.types import ConversationKey, IncomingMessage, PlatformLimits, Turn
+from bot.types import ChatModel, ConversationKey, IncomingMessage, PlatformLimits, Turn
 from storage.memory import MemoryStore
 from storage.sqlite import SqliteStore
 from tests.fakes.fake_discord import (
@@ -59,6 +59,7 @@ from tests.fakes.fake_discord import (
     thread_channel,
     user,
 )
+from tests.fakes.fake_model import FakeModel
 from tests.fakes.fake_openai import FakeOpenAI, echo_last_user
 from tests.fakes.fake_slack import FakeSlack
 
@@ -229,6 +230,52 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 @pytest_asyncio.fixture
 async def memory_core(core_factory: CoreFactory) -> Core:
     return await core_factory()
+
+
+def core_on(
+    model: ChatModel,
+    store: Store,
+    *,
+    language: Language = "en",
+    policy: PromptPolicy = "admins",
+    reset_policy: ResetPolicy = "anyone",
+) -> Core:
+    """A real core on an in-process model: for the core's own rules, no HTTP involved.
+
+    Settings as make_core's defaults, so a test moved from the fake OpenAI sees the
+    same core.
+    """
+    return Core(
+        store=store,
+        model=model,
+        counter=token_counter_for("gpt-4o-mini"),
+        texts=Texts(language),
+        settings=CoreSettings(
+            system_prompt="You are a test bot.",
+            context_tokens=8000,
+            max_output_tokens=500,
+            system_prompt_policy=policy,
+            reset_policy=reset_policy,
+            max_waiting_per_conversation=1000,  # tests not about floods: out of the way
+            max_waiting_per_person=1000,
+        ),
+    )
+
+
+@pytest.fixture
+def fake_model() -> FakeModel:
+    """A scripted in-process model; answers DEFAULT_TEXT when nothing is scripted."""
+    return FakeModel()
+
+
+@pytest_asyncio.fixture
+async def model_core(fake_model: FakeModel) -> AsyncIterator[Core]:
+    """A core on ``fake_model`` and a MemoryStore, closed afterwards."""
+    store = MemoryStore()
+    await store.open()
+    core = core_on(fake_model, store)
+    yield core
+    await core.close(1.0)
 
 
 async def settle(core: Core) -> None:
