@@ -147,7 +147,7 @@ def _status_mb(field: str) -> float:
 
 
 async def _long_one(core: Core, watch: AnswerWatch, index: int, number: int) -> None:
-    key = ConversationKey("bench", "long", f"c{index}")
+    key = ConversationKey("console", "long", f"c{index}")
     finished = watch.expect(key.as_str())
     message = IncomingMessage(
         key=key,
@@ -235,7 +235,7 @@ async def measure_stall(base_url: str, plan: Plan) -> Results:
 
         async def conversation(index: int) -> None:
             nonlocal failures
-            key = ConversationKey("bench", "stall", f"c{index}")
+            key = ConversationKey("console", "stall", f"c{index}")
             for n in itertools.count():
                 if stop.is_set():
                     return

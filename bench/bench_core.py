@@ -282,7 +282,7 @@ class _Harness:
 
         async def one(index: int, n: int) -> None:
             conversation = (n - 1) // MESSAGES_PER_CONVERSATION
-            key = ConversationKey("bench", "w1", f"r{number}-c{index}-{conversation}")
+            key = ConversationKey("console", "w1", f"r{number}-c{index}-{conversation}")
             sink = sinks.get(index)
             if sink is None or sink.pace_key != key.channel:
                 sink = sinks[index] = FastSink(key.channel)

@@ -38,7 +38,7 @@ CHUNK_INTERVAL_S = 0.005
 FAST = PlatformLimits(
     max_len=2000, can_edit=True, edit_burst=1000, edit_rate=1000.0, min_edit_interval=0.0
 )
-KEY = ConversationKey("bench", "w1", "flooded")
+KEY = ConversationKey("console", "w1", "flooded")
 WAIT_S = 30.0
 NOTICES = ("user_rate_limited", "too_many_waiting", "busy")
 

@@ -336,7 +336,7 @@ async def serve_many(conversations: int, base_url: str) -> Results:
 
 
 async def _one(core: Core, watch: AnswerWatch, number: int) -> None:
-    key = ConversationKey("bench", "rss", f"c{number}")
+    key = ConversationKey("console", "rss", f"c{number}")
     finished = watch.expect(key.as_str())
     message = bench_message(key, f"m{number}", f"Hello, conversation {number}!")
     await core.handle(message, FastSink(key.channel))

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from .answer_cap import AnswerCap
+from .config import PromptPolicy, ResetPolicy
 from .context import MEMO_BYTES, HistoryMemo, build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
@@ -53,9 +54,9 @@ class CoreSettings:
     context_tokens: int
     max_output_tokens: int
     command_prefix: str = "!"
-    system_prompt_policy: str = "admins"  # "anyone" | "admins" | "nobody"
+    system_prompt_policy: PromptPolicy = "admins"
     user_messages_per_minute: int = 0  # 0: no per-person limit
-    reset_policy: str = "anyone"  # "anyone" | "admins" (a DM: always the person)
+    reset_policy: ResetPolicy = "anyone"  # a DM: always the person
     max_waiting_per_conversation: int = 20  # unanswered messages in one conversation
     max_waiting_per_person: int = 3  # of them from one person
     history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (context.HistoryMemo)

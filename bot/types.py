@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 Role = Literal["user", "assistant"]
+Platform = Literal["discord", "slack", "console"]
+KNOWN_PLATFORMS: tuple[Platform, ...] = get_args(Platform)
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:
     """Where a conversation lives; two keys that differ never share history."""
 
-    platform: str  # "discord" | "slack" | "console"
+    platform: Platform
     workspace: str  # guild id / team id / "local"; "@dm" for Discord DMs
     channel: str
     thread: str | None = None
@@ -47,7 +49,10 @@ class ConversationKey:
         if len(parts) != 5:
             raise ValueError(f"not a conversation key: {text!r}")
         platform, workspace, channel, thread, user = parts
-        return cls(platform, workspace, channel, thread or None, user or None)
+        for known in KNOWN_PLATFORMS:
+            if platform == known:
+                return cls(known, workspace, channel, thread or None, user or None)
+        raise ValueError(f"not a conversation key (unknown platform): {text!r}")
 
 
 @dataclass(frozen=True, slots=True)

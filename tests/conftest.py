@@ -1,14 +1,16 @@
-"""Shared fixtures: the fake OpenAI server and a core wired to it."""
+"""Shared fixtures: the fake OpenAI server, the in-process fake model, cores wired to them."""
 
 from __future__ import annotations
 
 from tests.fakes.fixtures import fake_openai, no_proxy_env, openai_client
-from tests.support import core_factory, memory_core, sqlite_store
+from tests.support import core_factory, fake_model, memory_core, model_core, sqlite_store
 
 __all__ = [
     "core_factory",
+    "fake_model",
     "fake_openai",
     "memory_core",
+    "model_core",
     "no_proxy_env",
     "openai_client",
     "sqlite_store",

@@ -21,16 +21,9 @@ from bot.texts import Texts
 from bot.types import ConversationKey
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.support import settle
-from tests.test_discord_e2e import (
-    ALICE,
-    GENERAL,
-    answered,
-    fake_discord,
-    mention,
-    running,
-    texts,
-)
+from tests.support import ALICE, GENERAL, answered, fake_discord, mention, settle
+from tests.support import discord_texts as texts
+from tests.support import running_discord as running
 
 __all__ = ["fake_discord"]  # a fixture, used by name
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 from pathlib import Path
@@ -11,36 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.support import spawn_bot
-from tests.test_local_model import _skip_unless_installed
-
-SECRETS = {
-    "OPENAI_API_KEY": "sk-supersecret-openai-key-123456",
-    "DISCORD_BOT_TOKEN": "discord-secret-token-abcdef",
-    "SLACK_BOT_TOKEN": "xoxb-slack-secret-bot-token",
-    "SLACK_APP_TOKEN": "xapp-slack-secret-app-token",
-}
-RUN_LIMIT_S = 60
-
-
-def bot_env(tmp_path: Path, fake: FakeOpenAI | None = None, **extra: str) -> dict[str, str]:
-    """A clean environment: only what a user would set, plus loopback for the model."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_PROXY", "_proxy"))}
-    for name in (*SECRETS, "OPENAI_BASE_URL", "SLACK_SIGNING_SECRET", "BOT_CONFIG"):
-        env.pop(name, None)
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path}/bot.db"
-    env["OPENAI_API_KEY"] = SECRETS["OPENAI_API_KEY"]
-    if fake is not None:
-        env["OPENAI_BASE_URL"] = fake.base_url + "/v1"
-    env.update(extra)
-    return env
-
-
-async def run_bot(args: list[str], env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
-    proc = await spawn_bot(*args, env=env)
-    out, err = await asyncio.wait_for(proc.communicate(stdin), RUN_LIMIT_S)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+from tests.support import (
+    RUN_LIMIT_S,
+    SECRETS,
+    bot_env,
+    run_bot,
+    skip_unless_local_model_installed,
+    spawn_bot,
+)
 
 
 def answers(stdout: str) -> list[str]:
@@ -176,7 +153,7 @@ async def test_sigterm_lets_the_answer_in_flight_finish(
 
 async def test_console_local_model_end_to_end(tmp_path: Path) -> None:
     """The whole real stack offline: llama.cpp + SmolLM2 + openai SDK + console."""
-    _skip_unless_installed()
+    skip_unless_local_model_installed()
     env = bot_env(tmp_path)
     env.pop("OPENAI_API_KEY")
     code, out, err = await run_bot(["console", "--local"], env, b"Say hello in one word.\n")

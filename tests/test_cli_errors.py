@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.redact import install_log_redaction
-from tests.test_cli import bot_env, run_bot
+from tests.support import bot_env, run_bot
 
 PASSWORD = "LEAK-PASSWORD-7781"
 KEY = "LEAK-KEY-7782"

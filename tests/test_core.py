@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from typing import get_args
 
 import pytest
 
 from bot.core import Core
-from bot.errors import ShuttingDown
+from bot.errors import LLMErrorKind, ShuttingDown
 from bot.indicator import TYPING_DELAY_S
 from bot.texts import Texts
+from bot.types import ChatMessage
 from storage.memory import MemoryStore
+from tests.fakes.fake_model import FakeModel, echoes, fails, says
 from tests.fakes.fake_openai import (
     FakeOpenAI,
     dropped,
-    echo_last_user,
     reply,
     server_error,
     slow_first_token,
 )
-from tests.support import CoreFactory, RecordingSink, message, settle
+from tests.support import CoreFactory, RecordingSink, message, settle, until
 
 EN = Texts("en")
 
@@ -30,10 +32,9 @@ def user_contents(body: dict[str, object]) -> list[str]:
     return [m["content"] for m in msgs if m["role"] == "user"]
 
 
-def roles(body: dict[str, object]) -> list[str]:
-    msgs = body["messages"]
-    assert isinstance(msgs, list)
-    return [m["role"] for m in msgs]
+def said(messages: list[ChatMessage], role: str = "user") -> list[str]:
+    """The contents of one role's messages in a call to the fake model."""
+    return [m["content"] for m in messages if m["role"] == role]
 
 
 async def test_a_slow_answer_shows_typing_before_its_first_text(
@@ -88,128 +89,170 @@ async def test_answer_is_streamed_into_the_sink_and_stored(
 
 
 async def test_history_is_sent_in_order_and_authors_are_told_apart(
-    memory_core: Core, fake_openai: FakeOpenAI
+    model_core: Core, fake_model: FakeModel
 ) -> None:
-    fake_openai.script(reply("first answer"), reply("second answer"))
+    fake_model.script(says("first answer"), says("second answer"))
     sink = RecordingSink()
-    await memory_core.handle(message("hello", author="alice"), sink)
-    await settle(memory_core)
-    await memory_core.handle(message("and me?", author="bob"), sink)
-    await settle(memory_core)
+    await model_core.handle(message("hello", author="alice"), sink)
+    await settle(model_core)
+    await model_core.handle(message("and me?", author="bob"), sink)
+    await settle(model_core)
 
-    second = fake_openai.chat_requests[1]
-    assert roles(second) == ["system", "user", "assistant", "user"]
-    assert second["messages"][2]["content"] == "first answer"
-    first_user, second_user = user_contents(second)
+    second = fake_model.calls[1]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[2]["content"] == "first answer"
+    first_user, second_user = said(second)
     assert "Alice" in first_user and first_user.endswith("hello")
     assert "Bob" in second_user and second_user.endswith("and me?")
 
 
 async def test_two_quick_messages_are_answered_in_order_never_interleaved(
-    memory_core: Core, fake_openai: FakeOpenAI
+    model_core: Core, fake_model: FakeModel
 ) -> None:
-    fake_openai.reply_fn = echo_last_user
-    fake_openai.default = reply(echo_last_user, ttft_s=0.05, chunks=3)
+    gate = asyncio.Event()  # the first answer is still being written when all three arrive
+    fake_model.default = echoes(gate=gate)
     sink = RecordingSink()
-    await memory_core.handle(message("one", is_dm=True), sink)
-    await memory_core.handle(message("two", is_dm=True), sink)
-    await memory_core.handle(message("three", is_dm=True), sink)
-    await settle(memory_core)
+    await model_core.handle(message("one", is_dm=True), sink)
+    await model_core.handle(message("two", is_dm=True), sink)
+    await model_core.handle(message("three", is_dm=True), sink)
+    gate.set()
+    await settle(model_core)
 
     assert sink.texts == ["one", "two", "three"]
     # Each request was made after the previous answer was stored, and holds it.
-    third = fake_openai.chat_requests[2]
-    assert [m["content"] for m in third["messages"][1:]] == ["one", "one", "two", "two", "three"]
+    third = fake_model.calls[2]
+    assert [m["content"] for m in third[1:]] == ["one", "one", "two", "two", "three"]
 
 
 async def test_different_conversations_run_concurrently(
-    memory_core: Core, fake_openai: FakeOpenAI
+    model_core: Core, fake_model: FakeModel
 ) -> None:
-    fake_openai.default = reply("slow", ttft_s=0.3)
+    gate = asyncio.Event()  # no answer can finish until all five calls are in
+    fake_model.default = says("slow", gate=gate)
     sinks = [RecordingSink(pace_key=f"c{i}") for i in range(5)]
     for i, sink in enumerate(sinks):
-        await memory_core.handle(message(f"q{i}", channel=f"c{i}"), sink)
+        await model_core.handle(message(f"q{i}", channel=f"c{i}"), sink)
     # All five requests reach the model before any of them has finished.
-    await fake_openai.wait_for(lambda f: f.request_count == 5 and f.completed == 0)
-    await settle(memory_core)
+    await until(lambda: fake_model.active == 5, "five calls at once")
+    assert fake_model.finished == 0
+    gate.set()
+    await settle(model_core)
     assert all(s.texts == ["slow"] for s in sinks)
 
 
 async def test_conversations_do_not_leak_into_each_other(
-    memory_core: Core, fake_openai: FakeOpenAI
+    model_core: Core, fake_model: FakeModel
 ) -> None:
     sink_a, sink_b = RecordingSink(), RecordingSink()
-    await memory_core.handle(message("secret of channel A", channel="A"), sink_a)
-    await settle(memory_core)
-    await memory_core.handle(message("question in thread", channel="A", thread="t1"), sink_b)
-    await memory_core.handle(message("question in B", channel="B"), sink_b)
-    await settle(memory_core)
-    for body in fake_openai.chat_requests[1:]:
-        assert not any("secret" in c for c in user_contents(body))
+    await model_core.handle(message("secret of channel A", channel="A"), sink_a)
+    await settle(model_core)
+    await model_core.handle(message("question in thread", channel="A", thread="t1"), sink_b)
+    await model_core.handle(message("question in B", channel="B"), sink_b)
+    await settle(model_core)
+    assert fake_model.call_count == 3
+    for messages in fake_model.calls[1:]:
+        assert not any("secret" in c for c in said(messages))
 
 
 async def test_redelivered_message_is_answered_once(
-    memory_core: Core, fake_openai: FakeOpenAI
+    model_core: Core, fake_model: FakeModel
 ) -> None:
     sink = RecordingSink()
     msg = message("hello", message_id="ev-1")
-    await asyncio.gather(*(memory_core.handle(msg, sink) for _ in range(3)))
-    await settle(memory_core)
-    await memory_core.handle(msg, sink)
-    await settle(memory_core)
+    await asyncio.gather(*(model_core.handle(msg, sink) for _ in range(3)))
+    await settle(model_core)
+    await model_core.handle(msg, sink)
+    await settle(model_core)
     assert len(sink.messages) == 1
-    assert fake_openai.request_count == 1
+    assert fake_model.call_count == 1
 
 
-async def test_unaddressed_messages_and_thread_follow_ups(
-    memory_core: Core, fake_openai: FakeOpenAI
+async def test_unaddressed_messages_outside_the_bots_threads_are_ignored(
+    model_core: Core, fake_model: FakeModel
 ) -> None:
     sink = RecordingSink()
-    await memory_core.handle(message("chatter", addressed=False), sink)
-    await memory_core.handle(
+    await model_core.handle(message("chatter", addressed=False), sink)
+    await model_core.handle(
         message("not my thread", thread="t9", in_thread=True, addressed=False), sink
     )
-    await settle(memory_core)
-    assert sink.messages == [] and fake_openai.request_count == 0
+    await settle(model_core)
+    assert sink.messages == [] and fake_model.call_count == 0
 
-    await memory_core.handle(message("@bot start", thread="t1"), sink)
-    await settle(memory_core)
-    await memory_core.handle(
+
+async def test_follow_up_in_the_bots_thread_needs_no_address(
+    model_core: Core, fake_model: FakeModel
+) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message("@bot start", thread="t1"), sink)
+    await settle(model_core)
+    await model_core.handle(
         message("follow-up", thread="t1", in_thread=True, addressed=False), sink
     )
-    await settle(memory_core)
-    assert fake_openai.request_count == 2
+    await settle(model_core)
+    assert fake_model.call_count == 2
     assert len(sink.messages) == 2
 
 
-async def test_commands_reset_and_system_prompt(memory_core: Core, fake_openai: FakeOpenAI) -> None:
+HAIKU = "You only speak in haiku."
+
+
+async def test_system_command_is_denied_to_someone_not_an_admin(
+    model_core: Core, fake_model: FakeModel
+) -> None:
     sink = RecordingSink()
-    await memory_core.handle(message("remember banana"), sink)
-    await settle(memory_core)
-    await memory_core.handle(message("!system You only speak in haiku.", admin=False), sink)
-    await memory_core.handle(message("!system You only speak in haiku.", admin=True), sink)
-    await memory_core.handle(message("!system"), sink)
-    await memory_core.handle(message("!reset"), sink)
-    await memory_core.handle(message("what did I say?"), sink)
-    await settle(memory_core)
+    await model_core.handle(message(f"!system {HAIKU}", admin=False), sink)
+    await model_core.handle(message("a question"), sink)
+    await settle(model_core)
+    assert sink.texts[0] == EN.get("system_denied")
+    assert "haiku" not in fake_model.calls[-1][0]["content"]
 
-    texts = sink.texts
-    assert texts[1] == EN.get("system_denied")
-    assert texts[2] == EN.get("system_set")
-    assert texts[3] == EN.get("system_show", prompt="You only speak in haiku.")
-    assert texts[4] == EN.get("reset_done")
-    last = fake_openai.chat_requests[-1]
-    assert "haiku" in last["messages"][0]["content"]
-    assert not any("banana" in c for c in user_contents(last))  # reset forgot it
 
-    await memory_core.handle(message("!system clear", admin=True), sink)
-    await memory_core.handle(message("!help"), sink)
-    await memory_core.handle(message("!frobnicate"), sink)
-    await settle(memory_core)
-    assert sink.texts[-3] == EN.get("system_cleared")
-    assert "!reset" in sink.texts[-2]
+async def test_system_command_sets_shows_and_applies_the_prompt(
+    model_core: Core, fake_model: FakeModel
+) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message(f"!system {HAIKU}", admin=True), sink)
+    await model_core.handle(message("!system"), sink)
+    await model_core.handle(message("a question"), sink)
+    await settle(model_core)
+    assert sink.texts[0] == EN.get("system_set")
+    assert sink.texts[1] == EN.get("system_show", prompt=HAIKU)
+    assert "haiku" in fake_model.calls[-1][0]["content"]
+
+
+async def test_reset_forgets_what_was_said(model_core: Core, fake_model: FakeModel) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message("remember banana"), sink)
+    await settle(model_core)
+    await model_core.handle(message("!reset"), sink)
+    await model_core.handle(message("what did I say?"), sink)
+    await settle(model_core)
+    assert sink.texts[1] == EN.get("reset_done")
+    assert not any("banana" in c for c in said(fake_model.calls[-1]))  # reset forgot it
+
+
+async def test_system_clear_removes_the_stored_prompt(model_core: Core) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message(f"!system {HAIKU}", admin=True), sink)
+    await model_core.handle(message("!system clear", admin=True), sink)
+    await settle(model_core)
+    assert sink.texts[-1] == EN.get("system_cleared")
+    assert await model_core.store.get_system_prompt(message("x").key.as_str()) is None
+
+
+async def test_help_lists_the_commands(model_core: Core) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message("!help"), sink)
+    await settle(model_core)
+    assert "!reset" in sink.texts[-1]
+
+
+async def test_unknown_command_is_named_back(model_core: Core, fake_model: FakeModel) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message("!frobnicate"), sink)
+    await settle(model_core)
     assert sink.texts[-1] == EN.get("unknown_command", command="frobnicate", prefix="!")
-    assert await memory_core.store.get_system_prompt(message("x").key.as_str()) is None
+    assert fake_model.call_count == 0
 
 
 async def test_system_prompt_persists_in_sqlite(
@@ -240,19 +283,31 @@ async def test_system_prompt_persists_in_sqlite(
     await store2.close()
 
 
-async def test_bad_input_gets_clear_answers(memory_core: Core, fake_openai: FakeOpenAI) -> None:
+async def test_empty_or_invisible_message_gets_a_clear_answer_and_no_model_call(
+    model_core: Core, fake_model: FakeModel
+) -> None:
     sink = RecordingSink()
     for text in ("", "   \n\t ", "\u200b\u200b", "\x00\x07\x1b"):
-        await memory_core.handle(message(text), sink)
-    await settle(memory_core)
+        await model_core.handle(message(text), sink)
+    await settle(model_core)
     assert sink.texts == [EN.get("empty_message")] * 4
-    assert fake_openai.request_count == 0
+    assert fake_model.call_count == 0
 
-    await memory_core.handle(message("!re\u200bset"), sink)
-    await memory_core.handle(message("he\x00llo\u200b there"), sink)
-    await settle(memory_core)
-    assert sink.texts[4] == EN.get("reset_done")
-    assert user_contents(fake_openai.chat_requests[0])[-1].endswith("hello there")
+
+async def test_an_invisible_character_does_not_hide_a_command(model_core: Core) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message("!re\u200bset"), sink)
+    await settle(model_core)
+    assert sink.texts[0] == EN.get("reset_done")
+
+
+async def test_control_and_invisible_characters_never_reach_the_model(
+    model_core: Core, fake_model: FakeModel
+) -> None:
+    sink = RecordingSink()
+    await model_core.handle(message("he\x00llo\u200b there"), sink)
+    await settle(model_core)
+    assert said(fake_model.calls[0])[-1].endswith("hello there")
 
 
 async def test_huge_message_is_shortened_with_a_visible_note(
@@ -428,3 +483,17 @@ async def test_redelivery_after_a_crash_answers_what_was_cut_off(
         "half",
         "the stored answer",
     ]
+
+
+@pytest.mark.parametrize("kind", get_args(LLMErrorKind))
+async def test_each_model_failure_gets_its_own_reply_and_stores_no_answer(
+    model_core: Core, fake_model: FakeModel, kind: LLMErrorKind
+) -> None:
+    fake_model.script(fails(kind))
+    sink = RecordingSink()
+    msg = message("hello?")
+    await model_core.handle(msg, sink)
+    await settle(model_core)
+    assert sink.texts == [EN.get(f"error_{kind}")]
+    turns = await model_core.store.recent_turns(msg.key.as_str(), 10**9, 10)
+    assert [t.role for t in turns] == ["user"]

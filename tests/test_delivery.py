@@ -18,8 +18,8 @@ from bot.delivery import DeliveryError, ReplyStream
 from bot.pacing import Pace, Pacer
 from bot.split import split_text
 from bot.types import NativeStreamUnavailable, PlatformLimits
-from tests.test_pacing import VirtualTime, assert_within_bucket
-from tests.test_split import PIECES
+from tests.support import SPLIT_PIECES as PIECES
+from tests.support import VirtualTime, assert_within_bucket
 
 LATENCY_S = 0.05  # simulated time of one platform call
 DISCORD = PlatformLimits(max_len=2000, can_edit=True)

@@ -7,18 +7,11 @@ calls the bot made.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import discord.gateway
-import discord.http
 import pytest
-import pytest_asyncio
-import yarl
 
 from adapters.discord import DiscordAdapter, create
 from adapters.discord.sink import MAX_LEN, channel_limits
@@ -26,139 +19,38 @@ from bot.config import Config, DiscordConfig
 from bot.core import Core
 from bot.errors import StartupError
 from bot.indicator import TYPING_DELAY_S
-from bot.types import PlatformLimits
 from tests.fakes.fake_discord import (
     INTENT_MESSAGE_CONTENT,
     PERM_MANAGE_GUILD,
     FakeDiscord,
-    JsonDict,
-    RestCall,
-    guild,
-    member,
-    role,
-    text_channel,
     thread_channel,
-    user,
 )
 from tests.fakes.fake_openai import FakeOpenAI, echo_last_user, reply, server_error
-from tests.support import settle
-
-GUILD = "700000000000000001"
-GENERAL = "700000000000000010"
-RANDOM = "700000000000000011"
-OLD_THREAD = "700000000000000020"  # an existing thread the bot never spoke in
-MOD_ROLE = "700000000000000030"
-DM_CHANNEL = "700000000000000040"
-LOAD_CHANNELS = [str(700000000000000100 + i) for i in range(20)]
-ALICE = user("800000000000000001", "alice", global_name="Alice")
-BOB = user("800000000000000002", "bob", global_name="Bob")
-CAROL = user("800000000000000003", "carol", global_name="Carol")
-HELPER_BOT = user("800000000000000004", "helperbot", bot=True)
-MESSAGES = r"/channels/\d+/messages"
-WAIT_S = 8.0
-# Real length limit; pacing fast so ordinary tests do not wait on Discord's limits.
-FAST = PlatformLimits(
-    max_len=MAX_LEN, can_edit=True, edit_burst=1000, edit_rate=1000.0, min_edit_interval=0.0
+from tests.support import (
+    ALICE,
+    BOB,
+    DM_CHANNEL,
+    GENERAL,
+    GUILD,
+    HELPER_BOT,
+    LOAD_CHANNELS,
+    MOD_ROLE,
+    OLD_THREAD,
+    RANDOM,
+    answered,
+    bot_posts,
+    discord_at,
+    fake_discord,
+    mention,
+    settle,
+    user_text,
+    writes,
 )
+from tests.support import DISCORD_WAIT_S as WAIT_S
+from tests.support import discord_texts as texts
+from tests.support import running_discord as running
 
-CoreFactory = Callable[..., Awaitable[Core]]
-
-
-def build_world(fake: FakeDiscord) -> None:
-    channels = [text_channel(GENERAL, "general"), text_channel(RANDOM, "random")]
-    channels += [text_channel(cid, f"load-{i}") for i, cid in enumerate(LOAD_CHANNELS)]
-    fake.add_guild(
-        guild(
-            GUILD,
-            "Test Server",
-            owner_id=CAROL["id"],
-            channels=channels,
-            roles=[role(MOD_ROLE, "Moderator", permissions=PERM_MANAGE_GUILD, position=2)],
-            members=[
-                member(ALICE),
-                member(BOB, roles=(MOD_ROLE,), nick="Bobby"),
-                member(CAROL),
-                member(HELPER_BOT),
-            ],
-            threads=[thread_channel(OLD_THREAD, GUILD, GENERAL, "old talk", owner_id=ALICE["id"])],
-        )
-    )
-    fake.add_dm(DM_CHANNEL, ALICE)
-
-
-@contextlib.asynccontextmanager
-async def discord_at(monkeypatch: pytest.MonkeyPatch, **options: Any) -> AsyncIterator[FakeDiscord]:
-    """A fake Discord with the test world; discord.py's URLs point at it."""
-    async with FakeDiscord(**options) as fake:
-        build_world(fake)
-        monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
-        monkeypatch.setattr(
-            discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url)
-        )
-        yield fake
-
-
-@pytest_asyncio.fixture
-async def fake_discord(
-    no_proxy_env: None, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[FakeDiscord]:
-    async with discord_at(monkeypatch) as fake:
-        yield fake
-
-
-@contextlib.asynccontextmanager
-async def running(
-    fake: FakeDiscord,
-    core: Core,
-    *,
-    limits: PlatformLimits | None = FAST,
-    token: str | None = None,
-    **overrides: Any,
-) -> AsyncIterator[DiscordAdapter]:
-    cfg = DiscordConfig(token=token or fake.token, **overrides)
-    adapter = DiscordAdapter(cfg, core, guild_ready_timeout=0.05, ready_timeout=5.0, limits=limits)
-    await adapter.start()
-    try:
-        yield adapter
-    finally:
-        await adapter.stop()
-
-
-def bot_posts(fake: FakeDiscord, channel_id: str) -> list[JsonDict]:
-    """What the bot posted in a channel, oldest first (contents as last edited)."""
-    posts = (fake.messages[mid] for mid in fake.posted)
-    return [m for m in posts if m["channel_id"] == channel_id]
-
-
-def texts(fake: FakeDiscord, channel_id: str) -> list[str]:
-    return [m["content"] for m in bot_posts(fake, channel_id)]
-
-
-async def answered(fake: FakeDiscord, core: Core, channel_id: str, count: int = 1) -> None:
-    """Wait until the bot posted ``count`` messages in the channel and finished writing."""
-    await fake.wait_until(lambda: len(bot_posts(fake, channel_id)) >= count, WAIT_S)
-    await settle(core)
-
-
-def mention(fake: FakeDiscord, text: str) -> str:
-    return f"<@{fake.bot['id']}> {text}"
-
-
-def user_text(request: JsonDict) -> str:
-    return "\n".join(
-        str(m.get("content")) for m in request.get("messages", []) if m.get("role") == "user"
-    )
-
-
-def writes(fake: FakeDiscord, channel_id: str) -> list[RestCall]:
-    return [
-        c
-        for c in fake.calls
-        if c.method in ("POST", "PATCH") and c.path.startswith(f"/channels/{channel_id}/messages")
-    ]
-
-
-# -- mentions, replies, DMs, threads ----------------------------------------------------------
+__all__ = ["fake_discord"]  # the fixture, used by name
 
 
 async def test_mention_gets_a_reply_that_pings_nobody(

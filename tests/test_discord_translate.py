@@ -162,22 +162,35 @@ def test_everyone_in_user_text_stays_plain_text(world: World) -> None:
     assert msg is not None and msg.text == "@everyone who is here?"
 
 
-def test_admin_by_manage_server_owner_or_admin_role(world: World) -> None:
+def test_a_role_with_manage_server_makes_an_admin(world: World) -> None:
     bob = translate(world, "message_reply_to_bot")  # Moderator role has Manage Server
     assert bob is not None and bob.author_is_admin
+
+
+def test_the_guild_owner_is_an_admin(world: World) -> None:
     carol = translate(world, "message_bot_role_mention")  # the guild owner
     assert carol is not None and carol.author_is_admin
+
+
+def test_a_plain_member_is_no_admin(world: World) -> None:
     alice = world.message("message_mention")
     assert not _incoming(alice).author_is_admin
+
+
+def test_a_role_listed_in_admin_roles_makes_an_admin(world: World) -> None:
+    alice = world.message("message_mention")
     promoted = to_incoming(alice, BOT, Policy(admin_roles=frozenset({GUILD})))
     assert promoted is not None and promoted.author_is_admin  # @everyone role listed
 
 
-def test_guild_and_channel_allowlists(world: World) -> None:
+def test_guild_allowlist(world: World) -> None:
     elsewhere = Policy(allowed_guilds=frozenset({"42"}))
     assert translate(world, "message_mention", elsewhere) is None
     here = Policy(allowed_guilds=frozenset({GUILD}))
     assert translate(world, "message_mention", here) is not None
+
+
+def test_channel_allowlist_counts_a_thread_as_its_parent(world: World) -> None:
     general_only = Policy(allowed_channels=frozenset({GENERAL}))
     assert translate(world, "message_mention", general_only) is not None
     assert translate(world, "message_everyone", general_only) is None  # in #random
@@ -230,12 +243,16 @@ def test_slash_command_respects_allowlists(world: World) -> None:
     )
 
 
-def test_thread_name_and_move(world: World) -> None:
+def test_thread_name_is_the_message_shortened_or_the_author(world: World) -> None:
     msg = _incoming(world.message("message_mention"))
     assert thread_name(msg).startswith("hey @Bobby")
     long = replace(msg, text="x" * 300)
     assert len(thread_name(long)) <= 80
     assert thread_name(replace(msg, text="")) == "Alice"
+
+
+def test_a_message_moved_to_a_thread_gets_the_threads_key(world: World) -> None:
+    msg = _incoming(world.message("message_mention"))
     moved = moved_to_thread(msg, 77)
     assert moved.key == ConversationKey("discord", GUILD, GENERAL, thread="77")
     assert moved.in_thread

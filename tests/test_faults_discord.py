@@ -19,19 +19,21 @@ from bot.types import ConversationKey
 from storage.sqlite import SqliteStore
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
-from tests.support import CoreFactory
-from tests.test_discord_e2e import (
+from tests.support import (
     ALICE,
     GENERAL,
     GUILD,
+    CoreFactory,
     answered,
+    assert_history_consistent,
+    assert_running,
     bot_posts,
     discord_at,
+    history,
     mention,
-    running,
-    texts,
 )
-from tests.test_faults_model import assert_history_consistent, assert_running, history
+from tests.support import discord_texts as texts
+from tests.support import running_discord as running
 
 STREAMED = "The answer arrives in pieces, so the first message is edited several times."
 SLOW = {"chunks": 8, "chunk_interval_s": 0.03}  # long enough for edits to happen

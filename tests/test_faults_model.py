@@ -22,13 +22,11 @@ import pytest
 
 from adapters.console import ConsoleAdapter
 from adapters.discord import DiscordAdapter
-from adapters.slack import SlackAdapter
 from bot.adapter import Adapter
 from bot.config import Config
 from bot.core import Core
-from bot.store import Store
 from bot.texts import Texts
-from bot.types import ConversationKey, Turn
+from bot.types import ConversationKey
 from storage.sqlite import SqliteStore
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import (
@@ -43,28 +41,30 @@ from tests.fakes.fake_openai import (
     slow_first_token,
 )
 from tests.fakes.fake_slack import FakeSlack
-from tests.support import CoreFactory, settle
-from tests.test_discord_e2e import (
+from tests.support import (
     ALICE,
     GENERAL,
     GUILD,
+    CoreFactory,
+    SlackChat,
     answered,
+    assert_history_consistent,
+    assert_running,
     bot_posts,
     discord_at,
+    history,
     mention,
-    texts,
+    running_discord,
+    running_slack,
+    settle,
+    until,
 )
-from tests.test_discord_e2e import running as running_discord
-from tests.test_slack_e2e import CHANNEL, deliver, until
-from tests.test_slack_e2e import running as running_slack
+from tests.support import discord_texts as texts
 
 PLATFORMS = ("discord", "slack", "console")
 FIRST = "first question"
 SECOND = "second question"
-SLACK_DM = "D0ALICE"
-SLACK_USER = "U0ALICE"  # FakeSlack.message_event's default author
 PARTIAL_TEXT = "one two three four five six seven eight"
-STILL_RUNNING_PROBE_S = 0.05  # wait_closed() must not return within this
 DISCORD_KEY = ConversationKey("discord", GUILD, GENERAL)
 CONSOLE_KEY = ConversationKey("console", "local", "default")
 
@@ -142,35 +142,6 @@ class DiscordChat:
 
 
 @dataclass
-class SlackChat:
-    fake: FakeSlack
-    core: Core
-    adapter: SlackAdapter
-    dm: bool = False  # a DM (no thread) instead of a thread under a channel mention
-    root: str | None = None  # the thread every question after the first goes into
-
-    @property
-    def key(self) -> ConversationKey:
-        if self.dm:
-            return ConversationKey("slack", self.fake.team_id, SLACK_DM, user=SLACK_USER)
-        return ConversationKey("slack", self.fake.team_id, CHANNEL, thread=self.root)
-
-    async def ask(self, text: str) -> list[str]:
-        if self.dm:
-            event = self.fake.message_event(text, channel=SLACK_DM, channel_type="im")
-            body = self.fake.event_body(event)
-        elif self.root is None:
-            body, _ = self.fake.mention(text)
-            self.root = body["event"]["ts"]
-        else:
-            body, _ = self.fake.mention(text, thread_ts=self.root)
-        where = (SLACK_DM, None) if self.dm else (CHANNEL, self.root)
-        before = len(self.fake.posted(*where))
-        await deliver(self.fake, self.adapter, self.core, body)
-        return self.fake.texts(*where)[before:]
-
-
-@dataclass
 class ConsoleChat:
     core: Core
     adapter: ConsoleAdapter
@@ -222,28 +193,6 @@ async def chat_on(
     else:
         async with console_chat(core) as chat:
             yield chat
-
-
-async def assert_running(adapter: Adapter) -> None:
-    """The adapter has not stopped on its own (wait_closed() is still pending)."""
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(adapter.wait_closed(), STILL_RUNNING_PROBE_S)
-
-
-async def history(store: Store, key: ConversationKey) -> list[Turn]:
-    """The conversation's stored turns, oldest first."""
-    return await store.recent_turns(key.as_str(), 10**9, 100)
-
-
-def assert_history_consistent(turns: list[Turn]) -> None:
-    """Every answer follows the user turn it replies to; message ids are unique."""
-    ids = {t.id: t for t in turns}
-    for i, turn in enumerate(turns):
-        if turn.role == "assistant":
-            assert turn.reply_to in ids and ids[turn.reply_to].role == "user"
-            assert turns[i - 1].id == turn.reply_to  # right after its question
-    user_ids = [t.message_id for t in turns if t.role == "user"]
-    assert len(user_ids) == len(set(user_ids))
 
 
 def endings(request: dict[str, Any]) -> list[tuple[str, str]]:

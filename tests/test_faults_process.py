@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,17 @@ import pytest
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_openai import DEFAULT_TEXT, Behaviour, FakeOpenAI
 from tests.fakes.fake_slack import FakeSlack
-from tests.support import spawn_bot
-from tests.test_cli import bot_env
-from tests.test_discord_e2e import ALICE, GENERAL, build_world, mention, texts
-from tests.test_faults_slack import marker_reply
-from tests.test_slack_e2e import CHANNEL
+from tests.process_support import (
+    ANSWER_LIMIT_S,
+    START_LIMIT_S,
+    bot_process,
+    rows,
+    slack_env,
+)
+from tests.support import ALICE, GENERAL, bot_env, build_world, marker_reply, mention
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import discord_texts as texts
 
-START_LIMIT_S = 30.0  # from exec to connected; normally about a second
-ANSWER_LIMIT_S = 20.0
-STOP_LIMIT_S = 15.0  # SIGTERM to exit (the core's grace period is 5 s)
 KILL_EVENTS = 100
 KILL_DELIVERED = 60  # events the first process receives before it is killed
 KILL_ANSWERED = 15  # ...and answers it has recorded by then
@@ -43,69 +43,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 # -- running the bot ----------------------------------------------------------------------
 
 
-@dataclass
-class Bot:
-    """A running `python -m bot`; its log goes to a file (a pipe could fill and block it)."""
-
-    proc: asyncio.subprocess.Process
-    log: Path
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    async def alive_until(self, waiting: Awaitable[Any], within: float) -> None:
-        """Wait for ``waiting``; fail at once, with the log, if the process exits."""
-        task = asyncio.ensure_future(waiting)
-        exited = asyncio.ensure_future(self.proc.wait())
-        done, _ = await asyncio.wait(
-            {task, exited}, timeout=within, return_when=asyncio.FIRST_COMPLETED
-        )
-        exited.cancel()
-        if task not in done:
-            task.cancel()
-            state = f"exited with {self.proc.returncode}" if exited in done else "timed out"
-            raise AssertionError(f"bot {state}; log:\n{self.tail()}")
-        task.result()
-
-    async def stop(self) -> int:
-        """SIGTERM, then the exit status (answers in flight get the core's grace period)."""
-        self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.proc.wait(), STOP_LIMIT_S)
-
-    async def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(self.proc.wait(), STOP_LIMIT_S)
-        assert self.proc.returncode == -signal.SIGKILL
-
-
-@contextlib.asynccontextmanager
-async def bot_process(env: dict[str, str], log: Path) -> AsyncIterator[Bot]:
-    with log.open("ab") as out:
-        proc = await spawn_bot(env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
-    try:
-        yield Bot(proc, log)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-def slack_env(fake: FakeSlack) -> dict[str, str]:
-    return {
-        "SLACK_BOT_TOKEN": fake.bot_token,
-        "SLACK_APP_TOKEN": fake.app_token,
-        "SLACK_API_URL": fake.api_url,
-    }
-
-
 def integrity(db_path: Path) -> str:
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         return str(db.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db_path)) as db:
-        return list(db.execute(sql))
 
 
 # -- one process, two platforms -----------------------------------------------------------

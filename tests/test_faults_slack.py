@@ -15,19 +15,26 @@ with retry_attempt, its twin, and a new event id: one answer),
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import pytest
 
 from bot.types import ConversationKey
 from storage.sqlite import SqliteStore
-from tests.fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, echo_last_user, reply
+from tests.fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
 from tests.fakes.fake_slack import FakeSlack
-from tests.support import CoreFactory
-from tests.test_faults_model import SlackChat, assert_history_consistent, assert_running, history
-from tests.test_slack_e2e import CHANNEL, deliver
-from tests.test_slack_e2e import running as running_slack
+from tests.support import (
+    MARK,
+    CoreFactory,
+    SlackChat,
+    assert_history_consistent,
+    assert_running,
+    deliver,
+    history,
+    marker_reply,
+    running_slack,
+)
+from tests.support import SLACK_CHANNEL as CHANNEL
 
 STREAMED = "An answer streamed in pieces, so the bot writes to its message more than once."
 SLOW = {"chunks": 8, "chunk_interval_s": 0.03}  # long enough for several writes
@@ -36,7 +43,6 @@ CLOCK_SLACK_S = 0.01
 BURST_CONVERSATIONS = 100
 BURST_PER_CONVERSATION = 10
 BURST_WAIT_S = 40.0  # only reached if something is lost or stuck
-MARK = re.compile(r"c\d+-m\d+")
 
 
 async def check_next_and_history(chat: SlackChat) -> None:
@@ -111,11 +117,6 @@ async def test_socket_drop_mid_answer_then_redelivery_and_next_event(
 
 
 # -- a burst: 1,000 messages in 100 conversations, none lost, each in order -------------
-
-
-def marker_reply(body: dict[str, Any]) -> str:
-    """Echo the marker ("c7-m3") of the newest user message."""
-    return str(MARK.findall(echo_last_user(body))[-1])
 
 
 def markers(request: dict[str, Any], role: str) -> list[str]:

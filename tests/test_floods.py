@@ -194,17 +194,31 @@ def reply_text() -> str:
     return DEFAULT_TEXT
 
 
-def test_waiting_caps_forget_idle_conversations() -> None:
+def _full_caps() -> WaitingCaps:
+    """Caps of 2 per conversation and 1 per person, with "a" and "b" waiting in "c"."""
     caps = WaitingCaps(per_conversation=2, per_person=1)
     assert caps.admit("c", "a") is None
     assert caps.admit("c", "b") is None
+    return caps
+
+
+def test_a_full_conversation_refuses_and_tells_the_sender_once() -> None:
+    caps = _full_caps()
     refused = caps.admit("c", "x")
     assert refused is not None and refused.reason is Refusal.CONVERSATION_FULL
     assert refused.notify
     again = caps.admit("c", "x")
     assert again is not None and not again.notify
+
+
+def test_a_person_over_their_share_is_refused_as_such() -> None:
+    caps = _full_caps()
     over = caps.admit("c", "a")
     assert over is not None and over.reason is Refusal.PERSON_FULL and over.notify
+
+
+def test_waiting_caps_forget_idle_conversations() -> None:
+    caps = _full_caps()
     caps.release("c", "a")
     caps.release("c", "b")
     assert len(caps) == 0  # nothing kept for a conversation with nothing waiting

@@ -13,17 +13,18 @@ from bot.texts import Texts
 from bot.types import ConversationKey, IncomingMessage, ReplySink
 from tests.fakes.fake_discord import FakeDiscord, JsonDict
 from tests.fakes.fake_openai import FakeOpenAI, echo_last_user, reply
-from tests.support import CoreFactory, settle
-from tests.test_discord_e2e import (
+from tests.support import (
     ALICE,
     BOB,
     GENERAL,
     GUILD,
+    CoreFactory,
     bot_posts,
     fake_discord,
     mention,
-    running,
+    settle,
 )
+from tests.support import running_discord as running
 
 __all__ = ["fake_discord"]  # the fixture, used by name
 

@@ -31,7 +31,7 @@ from adapters.discord.translate import (
     to_incoming,
 )
 from bot.types import IncomingMessage
-from tests.test_fuzz_text import FUZZ, json_values, mutated, nasty_text
+from tests.support import FUZZ, json_values, mutated, nasty_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discord"
 PAYLOADS = {

@@ -24,7 +24,7 @@ from adapters.slack.translate import (
     render_text,
     to_inbound,
 )
-from tests.test_fuzz_text import FUZZ, json_values, mutated, nasty_text, wrong_values
+from tests.support import FUZZ, json_values, mutated, nasty_text, wrong_values
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack"
 BODIES = {

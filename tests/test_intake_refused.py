@@ -24,20 +24,24 @@ from bot.texts import Texts
 from tests.failing_store import DISK_FULL, DISK_IO_ERROR, BrokenDiskStore
 from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.fakes.fake_slack import FakeSlack
-from tests.support import spawn_bot
-from tests.test_cli import RUN_LIMIT_S, bot_env
-from tests.test_discord_e2e import (
+from tests.support import (
     ALICE,
     GENERAL,
+    RUN_LIMIT_S,
     answered,
+    bot_env,
     discord_at,
+    fake_slack,
+    http_app,
     mention,
-    texts,
+    running_discord,
+    spawn_bot,
+    until,
 )
-from tests.test_discord_e2e import (
-    running as running_discord,
-)
-from tests.test_slack_e2e import CHANNEL, WAIT_S, fake_slack, http_app, running, until
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import SLACK_WAIT_S as WAIT_S
+from tests.support import discord_texts as texts
+from tests.support import running_slack as running
 
 CoreFactory = Callable[..., Awaitable[Core]]
 REFUSED_LOG = "Unsuccessful Bolt execution result"  # slack_bolt: status != 200, no ack sent

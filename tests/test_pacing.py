@@ -3,65 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import pytest
 
 from bot.pacing import PRUNE_INTERVAL_S, Pacer
-
-T = TypeVar("T")
-
-SETTLE_ROUNDS = 50  # loop turns that let every runnable task reach its next sleep
-
-
-class VirtualTime:
-    """A clock and sleep for tests: time jumps to the next sleeper once all tasks wait.
-
-    ``run`` drives a coroutine: it lets the loop settle, then advances the clock
-    to the earliest pending sleep and wakes it, until the coroutine is done.
-    """
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + max(0.0, delay), next(self._order), future))
-        await future
-
-    async def run(self, awaitable: Awaitable[T]) -> T:
-        task = asyncio.ensure_future(awaitable)
-        while True:
-            for _ in range(SETTLE_ROUNDS):
-                await asyncio.sleep(0)
-            if task.done():
-                return task.result()
-            while self._sleepers and self._sleepers[0][2].done():
-                heapq.heappop(self._sleepers)  # cancelled sleepers
-            if not self._sleepers:
-                task.cancel()
-                raise RuntimeError("deadlock: the task waits but nothing is scheduled")
-            self.now = max(self.now, self._sleepers[0][0])
-            while self._sleepers and self._sleepers[0][0] <= self.now:
-                future = heapq.heappop(self._sleepers)[2]
-                if not future.done():
-                    future.set_result(None)
-
-
-def assert_within_bucket(times: list[float], burst: int, rate: float) -> None:
-    """No window of time holds more writes than a token bucket allows."""
-    times = sorted(times)
-    for i, first in enumerate(times):
-        for j in range(i, len(times)):
-            assert j - i + 1 <= burst + rate * (times[j] - first) + 1e-9, (times, i, j)
+from tests.support import VirtualTime, assert_within_bucket
 
 
 @pytest.fixture

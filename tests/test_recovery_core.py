@@ -16,9 +16,8 @@ from bot.store import Origin
 from bot.types import IncomingMessage, ReplySink, Turn
 from storage import SqliteStore
 from tests.fakes.fake_openai import Behaviour, FakeOpenAI, echo_last_user, reply
-from tests.support import ROOT, CoreFactory, RecordingSink, message, settle
-from tests.test_cli import bot_env, run_bot
-from tests.test_storage import FakeClock
+from tests.store_support import FakeClock
+from tests.support import ROOT, CoreFactory, RecordingSink, bot_env, message, run_bot, settle
 
 NO_BEATS_S = 3600.0
 MAX_AGE_S = 15 * 60.0

@@ -22,11 +22,18 @@ from bot.instances import STALE_AFTER_S
 from tests.fakes.fake_discord import FakeDiscord, JsonDict
 from tests.fakes.fake_openai import Behaviour, FakeOpenAI
 from tests.fakes.fake_slack import FakeSlack
-from tests.test_cli import bot_env
-from tests.test_discord_e2e import ALICE, GENERAL, OLD_THREAD, bot_posts, build_world, mention
-from tests.test_faults_process import Bot, bot_process, rows, slack_env
-from tests.test_faults_slack import marker_reply
-from tests.test_slack_e2e import CHANNEL
+from tests.process_support import Bot, bot_process, rows, slack_env
+from tests.support import (
+    ALICE,
+    GENERAL,
+    OLD_THREAD,
+    bot_env,
+    bot_posts,
+    build_world,
+    marker_reply,
+    mention,
+)
+from tests.support import SLACK_CHANNEL as CHANNEL
 
 START_LIMIT_S = 30.0
 # Recovery may first wait for the killed instance's heartbeat to go stale.

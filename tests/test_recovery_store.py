@@ -18,7 +18,7 @@ from bot.instances import STALE_AFTER_S, process_identity
 from bot.store import Origin, Store, Unanswered
 from bot.types import ConversationKey
 from storage import MemoryStore, SqliteStore
-from tests.test_storage import CONV, OTHER, AnyStore, FakeClock, answer, make_store, user
+from tests.store_support import CONV, OTHER, AnyStore, FakeClock, answer, make_store, user
 
 MINUTE = 60.0
 NO_BEATS_S = 3600.0  # a heartbeat interval no test lives to see

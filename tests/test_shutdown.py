@@ -22,17 +22,25 @@ from bot.texts import Texts
 from storage.sqlite import SqliteStore
 from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.fakes.fake_slack import FakeSlack
-from tests.support import CoreFactory
-from tests.test_cli import bot_env
-from tests.test_discord_e2e import ALICE, GENERAL, bot_posts, discord_at, mention, running, writes
-from tests.test_faults_process import (
+from tests.process_support import (
     ANSWER_LIMIT_S,
     START_LIMIT_S,
     STOP_LIMIT_S,
     bot_process,
     slack_env,
 )
-from tests.test_slack_e2e import CHANNEL
+from tests.support import (
+    ALICE,
+    GENERAL,
+    CoreFactory,
+    bot_env,
+    bot_posts,
+    discord_at,
+    mention,
+    writes,
+)
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import running_discord as running
 
 NOTE = Texts("en").get("cut_by_restart")
 # An answer the model writes for far longer than the shutdown grace period.

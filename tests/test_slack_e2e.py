@@ -7,105 +7,36 @@ Each test reads like a conversation: Slack delivers an event over Socket Mode
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 import storage
 from adapters.slack import SlackAdapter, create
-from adapters.slack.pacing import SlackPaces, unlimited_paces
-from adapters.slack.sink import MARKDOWN_MAX_LEN
 from bot.config import Config, SlackConfig
 from bot.core import Core
 from bot.errors import StartupError
 from bot.indicator import TYPING_DELAY_S
-from bot.types import PlatformLimits
 from tests.fakes.fake_openai import FakeOpenAI, reply, unauthorized
 from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
-from tests.support import make_core
-
-CHANNEL = "C0GENERAL"
-# Real max_len; pacing fast so tests do not wait on Slack's rate limits.
-FAST = PlatformLimits(
-    max_len=MARKDOWN_MAX_LEN,
-    can_edit=True,
-    edit_burst=1000,
-    edit_rate=1000.0,
-    min_edit_interval=0.0,
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import SLACK_WAIT_S as WAIT_S
+from tests.support import (
+    CoreFactory,
+    deliver,
+    fake_slack,
+    http_app,
+    make_core,
+    slack_config,
+    until,
+    user_contents,
 )
-POLL_S = 0.01
-WAIT_S = 5.0
+from tests.support import running_slack as running
 
-CoreFactory = Callable[..., Awaitable[Core]]
-
-
-@pytest_asyncio.fixture
-async def fake_slack(no_proxy_env: None) -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        fake.add_user("U0ALICE", "alice", "Alice Kim")
-        fake.add_user("U0BOB", "Bobby", "Bob Lee")
-        yield fake
-
-
-def slack_config(fake: FakeSlack, **overrides: Any) -> Config:
-    values: dict[str, Any] = {
-        "bot_token": fake.bot_token,
-        "app_token": fake.app_token,
-        "signing_secret": fake.signing_secret,
-        **overrides,
-    }
-    return Config(slack=SlackConfig(**values))
-
-
-@contextlib.asynccontextmanager
-async def running(
-    fake: FakeSlack, core: Core, *, paces: SlackPaces | None = None, **overrides: Any
-) -> AsyncIterator[SlackAdapter]:
-    """The adapter on ``fake``; by default pacing nothing (tests of Slack's limits pass paces)."""
-    adapter = SlackAdapter(
-        slack_config(fake, **overrides),
-        core,
-        api_base_url=fake.api_url,
-        limits=FAST,
-        paces=paces or unlimited_paces(),
-    )
-    await adapter.start()
-    try:
-        yield adapter
-    finally:
-        await adapter.stop()
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(POLL_S)
-
-
-async def deliver(
-    fake: FakeSlack, adapter: SlackAdapter, core: Core, *bodies: dict[str, Any], **kw: Any
-) -> None:
-    """Push events over the socket and wait until they were handled and answered."""
-    before = adapter.events_handled
-    for body in bodies:
-        await fake.wait_ack(await fake.push(body, **kw))
-    await until(lambda: adapter.events_handled >= before + len(bodies), "the listener")
-    await asyncio.wait_for(core.drain(), WAIT_S)
-
-
-def user_contents(request: dict[str, Any]) -> str:
-    return "\n".join(
-        str(m.get("content")) for m in request.get("messages", []) if m.get("role") == "user"
-    )
-
+__all__ = ["fake_slack"]  # the fixture, used by name
 
 # -- Socket Mode ---------------------------------------------------------------
 
@@ -445,13 +376,6 @@ def test_create_needs_a_bot_token(memory_core: Core) -> None:
 
 
 # -- HTTP mode -------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def http_app(fake: FakeSlack, core: Core) -> AsyncIterator[tuple[SlackAdapter, str]]:
-    overrides = {"mode": "http", "http_host": "127.0.0.1", "http_port": 0}
-    async with running(fake, core, **overrides) as adapter:
-        yield adapter, f"http://127.0.0.1:{adapter.http_port}/slack/events"
 
 
 async def test_http_signed_event_is_answered(

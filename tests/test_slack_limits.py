@@ -19,7 +19,7 @@ from bot.core import Core
 from tests.fakes.fake_openai import FakeOpenAI, JsonDict, echo_last_user
 from tests.fakes.fake_slack import FakeSlack
 from tests.fakes.slack_limits import DOCUMENTED
-from tests.test_slack_e2e import running
+from tests.support import running_slack as running
 
 CHANNEL = "C0BUSY"
 THREADS = 20

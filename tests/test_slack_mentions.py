@@ -13,8 +13,9 @@ from adapters.slack.mentions import SAFE_AT
 from bot.core import Core
 from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.fakes.fake_slack import FakeSlack
-from tests.test_slack_e2e import CHANNEL, deliver, fake_slack, running
-from tests.test_slack_sink import client, make_sink
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import client, deliver, fake_slack, make_sink
+from tests.support import running_slack as running
 
 __all__ = ["client", "fake_slack"]  # fixtures used here
 

@@ -17,44 +17,21 @@ from adapters.slack.names import (
     display_name,
 )
 from adapters.slack.pacing import STATUS, TIERS, ReadsRateLimitRetry, SlackPaces
-from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
+from adapters.slack.sink import MARKDOWN_MAX_LEN, SlackSink, TeamFallbacks
 from bot.pacing import Pacer
 from bot.types import NativeStreamSink, NativeStreamUnavailable, ReplySink
 from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import SLACK_THREAD as THREAD
+from tests.support import client, make_sink
 
-CHANNEL = "C0GENERAL"
-THREAD = "1700000100.000100"
+__all__ = ["client"]  # the fixture, used by name
 
 
 @pytest_asyncio.fixture
 async def fake_slack(no_proxy_env: None) -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as fake:
         yield fake
-
-
-@pytest_asyncio.fixture
-async def client(fake_slack: FakeSlack) -> AsyncWebClient:
-    return AsyncWebClient(token=fake_slack.bot_token, base_url=fake_slack.api_url)
-
-
-def make_sink(
-    client: AsyncWebClient,
-    fallbacks: TeamFallbacks | None = None,
-    *,
-    thread: str | None = THREAD,
-    streaming: bool = True,
-    channel: str = CHANNEL,
-) -> SlackSink:
-    return SlackSink(
-        client,
-        fallbacks if fallbacks is not None else TeamFallbacks(),
-        team_id="T0FAKE",
-        channel=channel,
-        thread_ts=thread,
-        user_id="U0ALICE",
-        streaming=streaming,
-        texts=SinkTexts(status="is thinking…", placeholder="…"),
-    )
 
 
 def test_sink_satisfies_the_core_protocols() -> None:

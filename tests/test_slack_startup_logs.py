@@ -9,7 +9,9 @@ import pytest
 from bot.core import Core
 from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.fakes.fake_slack import FakeSlack
-from tests.test_slack_e2e import CHANNEL, deliver, fake_slack, running
+from tests.support import SLACK_CHANNEL as CHANNEL
+from tests.support import deliver, fake_slack
+from tests.support import running_slack as running
 
 __all__ = ["fake_slack"]  # a fixture used here
 

@@ -10,8 +10,18 @@ from bot.texts import Texts
 from storage.sqlite import SqliteStore
 from tests.fakes.fake_discord import PERM_MANAGE_GUILD, FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.support import CoreFactory, RecordingSink, message, settle
-from tests.test_discord_e2e import BOB, GENERAL, answered, fake_discord, mention, running
+from tests.support import (
+    BOB,
+    GENERAL,
+    CoreFactory,
+    RecordingSink,
+    answered,
+    fake_discord,
+    mention,
+    message,
+    settle,
+)
+from tests.support import running_discord as running
 
 __all__ = ["fake_discord"]  # a fixture used here
 

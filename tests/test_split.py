@@ -9,33 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.split import Part, fence_at, last_part, split_text, take_part
+from tests.support import SPLIT_PIECES as PIECES
 
 DISCORD_MAX = 2000
-
-# Pieces that stress the edge cases: fences, CRLF, combining marks, Korean, RTL,
-# emoji with joiners, lone surrogates, control characters.
-PIECES = [
-    "```python\n",
-    "```\n",
-    "~~~\n",
-    "````js\n",
-    "```",
-    "`",
-    "\n",
-    "\n\n",
-    "\r\n",
-    " ",
-    "\t",
-    "word",
-    "가나다라",
-    "\u1100\u1161\u11a8",
-    "e\u0301",
-    "שלום עולם",
-    "\U0001f469\u200d\U0001f4bb",
-    "\ud83d\ude00",
-    "\x00\x07\x1b",
-    "x" * 40,
-]
 
 
 def _assert_invariants(text: str, parts: list[Part], max_len: int) -> None:

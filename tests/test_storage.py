@@ -8,7 +8,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,49 +23,15 @@ from storage import MemoryStore, SqliteStore, open_store, sqlite_ops
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from storage.sqlite import BUSY_TIMEOUT_MS
 from storage.turn_cache import TurnCache
+from tests.store_support import CONV, OTHER, AnyStore, FakeClock, answer, make_store, user
 
-CONV = "discord:g1:c1::"
-OTHER = "discord:g1:c2::"
 END = 10**12  # an `upto` after every turn
 DAY = 24 * 3600.0
 HANG_GUARD_S = 10.0  # a test that would hang fails after this instead
 
 
-def user(message_id: str | None, text: str = "hi", tokens: int = 1) -> Turn:
-    return Turn(
-        role="user",
-        content=text,
-        tokens=tokens,
-        author_id="u1",
-        author_name="Ann",
-        message_id=message_id,
-        created_at=1_700_000_000.5,
-    )
-
-
-def answer(reply_to: int | None, text: str = "hello", tokens: int = 2) -> Turn:
-    return Turn(role="assistant", content=text, tokens=tokens, reply_to=reply_to)
-
-
 def contents(turns: list[Turn]) -> list[str]:
     return [t.content for t in turns]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-AnyStore = MemoryStore | SqliteStore
-
-
-def make_store(kind: str, tmp_path: Path, clock: Callable[[], float]) -> AnyStore:
-    if kind == "memory":
-        return MemoryStore(clock=clock)
-    return SqliteStore(str(tmp_path / "chat.db"), clock=clock)
 
 
 @pytest.fixture

@@ -92,12 +92,17 @@ def test_the_least_recently_used_conversations_go_first() -> None:
     assert len(cache) == 4
 
 
-def test_prompt_changes_and_forgetting() -> None:
+def test_a_prompt_change_reaches_the_held_conversation() -> None:
     cache = TurnCache()
     cache.fill("c", "old", [(1, turn(1))])
     cache.set_prompt("c", "new")
     held = cache.get("c", END, 5)
     assert held is not None and held[0] == "new"
+
+
+def test_forgetting_drops_the_conversation_and_a_later_prompt_adds_nothing() -> None:
+    cache = TurnCache()
+    cache.fill("c", "old", [(1, turn(1))])
     cache.forget("c")
     assert cache.get("c", END, 5) is None
     cache.set_prompt("c", "ignored")  # nothing held: nothing to change

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 import discord
 
 from bot.config import DiscordConfig
-from bot.types import ConversationKey, IncomingMessage
+from bot.types import ConversationKey, IncomingMessage, Platform
 
 from . import target
 
-PLATFORM = "discord"
+PLATFORM: Platform = "discord"
 DM_WORKSPACE = "@dm"
 THREAD_NAME_MAX = 80  # Discord allows 100; shorter names read better in the sidebar
 # A tuple, compared with ==: discord.py wraps an unknown type value in a proxy that

@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.types import ConversationKey, IncomingMessage
+from bot.types import ConversationKey, IncomingMessage, Platform
 
 from . import target
 
 if TYPE_CHECKING:
     from bot.config import SlackConfig
 
-PLATFORM = "slack"
+PLATFORM: Platform = "slack"
 # Message subtypes that are still a person writing something new.
 USER_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
 BOT_SUBTYPE = "bot_message"
