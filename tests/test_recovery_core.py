@@ -120,14 +120,14 @@ async def test_recover_answers_what_it_can_and_leaves_the_rest(
         await dead.add_assistant_turn(shown.key.as_str(), stored)
         await store_question(dead, no_target, "unknown")
         await dead.add_user_turn(
-            elsewhere.key.as_str().replace("test", "gone", 1),
+            elsewhere.key.as_str().replace("console", "gone", 1),
             Turn("user", "x", 1, message_id="m-gone"),
             Origin("here"),
         )
     async with instance(tmp_path / "bot.db") as store:
         core = await core_factory(store)
         here, there = RecordingSink(), RecordingSink()
-        adapter = SinkAdapter("test", {"here": here, "there": there})
+        adapter = SinkAdapter("console", {"here": here, "there": there})
         result = await recover(core, [adapter], MAX_AGE_S, retry_after=())
         await settle(core)
         again = await recover(core, [adapter], MAX_AGE_S, retry_after=())
@@ -147,7 +147,7 @@ async def test_max_age_0_turns_recovery_off(
     async with instance(tmp_path / "bot.db") as store:
         core = await core_factory(store)
         sink = RecordingSink()
-        result = await recover(core, [SinkAdapter("test", {"here": sink})], 0.0)
+        result = await recover(core, [SinkAdapter("console", {"here": sink})], 0.0)
         await settle(core)
         assert await store.pending_turn(lost.key.as_str(), lost.message_id) is not None
     assert (result.queued, result.skipped, result.abandoned) == (0, 0, 0)
