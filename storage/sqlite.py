@@ -3,7 +3,7 @@
 Reads run on the event loop's thread. Each is short, and on aiosqlite's worker
 thread it would cost more than it takes: the sqlite3 module hands the GIL back and
 forth for every row, and under load each hand-over waits for the busy event loop
-(PERFORMANCE.md, "SQLite statements run on the event loop's thread"). A read cannot
+(PERFORMANCE.md, "SQLite reads run on the event loop's thread"). A read cannot
 wait on the disk for long: in WAL mode it never waits for a writer (not even one
 stuck in write() or fsync), and the pages it needs are in the OS page cache or the
 memory map.
