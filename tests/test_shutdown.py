@@ -71,7 +71,13 @@ async def test_sigterm_closes_the_slack_socket_first_and_the_cut_answer_ends_wit
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     db = tmp_path / "bot.db"
-    fake_openai.script(reply(LONG, **SLOW), reply("Answered by the next process."))
+    # The next process answers two questions, in whichever order: the cut one (restart
+    # recovery) and the one sent while the bot stopped (Slack's redelivery).
+    fake_openai.script(
+        reply(LONG, **SLOW),
+        reply("Answered by the next process."),
+        reply("Answered by the next process."),
+    )
     async with FakeSlack() as fake:
         env = bot_env(tmp_path, fake_openai, **slack_env(fake))
         first, _ = fake.mention("tell me a long story")
@@ -120,8 +126,17 @@ async def test_sigterm_closes_the_slack_socket_first_and_the_cut_answer_ends_wit
                     "Answered by the next process."
                 ]
 
+            def answered_in_full_again() -> bool:
+                finished = [p.text for p in fake.posted(CHANNEL, root) if not p.streaming]
+                return finished[1:] == ["Answered by the next process."]
+
             await bot.alive_until(fake.wait_until(answered, ANSWER_LIMIT_S), ANSWER_LIMIT_S)
+            # The cut question is answered in full after the restart, below its cut answer.
+            await bot.alive_until(
+                fake.wait_until(answered_in_full_again, ANSWER_LIMIT_S), ANSWER_LIMIT_S
+            )
             assert await bot.stop() == 0, bot.tail()
+        assert not not_done(db, root)
     stored = {mid for (mid,) in rows(db, "SELECT message_id FROM seen")}
     assert {root, late["event"]["ts"]} <= stored  # every acked event was stored
 
