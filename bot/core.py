@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from .answer_cap import AnswerCap
 from .config import PromptPolicy, ResetPolicy
-from .context import MEMO_BYTES, HistoryMemo, build_messages
+from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
+from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
