@@ -19,15 +19,16 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from .answer_cap import AnswerCap
+from .commands import CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy
-from .context import MEMO_BYTES, HistoryMemo, build_messages
+from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
+from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
-from .policy import reset_verdict, system_prompt_verdict
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
@@ -40,8 +41,6 @@ from .types import Answer, ChatMessage, ChatModel, IncomingMessage, ReplySink, T
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
-MAX_SYSTEM_PROMPT_CHARS = 4000
-COMMANDS = ("reset", "system", "help")
 CUT_NOTE_TIMEOUT_S = 2.0  # shutdown: most an answer cut by it spends on its closing note
 CUT_WAIT_S = CUT_NOTE_TIMEOUT_S + 1.0  # close() waits this long for the cut answers' notes
 
@@ -281,7 +280,7 @@ class Core:
             slot.cancel()
             return False
         name = name.lower()
-        if name == "reset" and reset_verdict(self.settings.reset_policy, msg) == "allowed":
+        if forgets_conversation(self._command_env(), name, msg):
             # Forget now, not when the lane gets here: messages that arrive after the
             # reset are stored at once and must survive it. An answer still being
             # written for an earlier message is then not stored (its question is gone).
@@ -474,31 +473,16 @@ class Core:
         return True
 
     async def _command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
-        await self._send_quietly(sink, await self._command_text(name, arg, msg))
+        await self._send_quietly(sink, await command_text(self._command_env(), name, arg, msg))
 
-    async def _command_text(self, name: str, arg: str, msg: IncomingMessage) -> str:
-        conv = msg.key.as_str()
-        prefix = self.settings.command_prefix
-        if name == "help":
-            return self.texts.get("help", prefix=prefix)
-        if name == "reset":
-            if reset_verdict(self.settings.reset_policy, msg) != "allowed":
-                return self.texts.get("reset_denied")
-            return self.texts.get("reset_done")
-        if name != "system":
-            return self.texts.get("unknown_command", command=name, prefix=prefix)
-        if not arg:
-            custom = await self.store.get_system_prompt(conv)
-            if custom is None:
-                return self.texts.get("system_default", prompt=self.settings.system_prompt)
-            return self.texts.get("system_show", prompt=custom)
-        verdict = system_prompt_verdict(self.settings.system_prompt_policy, msg)
-        if verdict != "allowed":
-            return self.texts.get("system_disabled" if verdict == "disabled" else "system_denied")
-        if arg.lower() == "clear":
-            await self.store.set_system_prompt(conv, None)
-            return self.texts.get("system_cleared")
-        if len(arg) > MAX_SYSTEM_PROMPT_CHARS:
-            return self.texts.get("system_too_long", limit=MAX_SYSTEM_PROMPT_CHARS)
-        await self.store.set_system_prompt(conv, arg)
-        return self.texts.get("system_set")
+    def _command_env(self) -> CommandEnv:
+        """What the commands (bot/commands.py) may use, from the core's settings."""
+        settings = self.settings
+        return CommandEnv(
+            store=self.store,
+            texts=self.texts,
+            prefix=settings.command_prefix,
+            default_prompt=settings.system_prompt,
+            prompt_policy=settings.system_prompt_policy,
+            reset_policy=settings.reset_policy,
+        )

@@ -11,17 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.context import (
-    GROUP_SYSTEM_LINE,
-    MEMO_BYTES,
-    MEMO_LABELS,
-    MEMO_SYSTEM_PROMPTS,
-    MESSAGE_OVERHEAD_TOKENS,
-    REPLY_PRIMING_TOKENS,
-    ContextStats,
-    HistoryMemo,
-    build_messages,
-)
+from bot.context import REPLY_PRIMING_TOKENS, ContextStats, build_messages
+from bot.history_memo import MEMO_BYTES, MEMO_LABELS, MEMO_SYSTEM_PROMPTS, HistoryMemo
+from bot.prompt_parts import GROUP_SYSTEM_LINE, MESSAGE_OVERHEAD_TOKENS
 from bot.tokens import TokenCounter, token_counter_for
 from bot.types import ChatMessage, Role, Turn
 

@@ -12,6 +12,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.commands import COMMANDS
 from bot.texts import Texts
 
 OnCommand = Callable[[discord.Interaction, str, str], Awaitable[None]]
@@ -33,13 +34,10 @@ def build_tree(
     async def system(interaction: discord.Interaction, text: str | None = None) -> None:
         await on_command(interaction, "system", (text or "").strip())
 
-    for name, callback, key in (
-        ("reset", reset, "slash_reset"),
-        ("system", system, "slash_system"),
-        ("help", help_, "slash_help"),
-    ):
+    callbacks = {"reset": reset, "system": system, "help": help_}  # one per bot.commands entry
+    for spec in COMMANDS.values():
         command: app_commands.Command[Any, ..., None] = app_commands.Command(
-            name=name, description=texts.get(key), callback=callback
+            name=spec.name, description=texts.get(spec.description), callback=callbacks[spec.name]
         )
         tree.add_command(command)
     return tree

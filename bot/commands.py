@@ -1,0 +1,111 @@
+"""The bot's commands: what each one does and what it answers.
+
+The core decides *when* a command runs (once per message, in its place in the
+conversation's lane, a reset's forgetting before the lane); this module decides
+*what* it does. :data:`COMMANDS` is the one list of them: the core runs them
+through it, the Discord adapter registers a slash command for each, and the help
+text names each (tests/test_commands.py checks that, in every language).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from .config import PromptPolicy, ResetPolicy
+from .policy import reset_verdict, system_prompt_verdict
+from .texts import Texts
+from .types import IncomingMessage
+
+MAX_SYSTEM_PROMPT_CHARS = 4000
+CLEAR_ARGUMENT = "clear"  # `system clear`: back to the default prompt
+
+
+class PromptStore(Protocol):
+    """The part of the store the commands use (bot/store.py)."""
+
+    async def get_system_prompt(self, conversation: str, /) -> str | None: ...
+
+    async def set_system_prompt(self, conversation: str, prompt: str | None, /) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEnv:
+    """What a command may read and change."""
+
+    store: PromptStore
+    texts: Texts
+    prefix: str  # the text-command prefix, shown in answers
+    default_prompt: str
+    prompt_policy: PromptPolicy
+    reset_policy: ResetPolicy
+
+
+# A command's work: (env, its argument, the message that ran it) -> the answer.
+Handler = Callable[[CommandEnv, str, IncomingMessage], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command: its name (lower case), its work, and the key of its one-line
+    description in bot/texts.py (Discord shows it in the slash-command list)."""
+
+    name: str
+    run: Handler
+    description: str
+
+
+async def _reset(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    # The forgetting itself happened before the lane (forgets_conversation).
+    if reset_verdict(env.reset_policy, msg) != "allowed":
+        return env.texts.get("reset_denied")
+    return env.texts.get("reset_done")
+
+
+async def _system(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    conv = msg.key.as_str()
+    if not arg:
+        custom = await env.store.get_system_prompt(conv)
+        if custom is None:
+            return env.texts.get("system_default", prompt=env.default_prompt)
+        return env.texts.get("system_show", prompt=custom)
+    verdict = system_prompt_verdict(env.prompt_policy, msg)
+    if verdict != "allowed":
+        return env.texts.get("system_disabled" if verdict == "disabled" else "system_denied")
+    if arg.lower() == CLEAR_ARGUMENT:
+        await env.store.set_system_prompt(conv, None)
+        return env.texts.get("system_cleared")
+    if len(arg) > MAX_SYSTEM_PROMPT_CHARS:
+        return env.texts.get("system_too_long", limit=MAX_SYSTEM_PROMPT_CHARS)
+    await env.store.set_system_prompt(conv, arg)
+    return env.texts.get("system_set")
+
+
+async def _help(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    return env.texts.get("help", prefix=env.prefix)
+
+
+COMMANDS: Mapping[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("reset", _reset, "slash_reset"),
+        CommandSpec("system", _system, "slash_system"),
+        CommandSpec("help", _help, "slash_help"),
+    )
+}
+
+
+async def command_text(env: CommandEnv, name: str, arg: str, msg: IncomingMessage) -> str:
+    """The answer to command ``name`` (lower case) with ``arg``, after doing its work."""
+    spec = COMMANDS.get(name)
+    if spec is None:
+        return env.texts.get("unknown_command", command=name, prefix=env.prefix)
+    return await spec.run(env, arg, msg)
+
+
+def forgets_conversation(env: CommandEnv, name: str, msg: IncomingMessage) -> bool:
+    """Whether command ``name`` makes the bot forget the conversation. The core does
+    that at once, not when the lane gets to the command: messages that arrive after
+    it are stored at once and must survive it."""
+    return name == "reset" and reset_verdict(env.reset_policy, msg) == "allowed"
