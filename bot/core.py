@@ -58,7 +58,7 @@ class CoreSettings:
     reset_policy: ResetPolicy = "anyone"  # a DM: always the person
     max_waiting_per_conversation: int = 20  # unanswered messages in one conversation
     max_waiting_per_person: int = 3  # of them from one person
-    history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (context.HistoryMemo)
+    history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (history_memo.HistoryMemo)
     max_messages_per_answer: int = 10  # platform messages; past it the answer stops
 
 
