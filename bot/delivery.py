@@ -18,32 +18,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import Enum
 from functools import partial
 from types import MappingProxyType
 from typing import TypeVar, cast
 
-from .pacing import Pace, Pacer
-from .split import (
-    Fence,
-    Part,
-    fence_at_end,
-    fence_like,
-    last_part,
-    part_prefix,
-    split_text,
-    suffix_reserve,
-    take_part,
+from .delivery_plan import (
+    NOTE_GAP_LINES,
+    PLANNERS,
+    Frozen,
+    Mode,
+    Op,
+    Progress,
+    Step,
+    closing_line,
+    fallback_mode,
+    initial_mode,
 )
-from .types import NativeStreamSink, NativeStreamUnavailable, PlatformLimits, ReplySink
+from .pacing import Pace, Pacer
+from .split import Fence, Part, fence_at_end, last_part, part_prefix, split_text
+from .types import NativeStreamSink, NativeStreamUnavailable, ReplySink
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 0.5  # pause before the single retry of a failed sink call
-NOTE_GAP_LINES = 2  # newlines between a partial answer and a failure note
-_SPACED_OPS = frozenset({"edit", "append", "close"})  # writes to an existing message
-_OPENING_OPS = frozenset({"send", "start"})  # writes that make a new message appear
 NATIVE_METHODS = ("stream_start", "stream_append", "stream_stop")  # NativeStreamSink's
 # A sink call's name -> the kind of write it is, for ``pace_for``.
 SINK_OPS = MappingProxyType(
@@ -57,28 +54,10 @@ SINK_OPS = MappingProxyType(
 )
 
 T = TypeVar("T")
-Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence open there
 
 
 class DeliveryError(Exception):
     """A sink call failed twice; the answer could not be delivered in full."""
-
-
-class _Mode(Enum):
-    NATIVE = "native"
-    EDIT = "edit"
-    PARTS = "parts"
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """The next write: op is send/edit/start/append/close/stop, or skip (no write)."""
-
-    op: str
-    text: str = ""
-    frozen: Frozen | None = None  # the part this step completes
-    shown_end: int = 0  # native: how far into the answer the stream shows afterwards
-    with_note: bool = False  # the failure note is part of this write
 
 
 class ReplyStream:
@@ -98,7 +77,7 @@ class ReplyStream:
         self._limits = sink.limits
         self._retry_delay = retry_delay
         self._native = _native(sink)
-        self._mode = _initial_mode(sink.limits, self._native is not None)
+        self._mode = initial_mode(sink.limits, self._native is not None)
         # The answer is kept as frozen text plus a working buffer that starts one
         # character before the part in progress (so pushes copy little).
         self._done = ""  # bodies of the frozen parts
@@ -197,18 +176,18 @@ class ReplyStream:
     async def _write_cut_note(self, note: str) -> None:
         gap = "\n" * NOTE_GAP_LINES
         msg_id, max_len = self._msg_id, self._limits.max_len
-        if msg_id is not None and self._mode is _Mode.NATIVE:
+        if msg_id is not None and self._mode is Mode.NATIVE:
             stream = self._stream()
             shown = self._buf[self._start : self._shown_end]
             fence = fence_at_end(self._buf[: self._shown_end], self._start, self._fence)
-            tail = (_closing_line(shown, fence) if fence else "") + gap + note
+            tail = (closing_line(shown, fence) if fence else "") + gap + note
             fits = len(part_prefix(self._fence, max_len) + shown + tail) <= max_len
             if fits:
                 await self._call("stream_append", partial(stream.stream_append, msg_id, tail))
             await self._call("stream_stop", partial(stream.stream_stop, msg_id))
             if fits:
                 return
-        elif msg_id is not None and self._mode is _Mode.EDIT and self._shown.strip():
+        elif msg_id is not None and self._mode is Mode.EDIT and self._shown.strip():
             text = self._shown.rstrip("\n") + gap + note
             if len(text) <= max_len:
                 await self._call("edit", partial(self._sink.edit, msg_id, text))
@@ -241,7 +220,7 @@ class ReplyStream:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if step.op != "skip":
+            if step.op is not Op.SKIP:
                 if not await self._wait_turn(step):
                     continue  # the answer completed meanwhile: plan its final write
                 # More text may have arrived while waiting: write the latest.
@@ -256,7 +235,7 @@ class ReplyStream:
         if self._start < len(self._buf):
             self._parts.append(last_part(self._buf, self._limits.max_len, self._fence, self._start))
 
-    async def _wait_turn(self, step: _Step) -> bool:
+    async def _wait_turn(self, step: Step) -> bool:
         """Wait until ``step`` may be written; False if an optional wait was cut short."""
         # The first text of a message and the final text are what the reader waits
         # for: they never wait for the coalescing interval, and where the platform
@@ -266,14 +245,14 @@ class ReplyStream:
         # a busy channel is not kept waiting by earlier answers) and later writes
         # wait longer to pay it back. Edits in between are optional and always paced.
         if self._pace_for is not None and (
-            step.op in _OPENING_OPS or self._closing or step.frozen is not None
+            step.op.opens or self._closing or step.frozen is not None
         ):
             return await self._wait_paced(step)
-        if step.op in _OPENING_OPS or self._closing:
+        if step.op.opens or self._closing:
             if not self._limits.pace_essential:
                 return True
             if self._credited:
-                await self._acquire(step.op)
+                await self._acquire(step.op.token)
             else:
                 self._credited = True
                 self._charge()
@@ -284,7 +263,7 @@ class ReplyStream:
         # plus asyncio.wait cost three more task steps per answer.)
         return await self._cancellable(self._optional_wait(step))
 
-    async def _wait_paced(self, step: _Step) -> bool:
+    async def _wait_paced(self, step: Step) -> bool:
         """An essential write on a sink pacing each kind of write (``pace_for``).
 
         Essential writes wait for their token (they are never dropped). Before a
@@ -293,13 +272,13 @@ class ReplyStream:
         first, it goes out whole in one message and the reader saw nothing less.
         """
         final = self._final_op()
-        opening = step.op in _OPENING_OPS and step.frozen is None and not self._closing
+        opening = step.op.opens and step.frozen is None and not self._closing
         if opening and final is not None and self._reserved is None:
             pace = self._pace(final)
             if not await self._cancellable(self._pacer.acquire_optional(*pace.args)):
                 return False
             self._reserved = pace
-        await self._acquire(_token_op(step.op))
+        await self._acquire(step.op.token)
         return True
 
     async def _cancellable(self, wait: Awaitable[None]) -> bool:
@@ -316,15 +295,15 @@ class ReplyStream:
             self._optional = None
         return True
 
-    async def _optional_wait(self, step: _Step) -> None:
-        if step.op in _SPACED_OPS and self._msg_id is not None:
+    async def _optional_wait(self, step: Step) -> None:
+        if step.op.spaced and self._msg_id is not None:
             delay = self._last_write + self._limits.min_edit_interval - self._pacer.clock()
             if delay > 0:
                 await self._pacer.sleep(delay)
         if self._pace_for is not None:
-            await self._pacer.acquire_optional(*self._pace(step.op).args)
+            await self._pacer.acquire_optional(*self._pace(step.op.token).args)
         else:
-            await self._acquire(step.op)
+            await self._acquire(step.op.token)
 
     def _charge(self) -> None:
         self._pacer.charge(*self._pace("send").args)
@@ -344,14 +323,14 @@ class ReplyStream:
         limits = self._limits
         return Pace(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
 
-    def _other_bucket(self, waited: _Step, latest: _Step) -> bool:
+    def _other_bucket(self, waited: Step, latest: Step) -> bool:
         """Whether ``latest`` needs a token other than the one taken for ``waited``.
 
         If so, that token is handed back and the writer waits again.
         """
         if self._pace_for is None or latest.op == waited.op:
             return False
-        taken, needed = self._pace(_token_op(waited.op)), self._pace(_token_op(latest.op))
+        taken, needed = self._pace(waited.op.token), self._pace(latest.op.token)
         if taken.key == needed.key:
             return False
         self._pacer.refund(*taken.args)
@@ -359,9 +338,9 @@ class ReplyStream:
 
     def _final_op(self) -> str | None:
         """The write that completes an open message in this mode (None: no such write)."""
-        if self._mode is _Mode.NATIVE:
+        if self._mode is Mode.NATIVE:
             return "stop"
-        return "edit" if self._mode is _Mode.EDIT else None
+        return "edit" if self._mode is Mode.EDIT else None
 
     def _release(self) -> None:
         """Hand back a reserved token the message did not need (it went out whole)."""
@@ -369,140 +348,40 @@ class ReplyStream:
             self._pacer.refund(*self._reserved.args)
             self._reserved = None
 
-    # -- planning: what to write next (pure, no awaits) ------------------
+    # -- planning: what to write next (bot/delivery_plan.py) -------------
 
-    def _plan(self) -> _Step | None:
-        if self._mode is _Mode.NATIVE:
-            return self._plan_native()
-        if self._mode is _Mode.EDIT:
-            return self._plan_edit()
-        return self._plan_parts()
+    def _plan(self) -> Step | None:
+        return PLANNERS[self._mode](self._progress())
 
-    def _plan_edit(self) -> _Step | None:
-        taken = self._take()
-        if taken is not None:
-            return self._freeze_step(taken, "send" if self._msg_id is None else "edit")
-        render = last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
-        if self._closing and self._note_shown:
-            return None  # the last write carried the note; the text cannot grow any more
-        if self._closing:
-            shown, with_note = self._with_note(render)
-        else:
-            shown, with_note = self._with_closed_fence(render), False
-        if not shown.strip() or shown == self._shown:
-            return None
-        return _Step("send" if self._msg_id is None else "edit", shown, with_note=with_note)
-
-    def _plan_parts(self) -> _Step | None:
-        taken = self._take()
-        if taken is not None:
-            return self._freeze_step(taken, "send")
-        if not self._closing or self._start >= len(self._buf):
-            return None
-        return self._final_send()
-
-    def _plan_native(self) -> _Step | None:
-        taken = self._take(min_end=self._shown_end)
-        if taken is not None:
-            if self._msg_id is None:
-                return self._freeze_step(taken, "send")
-            part, cut, _ = taken
-            return _Step("close", self._buf[self._shown_end : cut] + part.suffix, frozen=taken)
-        if self._msg_id is None:
-            if self._closing:  # the rest is complete: one plain message will do
-                return self._final_send() if self._start < len(self._buf) else None
-            end = self._native_safe_end()
-            render = part_prefix(self._fence, self._limits.max_len) + self._buf[self._start : end]
-            return _Step("start", render, shown_end=end) if render.strip() else None
-        if not self._closing:
-            end = self._native_safe_end()
-            if end > self._shown_end:
-                return _Step("append", self._buf[self._shown_end : end], shown_end=end)
-            return None
-        # The rest of the text (and a failure note) goes with the stop: one final write.
-        end = len(self._buf)
-        tail = self._note_tail(
-            last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
+    def _progress(self) -> Progress:
+        return Progress(
+            buf=self._buf,
+            start=self._start,
+            fence=self._fence,
+            max_len=self._limits.max_len,
+            open=self._msg_id is not None,
+            shown=self._shown,
+            shown_end=self._shown_end,
+            closing=self._closing,
+            note=self._note,
+            note_shown=self._note_shown,
         )
-        rest = self._buf[self._shown_end : end] + tail
-        frozen = self._rest_frozen()
-        return _Step("stop", rest, frozen=frozen, shown_end=end, with_note=bool(tail))
-
-    def _take(self, min_end: int = 0) -> Frozen | None:
-        limit = self._limits.max_len
-        return take_part(self._buf, limit, self._fence, start=self._start, min_end=min_end)
-
-    def _freeze_step(self, taken: Frozen, op: str) -> _Step:
-        render = taken[0].render()
-        if not render.strip() or (op == "edit" and render == self._shown):
-            return _Step("skip", frozen=taken)  # nothing new to show for this part
-        return _Step(op, render, frozen=taken)
-
-    def _final_send(self) -> _Step:
-        render = last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
-        shown, with_note = self._with_note(render)
-        if not shown.strip():
-            return _Step("skip", frozen=self._rest_frozen())
-        return _Step("send", shown, frozen=self._rest_frozen(), with_note=with_note)
-
-    def _rest_frozen(self) -> Frozen:
-        part = last_part(self._buf, self._limits.max_len, self._fence, self._start)
-        return part, len(self._buf), self._fence_at_end()
-
-    def _fence_at_end(self) -> Fence | None:
-        # Judge the unfinished last line too: the answer ends (or pauses) there.
-        return fence_at_end(self._buf, self._start, self._fence)
-
-    def _with_closed_fence(self, render: str) -> str:
-        """While streaming, close an open code block so the message renders well."""
-        fence = self._fence_at_end()
-        if fence is None:
-            return render
-        closed = render + _closing_line(render, fence)
-        return closed if len(closed) <= self._limits.max_len else render
-
-    def _with_note(self, render: str) -> tuple[str, bool]:
-        tail = self._note_tail(render)
-        return (render + tail, True) if tail else (render, False)
-
-    def _note_tail(self, render: str) -> str:
-        """Text that appends the failure note to ``render``, or "" if it does not fit."""
-        if self._note is None or self._note_shown or not render.strip():
-            return ""
-        fence = self._fence_at_end()
-        closer = _closing_line(render, fence) if fence else ""
-        body = render + closer
-        trailing = len(body) - len(body.rstrip("\n"))
-        tail = closer + "\n" * max(0, NOTE_GAP_LINES - trailing) + self._note
-        return tail if len(render) + len(tail) <= self._limits.max_len else ""
-
-    def _native_safe_end(self) -> int:
-        """How far a native stream may show the answer without risking a later cut."""
-        text, start, limit = self._buf, self._start, self._limits.max_len
-        room = limit - len(part_prefix(self._fence, limit)) - suffix_reserve(limit)
-        end = min(len(text), start + room)
-        line_start = text.rfind("\n", 0, end) + 1
-        if line_start < end and fence_like(text[line_start:end]):
-            end = line_start  # wait until a possible fence line is complete
-        if end > start and (text[end - 1] == "\r" or "\ud800" <= text[end - 1] <= "\udbff"):
-            end -= 1  # keep "\r\n" and surrogate pairs together
-        return max(end, self._shown_end)
 
     # -- executing one step ----------------------------------------------
 
-    async def _execute(self, step: _Step) -> None:
-        if step.op == "start":
+    async def _execute(self, step: Step) -> None:
+        if step.op is Op.START:
             if not await self._start_stream(step.text):
                 return
             self._shown_end = step.shown_end
-        elif step.op in ("append", "close", "stop"):
+        elif step.op in (Op.APPEND, Op.CLOSE, Op.STOP):
             await self._write_stream(step)
-        elif step.op == "send":
+        elif step.op is Op.SEND:
             self._msg_id = await self._call("send", partial(self._sink.send, step.text))
             self._shown = step.text
             if step.frozen is not None:
                 self._release()
-        elif step.op == "edit":
+        elif step.op is Op.EDIT:
             await self._call("edit", partial(self._sink.edit, self._id(), step.text))
             self._shown = step.text
         self._last_write = self._pacer.clock()
@@ -510,10 +389,10 @@ class ReplyStream:
         if step.frozen is not None:
             self._complete(step.frozen)
 
-    async def _write_stream(self, step: _Step) -> None:
-        """Append to the open native stream; "close" and "stop" end it with their text."""
+    async def _write_stream(self, step: Step) -> None:
+        """Append to the open native stream; CLOSE and STOP end it with their text."""
         stream, stream_id = self._stream(), self._id()
-        if step.op == "append":
+        if step.op is Op.APPEND:
             await self._call("stream_append", partial(stream.stream_append, stream_id, step.text))
         else:
             await self._call("stream_stop", partial(stream.stream_stop, stream_id, step.text))
@@ -529,7 +408,7 @@ class ReplyStream:
             )
         except NativeStreamUnavailable as exc:
             self._release()  # it was for the stream's stop
-            self._mode = _Mode.EDIT if self._limits.can_edit else _Mode.PARTS
+            self._mode = fallback_mode(self._limits)
             log.info(
                 "native streaming refused on %s (%s); using %s",
                 self._sink.pace_key,
@@ -595,24 +474,6 @@ def _cancelling() -> bool:
     """Whether the running task was asked to cancel (not merely a task it awaited)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _initial_mode(limits: PlatformLimits, native: bool) -> _Mode:
-    if not limits.stream:
-        return _Mode.PARTS
-    if limits.native_stream and native:
-        return _Mode.NATIVE
-    return _Mode.EDIT if limits.can_edit else _Mode.PARTS
-
-
-def _closing_line(render: str, fence: Fence) -> str:
-    """Close ``fence`` after ``render`` for display, without adding a blank line."""
-    return fence.marker if render.endswith("\n") else "\n" + fence.marker
-
-
-def _token_op(op: str) -> str:
-    """The kind of write a step makes ("close" ends a stream with a part's last text)."""
-    return "stop" if op == "close" else op
 
 
 def _pace_for(sink: ReplySink) -> Callable[[str], Pace] | None:
