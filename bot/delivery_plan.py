@@ -48,6 +48,14 @@ class Mode(Enum):
     EDIT = "edit"  # one message, edited as text arrives
     PARTS = "parts"  # each part posted when complete, never edited
 
+    @property
+    def final_token(self) -> str | None:
+        """The kind of write that completes an open message (None: none, parts)."""
+        return _FINAL_TOKENS[self]
+
+
+_FINAL_TOKENS = MappingProxyType({Mode.NATIVE: "stop", Mode.EDIT: "edit", Mode.PARTS: None})
+
 
 class Op(Enum):
     """The kind of write a step makes. The value names it for logs."""
@@ -101,6 +109,82 @@ class Progress:
     closing: bool  # the answer is complete (finish, fail or a note)
     note: str | None  # a note to show after the answer
     note_shown: bool  # the note went out already
+
+
+class Answer:
+    """The answer so far and what its open message shows; one per ``ReplyStream``.
+
+    Kept as the bodies of the frozen parts plus a working buffer that starts one
+    character before the part in progress (so pushes copy little). Only
+    :meth:`shown_by` and :meth:`complete` move it on, after a write went out.
+    """
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        self.done = ""  # bodies of the frozen parts
+        self.buf = ""
+        self.start = 0  # where the part in progress begins in buf
+        self.fence: Fence | None = None  # fence open at start
+        self.parts: list[Part] = []
+        self.msg_id: str | None = None  # message/stream showing the current part
+        self.shown = ""  # its text (send/edit)
+        self.shown_end = 0  # native: buf index the open stream shows up to
+        self.note: str | None = None
+        self.note_shown = False
+        self.closing = False
+
+    @property
+    def text(self) -> str:
+        """Everything pushed so far."""
+        return self.done + self.buf[self.start :]
+
+    @property
+    def pending(self) -> bool:
+        """Whether text after the frozen parts is waiting to be frozen."""
+        return self.start < len(self.buf)
+
+    def progress(self) -> Progress:
+        """A snapshot for the planners."""
+        return Progress(
+            buf=self.buf,
+            start=self.start,
+            fence=self.fence,
+            max_len=self.max_len,
+            open=self.msg_id is not None,
+            shown=self.shown,
+            shown_end=self.shown_end,
+            closing=self.closing,
+            note=self.note,
+            note_shown=self.note_shown,
+        )
+
+    def shown_by(self, step: Step, msg_id: str | None) -> None:
+        """Record that ``step`` was written (``msg_id``: the message SEND/START made)."""
+        if step.op in (Op.SEND, Op.START):
+            self.msg_id = msg_id
+        if step.op in (Op.SEND, Op.EDIT):
+            self.shown = step.text
+        elif step.op is not Op.SKIP:
+            self.shown_end = step.shown_end
+        self.note_shown = self.note_shown or step.with_note
+        if step.frozen is not None:
+            self.complete(step.frozen)
+
+    def complete(self, frozen: Frozen) -> None:
+        """The part ``frozen`` is shown in full: the next text opens a new message."""
+        part, end, fence = frozen
+        self.parts.append(part)
+        self.done += part.body
+        keep = max(0, end - 1)  # one character of context tells whether a line continues
+        self.buf = self.buf[keep:]
+        self.start = self.shown_end = end - keep
+        self.fence = fence
+        self.msg_id, self.shown = None, ""
+
+    def end(self) -> None:
+        """The writer stopped: count the text not frozen as the last part."""
+        if self.pending:
+            self.parts.append(last_part(self.buf, self.max_len, self.fence, self.start))
 
 
 def initial_mode(limits: PlatformLimits, native: bool) -> Mode:
