@@ -82,6 +82,7 @@ class ReplyStream:
         self._retry_delay = retry_delay
         self._native = _native(sink)
         self._mode = initial_mode(sink.limits, self._native is not None)
+        self._planner = PLANNERS[self._mode]
         self._answer = Answer(sink.limits.max_len)
         self._turns = Turns(pacer, sink)
         self._wake = asyncio.Event()
@@ -196,7 +197,7 @@ class ReplyStream:
         self._answer.end()
 
     def _plan(self) -> Step | None:
-        return PLANNERS[self._mode](self._answer.progress())
+        return self._planner(self._answer)
 
     async def _wait_turn(self, step: Step) -> bool:
         answer = self._answer
@@ -247,11 +248,12 @@ class ReplyStream:
         except NativeStreamUnavailable as exc:
             self._turns.release()  # it was for the stream's stop
             self._mode = fallback_mode(self._limits)
+            self._planner = PLANNERS[self._mode]
             log.info(
                 "native streaming refused on %s (%s); using %s",
                 self._sink.pace_key,
                 exc,
-                self._mode.value,
+                self._mode.label,
             )
             return None
 

@@ -1,11 +1,12 @@
 """What to write next while one answer streams: one pure planner per delivery mode.
 
 ``bot.delivery.ReplyStream`` keeps the answer and the state of the message that
-shows it; at every turn it hands a :class:`Progress` snapshot to the planner of
-its :class:`Mode` and gets back the next :class:`Step` (or None: nothing to
-write yet). Planners never await and never touch a sink, so they can be tested
-on plain values; the stream's executor performs the step through the sink,
-with pacing and coalescing, and records what it showed.
+shows it in an :class:`Answer`; at every turn it hands it (as :class:`Progress`,
+read only) to the planner of its :class:`Mode` and gets back the next
+:class:`Step` (or None: nothing to write yet). Planners never await, never
+change what they read and never touch a sink, so they can be tested on plain
+values; the stream's executor performs the step through the sink, with pacing
+and coalescing, and records what it showed (:meth:`Answer.shown_by`).
 
 * native (:func:`plan_native`): the platform streams; open with the text so far,
   append as safe text arrives, stop with the rest (and a note);
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
+from typing import Protocol
 
 from .split import (
     Fence,
@@ -42,46 +44,35 @@ Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence
 
 
 class Mode(Enum):
-    """How an answer is shown while it streams."""
+    """How an answer is shown while it streams, and the write that completes a message."""
 
-    NATIVE = "native"  # the platform streams (stream_start / append / stop)
-    EDIT = "edit"  # one message, edited as text arrives
-    PARTS = "parts"  # each part posted when complete, never edited
+    NATIVE = ("native", "stop")  # the platform streams (stream_start / append / stop)
+    EDIT = ("edit", "edit")  # one message, edited as text arrives
+    PARTS = ("parts", None)  # each part posted when complete, never edited
 
-    @property
-    def final_token(self) -> str | None:
-        """The kind of write that completes an open message (None: none, parts)."""
-        return _FINAL_TOKENS[self]
-
-
-_FINAL_TOKENS = MappingProxyType({Mode.NATIVE: "stop", Mode.EDIT: "edit", Mode.PARTS: None})
+    # Plain attributes, not properties: the writer reads them at every step.
+    def __init__(self, label: str, final_token: str | None) -> None:
+        self.label = label  # for logs
+        self.final_token = final_token  # the kind of write that completes a message
 
 
 class Op(Enum):
-    """The kind of write a step makes. The value names it for logs."""
+    """The kind of write a step makes, and how it is paced."""
 
-    SEND = "send"  # post a new message
-    EDIT = "edit"  # replace the text of the open message
-    START = "start"  # open a native stream with its first text
-    APPEND = "append"  # add text to the open native stream
-    CLOSE = "close"  # end the native stream with its part's last text (at the limit)
-    STOP = "stop"  # end the native stream with the answer's last text
-    SKIP = "skip"  # no write: the part is complete but shows nothing new
+    SEND = ("send", True, False)  # post a new message
+    EDIT = ("edit", False, True)  # replace the text of the open message
+    START = ("start", True, False)  # open a native stream with its first text
+    APPEND = ("append", False, True)  # add text to the open native stream
+    CLOSE = ("close", False, True)  # end the native stream with its part's last text
+    STOP = ("stop", False, False)  # end the native stream with the answer's last text
+    SKIP = ("skip", False, False)  # no write: the part is complete, shows nothing new
 
-    @property
-    def opens(self) -> bool:
-        """Whether the write makes a new message appear (the reader waits for it)."""
-        return self in (Op.SEND, Op.START)
-
-    @property
-    def spaced(self) -> bool:
-        """Whether it writes to an existing message (kept min_edit_interval apart)."""
-        return self in (Op.EDIT, Op.APPEND, Op.CLOSE)
-
-    @property
-    def token(self) -> str:
-        """The kind of write ``pace_for(op)`` is asked about (CLOSE is a stream stop)."""
-        return "stop" if self is Op.CLOSE else self.value
+    def __init__(self, label: str, opens: bool, spaced: bool) -> None:
+        self.label = label  # for logs
+        self.opens = opens  # makes a new message appear (the reader waits for it)
+        self.spaced = spaced  # writes to an existing message (min_edit_interval apart)
+        # The kind of write ``pace_for(op)`` is asked about: CLOSE is a stream stop.
+        self.token = "stop" if label == "close" else label
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +86,52 @@ class Step:
     with_note: bool = False  # the failure note is part of this write
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """What a planner sees: the unfinished answer and the message showing it."""
+class Progress(Protocol):
+    """What a planner reads: the unfinished answer and the message showing it.
 
-    buf: str  # the text from one character before the part in progress
-    start: int  # where the part in progress begins in ``buf``
-    fence: Fence | None  # the code fence open at ``start``
-    max_len: int  # the platform's longest message
-    open: bool  # a message (or stream) shows the part in progress
-    shown: str  # send/edit: the text that message shows
-    shown_end: int  # native: how far into ``buf`` the open stream shows
-    closing: bool  # the answer is complete (finish, fail or a note)
-    note: str | None  # a note to show after the answer
-    note_shown: bool  # the note went out already
+    ``Answer`` is one; planners only read it (no snapshot copy: they run at
+    every step).
+    """
+
+    @property
+    def buf(self) -> str:
+        """The text from one character before the part in progress."""
+
+    @property
+    def start(self) -> int:
+        """Where the part in progress begins in ``buf``."""
+
+    @property
+    def fence(self) -> Fence | None:
+        """The code fence open at ``start``."""
+
+    @property
+    def max_len(self) -> int:
+        """The platform's longest message."""
+
+    @property
+    def open(self) -> bool:
+        """A message (or stream) shows the part in progress."""
+
+    @property
+    def shown(self) -> str:
+        """send/edit: the text that message shows."""
+
+    @property
+    def shown_end(self) -> int:
+        """native: how far into ``buf`` the open stream shows."""
+
+    @property
+    def closing(self) -> bool:
+        """The answer is complete (finish, fail or a note)."""
+
+    @property
+    def note(self) -> str | None:
+        """A note to show after the answer."""
+
+    @property
+    def note_shown(self) -> bool:
+        """The note went out already."""
 
 
 class Answer:
@@ -143,20 +166,10 @@ class Answer:
         """Whether text after the frozen parts is waiting to be frozen."""
         return self.start < len(self.buf)
 
-    def progress(self) -> Progress:
-        """A snapshot for the planners."""
-        return Progress(
-            buf=self.buf,
-            start=self.start,
-            fence=self.fence,
-            max_len=self.max_len,
-            open=self.msg_id is not None,
-            shown=self.shown,
-            shown_end=self.shown_end,
-            closing=self.closing,
-            note=self.note,
-            note_shown=self.note_shown,
-        )
+    @property
+    def open(self) -> bool:
+        """A message (or stream) shows the part in progress."""
+        return self.msg_id is not None
 
     def shown_by(self, step: Step, msg_id: str | None) -> None:
         """Record that ``step`` was written (``msg_id``: the message SEND/START made)."""

@@ -9,10 +9,9 @@ coalescing: the writer sees the text only when its turn comes.
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.delivery_plan import (
@@ -20,7 +19,6 @@ from bot.delivery_plan import (
     Answer,
     Mode,
     Op,
-    Progress,
     plan_edit,
     plan_native,
     plan_parts,
@@ -69,7 +67,7 @@ class Screen:
 def flush(mode: Mode, answer: Answer, screen: Screen) -> None:
     """Write every step the planner asks for until it has nothing more to write."""
     for _ in range(MAX_STEPS_PER_FLUSH):
-        step = PLANNERS[mode](answer.progress())
+        step = PLANNERS[mode](answer)
         if step is None:
             return
         msg_id = screen.write(step.op, answer.msg_id, step.text)
@@ -95,7 +93,7 @@ def deliver(
 answers = st.lists(st.sampled_from(SPLIT_PIECES), max_size=80).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mode=st.sampled_from(list(Mode)),
     text=answers,
@@ -125,7 +123,7 @@ def test_after_finish_the_screen_shows_exactly_the_pushed_text(
         assert set(screen.ops) <= {Op.SEND, Op.SKIP}  # never edits
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mode=st.sampled_from(list(Mode)), text=answers, max_len=st.integers(80, 400))
 def test_a_note_that_fits_ends_the_last_message_once(mode: Mode, text: str, max_len: int) -> None:
     answer, screen = deliver(mode, list(text), [False, True], max_len, NOTE)
@@ -137,29 +135,21 @@ def test_a_note_that_fits_ends_the_last_message_once(mode: Mode, text: str, max_
     assert not screen.open_streams
 
 
-EMPTY = Progress(
-    buf="",
-    start=0,
-    fence=None,
-    max_len=100,
-    open=False,
-    shown="",
-    shown_end=0,
-    closing=False,
-    note=None,
-    note_shown=False,
-)
-
-
-def progress(buf: str, **changes: Any) -> Progress:
-    return replace(EMPTY, buf=buf, **changes)
+def progress(buf: str, *, msg_id: str | None = None, **changes: Any) -> Answer:
+    """An answer of ``buf`` on a 100-character platform, with ``changes`` made."""
+    answer = Answer(max_len=100)
+    answer.buf, answer.msg_id = buf, msg_id
+    for name, value in changes.items():
+        assert hasattr(answer, name), name
+        setattr(answer, name, value)
+    return answer
 
 
 def test_edit_mode_sends_the_first_text_then_edits_it() -> None:
     first = plan_edit(progress("Hello"))
     assert first is not None and (first.op, first.text) == (Op.SEND, "Hello")
-    assert plan_edit(progress("Hello", open=True, shown="Hello")) is None
-    later = plan_edit(progress("Hello there", open=True, shown="Hello"))
+    assert plan_edit(progress("Hello", msg_id="m1", shown="Hello")) is None
+    later = plan_edit(progress("Hello there", msg_id="m1", shown="Hello"))
     assert later is not None and (later.op, later.text) == (Op.EDIT, "Hello there")
 
 
@@ -182,10 +172,10 @@ def test_parts_mode_posts_nothing_until_a_part_is_complete_or_the_answer_ends() 
 def test_native_mode_starts_appends_and_stops_with_the_rest() -> None:
     start = plan_native(progress("Hello"))
     assert start is not None and (start.op, start.text, start.shown_end) == (Op.START, "Hello", 5)
-    more = progress("Hello world", open=True, shown_end=5)
+    more = progress("Hello world", msg_id="m1", shown_end=5)
     append = plan_native(more)
     assert append is not None and (append.op, append.text) == (Op.APPEND, " world")
-    stop = plan_native(progress("Hello world", open=True, shown_end=5, closing=True))
+    stop = plan_native(progress("Hello world", msg_id="m1", shown_end=5, closing=True))
     assert stop is not None and (stop.op, stop.text) == (Op.STOP, " world")
 
 
