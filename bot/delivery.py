@@ -11,6 +11,10 @@ write, one at a time and in order, so a message is never edited concurrently.
 Each write takes a token from the pacer for the sink's pace key, and edits of
 one message are at least ``min_edit_interval`` apart (deltas in between are
 coalesced). The writer never reads anything from the platform.
+
+The writer is a loop of three pieces: the planner of the answer's mode decides
+the next step (bot/delivery_plan.py, pure), Turns waits until it may go
+(bot/delivery_turns.py), and the executor here makes the sink call.
 """
 
 from __future__ import annotations
@@ -18,32 +22,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import Enum
 from functools import partial
 from types import MappingProxyType
 from typing import TypeVar, cast
 
-from .pacing import Pace, Pacer
-from .split import (
-    Fence,
-    Part,
-    fence_at_end,
-    fence_like,
-    last_part,
-    part_prefix,
-    split_text,
-    suffix_reserve,
-    take_part,
+from .delivery_plan import (
+    NOTE_GAP_LINES,
+    PLANNERS,
+    Answer,
+    Mode,
+    Op,
+    Step,
+    closing_line,
+    fallback_mode,
+    initial_mode,
 )
-from .types import NativeStreamSink, NativeStreamUnavailable, PlatformLimits, ReplySink
+from .delivery_turns import Turns
+from .pacing import Pacer
+from .split import Part, fence_at_end, part_prefix, split_text
+from .types import NativeStreamSink, NativeStreamUnavailable, ReplySink
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 0.5  # pause before the single retry of a failed sink call
-NOTE_GAP_LINES = 2  # newlines between a partial answer and a failure note
-_SPACED_OPS = frozenset({"edit", "append", "close"})  # writes to an existing message
-_OPENING_OPS = frozenset({"send", "start"})  # writes that make a new message appear
 NATIVE_METHODS = ("stream_start", "stream_append", "stream_stop")  # NativeStreamSink's
 # A sink call's name -> the kind of write it is, for ``pace_for``.
 SINK_OPS = MappingProxyType(
@@ -57,28 +58,10 @@ SINK_OPS = MappingProxyType(
 )
 
 T = TypeVar("T")
-Frozen = tuple[Part, int, Fence | None]  # a finished part, where it ends, fence open there
 
 
 class DeliveryError(Exception):
     """A sink call failed twice; the answer could not be delivered in full."""
-
-
-class _Mode(Enum):
-    NATIVE = "native"
-    EDIT = "edit"
-    PARTS = "parts"
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """The next write: op is send/edit/start/append/close/stop, or skip (no write)."""
-
-    op: str
-    text: str = ""
-    frozen: Frozen | None = None  # the part this step completes
-    shown_end: int = 0  # native: how far into the answer the stream shows afterwards
-    with_note: bool = False  # the failure note is part of this write
 
 
 class ReplyStream:
@@ -98,61 +81,42 @@ class ReplyStream:
         self._limits = sink.limits
         self._retry_delay = retry_delay
         self._native = _native(sink)
-        self._mode = _initial_mode(sink.limits, self._native is not None)
-        # The answer is kept as frozen text plus a working buffer that starts one
-        # character before the part in progress (so pushes copy little).
-        self._done = ""  # bodies of the frozen parts
-        self._buf = ""
-        self._start = 0  # where the part in progress begins in _buf
-        self._fence: Fence | None = None  # fence open at _start
-        self._parts: list[Part] = []
-        self._msg_id: str | None = None  # message/stream showing the current part
-        self._shown = ""  # its text (send/edit)
-        self._shown_end = 0  # native: _buf index the open stream shows up to
-        self._last_write = float("-inf")  # clock time of the last write to _msg_id
-        self._note: str | None = None
-        self._note_shown = False
-        self._closing = False
-        self._optional: asyncio.Task[None] | None = None  # finish() cuts this wait short
+        self._mode = initial_mode(sink.limits, self._native is not None)
+        self._planner = PLANNERS[self._mode]
+        self._answer = Answer(sink.limits.max_len)
+        self._turns = Turns(pacer, sink)
         self._wake = asyncio.Event()
-        self._credited = False  # the answer's first write went out on credit
-        # A sink with ``pace_for(op)`` paces each kind of write on its own bucket
-        # (bot/pacing.py); the token for a message's final write is taken before
-        # the message opens (see _wait_paced).
-        self._pace_for: Callable[[str], Pace] | None = _pace_for(sink)
-        self._reserved: Pace | None = None
         self._writer: asyncio.Task[None] | None = None
 
     @property
     def text(self) -> str:
         """Everything pushed so far."""
-        return self._done + self._buf[self._start :]
+        return self._answer.text
 
     @property
     def parts(self) -> list[Part]:
         """The parts delivered so far; after ``finish`` their bodies make up ``text``."""
-        return list(self._parts)
+        return list(self._answer.parts)
 
     async def push(self, delta: str) -> None:
         """Add model text; raises DeliveryError if an earlier write failed for good."""
-        if self._closing:
+        if self._answer.closing:
             raise RuntimeError("push() after finish() or fail()")
         self._raise_if_failed()
         if not delta:
             return
-        self._buf += delta
+        self._answer.buf += delta
         self._ensure_writer()
         self._wake.set()
 
     async def finish(self) -> None:
         """Make the whole answer visible (waits for pacing); raises DeliveryError."""
-        self._closing = True
-        if self._optional is not None:
-            self._optional.cancel()
+        self._answer.closing = True
+        self._turns.cut_short()
         if self._writer is not None and self._writer.cancelled():
             return  # aclose() stopped this stream
         if self._writer is None:
-            if not self._buf[self._start :]:
+            if not self._answer.pending:
                 return
             self._ensure_writer()
         self._wake.set()
@@ -161,25 +125,23 @@ class ReplyStream:
 
     async def fail(self, note: str) -> None:
         """The answer broke: show ``note`` after the partial text, or on its own."""
-        self._note = note or None
+        self._answer.note = note or None
         try:
             await self.finish()
         except DeliveryError as exc:
             log.warning("partial answer not fully shown before the note: %s", exc)
-        if self._note is not None and not self._note_shown:
-            await self._send_note(self._note)
+        await self._send_note_if_unshown()
 
     async def finish_with_note(self, note: str) -> None:
         """``finish``, then ``note`` after the text: in its last message if it fits,
         else as a message of its own. Raises DeliveryError as ``finish`` does."""
-        self._note = note or None
+        self._answer.note = note or None
         await self.finish()
-        if self._note is not None and not self._note_shown:
-            await self._send_note(self._note)
+        await self._send_note_if_unshown()
 
     async def aclose(self) -> None:
         """Stop writing without flushing (for cancellation and shutdown)."""
-        self._closing = True
+        self._answer.closing = True
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -193,28 +155,6 @@ class ReplyStream:
             await asyncio.wait_for(self._write_cut_note(note), timeout_s)
         except (TimeoutError, DeliveryError) as exc:
             log.warning("could not end the cut answer on %s: %r", self._sink.pace_key, exc)
-
-    async def _write_cut_note(self, note: str) -> None:
-        gap = "\n" * NOTE_GAP_LINES
-        msg_id, max_len = self._msg_id, self._limits.max_len
-        if msg_id is not None and self._mode is _Mode.NATIVE:
-            stream = self._stream()
-            shown = self._buf[self._start : self._shown_end]
-            fence = fence_at_end(self._buf[: self._shown_end], self._start, self._fence)
-            tail = (_closing_line(shown, fence) if fence else "") + gap + note
-            fits = len(part_prefix(self._fence, max_len) + shown + tail) <= max_len
-            if fits:
-                await self._call("stream_append", partial(stream.stream_append, msg_id, tail))
-            await self._call("stream_stop", partial(stream.stream_stop, msg_id))
-            if fits:
-                return
-        elif msg_id is not None and self._mode is _Mode.EDIT and self._shown.strip():
-            text = self._shown.rstrip("\n") + gap + note
-            if len(text) <= max_len:
-                await self._call("edit", partial(self._sink.edit, msg_id, text))
-                return
-        for part in split_text(note, max_len):
-            await self._call("send", partial(self._sink.send, part.render()))
 
     # -- the writer task -------------------------------------------------
 
@@ -231,332 +171,99 @@ class ReplyStream:
             raise exc
 
     async def _run(self) -> None:
+        """Plan, wait for the turn, write; until the answer is complete and shown."""
         if self._before_first_write is not None:
             await self._before_first_write()
         while True:
             step = self._plan()
             if step is None:
-                if self._closing:
+                if self._answer.closing:
                     break
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if step.op != "skip":
+            if step.op is not Op.SKIP:
                 if not await self._wait_turn(step):
                     continue  # the answer completed meanwhile: plan its final write
                 # More text may have arrived while waiting: write the latest.
                 latest = self._plan()
                 if latest is None:
                     continue
-                if self._other_bucket(step, latest):
+                if self._turns.other_bucket(step, latest):
                     continue  # e.g. a stream's start became one whole post: wait for that
                 step = latest
             await self._execute(step)
-        self._release()
-        if self._start < len(self._buf):
-            self._parts.append(last_part(self._buf, self._limits.max_len, self._fence, self._start))
+        self._turns.release()
+        self._answer.end()
 
-    async def _wait_turn(self, step: _Step) -> bool:
-        """Wait until ``step`` may be written; False if an optional wait was cut short."""
-        # The first text of a message and the final text are what the reader waits
-        # for: they never wait for the coalescing interval, and where the platform
-        # client paces writes itself (discord.py obeys Discord's rate-limit headers)
-        # they skip our pacer too. Where our pacer is the only one (pace_essential),
-        # the answer's very first write goes at once on credit (a question asked in
-        # a busy channel is not kept waiting by earlier answers) and later writes
-        # wait longer to pay it back. Edits in between are optional and always paced.
-        if self._pace_for is not None and (
-            step.op in _OPENING_OPS or self._closing or step.frozen is not None
-        ):
-            return await self._wait_paced(step)
-        if step.op in _OPENING_OPS or self._closing:
-            if not self._limits.pace_essential:
-                return True
-            if self._credited:
-                await self._acquire(step.op)
-            else:
-                self._credited = True
-                self._charge()
-            return True
-        # An optional edit: when the answer completes meanwhile, finish() cancels the
-        # wait; the writer then plans the final text, which goes out as an essential
-        # write. (One task that finish() cancels: a second task waiting for an event
-        # plus asyncio.wait cost three more task steps per answer.)
-        return await self._cancellable(self._optional_wait(step))
+    def _plan(self) -> Step | None:
+        return self._planner(self._answer)
 
-    async def _wait_paced(self, step: _Step) -> bool:
-        """An essential write on a sink pacing each kind of write (``pace_for``).
-
-        Essential writes wait for their token (they are never dropped). Before a
-        message opens with part of the answer, the token for its final write is
-        taken, as an optional wait: under pressure, when the answer completes
-        first, it goes out whole in one message and the reader saw nothing less.
-        """
-        final = self._final_op()
-        opening = step.op in _OPENING_OPS and step.frozen is None and not self._closing
-        if opening and final is not None and self._reserved is None:
-            pace = self._pace(final)
-            if not await self._cancellable(self._pacer.acquire_optional(*pace.args)):
-                return False
-            self._reserved = pace
-        await self._acquire(_token_op(step.op))
-        return True
-
-    async def _cancellable(self, wait: Awaitable[None]) -> bool:
-        """Run an optional wait that finish() cuts short; False if it did."""
-        waiting = asyncio.ensure_future(wait)
-        self._optional = waiting
-        try:
-            await waiting
-        except asyncio.CancelledError:
-            if _cancelling():  # the writer itself is being cancelled (aclose, shutdown)
-                raise
-            return False
-        finally:
-            self._optional = None
-        return True
-
-    async def _optional_wait(self, step: _Step) -> None:
-        if step.op in _SPACED_OPS and self._msg_id is not None:
-            delay = self._last_write + self._limits.min_edit_interval - self._pacer.clock()
-            if delay > 0:
-                await self._pacer.sleep(delay)
-        if self._pace_for is not None:
-            await self._pacer.acquire_optional(*self._pace(step.op).args)
-        else:
-            await self._acquire(step.op)
-
-    def _charge(self) -> None:
-        self._pacer.charge(*self._pace("send").args)
-
-    async def _acquire(self, op: str) -> None:
-        """Wait for a token for ``op``; a message's final write uses the one reserved."""
-        pace = self._pace(op)
-        if self._reserved is not None and self._reserved.key == pace.key:
-            self._reserved = None
-            await self._pacer.wait_unblocked(pace.key)  # a 429 since it was taken
-            return
-        await self._pacer.acquire(*pace.args)
-
-    def _pace(self, op: str) -> Pace:
-        if self._pace_for is not None:
-            return self._pace_for(op)
-        limits = self._limits
-        return Pace(self._sink.pace_key, limits.edit_burst, limits.edit_rate)
-
-    def _other_bucket(self, waited: _Step, latest: _Step) -> bool:
-        """Whether ``latest`` needs a token other than the one taken for ``waited``.
-
-        If so, that token is handed back and the writer waits again.
-        """
-        if self._pace_for is None or latest.op == waited.op:
-            return False
-        taken, needed = self._pace(_token_op(waited.op)), self._pace(_token_op(latest.op))
-        if taken.key == needed.key:
-            return False
-        self._pacer.refund(*taken.args)
-        return True
-
-    def _final_op(self) -> str | None:
-        """The write that completes an open message in this mode (None: no such write)."""
-        if self._mode is _Mode.NATIVE:
-            return "stop"
-        return "edit" if self._mode is _Mode.EDIT else None
-
-    def _release(self) -> None:
-        """Hand back a reserved token the message did not need (it went out whole)."""
-        if self._reserved is not None:
-            self._pacer.refund(*self._reserved.args)
-            self._reserved = None
-
-    # -- planning: what to write next (pure, no awaits) ------------------
-
-    def _plan(self) -> _Step | None:
-        if self._mode is _Mode.NATIVE:
-            return self._plan_native()
-        if self._mode is _Mode.EDIT:
-            return self._plan_edit()
-        return self._plan_parts()
-
-    def _plan_edit(self) -> _Step | None:
-        taken = self._take()
-        if taken is not None:
-            return self._freeze_step(taken, "send" if self._msg_id is None else "edit")
-        render = last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
-        if self._closing and self._note_shown:
-            return None  # the last write carried the note; the text cannot grow any more
-        if self._closing:
-            shown, with_note = self._with_note(render)
-        else:
-            shown, with_note = self._with_closed_fence(render), False
-        if not shown.strip() or shown == self._shown:
-            return None
-        return _Step("send" if self._msg_id is None else "edit", shown, with_note=with_note)
-
-    def _plan_parts(self) -> _Step | None:
-        taken = self._take()
-        if taken is not None:
-            return self._freeze_step(taken, "send")
-        if not self._closing or self._start >= len(self._buf):
-            return None
-        return self._final_send()
-
-    def _plan_native(self) -> _Step | None:
-        taken = self._take(min_end=self._shown_end)
-        if taken is not None:
-            if self._msg_id is None:
-                return self._freeze_step(taken, "send")
-            part, cut, _ = taken
-            return _Step("close", self._buf[self._shown_end : cut] + part.suffix, frozen=taken)
-        if self._msg_id is None:
-            if self._closing:  # the rest is complete: one plain message will do
-                return self._final_send() if self._start < len(self._buf) else None
-            end = self._native_safe_end()
-            render = part_prefix(self._fence, self._limits.max_len) + self._buf[self._start : end]
-            return _Step("start", render, shown_end=end) if render.strip() else None
-        if not self._closing:
-            end = self._native_safe_end()
-            if end > self._shown_end:
-                return _Step("append", self._buf[self._shown_end : end], shown_end=end)
-            return None
-        # The rest of the text (and a failure note) goes with the stop: one final write.
-        end = len(self._buf)
-        tail = self._note_tail(
-            last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
+    async def _wait_turn(self, step: Step) -> bool:
+        answer = self._answer
+        return await self._turns.wait(
+            step,
+            closing=answer.closing,
+            open_=answer.msg_id is not None,
+            final=self._mode.final_token,
         )
-        rest = self._buf[self._shown_end : end] + tail
-        frozen = self._rest_frozen()
-        return _Step("stop", rest, frozen=frozen, shown_end=end, with_note=bool(tail))
 
-    def _take(self, min_end: int = 0) -> Frozen | None:
-        limit = self._limits.max_len
-        return take_part(self._buf, limit, self._fence, start=self._start, min_end=min_end)
+    # -- the executor: one step through the sink ---------------------------
 
-    def _freeze_step(self, taken: Frozen, op: str) -> _Step:
-        render = taken[0].render()
-        if not render.strip() or (op == "edit" and render == self._shown):
-            return _Step("skip", frozen=taken)  # nothing new to show for this part
-        return _Step(op, render, frozen=taken)
-
-    def _final_send(self) -> _Step:
-        render = last_part(self._buf, self._limits.max_len, self._fence, self._start).render()
-        shown, with_note = self._with_note(render)
-        if not shown.strip():
-            return _Step("skip", frozen=self._rest_frozen())
-        return _Step("send", shown, frozen=self._rest_frozen(), with_note=with_note)
-
-    def _rest_frozen(self) -> Frozen:
-        part = last_part(self._buf, self._limits.max_len, self._fence, self._start)
-        return part, len(self._buf), self._fence_at_end()
-
-    def _fence_at_end(self) -> Fence | None:
-        # Judge the unfinished last line too: the answer ends (or pauses) there.
-        return fence_at_end(self._buf, self._start, self._fence)
-
-    def _with_closed_fence(self, render: str) -> str:
-        """While streaming, close an open code block so the message renders well."""
-        fence = self._fence_at_end()
-        if fence is None:
-            return render
-        closed = render + _closing_line(render, fence)
-        return closed if len(closed) <= self._limits.max_len else render
-
-    def _with_note(self, render: str) -> tuple[str, bool]:
-        tail = self._note_tail(render)
-        return (render + tail, True) if tail else (render, False)
-
-    def _note_tail(self, render: str) -> str:
-        """Text that appends the failure note to ``render``, or "" if it does not fit."""
-        if self._note is None or self._note_shown or not render.strip():
-            return ""
-        fence = self._fence_at_end()
-        closer = _closing_line(render, fence) if fence else ""
-        body = render + closer
-        trailing = len(body) - len(body.rstrip("\n"))
-        tail = closer + "\n" * max(0, NOTE_GAP_LINES - trailing) + self._note
-        return tail if len(render) + len(tail) <= self._limits.max_len else ""
-
-    def _native_safe_end(self) -> int:
-        """How far a native stream may show the answer without risking a later cut."""
-        text, start, limit = self._buf, self._start, self._limits.max_len
-        room = limit - len(part_prefix(self._fence, limit)) - suffix_reserve(limit)
-        end = min(len(text), start + room)
-        line_start = text.rfind("\n", 0, end) + 1
-        if line_start < end and fence_like(text[line_start:end]):
-            end = line_start  # wait until a possible fence line is complete
-        if end > start and (text[end - 1] == "\r" or "\ud800" <= text[end - 1] <= "\udbff"):
-            end -= 1  # keep "\r\n" and surrogate pairs together
-        return max(end, self._shown_end)
-
-    # -- executing one step ----------------------------------------------
-
-    async def _execute(self, step: _Step) -> None:
-        if step.op == "start":
-            if not await self._start_stream(step.text):
-                return
-            self._shown_end = step.shown_end
-        elif step.op in ("append", "close", "stop"):
+    async def _execute(self, step: Step) -> None:
+        msg_id = self._answer.msg_id
+        if step.op is Op.START:
+            msg_id = await self._start_stream(step.text)
+            if msg_id is None:
+                return  # refused: the answer's mode changed, plan again
+        elif step.op in (Op.APPEND, Op.CLOSE, Op.STOP):
             await self._write_stream(step)
-        elif step.op == "send":
-            self._msg_id = await self._call("send", partial(self._sink.send, step.text))
-            self._shown = step.text
+        elif step.op is Op.SEND:
+            msg_id = await self._call("send", partial(self._sink.send, step.text))
             if step.frozen is not None:
-                self._release()
-        elif step.op == "edit":
+                self._turns.release()
+        elif step.op is Op.EDIT:
             await self._call("edit", partial(self._sink.edit, self._id(), step.text))
-            self._shown = step.text
-        self._last_write = self._pacer.clock()
-        self._note_shown = self._note_shown or step.with_note
+        self._turns.wrote()
+        self._answer.shown_by(step, msg_id)
         if step.frozen is not None:
-            self._complete(step.frozen)
+            self._turns.new_message()
 
-    async def _write_stream(self, step: _Step) -> None:
-        """Append to the open native stream; "close" and "stop" end it with their text."""
+    async def _write_stream(self, step: Step) -> None:
+        """Append to the open native stream; CLOSE and STOP end it with their text."""
         stream, stream_id = self._stream(), self._id()
-        if step.op == "append":
+        if step.op is Op.APPEND:
             await self._call("stream_append", partial(stream.stream_append, stream_id, step.text))
         else:
             await self._call("stream_stop", partial(stream.stream_stop, stream_id, step.text))
-        self._shown_end = step.shown_end
 
-    async def _start_stream(self, text: str) -> bool:
-        """Open a native stream; on refusal switch this answer to send/edit."""
+    async def _start_stream(self, text: str) -> str | None:
+        """Open a native stream; on refusal switch this answer to send/edit (None)."""
         try:
-            self._msg_id = await self._call(
+            return await self._call(
                 "stream_start",
                 partial(self._stream().stream_start, text),
                 passthrough=(NativeStreamUnavailable,),
             )
         except NativeStreamUnavailable as exc:
-            self._release()  # it was for the stream's stop
-            self._mode = _Mode.EDIT if self._limits.can_edit else _Mode.PARTS
+            self._turns.release()  # it was for the stream's stop
+            self._mode = fallback_mode(self._limits)
+            self._planner = PLANNERS[self._mode]
             log.info(
                 "native streaming refused on %s (%s); using %s",
                 self._sink.pace_key,
                 exc,
-                self._mode.value,
+                self._mode.label,
             )
-            return False
-        return True
-
-    def _complete(self, frozen: Frozen) -> None:
-        part, end, fence = frozen
-        self._parts.append(part)
-        self._done += part.body
-        keep = max(0, end - 1)  # one character of context tells whether a line continues
-        self._buf = self._buf[keep:]
-        self._start = self._shown_end = end - keep
-        self._fence = fence
-        self._msg_id, self._shown = None, ""
-        self._last_write = float("-inf")
+            return None
 
     def _stream(self) -> NativeStreamSink:
         assert self._native is not None, "native mode needs a NativeStreamSink"
         return self._native
 
     def _id(self) -> str:
-        assert self._msg_id is not None, "no message to write to"
-        return self._msg_id
+        assert self._answer.msg_id is not None, "no message to write to"
+        return self._answer.msg_id
 
     async def _call(
         self,
@@ -574,7 +281,7 @@ class ReplyStream:
             log.warning("%s on %s failed, retrying once: %r", what, self._sink.pace_key, exc)
         await self._pacer.sleep(self._retry_delay)
         # The failed call may have used up a platform slot.
-        await self._pacer.acquire(*self._pace(SINK_OPS.get(what, what)).args)
+        await self._pacer.acquire(*self._turns.pace(SINK_OPS.get(what, what)).args)
         try:
             return await call()
         except passthrough:
@@ -582,43 +289,42 @@ class ReplyStream:
         except Exception as exc:
             raise DeliveryError(f"{what} failed twice: {exc!r}") from exc
 
-    async def _send_note(self, note: str) -> None:
+    # -- notes after the answer ------------------------------------------
+
+    async def _send_note_if_unshown(self) -> None:
+        """Post the note as messages of its own unless the last write carried it."""
+        note = self._answer.note
+        if note is None or self._answer.note_shown:
+            return
         for part in split_text(note, self._limits.max_len):
             text = part.render()
             if text.strip():
-                await self._acquire("send")
+                await self._turns.acquire("send")
                 await self._call("send", partial(self._sink.send, text))
-        self._note_shown = True
+        self._answer.note_shown = True
 
-
-def _cancelling() -> bool:
-    """Whether the running task was asked to cancel (not merely a task it awaited)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _initial_mode(limits: PlatformLimits, native: bool) -> _Mode:
-    if not limits.stream:
-        return _Mode.PARTS
-    if limits.native_stream and native:
-        return _Mode.NATIVE
-    return _Mode.EDIT if limits.can_edit else _Mode.PARTS
-
-
-def _closing_line(render: str, fence: Fence) -> str:
-    """Close ``fence`` after ``render`` for display, without adding a blank line."""
-    return fence.marker if render.endswith("\n") else "\n" + fence.marker
-
-
-def _token_op(op: str) -> str:
-    """The kind of write a step makes ("close" ends a stream with a part's last text)."""
-    return "stop" if op == "close" else op
-
-
-def _pace_for(sink: ReplySink) -> Callable[[str], Pace] | None:
-    """The sink's ``pace_for(op)``, if it paces each kind of write on its own."""
-    pace_for = getattr(sink, "pace_for", None)
-    return cast(Callable[[str], Pace], pace_for) if callable(pace_for) else None
+    async def _write_cut_note(self, note: str) -> None:
+        """End what a cut answer shows with ``note``, or post it on its own."""
+        answer, max_len, gap = self._answer, self._limits.max_len, "\n" * NOTE_GAP_LINES
+        msg_id = answer.msg_id
+        if msg_id is not None and self._mode is Mode.NATIVE:
+            stream = self._stream()
+            shown = answer.buf[answer.start : answer.shown_end]
+            fence = fence_at_end(answer.buf[: answer.shown_end], answer.start, answer.fence)
+            tail = (closing_line(shown, fence) if fence else "") + gap + note
+            fits = len(part_prefix(answer.fence, max_len) + shown + tail) <= max_len
+            if fits:
+                await self._call("stream_append", partial(stream.stream_append, msg_id, tail))
+            await self._call("stream_stop", partial(stream.stream_stop, msg_id))
+            if fits:
+                return
+        elif msg_id is not None and self._mode is Mode.EDIT and answer.shown.strip():
+            text = answer.shown.rstrip("\n") + gap + note
+            if len(text) <= max_len:
+                await self._call("edit", partial(self._sink.edit, msg_id, text))
+                return
+        for part in split_text(note, max_len):
+            await self._call("send", partial(self._sink.send, part.render()))
 
 
 def _native(sink: ReplySink) -> NativeStreamSink | None:
