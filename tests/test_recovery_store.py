@@ -18,21 +18,28 @@ from bot.instances import STALE_AFTER_S, process_identity
 from bot.store import Origin, Store, Unanswered
 from bot.types import ConversationKey
 from storage import MemoryStore, SqliteStore
-from tests.store_support import CONV, OTHER, AnyStore, FakeClock, answer, make_store, user
+from tests.store_support import (
+    CONV,
+    KINDS,
+    OTHER,
+    AnyStore,
+    FakeClock,
+    answer,
+    opened_store,
+    user,
+)
 
 MINUTE = 60.0
 NO_BEATS_S = 3600.0  # a heartbeat interval no test lives to see
 WAIT_S = 10.0  # only reached if something hangs
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=KINDS)
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[AnyStore]:
-    s = make_store(request.param, tmp_path, clock)
-    await s.open()
-    yield s
-    await s.close()
+    async with opened_store(request.param, tmp_path, clock) as s:
+        yield s
 
 
 @pytest.fixture
