@@ -378,9 +378,13 @@ def _queried(store: SqliteStore, conv: str, upto: int, limit: int) -> list[Turn]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=_OPS, kind=st.sampled_from(["memory", "sqlite", "sqlite-small-cache"]))
+@given(ops=_OPS, kind=st.sampled_from(["memory", "sqlite", "sqlite-small-cache", "postgres"]))
 def test_random_operations_match_the_model(ops: list[tuple[str, str, int]], kind: str) -> None:
     async def run(directory: str) -> None:
+        if kind == "postgres":  # a fresh schema for every example
+            async with opened_store(kind, Path(directory), time.time) as store:
+                await _walk(store, ops)
+            return
         store: AnyStore = MemoryStore()
         if kind != "memory":
             # A small cache: trimming, eviction and reads past what it holds all happen.
