@@ -55,7 +55,7 @@ CLOSE_TIMEOUT_S = 5.0  # then the pool's connections are cut
 PRUNE_INTERVAL_S = 3600.0
 PRUNE_BATCH = 500  # as SQLite: each batch a short statement, writers go between
 DAY_S = 24 * 3600.0
-CONFIG_KEYS = "storage.url (DATABASE_URL)"
+CONFIG_KEY = "storage.url"  # bot/startup.py adds DATABASE_URL when that set it
 # What the driver raises for a failed call: server errors, a lost or unusable
 # connection, the socket, a statement past COMMAND_TIMEOUT_S.
 DRIVER_FAILURES: tuple[type[BaseException], ...] = (
@@ -127,7 +127,7 @@ class PostgresStore:
     def _unusable(self, exc: BaseException) -> ConfigError:
         reason = redact_text(str(exc)) or type(exc).__name__
         return ConfigError(
-            CONFIG_KEYS, f"cannot use PostgreSQL at {redact_url(self.url)!r}: {reason}"
+            CONFIG_KEY, f"cannot use PostgreSQL at {redact_url(self.url)!r}: {reason}"
         )
 
     async def close(self) -> None:
