@@ -26,6 +26,7 @@ from tests.support import CoreFactory, RecordingSink, bot_env, message, run_bot,
 
 PASSWORD = "pg-secret-password-98765"
 INSTANCES = 6  # starting at once
+POOL_SIZE = 2
 
 
 @pytest.fixture
@@ -61,6 +62,22 @@ async def test_instances_starting_at_once_migrate_once(schema_url: str) -> None:
         await asyncio.gather(*(s.close() for s in stores))
     versions = await rows(schema_url, "SELECT version FROM chatbridge_schema")
     assert versions == [(SCHEMA_VERSION,)]
+
+
+async def test_the_pool_never_opens_more_than_pool_size_connections(schema_url: str) -> None:
+    name = f"bounded-{closed_port()}"
+    store = PostgresStore(f"{schema_url}&application_name={name}", pool_size=POOL_SIZE)
+    await store.open()
+    try:
+        await asyncio.gather(*(store.add_user_turn(CONV, user(f"m{i}")) for i in range(40)))
+        await asyncio.gather(*(store.load_context(CONV, 10**12, 50) for _ in range(40)))
+        sessions = await rows(
+            schema_url, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
+        )
+        assert sessions == [(POOL_SIZE,)]  # grown to the bound under load, not past it
+        assert len((await store.load_context(CONV, 10**12, 50)).turns) == 40
+    finally:
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused_at_start(schema_url: str) -> None:
