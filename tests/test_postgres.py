@@ -18,7 +18,7 @@ import pytest
 from bot.core import Core
 from bot.errors import StartupError, StorageError
 from storage.postgres import PostgresStore
-from storage.postgres_sql import SCHEMA_VERSION
+from storage.postgres_sql import SCHEMA_VERSION, SQL_ADD_ANSWER
 from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.postgres_support import postgres_schema
 from tests.store_support import CONV, answer, user
@@ -27,6 +27,7 @@ from tests.support import CoreFactory, RecordingSink, bot_env, message, run_bot,
 PASSWORD = "pg-secret-password-98765"
 INSTANCES = 6  # starting at once
 POOL_SIZE = 2
+WAIT_S = 10.0  # only reached if something hangs
 
 
 @pytest.fixture
@@ -48,6 +49,17 @@ async def rows(url: str, statement: str) -> list[tuple[object, ...]]:
         return [tuple(row) for row in await con.fetch(statement)]
     finally:
         await con.close()
+
+
+async def waiting_for_a_lock(url: str, application: str) -> None:
+    """Return once a session of ``application`` waits for a row lock."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity "
+        f"WHERE application_name = '{application}' AND wait_event_type = 'Lock'"
+    )
+    # Polled: another server session's state sends no event.
+    while await rows(url, sql) == [(0,)]:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 async def test_instances_starting_at_once_migrate_once(schema_url: str) -> None:
@@ -107,6 +119,29 @@ async def test_everything_is_kept_across_a_restart(schema_url: str) -> None:
         assert await second.add_user_turn(CONV, user("m1")) is None  # still deduplicated
     finally:
         await second.close()
+
+
+async def test_a_reset_also_forgets_an_answer_committed_while_it_waited(schema_url: str) -> None:
+    """Another instance's answer holds its question (FOR SHARE) until it commits; the
+    reset waits for it and must not leave that answer behind."""
+    name = f"resetter-{closed_port()}"
+    store = PostgresStore(f"{schema_url}&application_name={name}")
+    await store.open()
+    other = await asyncpg.connect(schema_url)
+    try:
+        asked = await store.add_user_turn(CONV, user("m1", "question"))
+        transaction = other.transaction()
+        await transaction.start()
+        params = (CONV, "assistant", "late answer", 1, None, None, None, 0.0, True, asked)
+        assert await other.fetchrow(SQL_ADD_ANSWER, *params) is not None  # not committed
+        resetting = asyncio.create_task(store.reset(CONV))
+        await asyncio.wait_for(waiting_for_a_lock(schema_url, name), WAIT_S)
+        await transaction.commit()
+        await asyncio.wait_for(resetting, WAIT_S)
+        assert await store.has_turns(CONV) is False
+    finally:
+        await other.close()
+        await store.close()
 
 
 async def test_a_database_failure_while_a_message_arrives_is_a_storage_error(
