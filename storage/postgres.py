@@ -55,6 +55,7 @@ CLOSE_TIMEOUT_S = 5.0  # then the pool's connections are cut
 PRUNE_INTERVAL_S = 3600.0
 PRUNE_BATCH = 500  # as SQLite: each batch a short statement, writers go between
 DAY_S = 24 * 3600.0
+NUL_SHOWN_AS = "\ufffd"  # PostgreSQL's TEXT cannot hold NUL (see _text)
 CONFIG_KEY = "storage.url"  # bot/startup.py adds DATABASE_URL when that set it
 # What the driver raises for a failed call: server errors, a lost or unusable
 # connection, the socket, a statement past COMMAND_TIMEOUT_S.
@@ -347,15 +348,21 @@ class PostgresStore:
             return str(await self._open_pool().execute(statement, *args))
 
 
+def _text(value: str | None) -> str | None:
+    """``value`` as PostgreSQL's TEXT can hold it: it refuses NUL, which SQLite keeps
+    and a model's answer may contain; it is shown as U+FFFD instead of losing the turn."""
+    return None if value is None else value.replace("\x00", NUL_SHOWN_AS)
+
+
 def _turn_params(conversation: str, turn: Turn) -> tuple[object, ...]:
     """$1..$9 of the insert statements."""
     return (
         conversation,
         turn.role,
-        turn.content,
+        _text(turn.content),
         turn.tokens,
-        turn.author_id,
-        turn.author_name,
+        _text(turn.author_id),
+        _text(turn.author_name),
         turn.message_id,
         turn.created_at,
         turn.delivered,

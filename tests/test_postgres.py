@@ -92,6 +92,20 @@ async def test_the_pool_never_opens_more_than_pool_size_connections(schema_url: 
         await store.close()
 
 
+async def test_a_nul_character_in_an_answer_does_not_lose_it(schema_url: str) -> None:
+    """SQLite keeps NUL, PostgreSQL's TEXT refuses it: the answer is stored anyway."""
+    store = PostgresStore(schema_url)
+    await store.open()
+    try:
+        asked = await store.add_user_turn(CONV, user("m1", "q"))
+        answer_id = await store.add_assistant_turn(CONV, answer(asked, "a\x00b"))
+        assert answer_id is not None
+        turns = await store.recent_turns(CONV, 10**12, 10)
+        assert [t.content for t in turns] == ["q", "a\ufffdb"]
+    finally:
+        await store.close()
+
+
 async def test_a_newer_schema_is_refused_at_start(schema_url: str) -> None:
     store = PostgresStore(schema_url)
     await store.open()
