@@ -58,10 +58,13 @@ DAY_S = 24 * 3600.0
 NUL_SHOWN_AS = "\ufffd"  # PostgreSQL's TEXT cannot hold NUL (see _text)
 CONFIG_KEY = "storage.url"  # bot/startup.py adds DATABASE_URL when that set it
 # What the driver raises for a failed call: server errors, a lost or unusable
-# connection, the socket, a statement past COMMAND_TIMEOUT_S.
+# connection, the socket, a statement past COMMAND_TIMEOUT_S. InternalClientError:
+# asyncpg's protocol state after the server dropped an idle connection (seen in
+# tests/test_postgres.py when the server terminates the session).
 DRIVER_FAILURES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from bot.core import Core
-from bot.errors import StartupError, StorageError
+from bot.errors import StartupError, StorageError, StoreFailure
 from storage.postgres import PostgresStore
 from storage.postgres_sql import SCHEMA_VERSION, SQL_ADD_ANSWER
 from tests.fakes.fake_openai import FakeOpenAI, reply
@@ -102,6 +102,35 @@ async def test_a_nul_character_in_an_answer_does_not_lose_it(schema_url: str) ->
         assert answer_id is not None
         turns = await store.recent_turns(CONV, 10**12, 10)
         assert [t.content for t in turns] == ["q", "a\ufffdb"]
+    finally:
+        await store.close()
+
+
+async def test_a_connection_the_server_drops_fails_one_call_then_the_pool_reconnects(
+    schema_url: str,
+) -> None:
+    name = f"dropped-{closed_port()}"
+    store = PostgresStore(f"{schema_url}&application_name={name}", pool_size=1)
+    await store.open()
+    try:
+        assert await store.add_user_turn(CONV, user("before")) is not None
+        killed = await rows(
+            schema_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE application_name = '{name}'",
+        )
+        assert killed == [(True,)]
+        failures: list[Exception] = []
+        stored = None
+        for attempt in ("after", "after again"):  # a redelivery, as a platform would
+            try:
+                stored = await store.add_user_turn(CONV, user(attempt))
+                break
+            except StoreFailure as exc:  # what bot/ turns into StorageError
+                failures.append(exc)
+        assert stored is not None and len(failures) <= 1
+        assert all("PostgreSQL" in str(f) for f in failures)
+        assert len(await store.recent_turns(CONV, 10**12, 10)) == 2
     finally:
         await store.close()
 
