@@ -14,7 +14,7 @@ from .turn_cache import MAX_BYTES
 CONFIG_KEY = "storage.url"
 SUPPORTED_URLS = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, memory://, "
-    "postgresql://user:password@host:5432/database"
+    "postgresql://host:5432/database"
 )
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_POOL_SIZE = 10
