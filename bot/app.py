@@ -66,7 +66,10 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     fill) and the core in the order that loses nothing."""
     cache_bytes = cfg.limits.memory_cache_mb * MIB // 2  # half here, half the core's memo
     store = open_store(
-        cfg.storage.url, retention_days=cfg.storage.retention_days, cache_bytes=cache_bytes
+        cfg.storage.url,
+        retention_days=cfg.storage.retention_days,
+        cache_bytes=cache_bytes,
+        pool_size=cfg.storage.pool_size,
     )
     await store.open()
     client = make_client(cfg.openai)

@@ -124,10 +124,13 @@ class StorageConfig:
     url: str = field(default="sqlite:///data/bot.db", metadata={"nonempty": True, "url": True})
     # Turns older than this many days are deleted in the background; 0 keeps them forever.
     retention_days: float = field(default=0.0, metadata={"min": 0, "max": 36_500})
+    # PostgreSQL only: at most this many connections per instance.
+    pool_size: int = field(default=10, metadata={"min": 1, "max": 1000})
 
     def __repr__(self) -> str:
         return (
-            f"StorageConfig(url={redact_url(self.url)!r}, retention_days={self.retention_days!r})"
+            f"StorageConfig(url={redact_url(self.url)!r}, retention_days={self.retention_days!r}"
+            f", pool_size={self.pool_size!r})"
         )
 
 
@@ -636,7 +639,8 @@ def _check_storage(storage: StorageConfig) -> None:
     if "://" not in storage.url:
         raise ConfigError(
             "storage.url",
-            f"must look like sqlite:///data/bot.db or memory://, got {redact_url(storage.url)!r}",
+            "must look like sqlite:///data/bot.db, memory:// or postgresql://host/db, "
+            f"got {redact_url(storage.url)!r}",
         )
 
 

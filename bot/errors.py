@@ -52,3 +52,9 @@ class StorageError(Exception):
 
 class ShuttingDown(Exception):
     """The core no longer takes messages: the adapter must not acknowledge this one."""
+
+
+class StoreFailure(Exception):
+    """A storage backend's own failure (a lost connection, a refused statement),
+    raised by backends whose driver bot/ must not import; bot/storage_guard.py
+    turns it into StorageError like sqlite3.Error."""

@@ -12,11 +12,12 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 
-from .errors import StorageError
+from .errors import StorageError, StoreFailure
 
 # What a store raises when the disk or the file refuses: a full disk (ENOSPC) or
-# any other I/O error is an OSError; SQLite's own errors derive from sqlite3.Error.
-STORE_FAILURES: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+# any other I/O error is an OSError; SQLite's own errors derive from sqlite3.Error;
+# other backends (PostgreSQL) translate their driver's errors into StoreFailure.
+STORE_FAILURES: tuple[type[Exception], ...] = (sqlite3.Error, OSError, StoreFailure)
 
 
 @contextlib.contextmanager

@@ -13,19 +13,29 @@ from .turn_cache import MAX_BYTES
 
 CONFIG_KEY = "storage.url"
 SUPPORTED_URLS = (
-    "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, memory://"
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, memory://, "
+    "postgresql://host:5432/database"
 )
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+DEFAULT_POOL_SIZE = 10
 
 __all__ = ["MemoryStore", "SqliteStore", "check_url", "open_store"]
 
 
-def open_store(url: str, *, retention_days: float = 0.0, cache_bytes: int = MAX_BYTES) -> Store:
+def open_store(
+    url: str,
+    *,
+    retention_days: float = 0.0,
+    cache_bytes: int = MAX_BYTES,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> Store:
     """Build the backend named by ``url``; the caller then awaits ``store.open()``.
 
     ``sqlite:///data/bot.db`` is relative to the working directory,
     ``sqlite:////var/lib/bot.db`` absolute. Raises ConfigError for anything else.
     ``retention_days`` (0: forever) and ``cache_bytes`` (SQLite's turn cache) bound
-    what is kept on disk and in memory.
+    what is kept on disk and in memory. ``postgresql://`` (or ``postgres://``) opens
+    a pool of at most ``pool_size`` connections.
     """
     scheme, sep, rest = url.strip().partition("://")
     scheme = scheme.lower()
@@ -34,6 +44,11 @@ def open_store(url: str, *, retention_days: float = 0.0, cache_bytes: int = MAX_
     if scheme == "sqlite" and sep:
         path = _sqlite_path(url, rest)
         return SqliteStore(path, retention_days=retention_days, cache_bytes=cache_bytes)
+    if scheme in POSTGRES_SCHEMES and sep and rest:
+        # Imported here: a SQLite or memory store never loads the PostgreSQL driver.
+        from .postgres import PostgresStore
+
+        return PostgresStore(url.strip(), retention_days=retention_days, pool_size=pool_size)
     raise ConfigError(
         CONFIG_KEY, f"unsupported URL {redact_url(url)!r}; use one of: {SUPPORTED_URLS}"
     )

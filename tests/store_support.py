@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from bot.types import Turn
 from storage import MemoryStore, SqliteStore
+from storage.postgres import PostgresStore
+from tests.postgres_support import postgres_schema
 
 CONV = "discord:g1:c1::"
 OTHER = "discord:g1:c2::"
@@ -36,10 +39,33 @@ class FakeClock:
         return self.now
 
 
-AnyStore = MemoryStore | SqliteStore
+AnyStore = MemoryStore | SqliteStore | PostgresStore
+KINDS = ["memory", "sqlite", "postgres"]  # every backend the shared tests run on
 
 
 def make_store(kind: str, tmp_path: Path, clock: Callable[[], float]) -> AnyStore:
     if kind == "memory":
         return MemoryStore(clock=clock)
     return SqliteStore(str(tmp_path / "chat.db"), clock=clock)
+
+
+@contextlib.asynccontextmanager
+async def opened_store(
+    kind: str, tmp_path: Path, clock: Callable[[], float], retention_days: float = 0.0
+) -> AsyncIterator[AnyStore]:
+    """An open store of ``kind``, empty, closed afterwards; a PostgreSQL one in a
+    schema of its own (tests/postgres_support.py)."""
+    async with contextlib.AsyncExitStack() as stack:
+        store: AnyStore
+        if kind == "postgres":
+            url = await stack.enter_async_context(postgres_schema())
+            store = PostgresStore(url, clock=clock, retention_days=retention_days)
+        elif kind == "memory":
+            store = MemoryStore(clock=clock, retention_days=retention_days)
+        else:
+            store = SqliteStore(
+                str(tmp_path / "chat.db"), clock=clock, retention_days=retention_days
+            )
+        await store.open()
+        stack.push_async_callback(store.close)
+        yield store

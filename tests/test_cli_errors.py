@@ -32,13 +32,14 @@ async def test_check_redacts_user_password_and_key_in_base_url(tmp_path: Path) -
 async def test_unsupported_database_url_is_one_line_without_its_password(
     tmp_path: Path, command: str
 ) -> None:
-    env = bot_env(tmp_path, DATABASE_URL=f"postgres://bot:{PASSWORD}@db.internal/bot")
+    env = bot_env(tmp_path, DATABASE_URL=f"mysql://bot:{PASSWORD}@db.internal/bot")
     code, out, err = await run_bot([command], env)
     assert code == 2
     assert err.splitlines() == [
         "error: config: storage.url (DATABASE_URL): unsupported URL "
-        "'postgres://***@db.internal/bot'; use one of: sqlite:///relative/path.db, "
-        "sqlite:////absolute/path.db, sqlite:///:memory:, memory://"
+        "'mysql://***@db.internal/bot'; use one of: sqlite:///relative/path.db, "
+        "sqlite:////absolute/path.db, sqlite:///:memory:, memory://, "
+        "postgresql://host:5432/database"
     ]
     assert PASSWORD not in out + err
 

@@ -179,6 +179,8 @@ def nested(path: str, value: Any) -> dict[str, Any]:
         ("limits.memory_cache_mb", "lots", "whole number"),
         ("limits.memory_cache_mb", -1, "between 0 and 65536"),
         ("limits.max_messages_per_answer", 0, "between 1 and 1000"),
+        ("storage.pool_size", 0, "between 1 and 1000"),
+        ("storage.pool_size", "many", "whole number"),
     ],
 )
 def test_invalid_values_name_their_key_path(path: str, value: Any, words: str) -> None:

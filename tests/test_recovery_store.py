@@ -12,27 +12,37 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.instances import STALE_AFTER_S, process_identity
 from bot.store import Origin, Store, Unanswered
 from bot.types import ConversationKey
 from storage import MemoryStore, SqliteStore
-from tests.store_support import CONV, OTHER, AnyStore, FakeClock, answer, make_store, user
+from storage.postgres import PostgresStore
+from tests.postgres_support import postgres_schema
+from tests.store_support import (
+    CONV,
+    KINDS,
+    OTHER,
+    AnyStore,
+    FakeClock,
+    answer,
+    opened_store,
+    user,
+)
 
 MINUTE = 60.0
 NO_BEATS_S = 3600.0  # a heartbeat interval no test lives to see
 WAIT_S = 10.0  # only reached if something hangs
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=KINDS)
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[AnyStore]:
-    s = make_store(request.param, tmp_path, clock)
-    await s.open()
-    yield s
-    await s.close()
+    async with opened_store(request.param, tmp_path, clock) as s:
+        yield s
 
 
 @pytest.fixture
@@ -40,12 +50,28 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Where several instances share their data: an SQLite file's path, or the URL
+    of a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "bot.db")
+        return
+    async with postgres_schema() as url:
+        yield url
+
+
 @contextlib.asynccontextmanager
-async def sqlite_stores(
-    path: Path, clock: FakeClock, count: int, heartbeat_s: float = NO_BEATS_S
-) -> AsyncIterator[list[SqliteStore]]:
-    """``count`` stores on one file, as separate processes would open it."""
-    stores = [SqliteStore(str(path), clock=clock, heartbeat_s=heartbeat_s) for _ in range(count)]
+async def shared_stores(
+    database: str, clock: FakeClock, count: int, heartbeat_s: float = NO_BEATS_S
+) -> AsyncIterator[list[SqliteStore | PostgresStore]]:
+    """``count`` stores on one database, as separate processes would open it."""
+    stores: list[SqliteStore | PostgresStore] = [
+        PostgresStore(database, clock=clock, heartbeat_s=heartbeat_s)
+        if database.startswith("postgresql://")
+        else SqliteStore(database, clock=clock, heartbeat_s=heartbeat_s)
+        for _ in range(count)
+    ]
     for s in stores:
         await s.open()
     try:
@@ -53,6 +79,21 @@ async def sqlite_stores(
     finally:
         for s in stores:
             await s.close()
+
+
+async def query(database: str, statement: str, *args: object) -> list[tuple[object, ...]]:
+    """One statement (``?`` placeholders) on a connection of its own, committed."""
+    if database.startswith("postgresql://"):
+        numbered = statement
+        for n in range(1, statement.count("?") + 1):
+            numbered = numbered.replace("?", f"${n}", 1)
+        con = await asyncpg.connect(database)
+        try:
+            return [tuple(row) for row in await con.fetch(numbered, *args)]
+        finally:
+            await con.close()
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        return list(db.execute(statement, args).fetchall())
 
 
 def ids(items: list[Unanswered]) -> list[str | None]:
@@ -132,9 +173,9 @@ async def test_a_restarted_memory_store_takes_over_its_previous_run() -> None:
 
 
 async def test_a_live_instance_keeps_its_message_until_its_heartbeat_is_stale(
-    tmp_path: Path, clock: FakeClock
+    database: str, clock: FakeClock
 ) -> None:
-    async with sqlite_stores(tmp_path / "bot.db", clock, 2) as (owner, other):
+    async with shared_stores(database, clock, 2) as (owner, other):
         await owner.add_user_turn(CONV, user("m1"), Origin("t"))
         assert not await other.take_over(CONV, "m1")  # in flight in a live instance
         assert ids(await other.unanswered(0.0, 10)) == ["m1"]
@@ -144,20 +185,18 @@ async def test_a_live_instance_keeps_its_message_until_its_heartbeat_is_stale(
 
 
 async def test_a_closed_instance_gives_its_messages_up_at_once(
-    tmp_path: Path, clock: FakeClock
+    database: str, clock: FakeClock
 ) -> None:
-    async with sqlite_stores(tmp_path / "bot.db", clock, 1) as (owner,):
+    async with shared_stores(database, clock, 1) as (owner,):
         await owner.add_user_turn(CONV, user("m1"), Origin("t"))
-    async with sqlite_stores(tmp_path / "bot.db", clock, 1) as (successor,):
+    async with shared_stores(database, clock, 1) as (successor,):
         assert await successor.take_over(CONV, "m1")
 
 
-async def test_instances_racing_for_a_message_take_it_once(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    async with sqlite_stores(tmp_path / "bot.db", clock, 1) as (owner,):
+async def test_instances_racing_for_a_message_take_it_once(database: str, clock: FakeClock) -> None:
+    async with shared_stores(database, clock, 1) as (owner,):
         await owner.add_user_turn(CONV, user("m1"), Origin("t"))
-    async with sqlite_stores(tmp_path / "bot.db", clock, 4) as racers:
+    async with shared_stores(database, clock, 4) as racers:
         won = await asyncio.gather(*(r.take_over(CONV, "m1") for r in racers))
         assert sorted(won) == [False, False, False, True]
         winner = racers[won.index(True)]
@@ -168,54 +207,50 @@ async def test_instances_racing_for_a_message_take_it_once(
                 assert await loser.abandon_unanswered(0.0, clock.now + 1, 10) == []
 
 
-async def test_the_heartbeat_keeps_an_instance_alive(tmp_path: Path, clock: FakeClock) -> None:
-    path = tmp_path / "bot.db"
+async def test_the_heartbeat_keeps_an_instance_alive(database: str, clock: FakeClock) -> None:
     async with (
-        sqlite_stores(path, clock, 1, heartbeat_s=0.01) as (owner,),
-        sqlite_stores(path, clock, 1) as (other,),
+        shared_stores(database, clock, 1, heartbeat_s=0.01) as (owner,),
+        shared_stores(database, clock, 1) as (other,),
     ):
         await owner.add_user_turn(CONV, user("m1"), Origin("t"))
         clock.now += STALE_AFTER_S + 1
-        await asyncio.wait_for(beat_at(path, owner.instance_id, clock.now), WAIT_S)
+        await asyncio.wait_for(beat_at(database, owner.instance_id, clock.now), WAIT_S)
         assert not await other.take_over(CONV, "m1")
 
 
-async def beat_at(path: Path, instance: str, when: float) -> None:
+async def beat_at(database: str, instance: str, when: float) -> None:
     """Wait until ``instance``'s heartbeat says ``when`` (another connection writes it)."""
     sql = "SELECT heartbeat FROM instances WHERE id = ?"
     while True:
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            row = db.execute(sql, (instance,)).fetchone()
-        if row is not None and row[0] == when:
+        rows = await query(database, sql, instance)
+        if rows and rows[0][0] == when:
             return
         await asyncio.sleep(0.01)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="pids are checked through /proc")
 async def test_an_instance_whose_process_is_gone_is_forgotten_at_once(
-    tmp_path: Path, clock: FakeClock
+    database: str, clock: FakeClock
 ) -> None:
     """A SIGKILLed process's heartbeat is still fresh; its pid tells it is gone."""
     host, _ = process_identity()
     assert host is not None
     finished = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
     await finished.wait()  # its pid is free now
-    path = tmp_path / "bot.db"
-    async with sqlite_stores(path, clock, 1) as (first,):
+    async with shared_stores(database, clock, 1) as (first,):
         for owner in ("killed", "alive", "elsewhere"):
             await first.add_user_turn(CONV, user(owner), Origin("t"))
     fresh = clock.now
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.execute("UPDATE seen SET owner = message_id")  # each message has its own owner
-        db.executemany(
-            "INSERT INTO instances (id, heartbeat, host, pid) VALUES (?, ?, ?, ?)",
-            [
-                ("killed", fresh, host, finished.pid),
-                ("alive", fresh, host, os.getpid()),
-                ("elsewhere", fresh, "another-host/pid:[1]", finished.pid),
-            ],
+    await query(database, "UPDATE seen SET owner = message_id")  # each its own owner
+    for row in [
+        ("killed", fresh, host, finished.pid),
+        ("alive", fresh, host, os.getpid()),
+        ("elsewhere", fresh, "another-host/pid:[1]", finished.pid),
+    ]:
+        await query(
+            database, "INSERT INTO instances (id, heartbeat, host, pid) VALUES (?, ?, ?, ?)", *row
         )
-    async with sqlite_stores(path, clock, 1) as (restarted,):
+    async with shared_stores(database, clock, 1) as (restarted,):
         assert await restarted.take_over(CONV, "killed")
         assert not await restarted.take_over(CONV, "alive")
         assert not await restarted.take_over(CONV, "elsewhere")  # its pid means nothing here

@@ -21,9 +21,19 @@ from bot.store import Store
 from bot.types import Turn
 from storage import MemoryStore, SqliteStore, open_store, sqlite_ops
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
+from storage.postgres import PostgresStore
 from storage.sqlite import BUSY_TIMEOUT_MS
 from storage.turn_cache import TurnCache
-from tests.store_support import CONV, OTHER, AnyStore, FakeClock, answer, make_store, user
+from tests.store_support import (
+    CONV,
+    KINDS,
+    OTHER,
+    AnyStore,
+    FakeClock,
+    answer,
+    opened_store,
+    user,
+)
 
 END = 10**12  # an `upto` after every turn
 DAY = 24 * 3600.0
@@ -39,14 +49,12 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=KINDS)
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[AnyStore]:
-    s = make_store(request.param, tmp_path, clock)
-    await s.open()
-    yield s
-    await s.close()
+    async with opened_store(request.param, tmp_path, clock) as s:
+        yield s
 
 
 # --- behaviour shared by both backends ------------------------------------------------
@@ -370,9 +378,13 @@ def _queried(store: SqliteStore, conv: str, upto: int, limit: int) -> list[Turn]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=_OPS, kind=st.sampled_from(["memory", "sqlite", "sqlite-small-cache"]))
+@given(ops=_OPS, kind=st.sampled_from(["memory", "sqlite", "sqlite-small-cache", "postgres"]))
 def test_random_operations_match_the_model(ops: list[tuple[str, str, int]], kind: str) -> None:
     async def run(directory: str) -> None:
+        if kind == "postgres":  # a fresh schema for every example
+            async with opened_store(kind, Path(directory), time.time) as store:
+                await _walk(store, ops)
+            return
         store: AnyStore = MemoryStore()
         if kind != "memory":
             # A small cache: trimming, eviction and reads past what it holds all happen.
@@ -673,10 +685,21 @@ def test_open_store_understands_the_documented_urls() -> None:
     assert isinstance(in_memory, SqliteStore) and in_memory.path == ":memory:"
     assert isinstance(open_store("memory://"), MemoryStore)
     assert isinstance(open_store(" SQLite:///x.db "), SqliteStore)
+    for url in ("postgresql://u:pw@db:5432/bot", "postgres://db/bot"):
+        assert isinstance(open_store(url, pool_size=3), PostgresStore)
 
 
 @pytest.mark.parametrize(
-    "url", ["postgres://db/bot", "bot.db", "", "sqlite://host/bot.db", "sqlite:///", "memory://x"]
+    "url",
+    [
+        "mysql://db/bot",
+        "postgresql://",
+        "bot.db",
+        "",
+        "sqlite://host/bot.db",
+        "sqlite:///",
+        "memory://x",
+    ],
 )
 def test_open_store_rejects_other_urls_clearly(url: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -23,8 +23,11 @@ from bench.disk_stall import DiskStall
 from bot.store import Store
 from bot.types import Turn
 from storage import MemoryStore, SqliteStore, sqlite_ops
+from storage.postgres import PostgresStore
 from storage.sqlite import PRUNE_BATCH, PRUNE_INTERVAL_S
 from tests.fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
+from tests.postgres_support import postgres_schema
+from tests.store_support import KINDS, opened_store
 from tests.support import CoreFactory, RecordingSink, message, settle
 
 HANG_GUARD_S = 10.0  # a test that would hang fails after this instead
@@ -123,10 +126,16 @@ class Clock:
         return self.now
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", KINDS)
 async def test_turns_past_the_retention_are_deleted_in_the_background(
     kind: str, tmp_path: Path
 ) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(postgres_schema()) if kind == "postgres" else ""
+        await check_retention(kind, tmp_path, url)
+
+
+async def check_retention(kind: str, tmp_path: Path, url: str) -> None:
     clock = Clock()
     statements: list[str] = []
 
@@ -136,11 +145,13 @@ async def test_turns_past_the_retention_are_deleted_in_the_background(
     store: Store
     if kind == "memory":
         store = MemoryStore(clock=clock, retention_days=2)
+    elif kind == "postgres":
+        store = PostgresStore(url, clock=clock, retention_days=2)
     else:
         path = str(tmp_path / "bot.db")
         store = SqliteStore(path, clock=clock, retention_days=2, on_connect=watch)
     await store.open()
-    if isinstance(store, SqliteStore) and store._pruning is not None:
+    if isinstance(store, SqliteStore | PostgresStore) and store._pruning is not None:
         await store._pruning  # the prune every start begins with (nothing to do yet)
     try:
         for turn in old_and_new(PRUNE_BATCH * 2 + 10):
@@ -150,9 +161,10 @@ async def test_turns_past_the_retention_are_deleted_in_the_background(
         clock.now += PRUNE_INTERVAL_S + 1  # the hourly prune is due
         statements.clear()
         assert await store.claim(CONV, "a command")  # starts it; does not wait for it
-        if isinstance(store, SqliteStore):
+        if isinstance(store, SqliteStore | PostgresStore):
             assert store._pruning is not None
             await asyncio.wait_for(store._pruning, HANG_GUARD_S)
+        if isinstance(store, SqliteStore):
             batches = [s for s in statements if s.lstrip().startswith("DELETE FROM turns")]
             assert len(batches) == 3  # 500 + 500 + 10: one short transaction each
         left = await store.recent_turns(CONV, 2**62, 10_000)
@@ -164,23 +176,15 @@ async def test_turns_past_the_retention_are_deleted_in_the_background(
         await store.close()
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", KINDS)
 async def test_retention_zero_keeps_every_turn(kind: str, tmp_path: Path) -> None:
     clock = Clock()
-    store: MemoryStore | SqliteStore
-    if kind == "memory":
-        store = MemoryStore(clock=clock)
-    else:
-        store = SqliteStore(str(tmp_path / "bot.db"), clock=clock)
-    await store.open()
-    try:
+    async with opened_store(kind, tmp_path, clock) as store:
         for turn in old_and_new(3):
             await store.add_user_turn(CONV, turn)
         clock.now += 400 * DAY
         assert await store.prune_turns() == 0
         assert len(await store.recent_turns(CONV, 2**62, 100)) == 5
-    finally:
-        await store.close()
 
 
 async def test_a_restart_prunes_at_once(tmp_path: Path) -> None:

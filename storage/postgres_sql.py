@@ -1,0 +1,227 @@
+"""PostgreSQL schema (versioned migrations) and statements of the store.
+
+The tables and columns mean what they mean in SQLite (storage/migrations.py):
+``turns`` with its ``anchor`` order, ``seen`` (dedupe, ``done``, ``owner``),
+``conversation_settings`` and ``instances``. The SQLite steps are a history of
+changes to files already in use; a PostgreSQL database starts at the end of that
+history, so its step 1 is the whole current schema. Steps are append-only.
+
+Times are unix seconds from the store's clock, as in SQLite, so both backends
+judge retention, dedupe age and heartbeats the same way.
+"""
+
+from __future__ import annotations
+
+# The advisory lock every instance takes before reading the schema version: two
+# instances starting at once migrate once, the second finds nothing to do. The
+# value is arbitrary; it only has to be the same for every chatbridge process.
+MIGRATION_LOCK = 0x63686174  # "chat"
+
+SQL_VERSION_TABLE = """
+    CREATE TABLE IF NOT EXISTS chatbridge_schema (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )
+"""
+SQL_LOCK = "SELECT pg_advisory_xact_lock($1)"
+SQL_CURRENT_VERSION = "SELECT coalesce(max(version), 0) FROM chatbridge_schema"
+SQL_RECORD_VERSION = "INSERT INTO chatbridge_schema (version) VALUES ($1)"
+
+# v1: everything SQLite's v1..v5 hold. ``turns_id`` hands out ids that are never
+# reused (a reset cannot make a stale reply_to point at a newer turn); a user
+# turn takes its anchor from the same nextval in the statement that inserts it.
+_V1 = (
+    "CREATE SEQUENCE turns_id",
+    """
+    CREATE TABLE turns (
+        id BIGINT PRIMARY KEY,
+        conversation TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        author_id TEXT,
+        author_name TEXT,
+        message_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        reply_to BIGINT,
+        anchor BIGINT NOT NULL,
+        delivered BOOLEAN NOT NULL DEFAULT TRUE,
+        reply_target TEXT,
+        is_dm BOOLEAN NOT NULL DEFAULT FALSE
+    )
+    """,
+    "ALTER SEQUENCE turns_id OWNED BY turns.id",
+    "CREATE INDEX turns_by_position ON turns (conversation, anchor, id)",
+    "CREATE INDEX turns_by_message ON turns (conversation, message_id) "
+    "WHERE message_id IS NOT NULL",
+    "CREATE INDEX turns_by_age ON turns (created_at)",
+    """
+    CREATE TABLE conversation_settings (
+        conversation TEXT PRIMARY KEY,
+        system_prompt TEXT
+    )
+    """,
+    """
+    CREATE TABLE seen (
+        conversation TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        done BOOLEAN NOT NULL DEFAULT FALSE,
+        owner TEXT,
+        PRIMARY KEY (conversation, message_id)
+    )
+    """,
+    "CREATE INDEX seen_by_age ON seen (at)",
+    """
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        heartbeat DOUBLE PRECISION NOT NULL,
+        host TEXT,
+        pid INTEGER
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+TURN_COLUMNS = "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"
+_T_COLUMNS = ", ".join("t." + c.strip() for c in TURN_COLUMNS.split(","))
+_A_COLUMNS = ", ".join("a." + c.strip() for c in TURN_COLUMNS.split(","))
+_INSERT_COLUMNS = """
+    id, conversation, role, content, tokens, author_id, author_name, message_id,
+    created_at, reply_to, anchor, delivered
+"""
+
+# A user turn in one statement, so one round trip and atomic: the dedupe row
+# first (ON CONFLICT DO NOTHING waits for a racing insert of the same message and
+# then claims nothing), and the turn only if the claim returned a row or the turn
+# has no message id. $1 conversation, $2..$8 the turn, $9 delivered, $10 now,
+# $11 owner, $12 reply_target, $13 is_dm.
+SQL_ADD_USER = f"""
+    WITH claimed AS (
+        INSERT INTO seen (conversation, message_id, at, owner)
+        SELECT $1::text, $7::text, $10::float8, $11::text WHERE $7::text IS NOT NULL
+        ON CONFLICT DO NOTHING RETURNING 1
+    ), new AS (
+        SELECT nextval('turns_id') AS id
+        WHERE $7::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
+    )
+    INSERT INTO turns ({_INSERT_COLUMNS}, reply_target, is_dm)
+    SELECT id, $1::text, $2::text, $3::text, $4::int, $5::text, $6::text, $7::text, $8::float8,
+           NULL, id, $9::bool, $12::text, $13::bool
+    FROM new
+    RETURNING anchor, {TURN_COLUMNS}
+"""
+# An answer that replies to nothing sorts by arrival: its own id is its anchor.
+SQL_ADD_ANSWER_ALONE = f"""
+    INSERT INTO turns ({_INSERT_COLUMNS})
+    SELECT n, $1::text, $2::text, $3::text, $4::int, $5::text, $6::text, $7::text, $8::float8,
+           NULL, n, $9::bool
+    FROM nextval('turns_id') AS n
+    RETURNING anchor, {TURN_COLUMNS}
+"""
+# An answer to user turn $10: nothing if that turn is gone. FOR SHARE holds the
+# question until this commits, so a reset deleting it waits (see SQL_RESET).
+SQL_ADD_ANSWER = f"""
+    WITH question AS (
+        SELECT id FROM turns WHERE id = $10 AND conversation = $1 FOR SHARE
+    )
+    INSERT INTO turns ({_INSERT_COLUMNS})
+    SELECT nextval('turns_id'),
+           $1::text, $2::text, $3::text, $4::int, $5::text, $6::text, $7::text, $8::float8,
+           id, id, $9::bool
+    FROM question
+    RETURNING anchor, {TURN_COLUMNS}
+"""
+SQL_CLAIM = """
+    INSERT INTO seen (conversation, message_id, at) VALUES ($1, $2, $3)
+    ON CONFLICT DO NOTHING RETURNING 1
+"""
+# The prompt and the recent turns in one round trip: always at least one row
+# (the prompt), turn columns NULL when there are none.
+SQL_LOAD_CONTEXT = f"""
+    SELECT s.system_prompt, {_T_COLUMNS}
+    FROM (SELECT 1) AS one
+    LEFT JOIN conversation_settings AS s ON s.conversation = $1
+    LEFT JOIN LATERAL (
+        SELECT {TURN_COLUMNS} FROM turns
+        WHERE conversation = $1 AND anchor <= $2 AND delivered
+        ORDER BY anchor DESC, id DESC LIMIT $3
+    ) AS t ON TRUE
+"""
+SQL_PENDING = f"""
+    SELECT t.id, {_A_COLUMNS}
+    FROM turns AS t
+    JOIN seen AS s ON s.conversation = t.conversation AND s.message_id = t.message_id
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE t.conversation = $1 AND t.message_id = $2 AND t.role = 'user' AND NOT s.done
+      AND (a.id IS NULL OR NOT a.delivered)
+    LIMIT 1
+"""
+SQL_MARK_DELIVERED = "UPDATE turns SET delivered = TRUE WHERE id = $1 AND conversation = $2"
+SQL_MARK_DONE = "UPDATE seen SET done = TRUE WHERE conversation = $1 AND message_id = $2"
+SQL_HAS_TURNS = "SELECT 1 FROM turns WHERE conversation = $1 LIMIT 1"
+# Run twice by reset, in one transaction: the first waits for answers in flight
+# (their FOR SHARE on the question), the second, with a fresh snapshot, deletes
+# what they inserted meanwhile.
+SQL_RESET = "DELETE FROM turns WHERE conversation = $1"
+SQL_GET_PROMPT = "SELECT system_prompt FROM conversation_settings WHERE conversation = $1"
+SQL_SET_PROMPT = """
+    INSERT INTO conversation_settings (conversation, system_prompt) VALUES ($1, $2)
+    ON CONFLICT (conversation) DO UPDATE SET system_prompt = excluded.system_prompt
+"""
+SQL_PRUNE_SEEN = "DELETE FROM seen WHERE at < $1"
+# One batch of the retention prune: an index range on created_at, a few rows.
+SQL_PRUNE_TURNS = """
+    DELETE FROM turns WHERE id IN (SELECT id FROM turns WHERE created_at < $1 LIMIT $2)
+"""
+
+# -- restart recovery (bot/instances.py) --
+SQL_BEAT = """
+    INSERT INTO instances (id, heartbeat, host, pid) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat
+"""
+SQL_LOCAL_INSTANCES = "SELECT id, pid FROM instances WHERE host = $1 AND id <> $2"
+SQL_UNREGISTER = "DELETE FROM instances WHERE id = $1"
+SQL_FORGET_INSTANCES = "DELETE FROM instances WHERE heartbeat < $1"
+# $1 this instance, $2 the oldest heartbeat that still counts as alive.
+_TAKEABLE = """
+    (seen.owner IS NULL OR seen.owner = $1 OR NOT EXISTS (
+        SELECT 1 FROM instances AS i WHERE i.id = seen.owner AND i.heartbeat >= $2))
+"""
+SQL_TAKE_OVER = f"""
+    UPDATE seen SET owner = $1
+    WHERE conversation = $3 AND message_id = $4 AND NOT done AND {_TAKEABLE}
+"""
+# Cut-off user turns stored in [$a, $b): no answer, or one not delivered.
+_CUT_OFF = """
+    FROM seen AS s
+    JOIN turns AS t
+      ON t.conversation = s.conversation AND t.message_id = s.message_id AND t.role = 'user'
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE s.at >= {since} AND s.at < {before} AND NOT s.done
+      AND (a.id IS NULL OR NOT a.delivered)
+"""
+SQL_UNANSWERED = f"""
+    SELECT s.conversation, t.reply_target, t.is_dm, {_T_COLUMNS}
+    {_CUT_OFF.format(since="$1", before="'Infinity'::float8")}
+    ORDER BY s.at, t.id LIMIT $2
+"""
+# One conditional UPDATE over the oldest ``limit`` cut-off keys: an owner that is
+# alive keeps its message. Returned in the order they were stored.
+SQL_ABANDON = f"""
+    WITH cut AS (
+        SELECT s.conversation, s.message_id
+        {_CUT_OFF.format(since="$3", before="$4")}
+        ORDER BY s.at LIMIT $5
+    ), marked AS (
+        UPDATE seen SET done = TRUE FROM cut
+        WHERE seen.conversation = cut.conversation AND seen.message_id = cut.message_id
+          AND NOT seen.done AND {_TAKEABLE}
+        RETURNING seen.conversation, seen.message_id, seen.at
+    )
+    SELECT conversation, message_id FROM marked ORDER BY at
+"""

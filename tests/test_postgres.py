@@ -1,0 +1,255 @@
+"""What only the PostgreSQL store has: migrations under an advisory lock, a server
+that fails at start or mid-message, and the bot running on it as a user starts it.
+
+The behaviour it shares with SQLite and memory is tested on all three
+(tests/test_storage.py, tests/test_recovery_store.py, tests/test_store_bounds.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bot.core import Core
+from bot.errors import StartupError, StorageError, StoreFailure
+from storage.postgres import PostgresStore
+from storage.postgres_sql import SCHEMA_VERSION, SQL_ADD_ANSWER
+from tests.fakes.fake_openai import FakeOpenAI, reply
+from tests.postgres_support import postgres_schema
+from tests.store_support import CONV, answer, user
+from tests.support import CoreFactory, RecordingSink, bot_env, message, run_bot, settle
+
+PASSWORD = "pg-secret-password-98765"
+INSTANCES = 6  # starting at once
+POOL_SIZE = 2
+WAIT_S = 10.0  # only reached if something hangs
+
+
+@pytest.fixture
+async def schema_url() -> AsyncIterator[str]:
+    async with postgres_schema() as url:
+        yield url
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def rows(url: str, statement: str) -> list[tuple[object, ...]]:
+    con = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await con.fetch(statement)]
+    finally:
+        await con.close()
+
+
+async def waiting_for_a_lock(url: str, application: str) -> None:
+    """Return once a session of ``application`` waits for a row lock."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity "
+        f"WHERE application_name = '{application}' AND wait_event_type = 'Lock'"
+    )
+    # Polled: another server session's state sends no event.
+    while await rows(url, sql) == [(0,)]:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
+async def test_instances_starting_at_once_migrate_once(schema_url: str) -> None:
+    stores = [PostgresStore(schema_url) for _ in range(INSTANCES)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        ids = await asyncio.gather(
+            *(s.add_user_turn(CONV, user(f"m{i}")) for i, s in enumerate(stores))
+        )
+        assert sorted(i for i in ids if i is not None) == list(range(1, INSTANCES + 1))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    versions = await rows(schema_url, "SELECT version FROM chatbridge_schema")
+    assert versions == [(SCHEMA_VERSION,)]
+
+
+async def test_the_pool_never_opens_more_than_pool_size_connections(schema_url: str) -> None:
+    name = f"bounded-{closed_port()}"
+    store = PostgresStore(f"{schema_url}&application_name={name}", pool_size=POOL_SIZE)
+    await store.open()
+    try:
+        await asyncio.gather(*(store.add_user_turn(CONV, user(f"m{i}")) for i in range(40)))
+        await asyncio.gather(*(store.load_context(CONV, 10**12, 50) for _ in range(40)))
+        sessions = await rows(
+            schema_url, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'"
+        )
+        assert sessions == [(POOL_SIZE,)]  # grown to the bound under load, not past it
+        assert len((await store.load_context(CONV, 10**12, 50)).turns) == 40
+    finally:
+        await store.close()
+
+
+async def test_a_nul_character_in_an_answer_does_not_lose_it(schema_url: str) -> None:
+    """SQLite keeps NUL, PostgreSQL's TEXT refuses it: the answer is stored anyway."""
+    store = PostgresStore(schema_url)
+    await store.open()
+    try:
+        asked = await store.add_user_turn(CONV, user("m1", "q"))
+        answer_id = await store.add_assistant_turn(CONV, answer(asked, "a\x00b"))
+        assert answer_id is not None
+        turns = await store.recent_turns(CONV, 10**12, 10)
+        assert [t.content for t in turns] == ["q", "a\ufffdb"]
+    finally:
+        await store.close()
+
+
+async def test_a_connection_the_server_drops_fails_one_call_then_the_pool_reconnects(
+    schema_url: str,
+) -> None:
+    name = f"dropped-{closed_port()}"
+    store = PostgresStore(f"{schema_url}&application_name={name}", pool_size=1)
+    await store.open()
+    try:
+        assert await store.add_user_turn(CONV, user("before")) is not None
+        killed = await rows(
+            schema_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE application_name = '{name}'",
+        )
+        assert killed == [(True,)]
+        failures: list[Exception] = []
+        stored = None
+        for attempt in ("after", "after again"):  # a redelivery, as a platform would
+            try:
+                stored = await store.add_user_turn(CONV, user(attempt))
+                break
+            except StoreFailure as exc:  # what bot/ turns into StorageError
+                failures.append(exc)
+        assert stored is not None and len(failures) <= 1
+        assert all("PostgreSQL" in str(f) for f in failures)
+        assert len(await store.recent_turns(CONV, 10**12, 10)) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_newer_schema_is_refused_at_start(schema_url: str) -> None:
+    store = PostgresStore(schema_url)
+    await store.open()
+    await store.close()
+    await rows(schema_url, f"INSERT INTO chatbridge_schema (version) VALUES ({SCHEMA_VERSION + 1})")
+    with pytest.raises(StartupError, match="newer than this version"):
+        await PostgresStore(schema_url).open()
+
+
+async def test_everything_is_kept_across_a_restart(schema_url: str) -> None:
+    first = PostgresStore(schema_url)
+    await first.open()
+    asked = await first.add_user_turn(CONV, user("m1", "question"))
+    answer_id = await first.add_assistant_turn(CONV, answer(asked, "answer"))
+    assert answer_id is not None
+    await first.mark_delivered(CONV, answer_id)
+    await first.set_system_prompt(CONV, "be brief")
+    await first.close()
+    second = PostgresStore(schema_url)
+    await second.open()
+    try:
+        got = await second.load_context(CONV, 10**12, 10)
+        assert [t.content for t in got.turns] == ["question", "answer"]
+        assert got.system_prompt == "be brief"
+        assert await second.add_user_turn(CONV, user("m1")) is None  # still deduplicated
+    finally:
+        await second.close()
+
+
+async def test_a_reset_also_forgets_an_answer_committed_while_it_waited(schema_url: str) -> None:
+    """Another instance's answer holds its question (FOR SHARE) until it commits; the
+    reset waits for it and must not leave that answer behind."""
+    name = f"resetter-{closed_port()}"
+    store = PostgresStore(f"{schema_url}&application_name={name}")
+    await store.open()
+    other = await asyncpg.connect(schema_url)
+    try:
+        asked = await store.add_user_turn(CONV, user("m1", "question"))
+        transaction = other.transaction()
+        await transaction.start()
+        params = (CONV, "assistant", "late answer", 1, None, None, None, 0.0, True, asked)
+        assert await other.fetchrow(SQL_ADD_ANSWER, *params) is not None  # not committed
+        resetting = asyncio.create_task(store.reset(CONV))
+        await asyncio.wait_for(waiting_for_a_lock(schema_url, name), WAIT_S)
+        await transaction.commit()
+        await asyncio.wait_for(resetting, WAIT_S)
+        assert await store.has_turns(CONV) is False
+    finally:
+        await other.close()
+        await store.close()
+
+
+async def test_a_database_failure_while_a_message_arrives_is_a_storage_error(
+    schema_url: str, core_factory: CoreFactory, fake_openai: FakeOpenAI
+) -> None:
+    store = PostgresStore(schema_url)
+    await store.open()
+    try:
+        core: Core = await core_factory(store)
+        fake_openai.script(reply("Stored at last."))
+        await rows(schema_url, "ALTER TABLE seen RENAME TO seen_away")  # the server refuses
+        sink = RecordingSink()
+        msg = message("hello", message_id="pg1")
+        with pytest.raises(StorageError, match="PostgreSQL"):
+            await core.handle(msg, sink)
+        assert fake_openai.request_count == 0  # nothing was taken
+        await rows(schema_url, "ALTER TABLE seen_away RENAME TO seen")
+        await core.handle(msg, sink)  # the redelivery is answered
+        await settle(core)
+        assert sink.texts == ["Stored at last."]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("where", ["closed port", "unknown role"])
+async def test_a_server_that_cannot_be_used_at_start_is_one_line_and_exit_2(
+    tmp_path: Path, where: str, schema_url: str
+) -> None:
+    if where == "closed port":
+        url = f"postgresql://bot:{PASSWORD}@127.0.0.1:{closed_port()}/test"
+    else:  # the server answers and refuses the login
+        url = f"postgresql://nobody_here:{PASSWORD}@127.0.0.1:5432/test"
+    code, out, err = await run_bot(["console"], bot_env(tmp_path, DATABASE_URL=url), b"hi\n")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "storage.url" in lines[0] and "DATABASE_URL" in lines[0]
+    assert PASSWORD not in out + err and "***@127.0.0.1" in lines[0]
+
+
+async def test_check_hides_the_database_password(tmp_path: Path) -> None:
+    url = f"postgresql://bot:{PASSWORD}@db.internal:5432/chat"
+    code, out, err = await run_bot(["check"], bot_env(tmp_path, DATABASE_URL=url))
+    assert code == 0, err
+    assert "postgresql://***@db.internal:5432/chat" in out
+    assert PASSWORD not in out + err
+
+
+async def test_console_on_postgresql_answers_restarts_and_remembers(
+    fake_openai: FakeOpenAI, tmp_path: Path, schema_url: str
+) -> None:
+    env = bot_env(tmp_path, fake_openai, DATABASE_URL=schema_url)
+    fake_openai.script(reply("Noted: pineapple."), reply("It was pineapple."))
+    code, out, err = await run_bot(["console"], env, b"remember the word pineapple\n")
+    assert code == 0, err
+    assert "Noted: pineapple." in out
+    code, out, err = await run_bot(["console"], env, b"which word?\n")
+    assert code == 0, err
+    assert "It was pineapple." in out
+    contents = [m["content"] for m in fake_openai.chat_requests[-1]["messages"]]
+    assert contents[1:] == ["remember the word pineapple", "Noted: pineapple.", "which word?"]
+    stored = await rows(schema_url, "SELECT role, content FROM turns ORDER BY id")
+    assert [r[1] for r in stored] == [
+        "remember the word pineapple",
+        "Noted: pineapple.",
+        "which word?",
+        "It was pineapple.",
+    ]
