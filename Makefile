@@ -35,7 +35,7 @@ lint: deps-dev
 	$(VENV)/bin/mypy
 
 test: lint  ## lint, type check, then the whole test suite
-	BOT_REQUIRE_LOCAL_MODEL=1 BOT_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -q
+	BOT_REQUIRE_LOCAL_MODEL=1 $(VENV)/bin/pytest -q
 
 bench: deps-dev
 	$(PY) -m bench

@@ -1,9 +1,9 @@
 """A fresh PostgreSQL schema per test, so tests never see each other's rows.
 
-The server is the one at ``BOT_TEST_POSTGRES_URL`` (default: 127.0.0.1:5432,
+The server is the one at ``TEST_DATABASE_URL`` (default: 127.0.0.1:5432,
 database ``test``, user ``postgres``). When it cannot be reached the test is
-skipped with the reason, or fails when ``BOT_REQUIRE_POSTGRES=1`` (``make test``
-and CI): there a missing server is a broken setup, not a reason to pass.
+skipped with the reason, or fails when ``BOT_REQUIRE_POSTGRES=1`` (``.ci/run`` sets
+it): there a missing server is a broken setup, not a reason to pass.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-ADMIN_URL = os.environ.get("BOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CONNECT_TIMEOUT_S = 5.0
 
 
