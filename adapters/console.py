@@ -19,8 +19,8 @@ from bot.errors import StorageError
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
 
 if TYPE_CHECKING:
+    from bot.adapter import CoreAPI
     from bot.config import Config
-    from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,12 @@ class ConsoleAdapter:
     name = "console"
 
     def __init__(
-        self, cfg: Config, core: Core, stdin: TextIO, stdout: TextIO, stderr: TextIO | None = None
+        self,
+        cfg: Config,
+        core: CoreAPI,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO | None = None,
     ) -> None:
         self._core = core
         self._stdin = stdin
@@ -189,6 +194,6 @@ def _login_name() -> str:
         return "you"
 
 
-def create(cfg: Config, core: Core) -> ConsoleAdapter:
+def create(cfg: Config, core: CoreAPI) -> ConsoleAdapter:
     """The console is always available."""
     return ConsoleAdapter(cfg, core, sys.stdin, sys.stdout)

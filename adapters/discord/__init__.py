@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 from .adapter import DiscordAdapter, point_at
 
 if TYPE_CHECKING:
-    from bot.adapter import Adapter
+    from bot.adapter import Adapter, CoreAPI
     from bot.config import Config
-    from bot.core import Core
 
 __all__ = ["DiscordAdapter", "create"]
 
 
-def create(cfg: Config, core: Core) -> Adapter | None:
+def create(cfg: Config, core: CoreAPI) -> Adapter | None:
     """The Discord adapter, or None when no bot token is configured."""
     if not cfg.discord.enabled:
         return None

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 from .adapter import SlackAdapter
 
 if TYPE_CHECKING:
-    from bot.adapter import Adapter
+    from bot.adapter import Adapter, CoreAPI
     from bot.config import Config
-    from bot.core import Core
 
 __all__ = ["SlackAdapter", "create"]
 
 
-def create(cfg: Config, core: Core) -> Adapter | None:
+def create(cfg: Config, core: CoreAPI) -> Adapter | None:
     """The Slack adapter, or None when no bot token is configured."""
     if not cfg.slack.bot_token:
         return None

@@ -41,8 +41,8 @@ from .sink import SinkTexts, SlackSink, TeamFallbacks
 from .translate import BotIdentity, Inbound, Policy, accept, names_in_order, to_inbound
 
 if TYPE_CHECKING:
+    from bot.adapter import CoreAPI
     from bot.config import Config, SlackConfig
-    from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class SlackAdapter:
     def __init__(
         self,
         cfg: Config,
-        core: Core,
+        core: CoreAPI,
         *,
         api_base_url: str | None = None,
         ping_interval: float = SOCKET_PING_INTERVAL_S,
@@ -402,7 +402,7 @@ async def _on_error(error: Exception, body: dict[str, Any]) -> None:
         log.error("Slack: unhandled error in event %s", event_id, exc_info=error)
 
 
-def _sink_texts(core: Core) -> SinkTexts:
+def _sink_texts(core: CoreAPI) -> SinkTexts:
     """Catalog texts for the status line and placeholder, with English defaults."""
     defaults = SinkTexts()
     values: dict[str, str] = {}
