@@ -42,7 +42,7 @@ from .translate import BotIdentity, Inbound, Policy, accept, names_in_order, to_
 
 if TYPE_CHECKING:
     from bot.adapter import CoreAPI
-    from bot.config import Config, SlackConfig
+    from bot.config import SlackConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class SlackAdapter:
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: SlackConfig,
         core: CoreAPI,
         *,
         api_base_url: str | None = None,
@@ -71,14 +71,14 @@ class SlackAdapter:
         limits: PlatformLimits | None = None,
         paces: SlackPaces | None = None,
     ) -> None:
-        self._slack: SlackConfig = cfg.slack
+        self._slack = cfg
         self._core = core
         # slack_sdk joins method names onto the base URL: it must end with a slash.
         self._base_url = (api_base_url or SLACK_API_URL).rstrip("/") + "/"
         self._ping_interval = ping_interval
         self._limits = limits  # tests and benchmarks may pace differently
         self._paces = paces or SlackPaces()
-        self._policy = Policy.from_config(cfg.slack)
+        self._policy = Policy.from_config(cfg)
         self._fallbacks = TeamFallbacks()
         self._texts = _sink_texts(core)
         self._session: aiohttp.ClientSession | None = None
