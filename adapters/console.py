@@ -19,8 +19,8 @@ from bot.errors import StorageError
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
 
 if TYPE_CHECKING:
-    from bot.config import Config
-    from bot.core import Core
+    from bot.adapter import CoreAPI
+    from bot.config import ConsoleConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,19 @@ class ConsoleAdapter:
     name = "console"
 
     def __init__(
-        self, cfg: Config, core: Core, stdin: TextIO, stdout: TextIO, stderr: TextIO | None = None
+        self,
+        cfg: ConsoleConfig,
+        core: CoreAPI,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO | None = None,
     ) -> None:
         self._core = core
         self._stdin = stdin
         self._stdout = stdout
         self._stderr = stderr if stderr is not None else sys.stderr
-        self._key = ConversationKey("console", "local", cfg.console.session)
-        self._user = cfg.console.user_name or _login_name()
+        self._key = ConversationKey("console", "local", cfg.session)
+        self._user = cfg.user_name or _login_name()
         self._interactive = stdin.isatty()
         self._sink = ConsoleSink(stdout, core.texts.get("console_answer"))
         self._task: asyncio.Task[None] | None = None
@@ -189,6 +194,6 @@ def _login_name() -> str:
         return "you"
 
 
-def create(cfg: Config, core: Core) -> ConsoleAdapter:
+def create(cfg: ConsoleConfig, core: CoreAPI) -> ConsoleAdapter:
     """The console is always available."""
     return ConsoleAdapter(cfg, core, sys.stdin, sys.stdout)

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import tempfile
 import time
@@ -129,9 +128,7 @@ async def _slack_mentions(fake_model: FakeOpenAI) -> Results:
         cfg = bench_config(f"{fake_model.base_url}/v1", Path(tmp) / "bot.db")
         async with FakeSlack() as slack, bench_core(cfg) as (core, _watch):
             slack_cfg = SlackConfig(bot_token=slack.bot_token, app_token=slack.app_token)
-            adapter = SlackAdapter(
-                dataclasses.replace(cfg, slack=slack_cfg), core, api_base_url=slack.api_url
-            )
+            adapter = SlackAdapter(slack_cfg, core, api_base_url=slack.api_url)
             await adapter.start()
             try:
                 everyone = " ".join(f"<@U1{i:07d}>" for i in range(SLACK_MENTIONS))

@@ -1,8 +1,9 @@
-"""The interface every platform adapter implements.
+"""The interfaces between the core and the platform adapters.
 
-``bot.app`` loads an adapter module by name (``adapters.discord``, ``adapters.slack``,
-``adapters.console``) and calls its ``create(cfg, core)``, so the core never imports
-a platform library.
+An adapter implements :class:`Adapter` and sees the core only through
+:class:`CoreAPI`, so it depends on these few members, not on ``bot.core.Core``.
+``adapters/registry.py`` builds each adapter from its own config section; the
+core never imports a platform library.
 """
 
 from __future__ import annotations
@@ -11,8 +12,56 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .config import Config
-    from .core import Core
-    from .types import ReplySink
+    from .pacing import Pacer
+    from .texts import Texts
+    from .types import IncomingMessage, ReplySink
+
+
+class CommandSettings(Protocol):
+    """The one core setting an adapter reads."""
+
+    @property
+    def command_prefix(self) -> str:
+        """What starts a text command (``!`` by default): Discord's auto-thread
+        opens no thread for one."""
+        ...
+
+
+class CoreAPI(Protocol):
+    """What an adapter may ask of the core (``bot.core.Core`` implements it)."""
+
+    @property
+    def texts(self) -> Texts:
+        """The user-visible texts in the configured language, for the adapter's own
+        replies (welcome line, "not allowed here", storage failures)."""
+        ...
+
+    @property
+    def settings(self) -> CommandSettings:
+        """The core settings adapters read; only ``command_prefix``."""
+        ...
+
+    @property
+    def pacer(self) -> Pacer:
+        """The core's pacer: a Slack sink tells it about a 429, so every writer of
+        that bucket (the core's delivery included) backs off."""
+        ...
+
+    async def handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
+        """Accept one message; the answer follows through ``sink``.
+
+        Raises StorageError when the message could not be stored and ShuttingDown
+        once the core stopped taking messages: nothing was taken, so the adapter
+        must not acknowledge the message (or must tell the user).
+        """
+
+    async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
+        """Run a core command given natively (a Discord slash command) for ``msg``'s
+        conversation, replying through ``sink``; raises as ``handle`` does."""
+
+    async def drain(self) -> None:
+        """Wait until every accepted message was answered (the console waits for
+        one answer before it reads the next line)."""
 
 
 class Adapter(Protocol):
@@ -45,6 +94,7 @@ class Adapter(Protocol):
 
 
 class AdapterFactory(Protocol):
-    """``create`` of an adapter module: None when its credentials are not configured."""
+    """One platform's entry in ``adapters/registry.py``: hands that adapter's own
+    config section to its ``create``; None when its credentials are not configured."""
 
-    def __call__(self, cfg: Config, core: Core) -> Adapter | None: ...
+    def __call__(self, cfg: Config, core: CoreAPI) -> Adapter | None: ...

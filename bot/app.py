@@ -1,7 +1,11 @@
 """Start-up and shutdown: build the store, client and core once, run the adapters.
 
-Adapters and storage backends are loaded by module name, so ``bot/`` never
-imports a platform library and a backend can be added without touching the core.
+This is the composition root, and the one module in ``bot/`` that imports
+``storage`` and ``adapters`` (``tests/test_layering.py``). It lives here because
+``python -m bot`` starts in ``bot/`` and the layout has no other top-level package
+for it; the core modules still import neither. ``adapters.registry`` imports a
+platform's package only when that platform is started, so importing this module
+loads no platform library.
 """
 
 from __future__ import annotations
@@ -9,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from typing import cast
 
-from .adapter import Adapter, AdapterFactory
+from adapters.registry import PLATFORMS, create_adapter
+from storage import check_url, open_store
+
+from .adapter import Adapter
 from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError, StorageError
@@ -24,13 +29,16 @@ from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
 from .recovery import recovering
 from .shutdown import shut_down
-from .store import Store
 from .texts import Texts
 from .tokens import token_counter_for
+from .types import Platform
+
+# PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
+# only this module of the wiring.
+__all__ = ["EXIT_STORAGE", "PLATFORMS", "check_storage", "running_core", "serve"]
 
 log = logging.getLogger(__name__)
 
-PLATFORMS = ("discord", "slack")  # started by `python -m bot` when configured
 EXIT_STORAGE = 1  # an adapter stopped because the store failed (the console)
 # Young-generation collections start after this many net new container objects
 # (CPython's default: 700). An answer briefly holds a few thousand (parsed gateway
@@ -42,21 +50,9 @@ GC_YOUNG_THRESHOLD = 7000
 MIB = 1024 * 1024
 
 
-def open_store(url: str, **options: object) -> Store:
-    """The storage backend for ``storage.url`` (see ``storage/__init__.py``)."""
-    module = importlib.import_module("storage")
-    return cast(Store, module.open_store(url, **options))
-
-
 def check_storage(url: str) -> None:
     """Raise the ConfigError opening ``storage.url`` would, creating nothing (for ``check``)."""
-    importlib.import_module("storage").check_url(url)
-
-
-def load_adapter(name: str, cfg: Config, core: Core) -> Adapter | None:
-    """``adapters.<name>.create(cfg, core)``; None when not configured."""
-    factory = cast(AdapterFactory, importlib.import_module(f"adapters.{name}").create)
-    return factory(cfg, core)
+    check_url(url)
 
 
 @contextlib.asynccontextmanager
@@ -121,13 +117,13 @@ async def local_model_if(cfg: Config, wanted: bool) -> AsyncIterator[Config]:
         yield replace(cfg, openai=openai_cfg)
 
 
-async def serve(cfg: Config, platforms: Sequence[str], *, local: bool = False) -> int:
+async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = False) -> int:
     """Run the given adapters until SIGINT/SIGTERM or until they all stop."""
     stop = asyncio.Event()
     _on_signals(stop.set)
     started: list[Adapter] = []  # shut down by running_core, in order, on the way out
     async with local_model_if(cfg, local) as cfg, running_core(cfg, started) as core:
-        adapters = [a for name in platforms if (a := load_adapter(name, cfg, core)) is not None]
+        adapters = [a for name in platforms if (a := create_adapter(name, cfg, core)) is not None]
         if not adapters:
             raise StartupError(core.texts.get("no_platforms"))
         for adapter in adapters:

@@ -37,7 +37,7 @@ from adapters.slack import SlackAdapter
 from adapters.slack.pacing import SlackPaces, unlimited_paces
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
 from bot.adapter import Adapter
-from bot.config import Config, DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig
+from bot.config import DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig
 from bot.core import Core, CoreSettings
 from bot.llm import OpenAIChat
 from bot.local_model import INSTALL_COMMAND
@@ -732,14 +732,14 @@ async def fake_slack(no_proxy_env: None) -> AsyncIterator[FakeSlack]:
         yield fake
 
 
-def slack_config(fake: FakeSlack, **overrides: Any) -> Config:
+def slack_config(fake: FakeSlack, **overrides: Any) -> SlackConfig:
     values: dict[str, Any] = {
         "bot_token": fake.bot_token,
         "app_token": fake.app_token,
         "signing_secret": fake.signing_secret,
         **overrides,
     }
-    return Config(slack=SlackConfig(**values))
+    return SlackConfig(**values)
 
 
 @contextlib.asynccontextmanager

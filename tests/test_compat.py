@@ -38,7 +38,7 @@ import yarl
 from adapters.discord import compat as discord_compat
 from adapters.slack.adapter import SlackAdapter
 from bot import openai_compat, tiktoken_compat
-from bot.config import Config, SlackConfig
+from bot.config import SlackConfig
 from bot.core import Core
 from storage import compat as storage_compat
 from tests.fakes.fake_discord import FakeDiscord, guild, text_channel, user
@@ -530,12 +530,10 @@ async def test_the_slack_socket_client_opens_with_a_url_of_its_own(
     """Start checks the app token with apps.connections.open, then lets the socket
     client ask for its own URL (its public way) instead of handing it ours."""
     async with FakeSlack() as fake:
-        config = Config(
-            slack=SlackConfig(
-                bot_token=fake.bot_token,
-                app_token=fake.app_token,
-                signing_secret=fake.signing_secret,
-            )
+        config = SlackConfig(
+            bot_token=fake.bot_token,
+            app_token=fake.app_token,
+            signing_secret=fake.signing_secret,
         )
         adapter = SlackAdapter(config, memory_core, api_base_url=fake.api_url)
         await adapter.start()

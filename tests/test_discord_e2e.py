@@ -13,8 +13,9 @@ import re
 
 import pytest
 
-from adapters.discord import DiscordAdapter, create
+from adapters.discord import DiscordAdapter
 from adapters.discord.sink import MAX_LEN, channel_limits
+from adapters.registry import create_adapter
 from bot.config import Config, DiscordConfig
 from bot.core import Core
 from bot.errors import StartupError
@@ -489,8 +490,8 @@ async def test_failed_command_sync_is_only_a_warning(
 
 
 def test_create_needs_a_token(memory_core: Core) -> None:
-    assert create(Config(), memory_core) is None
-    adapter = create(Config(discord=DiscordConfig(token="x")), memory_core)
+    assert create_adapter("discord", Config(), memory_core) is None
+    adapter = create_adapter("discord", Config(discord=DiscordConfig(token="x")), memory_core)
     assert isinstance(adapter, DiscordAdapter)
 
 

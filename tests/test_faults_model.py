@@ -23,7 +23,7 @@ import pytest
 from adapters.console import ConsoleAdapter
 from adapters.discord import DiscordAdapter
 from bot.adapter import Adapter
-from bot.config import Config
+from bot.config import ConsoleConfig
 from bot.core import Core
 from bot.texts import Texts
 from bot.types import ConversationKey
@@ -169,7 +169,7 @@ async def console_chat(core: Core) -> AsyncIterator[ConsoleChat]:
     read_fd, write_fd = os.pipe()
     stdin = os.fdopen(read_fd, "r", encoding="utf-8")
     out = io.StringIO()
-    adapter = ConsoleAdapter(Config(), core, stdin, out)
+    adapter = ConsoleAdapter(ConsoleConfig(), core, stdin, out)
     await adapter.start()
     try:
         yield ConsoleChat(core, adapter, out, write_fd)

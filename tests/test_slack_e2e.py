@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 import storage
-from adapters.slack import SlackAdapter, create
+from adapters.registry import create_adapter
+from adapters.slack import SlackAdapter
 from bot.config import Config, SlackConfig
 from bot.core import Core
 from bot.errors import StartupError
@@ -371,8 +372,9 @@ async def test_bad_tokens_stop_start_with_one_clear_line(
 
 
 def test_create_needs_a_bot_token(memory_core: Core) -> None:
-    assert create(Config(), memory_core) is None
-    assert isinstance(create(Config(slack=SlackConfig(bot_token="x")), memory_core), SlackAdapter)
+    assert create_adapter("slack", Config(), memory_core) is None
+    adapter = create_adapter("slack", Config(slack=SlackConfig(bot_token="x")), memory_core)
+    assert isinstance(adapter, SlackAdapter)
 
 
 # -- HTTP mode -------------------------------------------------------------------

@@ -7,17 +7,16 @@ from typing import TYPE_CHECKING
 from .adapter import DiscordAdapter, point_at
 
 if TYPE_CHECKING:
-    from bot.adapter import Adapter
-    from bot.config import Config
-    from bot.core import Core
+    from bot.adapter import Adapter, CoreAPI
+    from bot.config import DiscordConfig
 
 __all__ = ["DiscordAdapter", "create"]
 
 
-def create(cfg: Config, core: Core) -> Adapter | None:
+def create(cfg: DiscordConfig, core: CoreAPI) -> Adapter | None:
     """The Discord adapter, or None when no bot token is configured."""
-    if not cfg.discord.enabled:
+    if not cfg.enabled:
         return None
-    if cfg.discord.api_url:
-        point_at(cfg.discord.api_url)
-    return DiscordAdapter(cfg.discord, core)
+    if cfg.api_url:
+        point_at(cfg.api_url)
+    return DiscordAdapter(cfg, core)

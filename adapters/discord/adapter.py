@@ -29,8 +29,8 @@ from .sink import NO_PINGS, ChannelSink, InteractionSink, MessageChannel, channe
 from .translate import Policy, command_incoming, moved_to_thread, thread_name, to_incoming
 
 if TYPE_CHECKING:
+    from bot.adapter import CoreAPI
     from bot.config import DiscordConfig
-    from bot.core import Core
     from bot.types import IncomingMessage
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class DiscordAdapter:
     def __init__(
         self,
         cfg: DiscordConfig,
-        core: Core,
+        core: CoreAPI,
         *,
         guild_ready_timeout: float = GUILD_READY_TIMEOUT_S,
         ready_timeout: float = READY_TIMEOUT_S,

@@ -41,8 +41,8 @@ from .sink import SinkTexts, SlackSink, TeamFallbacks
 from .translate import BotIdentity, Inbound, Policy, accept, names_in_order, to_inbound
 
 if TYPE_CHECKING:
-    from bot.config import Config, SlackConfig
-    from bot.core import Core
+    from bot.adapter import CoreAPI
+    from bot.config import SlackConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +63,22 @@ class SlackAdapter:
 
     def __init__(
         self,
-        cfg: Config,
-        core: Core,
+        cfg: SlackConfig,
+        core: CoreAPI,
         *,
         api_base_url: str | None = None,
         ping_interval: float = SOCKET_PING_INTERVAL_S,
         limits: PlatformLimits | None = None,
         paces: SlackPaces | None = None,
     ) -> None:
-        self._slack: SlackConfig = cfg.slack
+        self._slack = cfg
         self._core = core
         # slack_sdk joins method names onto the base URL: it must end with a slash.
         self._base_url = (api_base_url or SLACK_API_URL).rstrip("/") + "/"
         self._ping_interval = ping_interval
         self._limits = limits  # tests and benchmarks may pace differently
         self._paces = paces or SlackPaces()
-        self._policy = Policy.from_config(cfg.slack)
+        self._policy = Policy.from_config(cfg)
         self._fallbacks = TeamFallbacks()
         self._texts = _sink_texts(core)
         self._session: aiohttp.ClientSession | None = None
@@ -402,7 +402,7 @@ async def _on_error(error: Exception, body: dict[str, Any]) -> None:
         log.error("Slack: unhandled error in event %s", event_id, exc_info=error)
 
 
-def _sink_texts(core: Core) -> SinkTexts:
+def _sink_texts(core: CoreAPI) -> SinkTexts:
     """Catalog texts for the status line and placeholder, with English defaults."""
     defaults = SinkTexts()
     values: dict[str, str] = {}
