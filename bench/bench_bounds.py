@@ -7,7 +7,7 @@
   own process. Every message has its own author (the per-person rate limit is not
   what is measured). ``rss_long_messages_end_mb`` is VmRSS at the end.
 * ``loop_stall_max_ms``: the longest the event loop was late while the file system
-  was frozen for ``loop_stall_disk_s`` (bench/disk_stall.py holds every COMMIT,
+  was frozen for ``loop_stall_disk_s`` (fakes/disk_stall.py holds every COMMIT,
   as ``fsfreeze`` holds write() and fsync()) with 8 conversations talking. A
   ticker sleeps ``TICK_S`` over and over and records how late it wakes. Writes run
   on the store's worker thread, so a stalled commit stalls only the coroutine
@@ -35,6 +35,7 @@ from bot.llm import OpenAIChat, make_client
 from bot.texts import Texts
 from bot.tokens import token_counter_for
 from bot.types import ConversationKey, IncomingMessage
+from fakes.disk_stall import DiskStall
 from storage.sqlite import SqliteStore
 
 from .common import (
@@ -55,7 +56,6 @@ from .common import (
     rounded,
     rss_mb,
 )
-from .disk_stall import DiskStall
 
 log = logging.getLogger(__name__)
 

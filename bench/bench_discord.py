@@ -1,6 +1,6 @@
 """Discord end to end: the real discord.py in ``python -m bot`` against a fake Discord.
 
-The fake Discord (``tests.fakes.fake_discord``, in this process) enforces Discord's
+The fake Discord (``fakes.fake_discord``, in this process) enforces Discord's
 per-channel message window, 5 writes per 5 s (``channel_write_limit=(5, 5.0)``),
 and sends the X-RateLimit headers discord.py obeys; a 429 means the bot overran it.
 A question is a gateway MESSAGE_CREATE mentioning the bot, from one of 4,096 people
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.fake_discord import (
+from fakes.fake_discord import (
     FakeDiscord,
     JsonDict,
     Reply,

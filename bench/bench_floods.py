@@ -24,8 +24,8 @@ from adapters.slack import SlackAdapter
 from bot.config import SlackConfig
 from bot.core import Core
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
-from tests.fakes.fake_openai import FakeOpenAI
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_openai import FakeOpenAI
+from fakes.fake_slack import FakeSlack
 
 from .common import Benchmark, Results, RunOptions, Target, bench_config, bench_core, rounded
 

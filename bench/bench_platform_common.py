@@ -37,7 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.__main__ import loop_factory
-from tests.fakes.fake_openai import Behaviour, FakeOpenAI, JsonDict, echo_last_user
+from fakes.fake_openai import Behaviour, FakeOpenAI, JsonDict, echo_last_user
 
 from .common import (
     REPO_ROOT,

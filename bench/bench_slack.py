@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.fake_slack import ApiCall, FakeSlack, JsonDict
+from fakes.fake_slack import ApiCall, FakeSlack, JsonDict
 
 from .bench_platform_common import (
     LONG_ANSWER,

@@ -2,7 +2,7 @@
 
 The same set-up as ``bench_slack`` (``python -m bot`` with the shipped config, real
 slack_bolt over Socket Mode), but the fake Slack enforces the limits Slack documents
-(``tests/fakes/slack_limits.py``): chat.update Tier 3 (50/min), chat.appendStream
+(``fakes/slack_limits.py``): chat.update Tier 3 (50/min), chat.appendStream
 Tier 4 (100/min), chat.startStream and chat.stopStream Tier 2 (20/min), per workspace,
 with bursts; chat.postMessage about one per second per channel (3 at once). Past a
 limit it answers 429 with Retry-After and counts it. Everything runs in one workspace.
@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from tests.fakes.slack_limits import DOCUMENTED
+from fakes.slack_limits import DOCUMENTED
 
 from .bench_platform_common import (
     FAST_MODEL,

@@ -316,7 +316,7 @@ class FakeServer:
 async def fake_openai_process(
     *, ttft_ms: float, chunks: int, chunk_interval_ms: float, text: str | None = None
 ) -> AsyncIterator[FakeServer]:
-    """Run ``tests.fakes.fake_openai`` in its own process until the block ends.
+    """Run ``fakes.fake_openai`` in its own process until the block ends.
 
     A separate process keeps the fake's work (SSE framing, timers) off the event
     loop being measured, as a real model server would be.
@@ -333,7 +333,7 @@ async def fake_openai_process(
     ]
     if text is not None:
         args += ["--text", text]
-    async with model_process("tests.fakes.fake_openai", *args) as server:
+    async with model_process("fakes.fake_openai", *args) as server:
         yield server
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fakes.fixtures import fake_openai, no_proxy_env, openai_client
+from fakes.fixtures import fake_openai, no_proxy_env, openai_client
 from tests.support import core_factory, fake_model, memory_core, model_core, sqlite_store
 
 __all__ = [

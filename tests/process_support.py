@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_slack import FakeSlack
 from tests.support import spawn_bot
 
 START_LIMIT_S = 30.0  # from exec to connected; normally about a second

@@ -46,9 +46,7 @@ from bot.store import Store
 from bot.texts import Texts
 from bot.tokens import token_counter_for
 from bot.types import ChatModel, ConversationKey, IncomingMessage, PlatformLimits, Turn
-from storage.memory import MemoryStore
-from storage.sqlite import SqliteStore
-from tests.fakes.fake_discord import (
+from fakes.fake_discord import (
     PERM_MANAGE_GUILD,
     FakeDiscord,
     JsonDict,
@@ -60,9 +58,11 @@ from tests.fakes.fake_discord import (
     thread_channel,
     user,
 )
-from tests.fakes.fake_model import FakeModel
-from tests.fakes.fake_openai import FakeOpenAI, echo_last_user
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_model import FakeModel
+from fakes.fake_openai import FakeOpenAI, echo_last_user
+from fakes.fake_slack import FakeSlack
+from storage.memory import MemoryStore
+from storage.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPE = asyncio.subprocess.PIPE

@@ -19,8 +19,8 @@ from bot.core import Core
 from bot.split import split_text
 from bot.texts import Texts
 from bot.types import ConversationKey
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_discord import FakeDiscord
+from fakes.fake_openai import FakeOpenAI, reply
 from tests.support import ALICE, GENERAL, answered, fake_discord, mention, settle
 from tests.support import discord_texts as texts
 from tests.support import running_discord as running

@@ -47,7 +47,7 @@ from bench.common import (
     percentile,
     to_json,
 )
-from tests.fakes.fake_openai import Behaviour
+from fakes.fake_openai import Behaviour
 
 QUICK_RUN_TIMEOUT_S = 200.0  # bounds added ~20 s
 

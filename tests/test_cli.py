@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_openai import FakeOpenAI, reply
 from tests.support import (
     RUN_LIMIT_S,
     SECRETS,

@@ -14,8 +14,8 @@ from bot.commands import COMMANDS
 from bot.config import Language
 from bot.core import Core
 from bot.texts import CATALOG, Texts
+from fakes.fake_model import FakeModel
 from storage.memory import MemoryStore
-from tests.fakes.fake_model import FakeModel
 from tests.support import RecordingSink, core_on, message, settle
 
 LANGUAGES: list[Language] = ["en", "ko"]

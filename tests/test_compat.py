@@ -40,11 +40,11 @@ from adapters.slack.adapter import SlackAdapter
 from bot import openai_compat, tiktoken_compat
 from bot.config import SlackConfig
 from bot.core import Core
+from fakes.fake_discord import FakeDiscord, guild, text_channel, user
+from fakes.fake_openai import FakeOpenAI, server_error
+from fakes.fake_slack import FakeSlack
+from fakes.fixtures import FAKE_API_KEY
 from storage import compat as storage_compat
-from tests.fakes.fake_discord import FakeDiscord, guild, text_channel, user
-from tests.fakes.fake_openai import FakeOpenAI, server_error
-from tests.fakes.fake_slack import FakeSlack
-from tests.fakes.fixtures import FAKE_API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN_PACKAGES = ("bot", "adapters", "storage")

@@ -12,15 +12,15 @@ from bot.errors import LLMErrorKind, ShuttingDown
 from bot.indicator import TYPING_DELAY_S
 from bot.texts import Texts
 from bot.types import ChatMessage
-from storage.memory import MemoryStore
-from tests.fakes.fake_model import FakeModel, echoes, fails, says
-from tests.fakes.fake_openai import (
+from fakes.fake_model import FakeModel, echoes, fails, says
+from fakes.fake_openai import (
     FakeOpenAI,
     dropped,
     reply,
     server_error,
     slow_first_token,
 )
+from storage.memory import MemoryStore
 from tests.support import CoreFactory, RecordingSink, message, settle, until
 
 EN = Texts("en")

@@ -10,7 +10,7 @@ import pytest
 from bot.core import Core
 from bot.texts import Texts
 from bot.tokens import TokenCounter
-from tests.fakes.fake_openai import FakeOpenAI, echo_last_user
+from fakes.fake_openai import FakeOpenAI, echo_last_user
 from tests.support import CoreFactory, RecordingSink, message, settle
 
 EN = Texts("en")

@@ -20,13 +20,13 @@ from bot.config import Config, DiscordConfig
 from bot.core import Core
 from bot.errors import StartupError
 from bot.indicator import TYPING_DELAY_S
-from tests.fakes.fake_discord import (
+from fakes.fake_discord import (
     INTENT_MESSAGE_CONTENT,
     PERM_MANAGE_GUILD,
     FakeDiscord,
     thread_channel,
 )
-from tests.fakes.fake_openai import FakeOpenAI, echo_last_user, reply, server_error
+from fakes.fake_openai import FakeOpenAI, echo_last_user, reply, server_error
 from tests.support import (
     ALICE,
     BOB,

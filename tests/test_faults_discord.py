@@ -16,9 +16,9 @@ import pytest
 
 from bot.core import Core
 from bot.types import ConversationKey
+from fakes.fake_discord import FakeDiscord
+from fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
 from storage.sqlite import SqliteStore
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
 from tests.support import (
     ALICE,
     GENERAL,

@@ -27,9 +27,8 @@ from bot.config import ConsoleConfig
 from bot.core import Core
 from bot.texts import Texts
 from bot.types import ConversationKey
-from storage.sqlite import SqliteStore
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import (
+from fakes.fake_discord import FakeDiscord
+from fakes.fake_openai import (
     DEFAULT_TEXT,
     Behaviour,
     FakeOpenAI,
@@ -40,7 +39,8 @@ from tests.fakes.fake_openai import (
     server_error,
     slow_first_token,
 )
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_slack import FakeSlack
+from storage.sqlite import SqliteStore
 from tests.support import (
     ALICE,
     GENERAL,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_openai import DEFAULT_TEXT, Behaviour, FakeOpenAI
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_discord import FakeDiscord
+from fakes.fake_openai import DEFAULT_TEXT, Behaviour, FakeOpenAI
+from fakes.fake_slack import FakeSlack
 from tests.process_support import (
     ANSWER_LIMIT_S,
     START_LIMIT_S,

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from bot.types import ConversationKey
+from fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
+from fakes.fake_slack import FakeSlack
 from storage.sqlite import SqliteStore
-from tests.fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
-from tests.fakes.fake_slack import FakeSlack
 from tests.support import (
     MARK,
     CoreFactory,

@@ -19,7 +19,7 @@ from bot.floodgate import Refusal, WaitingCaps
 from bot.modelcap import CappedModel
 from bot.ratelimit import NOTICE_WINDOW_S, UserLimiter
 from bot.texts import Texts
-from tests.fakes.fake_openai import FakeOpenAI, echo_last_user, reply
+from fakes.fake_openai import FakeOpenAI, echo_last_user, reply
 from tests.support import CoreFactory, RecordingSink, message, settle
 
 EN = Texts("en")
@@ -189,7 +189,7 @@ async def test_a_redelivered_message_does_not_take_a_second_place(
 
 
 def reply_text() -> str:
-    from tests.fakes.fake_openai import DEFAULT_TEXT
+    from fakes.fake_openai import DEFAULT_TEXT
 
     return DEFAULT_TEXT
 

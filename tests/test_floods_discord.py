@@ -11,8 +11,8 @@ import pytest
 from bot.core import Core
 from bot.texts import Texts
 from bot.types import ConversationKey, IncomingMessage, ReplySink
-from tests.fakes.fake_discord import FakeDiscord, JsonDict
-from tests.fakes.fake_openai import FakeOpenAI, echo_last_user, reply
+from fakes.fake_discord import FakeDiscord, JsonDict
+from fakes.fake_openai import FakeOpenAI, echo_last_user, reply
 from tests.support import (
     ALICE,
     BOB,

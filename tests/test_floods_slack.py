@@ -6,8 +6,8 @@ import asyncio
 
 from adapters.slack.names import MAX_LOOKUPS_PER_MESSAGE
 from bot.core import Core
-from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_slack import FakeSlack
 from tests.support import SLACK_WAIT_S as WAIT_S
 from tests.support import deliver, fake_slack, until, user_contents
 from tests.support import running_slack as running

@@ -21,9 +21,9 @@ import pytest_asyncio
 from bot.app import EXIT_STORAGE
 from bot.core import Core
 from bot.texts import Texts
+from fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_slack import FakeSlack
 from tests.failing_store import DISK_FULL, DISK_IO_ERROR, BrokenDiskStore
-from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.fakes.fake_slack import FakeSlack
 from tests.support import (
     ALICE,
     GENERAL,

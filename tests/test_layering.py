@@ -14,7 +14,7 @@ import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
 
-from tests.fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_openai import FakeOpenAI, reply
 from tests.support import ROOT, RUN_LIMIT_S, bot_env
 
 PLATFORM_LIBRARIES = ("discord", "slack_bolt", "slack_sdk")

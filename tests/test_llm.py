@@ -19,7 +19,7 @@ from bot.config import NO_KEY_PLACEHOLDER, config_from_dict
 from bot.errors import LLMError
 from bot.llm import OpenAIChat, default_token_param, make_client
 from bot.types import Answer, ChatMessage, Usage
-from tests.fakes.fake_openai import (
+from fakes.fake_openai import (
     GARBAGE_LINE,
     Behaviour,
     FakeOpenAI,
@@ -35,7 +35,7 @@ from tests.fakes.fake_openai import (
     unauthorized,
     unsupported_parameter,
 )
-from tests.fakes.fixtures import FAKE_API_KEY, sdk_client
+from fakes.fixtures import FAKE_API_KEY, sdk_client
 
 MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You are terse."},
@@ -641,7 +641,7 @@ async def test_fake_serves_non_streaming_requests_and_models(
 
 
 def test_fake_runs_as_its_own_process(no_proxy_env: None) -> None:
-    cmd = [sys.executable, "-m", "tests.fakes.fake_openai", "--port", "0", "--ttft-ms", "0"]
+    cmd = [sys.executable, "-m", "fakes.fake_openai", "--port", "0", "--ttft-ms", "0"]
     cmd += ["--chunks", "3", "--chunk-interval-ms", "0", "--text", "from another process"]
     with subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True) as proc:
         try:

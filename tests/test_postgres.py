@@ -17,9 +17,9 @@ import pytest
 
 from bot.core import Core
 from bot.errors import StartupError, StorageError, StoreFailure
+from fakes.fake_openai import FakeOpenAI, reply
 from storage.postgres import PostgresStore
 from storage.postgres_sql import SCHEMA_VERSION, SQL_ADD_ANSWER
-from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.postgres_support import postgres_schema
 from tests.store_support import CONV, answer, user
 from tests.support import CoreFactory, RecordingSink, bot_env, message, run_bot, settle

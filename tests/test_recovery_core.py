@@ -14,8 +14,8 @@ from bot.instances import STALE_AFTER_S
 from bot.recovery import recover
 from bot.store import Origin
 from bot.types import IncomingMessage, ReplySink, Turn
+from fakes.fake_openai import Behaviour, FakeOpenAI, echo_last_user, reply
 from storage import SqliteStore
-from tests.fakes.fake_openai import Behaviour, FakeOpenAI, echo_last_user, reply
 from tests.store_support import FakeClock
 from tests.support import ROOT, CoreFactory, RecordingSink, bot_env, message, run_bot, settle
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from bot.instances import STALE_AFTER_S
-from tests.fakes.fake_discord import FakeDiscord, JsonDict
-from tests.fakes.fake_openai import Behaviour, FakeOpenAI
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_discord import FakeDiscord, JsonDict
+from fakes.fake_openai import Behaviour, FakeOpenAI
+from fakes.fake_slack import FakeSlack
 from tests.process_support import Bot, bot_process, rows, slack_env
 from tests.support import (
     ALICE,

@@ -19,9 +19,9 @@ import pytest
 
 from bot.shutdown import shut_down
 from bot.texts import Texts
+from fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_slack import FakeSlack
 from storage.sqlite import SqliteStore
-from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.fakes.fake_slack import FakeSlack
 from tests.process_support import (
     ANSWER_LIMIT_S,
     START_LIMIT_S,

@@ -21,8 +21,8 @@ from bot.config import Config, SlackConfig
 from bot.core import Core
 from bot.errors import StartupError
 from bot.indicator import TYPING_DELAY_S
-from tests.fakes.fake_openai import FakeOpenAI, reply, unauthorized
-from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
+from fakes.fake_openai import FakeOpenAI, reply, unauthorized
+from fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
 from tests.support import SLACK_CHANNEL as CHANNEL
 from tests.support import SLACK_WAIT_S as WAIT_S
 from tests.support import (

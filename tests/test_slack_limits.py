@@ -1,6 +1,6 @@
 """Busy Slack channels under Slack's real limits: real slack_bolt + slack_sdk, a real Core.
 
-The fake Slack enforces the documented limits (tests/fakes/slack_limits.py: tiers per
+The fake Slack enforces the documented limits (fakes/slack_limits.py: tiers per
 workspace and method, about one post per second per channel) and answers 429 past
 them; the adapter runs with its shipped paces. Every answer must arrive whole, with
 no 429 sent, and a 429 in one workspace must not hold up another.
@@ -16,9 +16,9 @@ import pytest_asyncio
 
 from adapters.slack.pacing import SlackPaces
 from bot.core import Core
-from tests.fakes.fake_openai import FakeOpenAI, JsonDict, echo_last_user
-from tests.fakes.fake_slack import FakeSlack
-from tests.fakes.slack_limits import DOCUMENTED
+from fakes.fake_openai import FakeOpenAI, JsonDict, echo_last_user
+from fakes.fake_slack import FakeSlack
+from fakes.slack_limits import DOCUMENTED
 from tests.support import running_slack as running
 
 CHANNEL = "C0BUSY"

@@ -11,8 +11,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.mentions import SAFE_AT
 from bot.core import Core
-from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_slack import FakeSlack
 from tests.support import SLACK_CHANNEL as CHANNEL
 from tests.support import client, deliver, fake_slack, make_sink
 from tests.support import running_slack as running

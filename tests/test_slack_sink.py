@@ -20,7 +20,7 @@ from adapters.slack.pacing import STATUS, TIERS, ReadsRateLimitRetry, SlackPaces
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SlackSink, TeamFallbacks
 from bot.pacing import Pacer
 from bot.types import NativeStreamSink, NativeStreamUnavailable, ReplySink
-from tests.fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
+from fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
 from tests.support import SLACK_CHANNEL as CHANNEL
 from tests.support import SLACK_THREAD as THREAD
 from tests.support import client, make_sink

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from bot.core import Core
-from tests.fakes.fake_openai import FakeOpenAI, reply
-from tests.fakes.fake_slack import FakeSlack
+from fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_slack import FakeSlack
 from tests.support import SLACK_CHANNEL as CHANNEL
 from tests.support import deliver, fake_slack
 from tests.support import running_slack as running

@@ -7,9 +7,9 @@ import dataclasses
 
 from bot.core import Core
 from bot.texts import Texts
+from fakes.fake_discord import PERM_MANAGE_GUILD, FakeDiscord
+from fakes.fake_openai import FakeOpenAI, reply
 from storage.sqlite import SqliteStore
-from tests.fakes.fake_discord import PERM_MANAGE_GUILD, FakeDiscord
-from tests.fakes.fake_openai import FakeOpenAI, reply
 from tests.support import (
     BOB,
     GENERAL,

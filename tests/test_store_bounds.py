@@ -1,6 +1,6 @@
 """The store under stress: a stalled disk, a huge conversation, a retention limit.
 
-* A frozen file system (bench/disk_stall.py holds every COMMIT) stalls only the
+* A frozen file system (fakes/disk_stall.py holds every COMMIT) stalls only the
   write waiting for it: the event loop, and other conversations' answers, go on.
 * A redelivered event finds its turn through an index, not a walk of the
   conversation (EXPLAIN QUERY PLAN).
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.disk_stall import DiskStall
 from bot.store import Store
 from bot.types import Turn
+from fakes.disk_stall import DiskStall
+from fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
 from storage import MemoryStore, SqliteStore, sqlite_ops
 from storage.postgres import PostgresStore
 from storage.sqlite import PRUNE_BATCH, PRUNE_INTERVAL_S
-from tests.fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
 from tests.postgres_support import postgres_schema
 from tests.store_support import KINDS, opened_store
 from tests.support import CoreFactory, RecordingSink, message, settle

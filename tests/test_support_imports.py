@@ -73,7 +73,7 @@ def test_the_check_lets_shared_helpers_through() -> None:
     source = "\n".join(
         (
             "from tests.support import settle",
-            "from tests.fakes.fake_openai import reply",
+            "from fakes.fake_openai import reply",
             "from tests import support",
             "import pytest",
             "from bot.texts import Texts",

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from bot.llm import make_client
-from tests.fakes.fake_openai import FakeOpenAI
+from fakes.fake_openai import FakeOpenAI
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 FAKE_API_KEY = "sk-test-0123456789abcdef"

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.served import Served
+from fakes.served import Served
 
 HOST = "127.0.0.1"
 API_PREFIX = "/api/v10"

@@ -11,7 +11,7 @@ or the status line with that error code; :meth:`rate_limit` answers the next
 calls of a method with 429 and an integer ``Retry-After``; :meth:`fail` makes
 the next calls of a method return ``{"ok": false, "error": ...}``.
 
-:attr:`limits` (``tests/fakes/slack_limits.py``, on by default) makes the fake
+:attr:`limits` (``fakes/slack_limits.py``, on by default) makes the fake
 enforce Slack's documented rate limits, per workspace and method and per channel for posts,
 answering 429 + Retry-After past them (:attr:`limited` counts those). A call's
 workspace is its channel's team in :attr:`channel_teams`, else :attr:`team_id`.
@@ -34,8 +34,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.served import Served
-from tests.fakes.slack_limits import DOCUMENTED, LimitBook, SlackLimits
+from fakes.served import Served
+from fakes.slack_limits import DOCUMENTED, LimitBook, SlackLimits
 
 HOST = "127.0.0.1"
 MARKDOWN_LIMIT = 12_000  # Slack's documented limit for markdown_text

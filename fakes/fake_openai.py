@@ -6,9 +6,9 @@ records what it received, so tests can assert on request bodies and headers.
 
 Three ways to run it:
 
-* pytest: ``async with FakeOpenAI() as fake:`` (see ``tests/fakes/fixtures.py``);
+* pytest: ``async with FakeOpenAI() as fake:`` (see ``fakes/fixtures.py``);
 * a benchmark script: the same ``async with``, then ``fake.base_url``;
-* its own process: ``python -m tests.fakes.fake_openai --port 0 --ttft-ms 50 --chunks 20
+* its own process: ``python -m fakes.fake_openai --port 0 --ttft-ms 50 --chunks 20
   --chunk-interval-ms 5`` prints ``listening on http://127.0.0.1:PORT`` and serves until
   SIGINT/SIGTERM.
 """
@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.served import Served
+from fakes.served import Served
 
 HOST = "127.0.0.1"
 DEFAULT_MODEL = "fake-model"
@@ -547,7 +547,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m tests.fakes.fake_openai``."""
+    """Entry point of ``python -m fakes.fake_openai``."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(_parse_args(argv)))
 
