@@ -42,6 +42,7 @@ from bot.types import Turn
 
 from . import postgres_sql as sql
 from .migrations import SEEN_RETENTION_S
+from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
 from .sqlite_ops import check_role, opt_str, row_to_turn
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ CONNECT_TIMEOUT_S = 10.0  # a server that does not answer at start: one line, ex
 # of holding its message, and a pooled connection, forever.
 COMMAND_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 5.0  # then the pool's connections are cut
-PRUNE_INTERVAL_S = 3600.0
-PRUNE_BATCH = 500  # as SQLite: each batch a short statement, writers go between
 DAY_S = 24 * 3600.0
 NUL_SHOWN_AS = "\ufffd"  # PostgreSQL's TEXT cannot hold NUL (see _text)
 CONFIG_KEY = "storage.url"  # bot/startup.py adds DATABASE_URL when that set it
@@ -90,8 +89,7 @@ class PostgresStore:
         self._retention_s = retention_days * DAY_S  # 0: keep turns forever
         self._heartbeat_s = heartbeat_s
         self._pool: Any = None  # asyncpg.Pool once open
-        self._next_prune = 0.0
-        self._pruning: asyncio.Task[None] | None = None
+        self._prunes = PruneSchedule(clock, self._prune)
         self._heartbeat: asyncio.Task[None] | None = None
         self.instance_id = new_instance_id()
         self._host, self._pid = process_identity()
@@ -126,7 +124,7 @@ class PostgresStore:
                 raise self._unusable(exc) from None
             raise
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
-        self._maybe_prune()  # at once: a bot restarted daily would otherwise never prune
+        self._prunes.maybe_start()  # at once (storage/pruning.py)
 
     def _unusable(self, exc: BaseException) -> ConfigError:
         reason = redact_text(str(exc)) or type(exc).__name__
@@ -136,9 +134,7 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Stop pruning and beating, remove the instance row, close the pool; safe twice."""
-        if self._pruning is not None:
-            self._pruning.cancel()  # between batches; the next start goes on from there
-            await asyncio.gather(self._pruning, return_exceptions=True)
+        await self._prunes.stop()
         heartbeat, self._heartbeat = self._heartbeat, None
         if heartbeat is not None:
             heartbeat.cancel()
@@ -160,7 +156,7 @@ class PostgresStore:
     ) -> int | None:
         """Store a user turn unless its message id was seen; committed on return."""
         check_role(turn, "user")
-        self._maybe_prune()
+        self._prunes.maybe_start()
         target, is_dm = (None, False) if origin is None else (origin.reply_target, origin.is_dm)
         row = await self._fetchrow(
             sql.SQL_ADD_USER,
@@ -184,7 +180,7 @@ class PostgresStore:
 
     async def claim(self, conversation: str, message_id: str) -> bool:
         """Record a message id; True the first time only."""
-        self._maybe_prune()
+        self._prunes.maybe_start()
         row = await self._fetchrow(sql.SQL_CLAIM, conversation, message_id, self._clock())
         return row is not None
 
@@ -266,7 +262,7 @@ class PostgresStore:
 
     async def prune_seen(self) -> int:
         """Forget dedupe rows older than the retention; how many."""
-        self._next_prune = self._clock() + PRUNE_INTERVAL_S
+        self._prunes.postpone()
         status = await self._execute(sql.SQL_PRUNE_SEEN, self._clock() - SEEN_RETENTION_S)
         pruned = _rowcount(status)
         if pruned:
@@ -277,31 +273,16 @@ class PostgresStore:
         """Delete turns older than ``retention_days`` in batches (none with 0); how many."""
         if not self._retention_s:
             return 0
-        cutoff, total = self._clock() - self._retention_s, 0
-        while True:
-            pruned = _rowcount(await self._execute(sql.SQL_PRUNE_TURNS, cutoff, PRUNE_BATCH))
-            total += pruned
-            if pruned < PRUNE_BATCH:
-                break
-        if total:
-            log.info("storage: deleted %d turns older than the retention", total)
-        return total
+        cutoff = self._clock() - self._retention_s
 
-    def _maybe_prune(self) -> None:
-        """Start the hourly prune in the background: the message never waits for it."""
-        if self._clock() < self._next_prune or self._pruning is not None:
-            return
-        self._next_prune = self._clock() + PRUNE_INTERVAL_S
-        self._pruning = asyncio.get_running_loop().create_task(self._prune())
+        async def delete_batch() -> int:
+            return _rowcount(await self._execute(sql.SQL_PRUNE_TURNS, cutoff, PRUNE_BATCH))
+
+        return await delete_in_batches(delete_batch)
 
     async def _prune(self) -> None:
-        try:
-            await self.prune_seen()
-            await self.prune_turns()
-        except Exception as exc:  # the next hour tries again; nothing is lost
-            log.warning("storage: pruning failed: %s", exc)
-        finally:
-            self._pruning = None
+        await self.prune_seen()
+        await self.prune_turns()
 
     async def _beat(self) -> None:
         await self._execute(sql.SQL_BEAT, self.instance_id, self._clock(), self._host, self._pid)

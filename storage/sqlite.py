@@ -46,6 +46,7 @@ from bot.types import Turn
 from . import compat, problems
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
+from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
 from .turn_cache import MAX_BYTES, TurnCache
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,7 @@ SYNCHRONOUS = "NORMAL"
 # over the file, and loading one costs a read() per page otherwise. Only the address
 # space is reserved; pages count as memory once touched, and the OS can drop them.
 MMAP_BYTES = 256 * 1024 * 1024
-PRUNE_INTERVAL_S = 3600.0
 DAY_S = 24 * 3600.0
-# Old turns are deleted this many at a time: each batch is one short transaction, so
-# a first prune of millions of rows never holds the write lock for long, and the
-# messages' own writes take their turns on the worker thread between batches.
-PRUNE_BATCH = 500
 # SQLite would checkpoint inside the commit that fills 1000 pages of WAL, on the
 # event loop. Instead the worker thread checkpoints at most this often after writes.
 CHECKPOINT_INTERVAL_S = 1.0
@@ -105,10 +101,9 @@ class SqliteStore:
         self._on_connect = on_connect  # called with each connection (tests, benchmarks)
         self._worker: aiosqlite.Connection | None = None
         self._inline: sqlite3.Connection | None = None
-        self._next_prune = 0.0
         self._next_checkpoint = 0.0
         self._checkpoint: asyncio.Task[None] | None = None
-        self._pruning: asyncio.Task[None] | None = None
+        self._prunes = PruneSchedule(clock, self._prune)
         self._cache = TurnCache(max_bytes=cache_bytes) if turn_cache is None else turn_cache
         self._data_version = -1  # the inline connection's, as of the cache's last use
         self._worker_version = -1  # the worker's, as of its last write
@@ -163,15 +158,13 @@ class SqliteStore:
         await self._forget_gone_processes()
         await self._beat()
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
-        self._maybe_prune()  # at once: a bot restarted daily would otherwise never prune
+        self._prunes.maybe_start()  # at once (storage/pruning.py)
 
     async def close(self) -> None:
         """Finish a running checkpoint or write, then close; safe to call twice.
 
         The instance row goes too: what this store owned is free at once."""
-        if self._pruning is not None:
-            self._pruning.cancel()  # between batches; the next start goes on from there
-            await asyncio.gather(self._pruning, return_exceptions=True)
+        await self._prunes.stop()
         heartbeat, self._heartbeat = self._heartbeat, None
         if heartbeat is not None:
             heartbeat.cancel()
@@ -196,7 +189,7 @@ class SqliteStore:
     ) -> int | None:
         """Store a user turn unless its message id was seen; durable on return."""
         ops.check_role(turn, "user")
-        self._maybe_prune()
+        self._prunes.maybe_start()
         target, is_dm = (None, False) if origin is None else (origin.reply_target, origin.is_dm)
         stored = await self._write(
             ops.add_user_turn, conversation, turn, self._clock(), self.instance_id, target, is_dm
@@ -223,7 +216,7 @@ class SqliteStore:
 
     async def claim(self, conversation: str, message_id: str) -> bool:
         """Record a message id; True the first time only."""
-        self._maybe_prune()
+        self._prunes.maybe_start()
         params = (conversation, message_id, self._clock())
         return await self._write(ops.execute, ops.SQL_CLAIM, params) == 1
 
@@ -348,7 +341,7 @@ class SqliteStore:
 
     async def prune_seen(self) -> int:
         """Forget dedupe rows older than the retention (on the worker thread); how many."""
-        self._next_prune = self._clock() + PRUNE_INTERVAL_S
+        self._prunes.postpone()
         cutoff = self._clock() - SEEN_RETENTION_S
         pruned = await self._write(ops.execute, ops.SQL_PRUNE, (cutoff,))
         if pruned:
@@ -362,33 +355,19 @@ class SqliteStore:
         message is still recognised."""
         if not self._retention_s:
             return 0
-        cutoff, total = self._clock() - self._retention_s, 0
-        while True:
-            pruned = await self._write(ops.execute, ops.SQL_PRUNE_TURNS, (cutoff, PRUNE_BATCH))
-            total += pruned
-            if pruned:
-                self._cache.clear()  # held turns may be among them; rare, so simply all
-            if pruned < PRUNE_BATCH:
-                break
-        if total:
-            log.info("storage: deleted %d turns older than the retention", total)
-        return total
+        cutoff = self._clock() - self._retention_s
 
-    def _maybe_prune(self) -> None:
-        """Start the hourly prune in the background: the message never waits for it."""
-        if self._clock() < self._next_prune or self._pruning is not None:
-            return
-        self._next_prune = self._clock() + PRUNE_INTERVAL_S
-        self._pruning = asyncio.get_running_loop().create_task(self._prune())
+        async def delete_batch() -> int:
+            deleted = await self._write(ops.execute, ops.SQL_PRUNE_TURNS, (cutoff, PRUNE_BATCH))
+            if deleted:
+                self._cache.clear()  # held turns may be among them; rare, so simply all
+            return int(deleted)
+
+        return await delete_in_batches(delete_batch)
 
     async def _prune(self) -> None:
-        try:
-            await self.prune_seen()
-            await self.prune_turns()
-        except Exception as exc:  # the next hour tries again; nothing is lost
-            log.warning("storage: pruning failed: %s", exc)
-        finally:
-            self._pruning = None
+        await self.prune_seen()
+        await self.prune_turns()
 
     def _data_version_now(self) -> int:
         """SQLite's count of commits by other connections (ours do not change it);

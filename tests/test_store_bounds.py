@@ -25,7 +25,7 @@ from fakes.disk_stall import DiskStall
 from fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
 from storage import MemoryStore, SqliteStore, sqlite_ops
 from storage.postgres import PostgresStore
-from storage.sqlite import PRUNE_BATCH, PRUNE_INTERVAL_S
+from storage.pruning import PRUNE_BATCH, PRUNE_INTERVAL_S
 from tests.postgres_support import postgres_schema
 from tests.store_support import KINDS, opened_store
 from tests.support import CoreFactory, RecordingSink, message, settle
@@ -151,8 +151,8 @@ async def check_retention(kind: str, tmp_path: Path, url: str) -> None:
         path = str(tmp_path / "bot.db")
         store = SqliteStore(path, clock=clock, retention_days=2, on_connect=watch)
     await store.open()
-    if isinstance(store, SqliteStore | PostgresStore) and store._pruning is not None:
-        await store._pruning  # the prune every start begins with (nothing to do yet)
+    if isinstance(store, SqliteStore | PostgresStore) and store._prunes.task is not None:
+        await store._prunes.task  # the prune every start begins with (nothing to do yet)
     try:
         for turn in old_and_new(PRUNE_BATCH * 2 + 10):
             assert await store.add_user_turn(CONV, turn) is not None
@@ -162,8 +162,8 @@ async def check_retention(kind: str, tmp_path: Path, url: str) -> None:
         statements.clear()
         assert await store.claim(CONV, "a command")  # starts it; does not wait for it
         if isinstance(store, SqliteStore | PostgresStore):
-            assert store._pruning is not None
-            await asyncio.wait_for(store._pruning, HANG_GUARD_S)
+            assert store._prunes.task is not None
+            await asyncio.wait_for(store._prunes.task, HANG_GUARD_S)
         if isinstance(store, SqliteStore):
             batches = [s for s in statements if s.lstrip().startswith("DELETE FROM turns")]
             assert len(batches) == 3  # 500 + 500 + 10: one short transaction each
@@ -198,8 +198,8 @@ async def test_a_restart_prunes_at_once(tmp_path: Path) -> None:
     second = SqliteStore(path, clock=Clock(), retention_days=2)
     await second.open()
     try:
-        assert second._pruning is not None  # started by open, not awaited by it
-        await asyncio.wait_for(second._pruning, HANG_GUARD_S)
+        assert second._prunes.task is not None  # started by open, not awaited by it
+        await asyncio.wait_for(second._prunes.task, HANG_GUARD_S)
         left = await second.recent_turns(CONV, 2**62, 100)
         assert [t.content for t in left] == ["new 0", "new 1"]
     finally:
