@@ -75,6 +75,7 @@ ENV_DEFAULTS: Mapping[str, str] = {
     "openai.api_key": "${OPENAI_API_KEY:-}",
     "openai.base_url": "${OPENAI_BASE_URL:-}",
     "openai.model": "${OPENAI_MODEL:-gpt-4o-mini}",
+    "openai.max_concurrent_requests": "${OPENAI_MAX_CONCURRENT_REQUESTS:-32}",
     "storage.url": "${DATABASE_URL:-sqlite:///data/bot.db}",
     "discord.token": "${DISCORD_BOT_TOKEN:-}",
     "slack.bot_token": "${SLACK_BOT_TOKEN:-}",
