@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fakes.fake_discord import FakeDiscord
 from fakes.fake_slack import FakeSlack
 from tests.support import spawn_bot
 
@@ -64,6 +65,10 @@ async def bot_process(env: dict[str, str], log: Path) -> AsyncIterator[Bot]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def discord_env(fake: FakeDiscord) -> dict[str, str]:
+    return {"DISCORD_BOT_TOKEN": fake.token, "DISCORD_API_URL": fake.api_base}
 
 
 def slack_env(fake: FakeSlack) -> dict[str, str]:

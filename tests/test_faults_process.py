@@ -25,6 +25,7 @@ from tests.process_support import (
     ANSWER_LIMIT_S,
     START_LIMIT_S,
     bot_process,
+    discord_env,
     rows,
     slack_env,
 )
@@ -59,8 +60,7 @@ async def test_one_process_serves_discord_and_slack_at_once(
         env = bot_env(
             tmp_path,
             fake_openai,
-            DISCORD_BOT_TOKEN=discord_fake.token,
-            DISCORD_API_URL=discord_fake.api_base,
+            **discord_env(discord_fake),
             **slack_env(slack_fake),
         )
         async with bot_process(env, tmp_path / "bot.log") as bot:

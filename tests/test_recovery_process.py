@@ -22,7 +22,7 @@ from bot.instances import STALE_AFTER_S
 from fakes.fake_discord import FakeDiscord, JsonDict
 from fakes.fake_openai import Behaviour, FakeOpenAI
 from fakes.fake_slack import FakeSlack
-from tests.process_support import Bot, bot_process, rows, slack_env
+from tests.process_support import Bot, bot_process, discord_env, rows, slack_env
 from tests.support import (
     ALICE,
     GENERAL,
@@ -141,8 +141,7 @@ async def test_sigkill_mid_answer_is_answered_after_restart_in_place_once(
         env = bot_env(
             tmp_path,
             fake_openai,
-            DISCORD_BOT_TOKEN=discord_fake.token,
-            DISCORD_API_URL=discord_fake.api_base,
+            **discord_env(discord_fake),
             **slack_env(slack_fake),
         )
         await run_and_kill(env, tmp_path / "run1.log", world)
@@ -190,8 +189,7 @@ async def test_a_question_older_than_the_limit_is_logged_and_left(
         env = bot_env(
             tmp_path,
             fake_openai,
-            DISCORD_BOT_TOKEN=discord_fake.token,
-            DISCORD_API_URL=discord_fake.api_base,
+            **discord_env(discord_fake),
             **slack_env(slack_fake),
         )
         await run_and_kill(env, tmp_path / "run1.log", world)
