@@ -1,4 +1,4 @@
-"""``python -m bot [run|console|check]``: the command line."""
+"""``python -m bot [run|console|check|migrate-store]``: the command line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .app import PLATFORMS, check_storage, serve
+from .app import PLATFORMS, check_storage, migrate_store, serve
 from .config import Config, format_config, load_config
 from .errors import StartupError
 from .redact import install_log_redaction
@@ -31,10 +31,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "command",
         nargs="?",
         default="run",
-        choices=("run", "console", "check"),
+        choices=("run", "console", "check", "migrate-store"),
         help="run: every configured platform (default); console: chat in the terminal; "
-        "check: print the effective config with secrets redacted",
+        "check: print the effective config with secrets redacted; "
+        "migrate-store: copy one store into another (--from URL --to URL)",
     )
+    parser.add_argument("--from", dest="source", help="migrate-store: the store to copy")
+    parser.add_argument("--to", dest="target", help="migrate-store: the store to copy into")
     parser.add_argument("--config", default=os.environ.get("BOT_CONFIG", DEFAULT_CONFIG))
     parser.add_argument(
         "--local",
@@ -73,6 +76,8 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        if args.command == "migrate-store":  # needs no config: both URLs are given
+            return migrate_store(args.source, args.target)
         cfg = load_config(args.config, os.environ, require_api_key=not args.local)
         if args.command == "check":
             check_storage(cfg.storage.url)

@@ -35,7 +35,7 @@ from .types import Platform
 
 # PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
 # only this module of the wiring.
-__all__ = ["EXIT_STORAGE", "PLATFORMS", "check_storage", "running_core", "serve"]
+__all__ = ["EXIT_STORAGE", "PLATFORMS", "check_storage", "migrate_store", "running_core", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,17 @@ MIB = 1024 * 1024
 def check_storage(url: str) -> None:
     """Raise the ConfigError opening ``storage.url`` would, creating nothing (for ``check``)."""
     check_url(url)
+
+
+def migrate_store(source: str | None, target: str | None) -> int:
+    """``python -m bot migrate-store --from URL --to URL`` (storage/migrate.py)."""
+    from storage.migrate import MigrationError, run_migration  # loaded for this command only
+
+    if not source:
+        raise MigrationError("--from", "missing; give the URL of the store to copy")
+    if not target:
+        raise MigrationError("--to", "missing; give the URL of the store to copy into")
+    return run_migration(source, target)
 
 
 @contextlib.asynccontextmanager

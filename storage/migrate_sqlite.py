@@ -1,0 +1,129 @@
+"""The SQLite end of ``migrate-store``: reads in key order, writes in batches.
+
+One plain ``sqlite3`` connection: the command does nothing else meanwhile, so
+nothing is gained by a worker thread. Each batch is staged in a temporary table
+and inserted in one transaction, so a batch is either all in or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .migrate_tables import TURNS, Conflict, Table
+from .sqlite import BUSY_TIMEOUT_MS
+
+Row = tuple[Any, ...]
+
+
+class SqliteEndpoint:
+    """Source or target of a copy, in an SQLite file whose schema is current."""
+
+    def __init__(self, path: str) -> None:
+        self._con = sqlite3.connect(path, isolation_level=None)
+        self._con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._staged: set[str] = set()
+
+    async def count(self, table: Table) -> int:
+        """How many rows ``table`` holds."""
+        return int(self._con.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+
+    async def read(self, table: Table, after: Row | None, limit: int) -> list[Row]:
+        """The next ``limit`` rows in key order after key ``after`` (None: from the start)."""
+        keys = ", ".join(table.key)
+        where = "" if after is None else f"WHERE ({keys}) > ({', '.join('?' * len(after))})"
+        query = (
+            f"SELECT {', '.join(table.columns)} FROM {table.name} {where} ORDER BY {keys} LIMIT ?"
+        )
+        return self._con.execute(query, (*(after or ()), limit)).fetchall()
+
+    async def write(self, table: Table, rows: list[Row]) -> int:
+        """Insert the rows whose key is new, in one transaction; how many were new.
+
+        Raises :class:`Conflict` if a row with the same key
+        but another identity is there already."""
+        stage = self._stage(table)
+        columns = ", ".join(table.columns)
+        marks = ", ".join("?" * len(table.columns))
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute(f"DELETE FROM {stage}")
+            con.executemany(f"INSERT INTO {stage} VALUES ({marks})", map(_for_sqlite(table), rows))
+            clash = con.execute(conflict_query(table, stage, "IS")).fetchone()
+            if clash is not None:
+                raise Conflict(table.name, clash)
+            # WHERE true: without it SQLite would read ON as a join's ON.
+            added = con.execute(
+                f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage} "
+                "WHERE true ON CONFLICT DO NOTHING"
+            ).rowcount
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return int(added)
+
+    def _stage(self, table: Table) -> str:
+        stage = f"temp.stage_{table.name}"
+        if table.name not in self._staged:
+            columns = ", ".join(table.columns)
+            self._con.execute(
+                f"CREATE TEMP TABLE stage_{table.name} AS "
+                f"SELECT {columns} FROM {table.name} WHERE 0"
+            )
+            self._staged.add(table.name)
+        return stage
+
+    async def id_high_water(self) -> int:
+        """The highest turn id ever handed out (a reset deletes turns, not the mark)."""
+        row = self._con.execute(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'turns'), 0), "
+            f"coalesce((SELECT max(id) FROM {TURNS.name}), 0))"
+        ).fetchone()
+        return int(row[0])
+
+    async def raise_id_high_water(self, value: int) -> None:
+        """New turns here get ids above ``value``: none reuses a copied turn's id."""
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            updated = con.execute(
+                "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'turns'", (value,)
+            ).rowcount
+            if not updated:
+                con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('turns', ?)", (value,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self._con.close()
+
+
+def conflict_query(table: Table, stage: str, same: str) -> str:
+    """One staged row whose key the table holds with another identity, if any.
+    ``same`` is the dialect's NULL-safe equality (``IS``, ``IS NOT DISTINCT FROM``)."""
+    if not table.identity:
+        return "SELECT 1 WHERE false"
+    on = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
+    agree = " AND ".join(f"t.{c} {same} s.{c}" for c in table.identity)
+    keys = ", ".join(f"s.{k}" for k in table.key)
+    joined = f"{stage} AS s JOIN {table.name} AS t ON {on}"
+    return f"SELECT {keys} FROM {joined} WHERE NOT ({agree}) LIMIT 1"
+
+
+def _for_sqlite(table: Table) -> Any:
+    flags = [table.index(c) for c in table.booleans]
+
+    def convert(row: Row) -> Row:
+        if not flags:
+            return tuple(row)
+        values = list(row)
+        for i in flags:
+            values[i] = int(bool(values[i]))
+        return tuple(values)
+
+    return convert

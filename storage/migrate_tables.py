@@ -1,0 +1,77 @@
+"""What ``migrate-store`` copies: the tables that hold what users said and set.
+
+Both backends have these tables with these columns (storage/migrations.py,
+storage/postgres_sql.py). ``instances`` is not copied: it names the processes
+using one database, and a copied row would be a process that never ran there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One copied table: its columns, its key (the copy's order and its dedupe)."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    booleans: tuple[str, ...] = ()  # INTEGER 0/1 in SQLite, BOOLEAN in PostgreSQL
+    texts: tuple[str, ...] = ()  # may hold NUL, which PostgreSQL's TEXT refuses
+    # A target row with the same key must agree on these, or it is another row
+    # that happens to have the key (a database the bot already used): a conflict.
+    identity: tuple[str, ...] = ()
+
+    def index(self, column: str) -> int:
+        """The position of ``column`` in a row of this table."""
+        return self.columns.index(column)
+
+
+SETTINGS = Table(
+    name="conversation_settings",
+    columns=("conversation", "system_prompt"),
+    key=("conversation",),
+    texts=("system_prompt",),
+)
+SEEN = Table(
+    name="seen",
+    columns=("conversation", "message_id", "at", "done", "owner"),
+    key=("conversation", "message_id"),
+    booleans=("done",),
+)
+TURNS = Table(
+    name="turns",
+    columns=(
+        "id",
+        "conversation",
+        "role",
+        "content",
+        "tokens",
+        "author_id",
+        "author_name",
+        "message_id",
+        "created_at",
+        "reply_to",
+        "anchor",
+        "delivered",
+        "reply_target",
+        "is_dm",
+    ),
+    key=("id",),
+    booleans=("delivered", "is_dm"),
+    texts=("content", "author_id", "author_name"),
+    identity=("conversation", "role", "message_id", "created_at"),
+)
+# Turns last: their id sequence is carried over once they are all in.
+TABLES = (SETTINGS, SEEN, TURNS)
+
+
+class Conflict(Exception):
+    """The target holds another row under a key being copied: it is not empty,
+    nor a copy of this source."""
+
+    def __init__(self, table: str, key: tuple[object, ...]) -> None:
+        super().__init__(f"{table} {', '.join(map(str, key))}")
+        self.table = table
+        self.key = key
