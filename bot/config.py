@@ -41,6 +41,7 @@ import yaml
 
 from .errors import ConfigError
 from .redact import redact_url
+from .shards import MAX_SHARDS, shard_plan
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -78,6 +79,8 @@ ENV_DEFAULTS: Mapping[str, str] = {
     "openai.max_concurrent_requests": "${OPENAI_MAX_CONCURRENT_REQUESTS:-32}",
     "storage.url": "${DATABASE_URL:-sqlite:///data/bot.db}",
     "discord.token": "${DISCORD_BOT_TOKEN:-}",
+    "discord.shard_count": "${DISCORD_SHARD_COUNT:-1}",
+    "discord.shard_ids": "${DISCORD_SHARD_IDS:-}",
     "slack.bot_token": "${SLACK_BOT_TOKEN:-}",
     "slack.app_token": "${SLACK_APP_TOKEN:-}",
     "slack.signing_secret": "${SLACK_SIGNING_SECRET:-}",
@@ -186,6 +189,10 @@ class DiscordConfig:
     # Empty: Discord itself. Another URL serves a REST proxy or a test double (the
     # gateway address is then asked from that server, as Discord clients always do).
     api_url: str = field(default="", repr=False, metadata=_URL)
+    # Gateway shards across all processes (0: Discord's recommendation), and the ones
+    # this process runs (empty: all); bot/shards.py.
+    shard_count: int = field(default=1, metadata={"min": 0, "max": MAX_SHARDS})
+    shard_ids: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -570,6 +577,7 @@ def _check(cfg: Config, require_api_key: bool) -> Config:
     _check_storage(cfg.storage)
     _check_slack(cfg.slack)
     _check_api_url("discord.api_url", cfg.discord.api_url)
+    shard_plan(cfg.discord.shard_count, cfg.discord.shard_ids)
     _check_api_url("slack.api_url", cfg.slack.api_url)
     if any(ch.isspace() for ch in cfg.commands.prefix):
         raise ConfigError(

@@ -3,9 +3,15 @@
 The server keeps a tiny world (the bot user, guilds with channels, roles and
 members, threads, DM channels, messages), answers the REST calls the adapter
 makes, and runs the gateway websocket: HELLO, IDENTIFY -> READY + GUILD_CREATE,
-heartbeats, RESUME, and the close codes 4004 (bad token) and 4014 (privileged
-intent not allowed). Tests push events with :meth:`FakeDiscord.dispatch` and
-assert on :attr:`FakeDiscord.calls`, the recorded REST requests.
+heartbeats, RESUME, and the close codes 4004 (bad token), 4010 (a shard that does
+not exist), 4011 (sharding required) and 4014 (privileged intent not allowed).
+
+Shards: with ``shard_count`` above 1 each IDENTIFY names its shard (``[id, count]``),
+one connection per shard, and like Discord the fake sends a guild's events only on
+shard ``(guild_id >> 22) % shard_count`` and DMs only on shard 0.
+
+Tests push events with :meth:`FakeDiscord.dispatch` and assert on
+:attr:`FakeDiscord.calls`, the recorded REST requests.
 
 Point discord.py at it with :func:`pointed_at` (a context manager that sets
 ``discord.http.Route.BASE`` and the default gateway URL, and restores them).
@@ -40,6 +46,8 @@ SHUTDOWN_TIMEOUT_S = 0.25
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME = 0, 1, 2, 6
 OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 9, 10, 11
 CLOSE_AUTH_FAILED = 4004
+CLOSE_INVALID_SHARD = 4010
+CLOSE_SHARDING_REQUIRED = 4011
 CLOSE_DISALLOWED_INTENTS = 4014
 
 # Privileged intent bits: GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT.
@@ -240,6 +248,20 @@ class _Session:
     sent: deque[JsonDict] = field(default_factory=lambda: deque(maxlen=1000))
 
 
+@dataclass(slots=True)
+class _Link:
+    """One shard's gateway connection and session (the only one when not sharded)."""
+
+    ws: web.WebSocketResponse | None = None
+    transport: asyncio.BaseTransport | None = None  # for abrupt drops
+    session: _Session | None = None
+    pending: list[JsonDict] = field(default_factory=list)  # dispatched while not connected
+
+    @property
+    def open(self) -> bool:
+        return self.session is not None and self.ws is not None and not self.ws.closed
+
+
 class FakeDiscord(Served):
     """REST + gateway on 127.0.0.1; a scriptable stand-in for discord.com."""
 
@@ -254,8 +276,10 @@ class FakeDiscord(Served):
         echo_own_messages: bool = True,
         channel_write_limit: tuple[int, float] | None = None,
         gateway_token: str | None = None,
+        shard_count: int = 1,
     ) -> None:
         self.token = token
+        self.shard_count = shard_count  # also what GET /gateway/bot recommends
         # The gateway may disagree with REST (a token reset between the two): 4004.
         self.gateway_token = gateway_token or token
         self.bot = user(bot_id, bot_name, bot=True)
@@ -274,14 +298,12 @@ class FakeDiscord(Served):
         self.messages: dict[str, JsonDict] = {}
         self.posted: list[str] = []  # ids of messages the bot created over REST, in order
         self.commands: list[JsonDict] = []
-        self.connected = asyncio.Event()  # set after READY (or RESUMED) was sent
+        self.connected = asyncio.Event()  # set once every shard was sent READY (or RESUMED)
         self._ids = itertools.count(1)
         self._failures: list[_Failure] = []
         self._windows: dict[str, tuple[float, int]] = {}  # channel -> (opened, writes)
-        self._ws: web.WebSocketResponse | None = None
-        self._ws_transport: asyncio.Transport | None = None  # for abrupt drops
-        self._session: _Session | None = None
-        self._pending: list[JsonDict] = []  # dispatched while no socket was open
+        self._links = {shard: _Link() for shard in range(shard_count)}
+        self._live: set[int] = set()  # shards sent READY or RESUMED since their last drop
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
         self.port = 0
@@ -314,9 +336,10 @@ class FakeDiscord(Served):
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def close(self) -> None:
-        """Close the gateway socket and stop the server."""
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close(code=1001)
+        """Close the gateway sockets and stop the server."""
+        for link in self._links.values():
+            if link.ws is not None and not link.ws.closed:
+                await link.ws.close(code=1001)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -469,13 +492,25 @@ class FakeDiscord(Served):
 
     # -- test controls -----------------------------------------------------------------------
 
+    def shard_of(self, data: JsonDict) -> int:
+        """The shard an event goes out on: its guild's, and 0 without a guild (DMs)."""
+        guild_id = data.get("guild_id")
+        return 0 if guild_id is None else (int(guild_id) >> 22) % self.shard_count
+
+    def events_on(self, shard: int, event: str) -> list[JsonDict]:
+        """The payloads of ``event`` sent on ``shard`` in its current session (the last 1,000)."""
+        session = self._links[shard].session
+        sent = [] if session is None else list(session.sent)
+        return [frame["d"] for frame in sent if frame.get("t") == event]
+
     async def dispatch(self, event: str, data: JsonDict) -> None:
-        """Send a DISPATCH event over the gateway (queued while disconnected)."""
+        """Send a DISPATCH event over its shard's gateway (queued while disconnected)."""
         frame: JsonDict = {"op": OP_DISPATCH, "t": event, "d": data}
-        if self._session is None or self._ws is None or self._ws.closed:
-            self._pending.append(frame)
+        link = self._links[self.shard_of(data)]
+        if not link.open:
+            link.pending.append(frame)
             return
-        await self._send_dispatch(frame)
+        await self._send_dispatch(link, frame)
 
     async def send_message(self, *args: Any, **kwargs: Any) -> JsonDict:
         """Build a user message (see :meth:`user_message`) and dispatch MESSAGE_CREATE."""
@@ -489,18 +524,22 @@ class FakeDiscord(Served):
         await self.dispatch("INTERACTION_CREATE", data)
         return data
 
-    async def drop_connection(self, code: int = 4000, *, abrupt: bool = False) -> None:
-        """Close the gateway socket with a resumable code; discord.py should RESUME.
+    async def drop_connection(
+        self, code: int = 4000, *, abrupt: bool = False, shard: int = 0
+    ) -> None:
+        """Close a shard's gateway socket with a resumable code; discord.py should RESUME.
 
         ``abrupt`` cuts the TCP connection without a close frame, like a network drop.
         """
         self.connected.clear()
-        if abrupt and self._ws_transport is not None:
-            self._ws_transport.abort()
-            self._ws = None  # events dispatched from now on wait for the next connection
+        self._live.discard(shard)
+        link = self._links[shard]
+        if abrupt and isinstance(link.transport, asyncio.Transport):
+            link.transport.abort()
+            link.ws = None  # events dispatched from now on wait for the next connection
             return
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close(code=code)
+        if link.ws is not None and not link.ws.closed:
+            await link.ws.close(code=code)
 
     def fail(
         self,
@@ -544,28 +583,44 @@ class FakeDiscord(Served):
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        self._ws = ws
-        self._ws_transport = request.transport
         await ws.send_json({"op": OP_HELLO, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}})
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 continue
             frame = json.loads(msg.data)
-            await self._on_frame(ws, frame)
+            await self._on_frame(ws, request.transport, frame)
             if ws.closed:
                 break
         return ws
 
-    async def _on_frame(self, ws: web.WebSocketResponse, frame: JsonDict) -> None:
+    async def _on_frame(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, frame: JsonDict
+    ) -> None:
         op = frame.get("op")
         if op == OP_HEARTBEAT:
             await ws.send_json({"op": OP_HEARTBEAT_ACK})
         elif op == OP_IDENTIFY:
-            await self._identify(ws, frame["d"])
+            await self._identify(ws, transport, frame["d"])
         elif op == OP_RESUME:
-            await self._resume(ws, frame["d"])
+            await self._resume(ws, transport, frame["d"])
 
-    async def _identify(self, ws: web.WebSocketResponse, data: JsonDict) -> None:
+    async def _shard_refused(self, ws: web.WebSocketResponse, data: JsonDict) -> int | None:
+        """The shard an IDENTIFY asks for, or None after closing a bad one as Discord does."""
+        asked = data.get("shard")
+        if asked is None:
+            if self.shard_count > 1:
+                await ws.close(code=CLOSE_SHARDING_REQUIRED, message=b"Sharding required.")
+                return None
+            return 0
+        shard, count = int(asked[0]), int(asked[1])
+        if count != self.shard_count or not 0 <= shard < count:
+            await ws.close(code=CLOSE_INVALID_SHARD, message=b"Invalid shard.")
+            return None
+        return shard
+
+    async def _identify(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, data: JsonDict
+    ) -> None:
         self.identifies.append(data)
         if data.get("token") != self.gateway_token:
             await ws.close(code=CLOSE_AUTH_FAILED, message=b"Authentication failed.")
@@ -574,13 +629,19 @@ class FakeDiscord(Served):
         if asked_privileged & ~self.allowed_intents:
             await ws.close(code=CLOSE_DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
             return
-        self._session = _Session(session_id=f"session-{next(self._ids)}")
+        shard = await self._shard_refused(ws, data)
+        if shard is None:
+            return
+        link = self._links[shard]
+        link.ws, link.transport = ws, transport
+        link.session = _Session(session_id=f"session-{next(self._ids)}")
+        guilds = [g for gid, g in self.guilds.items() if self.shard_of({"guild_id": gid}) == shard]
         ready = {
             "v": 10,
             "user": dict(self.bot, verified=True, mfa_enabled=False, flags=0),
-            "session_id": self._session.session_id,
+            "session_id": link.session.session_id,
             "resume_gateway_url": self.gateway_url,
-            "guilds": [{"id": gid, "unavailable": True} for gid in self.guilds],
+            "guilds": [{"id": g["id"], "unavailable": True} for g in guilds],
             "application": {"id": self.app_id, "flags": self.app_flags},
             "private_channels": [],
             "relationships": [],
@@ -588,43 +649,56 @@ class FakeDiscord(Served):
             "guild_join_requests": [],
             "geo_ordered_rtc_regions": [],
             "user_settings": {},
-            "shard": [0, 1],
+            "shard": [shard, self.shard_count],
         }
-        await self._send_dispatch({"op": OP_DISPATCH, "t": "READY", "d": ready})
-        for data_ in self.guilds.values():
-            await self._send_dispatch({"op": OP_DISPATCH, "t": "GUILD_CREATE", "d": data_})
-        self.connected.set()
-        await self._flush_pending()
+        await self._send_dispatch(link, {"op": OP_DISPATCH, "t": "READY", "d": ready})
+        for data_ in guilds:
+            await self._send_dispatch(link, {"op": OP_DISPATCH, "t": "GUILD_CREATE", "d": data_})
+        await self._went_live(shard, link)
 
-    async def _resume(self, ws: web.WebSocketResponse, data: JsonDict) -> None:
+    async def _resume(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, data: JsonDict
+    ) -> None:
         self.resumes.append(data)
-        session = self._session
         if data.get("token") != self.gateway_token:
             await ws.close(code=CLOSE_AUTH_FAILED, message=b"Authentication failed.")
             return
-        if session is None or data.get("session_id") != session.session_id:
+        found = [
+            (shard, link)
+            for shard, link in self._links.items()
+            if link.session is not None and link.session.session_id == data.get("session_id")
+        ]
+        if not found:
             await ws.send_json({"op": OP_INVALID_SESSION, "d": False})
             return
+        shard, link = found[0]
+        assert link.session is not None
+        link.ws, link.transport = ws, transport
         last = int(data.get("seq") or 0)
-        for frame in list(session.sent):
+        for frame in list(link.session.sent):
             if frame["s"] > last:
                 await ws.send_json(frame)
-        await self._send_dispatch({"op": OP_DISPATCH, "t": "RESUMED", "d": {}})
-        self.connected.set()
-        await self._flush_pending()
+        await self._send_dispatch(link, {"op": OP_DISPATCH, "t": "RESUMED", "d": {}})
+        await self._went_live(shard, link)
 
-    async def _flush_pending(self) -> None:
-        pending, self._pending = self._pending, []
+    async def _went_live(self, shard: int, link: _Link) -> None:
+        self._live.add(shard)
+        if len(self._live) == self.shard_count:
+            self.connected.set()
+        pending, link.pending = link.pending, []
         for frame in pending:
-            await self._send_dispatch(frame)
+            await self._send_dispatch(link, frame)
 
-    async def _send_dispatch(self, frame: JsonDict) -> None:
-        session = self._session
-        assert session is not None and self._ws is not None
+    def _has_session(self) -> bool:
+        return any(link.session is not None for link in self._links.values())
+
+    async def _send_dispatch(self, link: _Link, frame: JsonDict) -> None:
+        session = link.session
+        assert session is not None and link.ws is not None
         session.seq += 1
         frame = dict(frame, s=session.seq)
         session.sent.append(frame)
-        await self._ws.send_json(frame)
+        await link.ws.send_json(frame)
 
     # -- REST --------------------------------------------------------------------------------
 
@@ -703,7 +777,8 @@ class FakeDiscord(Served):
 
     async def _gateway_info(self, body: Any) -> Reply:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}, {}
+        shards = self.shard_count
+        return 200, {"url": self.gateway_url, "shards": shards, "session_start_limit": limit}, {}
 
     async def _put_commands(self, body: Any, app_id: str) -> Reply:
         self.commands = [
@@ -791,7 +866,7 @@ class FakeDiscord(Served):
         data = self._bot_message(channel_id, body or {})
         self.messages[data["id"]] = data
         self.posted.append(data["id"])
-        if self.echo_own_messages and self._session is not None:
+        if self.echo_own_messages and self._has_session():
             echo = dict(data)
             if "guild_id" in echo:
                 echo["member"] = {k: v for k, v in member(self.bot).items() if k != "user"}
@@ -834,7 +909,7 @@ class FakeDiscord(Served):
         thread["thread_metadata"]["auto_archive_duration"] = body.get("auto_archive_duration", 1440)
         self.channels[message_id] = thread
         self.guilds[parent["guild_id"]]["threads"].append(thread)
-        if self._session is not None:
+        if self._has_session():
             await self.dispatch("THREAD_CREATE", dict(thread, newly_created=True))
         return 201, thread, {}
 

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import ShuttingDown, StartupError, StorageError
+from bot.shards import ShardPlan, describe, shard_plan
 from bot.shutdown import INTAKE_GRACE_S
 from bot.types import PlatformLimits
 
@@ -57,6 +58,19 @@ class _GatewayClient(discord.Client):
         await self._forward(message)
 
 
+class _ShardedGatewayClient(discord.AutoShardedClient):
+    """The same over one gateway connection per shard (``discord.shard_count``)."""
+
+    def __init__(
+        self, on_message: Callable[[discord.Message], Awaitable[None]], **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self._forward = on_message
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._forward(message)
+
+
 class DiscordAdapter:
     """Connects to Discord and feeds messages and slash commands to the core."""
 
@@ -78,7 +92,8 @@ class DiscordAdapter:
         self._limits = limits or channel_limits(cfg.streaming)
         self._guild_ready_timeout = guild_ready_timeout
         self._ready_timeout = ready_timeout
-        self._client: _GatewayClient | None = None
+        self._client: discord.Client | None = None
+        self._shards = shard_plan(cfg.shard_count, cfg.shard_ids)  # None: one connection
         self._tree: app_commands.CommandTree | None = None
         self._task: asyncio.Task[None] | None = None
         self._intake = asyncio.Lock()  # hand messages to the core in gateway order
@@ -121,6 +136,10 @@ class DiscordAdapter:
         if client is not None and client.ws is not None:
             with contextlib.suppress(Exception):
                 await client.ws.close(code=GATEWAY_CLOSE_NORMAL)
+        if isinstance(client, discord.AutoShardedClient):  # each shard reads on its own
+            for shard in client.shards.values():
+                with contextlib.suppress(Exception):
+                    await shard.disconnect()
         if self._handing_over:
             await asyncio.wait(set(self._handing_over), timeout=INTAKE_GRACE_S)
 
@@ -148,15 +167,24 @@ class DiscordAdapter:
         reply_to = None if where.reply_to is None else channel.get_partial_message(where.reply_to)
         return ChannelSink(client, channel, self._limits, reply_to)
 
-    async def _connect(self, *, message_content: bool) -> None:
-        client = _GatewayClient(
-            self.on_message,
-            intents=gateway_intents(message_content),
-            allowed_mentions=NO_PINGS,
-            max_messages=None,  # replies come with the referenced message; no cache needed
-            chunk_guilds_at_startup=False,
-            guild_ready_timeout=self._guild_ready_timeout,
+    def _new_client(self, message_content: bool) -> discord.Client:
+        options: dict[str, Any] = {
+            "intents": gateway_intents(message_content),
+            "allowed_mentions": NO_PINGS,
+            "max_messages": None,  # replies come with the referenced message; no cache needed
+            "chunk_guilds_at_startup": False,
+            "guild_ready_timeout": self._guild_ready_timeout,
+        }
+        plan = self._shards
+        if plan is None:
+            return _GatewayClient(self.on_message, **options)
+        ids = list(plan.ids) or None  # None: every shard
+        return _ShardedGatewayClient(
+            self.on_message, shard_count=plan.count, shard_ids=ids, **options
         )
+
+    async def _connect(self, *, message_content: bool) -> None:
+        client = self._new_client(message_content)
         self._client = client
         self._tree = None
         if self._cfg.slash_commands:
@@ -197,10 +225,11 @@ class DiscordAdapter:
         client = self._client
         assert client is not None and client.user is not None
         log.info(
-            "Discord: logged in as %s (id %s) in %d servers",
+            "Discord: logged in as %s (id %s) in %d servers%s",
             client.user.name,
             client.user.id,
             len(client.guilds),
+            _on_shards(self._shards, client),
         )
         app_id = client.application_id or client.user.id
         log.info("Discord: invite URL: %s", invite_url(app_id, self._cfg.auto_thread))
@@ -304,6 +333,13 @@ class DiscordAdapter:
             return self._core.texts.get(NOT_ALLOWED_KEY)
         except KeyError:
             return NOT_ALLOWED_FALLBACK
+
+
+def _on_shards(plan: ShardPlan | None, client: discord.Client) -> str:
+    """``, on shards 0, 1 of 2`` for the identity line; empty when not sharded."""
+    running = client.shard_count if isinstance(client, discord.AutoShardedClient) else None
+    shown = describe(plan, running)
+    return f", on {shown}" if shown else ""
 
 
 def _startup_error(exc: BaseException | None) -> BaseException:
