@@ -1,7 +1,8 @@
 """Benchmarks: ``python -m bench [names...] [--quick] [--json]``.
 
 To add one, write ``bench/bench_<name>.py`` exposing ``BENCHMARK`` (a
-:class:`bench.common.Benchmark`) and add it to ``MODULES`` below.
+:class:`bench.common.Benchmark`) and add it to ``MODULES`` below. ``python -m bench``
+alone runs all but ``ON_REQUEST`` (those need a PostgreSQL server).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ MODULES: dict[str, str] = {
     "floods": "bench.bench_floods",
     "bounds": "bench.bench_bounds",
     "slack_limits": "bench.bench_slack_limits",
+    "postgres": "bench.bench_postgres",
 }
+# Run only when named (``python -m bench postgres``): they need a server of their own.
+ON_REQUEST: tuple[str, ...] = ("postgres",)
+DEFAULT_RUN: tuple[str, ...] = tuple(name for name in MODULES if name not in ON_REQUEST)
 
 
 def load(name: str) -> Benchmark:

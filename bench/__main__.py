@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.__main__ import loop_factory
 
-from . import MODULES, load
+from . import DEFAULT_RUN, MODULES, load
 from .common import (
     DEFAULT_CACHE_DIR,
     Report,
@@ -33,7 +33,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"benchmarks to run (default: all of {', '.join(MODULES)})",
+        help=f"benchmarks to run (default: {', '.join(DEFAULT_RUN)}; also: "
+        f"{', '.join(n for n in MODULES if n not in DEFAULT_RUN)}, which needs PostgreSQL)",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
     use_loopback_env()
     opts = RunOptions(quick=args.quick, cache_dir=args.cache_dir)
-    names = args.names or list(MODULES)
+    names = args.names or list(DEFAULT_RUN)
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     reports = []
     for name in names:

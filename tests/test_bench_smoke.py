@@ -6,6 +6,7 @@ PERFORMANCE.md, not in assertions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import openai
 import pytest
 
 import bench
-from bench import MODULES, load
+from bench import DEFAULT_RUN, MODULES, ON_REQUEST, load
 from bench.__main__ import main, parse_args
 from bench.bench_platform_common import (
     FAST_MODEL,
@@ -48,6 +49,7 @@ from bench.common import (
     to_json,
 )
 from fakes.fake_openai import Behaviour
+from tests.postgres_support import ADMIN_URL, admin_connection
 
 QUICK_RUN_TIMEOUT_S = 200.0  # bounds added ~20 s
 
@@ -94,19 +96,24 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("name", list(MODULES))
+@pytest.mark.parametrize("name", list(DEFAULT_RUN))
 def test_quick_run_reports_every_key_of_every_benchmark(
     quick_run: dict[str, Any], name: str
 ) -> None:
+    assert_reports_its_keys(quick_run, name)
+
+
+def assert_reports_its_keys(run: dict[str, Any], name: str) -> None:
+    """Every key ``name`` declares is a finite number >= 0; its targets are judged."""
     benchmark = load(name)
     assert benchmark.keys, f"{name} declares no keys"
     for key in benchmark.keys:
-        value = quick_run.get(key)
+        value = run.get(key)
         assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
         assert math.isfinite(value) and value >= 0, (key, value)
     for target in benchmark.targets:
         assert target.key in benchmark.keys
-        verdict = quick_run["targets"]
+        verdict = run["targets"]
         assert isinstance(verdict, dict)
         assert verdict[target.key]["target"] == str(target)
         assert isinstance(verdict[target.key]["met"], bool)
@@ -121,7 +128,7 @@ def test_quick_run_did_real_work_without_failures(quick_run: dict[str, Any]) -> 
         value = quick_run[key]
         assert isinstance(value, int | float) and value > 0, key
     assert quick_run["quick"] is True
-    assert set(quick_run["benchmarks"]) == set(MODULES)
+    assert set(quick_run["benchmarks"]) == set(DEFAULT_RUN)
     machine = quick_run["machine"]
     assert isinstance(machine, dict)
     assert machine["cores"] >= 1 and machine["ram_gb"] > 0 and machine["python"]
@@ -135,6 +142,32 @@ def test_quick_bounds_run_served_long_messages_and_held_a_commit(
     assert quick_run["loop_stall_failures"] == 0
     assert quick_run["loop_stall_commits_held"] >= 1  # the disk really stalled a write
     assert quick_run["loop_stall_answers_after"] > 0  # and everything went on after it
+
+
+async def test_the_postgres_benchmark_runs_when_named_and_reports_its_keys(
+    tmp_path: Path,
+) -> None:
+    """``python -m bench postgres --quick --json`` against the test server (not in the
+    default run: it needs one; tests/postgres_support.py skips or fails without it)."""
+    await (await admin_connection()).close()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench",
+        "postgres",
+        "--quick",
+        "--json",
+        cwd=REPO_ROOT,
+        env=loopback_env({**os.environ, "TEST_DATABASE_URL": ADMIN_URL}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), QUICK_RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    run = json.loads(out)
+    assert list(run["benchmarks"]) == list(ON_REQUEST)
+    assert_reports_its_keys(run, "postgres")
+    assert run["pg_history_messages"] == 100_000 and run["pg_answer_failures"] == 0
 
 
 def test_main_prints_a_table_with_targets_and_verdicts(
