@@ -14,7 +14,9 @@ the loopback test server). Everything runs in a schema of its own, dropped after
 * ``pg_answers_per_s`` / ``sqlite_answers_per_s`` / ``pg_vs_sqlite_answers_ratio``:
   the core ``bot.app.running_core`` builds, on each store in turn (phases rotated,
   so drift hits both alike), CONCURRENCY conversations each sending its next
-  message when the previous answer is delivered, against one fake model process.
+  message when the previous answer is delivered, against one fake model process;
+  ``*_bot_cpu_ms_per_answer`` is this process's CPU time per answer (the PostgreSQL
+  server's own work is not in it, but shares the machine's cores).
 """
 
 from __future__ import annotations
@@ -199,12 +201,36 @@ async def measure_loads(url: str, size: Size, samples: int) -> Results:
 # -- answers/s, PostgreSQL against SQLite -----------------------------------------------------
 
 
+@dataclasses.dataclass(slots=True)
+class Tally:
+    """What the phases of one store saw."""
+
+    counted: int = 0  # answers finished inside the measured windows
+    seconds: float = 0.0  # the windows' length
+    finished: int = 0  # answers finished at all (warm-up and tail included)
+    failed: int = 0
+    cpu_s: float = 0.0  # this process (the bot) while they ran
+
+    def add(self, other: Tally) -> None:
+        self.counted += other.counted
+        self.seconds += other.seconds
+        self.finished += other.finished
+        self.failed += other.failed
+        self.cpu_s += other.cpu_s
+
+    @property
+    def rate(self) -> float:
+        return self.counted / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_answer(self) -> float:
+        return self.cpu_s * 1000 / self.finished if self.finished else 0.0
+
+
 async def answer_rates(url: str, quick: bool) -> Results:
     """Rotate the two stores; answers/s of each and their ratio."""
     rounds, seconds = (ROUNDS_QUICK, PHASE_S_QUICK) if quick else (ROUNDS, PHASE_S)
-    done = {"sqlite": 0, "postgres": 0}
-    spent = {"sqlite": 0.0, "postgres": 0.0}
-    failures = 0
+    tallies = {"sqlite": Tally(), "postgres": Tally()}
     async with fake_openai_process(
         ttft_ms=TTFT_MS, chunks=CHUNKS, chunk_interval_ms=CHUNK_INTERVAL_MS, text=ANSWER_TEXT
     ) as fake:
@@ -215,30 +241,27 @@ async def answer_rates(url: str, quick: bool) -> Results:
                 for name in ("sqlite", "postgres") if number % 2 == 0 else ("postgres", "sqlite"):
                     storage = dataclasses.replace(base.storage, url=urls[name])
                     cfg = dataclasses.replace(base, storage=storage)
-                    answered, failed = await one_phase(cfg, f"{name}{number}", seconds)
-                    done[name] += answered
-                    spent[name] += seconds
-                    failures += failed
-    pg = done["postgres"] / spent["postgres"]
-    sqlite = done["sqlite"] / spent["sqlite"]
+                    tallies[name].add(await one_phase(cfg, f"{name}{number}", seconds))
+    pg, sqlite = tallies["postgres"], tallies["sqlite"]
     return {
-        "pg_answers_per_s": rounded(pg),
-        "sqlite_answers_per_s": rounded(sqlite),
-        "pg_vs_sqlite_answers_ratio": rounded(pg / sqlite if sqlite else 0.0),
-        "pg_answer_failures": failures,
+        "pg_answers_per_s": rounded(pg.rate),
+        "sqlite_answers_per_s": rounded(sqlite.rate),
+        "pg_vs_sqlite_answers_ratio": rounded(pg.rate / sqlite.rate if sqlite.rate else 0.0),
+        "pg_bot_cpu_ms_per_answer": rounded(pg.cpu_ms_per_answer),
+        "sqlite_bot_cpu_ms_per_answer": rounded(sqlite.cpu_ms_per_answer),
+        "pg_answer_failures": pg.failed + sqlite.failed,
     }
 
 
-async def one_phase(cfg: Config, tag: str, seconds: float) -> tuple[int, int]:
-    """CONCURRENCY conversations answering back to back; answers inside the window."""
+async def one_phase(cfg: Config, tag: str, seconds: float) -> Tally:
+    """CONCURRENCY conversations answering back to back for ``seconds`` after a warm-up."""
     async with bench_core(cfg) as (core, watch):
         core.counter.warm()
+        tally = Tally(seconds=seconds)
         start = time.perf_counter() + WARMUP_S
         end = start + seconds
-        counted = failed = 0
 
         async def conversation(index: int) -> None:
-            nonlocal counted, failed
             key = ConversationKey("console", f"pg-{tag}", f"c{index}")
             for number in itertools.count():
                 if time.perf_counter() >= end:
@@ -247,14 +270,17 @@ async def one_phase(cfg: Config, tag: str, seconds: float) -> tuple[int, int]:
                     await asyncio.wait_for(_answer(core, watch, key, number), ANSWER_TIMEOUT_S)
                 except Exception as exc:  # counted; the phase goes on
                     log.warning("%s: %r", key.as_str(), exc)
-                    failed += 1
+                    tally.failed += 1
                     continue
+                tally.finished += 1
                 if start <= time.perf_counter() < end:
-                    counted += 1
+                    tally.counted += 1
 
+        cpu = time.process_time()
         await asyncio.gather(*(conversation(i) for i in range(CONCURRENCY)))
+        tally.cpu_s = time.process_time() - cpu
         await core.drain()
-    return counted, failed
+    return tally
 
 
 async def _answer(core: Core, watch: AnswerWatch, key: ConversationKey, number: int) -> None:
@@ -282,6 +308,8 @@ BENCHMARK = Benchmark(
         "pg_answers_per_s",
         "sqlite_answers_per_s",
         "pg_vs_sqlite_answers_ratio",
+        "pg_bot_cpu_ms_per_answer",
+        "sqlite_bot_cpu_ms_per_answer",
         "pg_answer_failures",
     ),
 )
