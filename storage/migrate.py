@@ -25,8 +25,8 @@ from bot.redact import redact_url
 from . import open_store
 from .memory import MemoryStore
 from .migrate_progress import Progress
-from .migrate_sqlite import Row, SqliteEndpoint
-from .migrate_tables import TABLES, Conflict, Table
+from .migrate_sqlite import SqliteEndpoint
+from .migrate_tables import TABLES, Conflict, Row, Table
 from .sqlite import MEMORY_PATH, SqliteStore
 
 BATCH_ROWS = 10_000  # per transaction: COPY's cost is per batch, a kill loses one

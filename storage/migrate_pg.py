@@ -8,12 +8,12 @@ all in or not at all, and a row copied before is not copied again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from .migrate_sqlite import Row, conflict_query
-from .migrate_tables import TURNS, Conflict, Table
+from .migrate_tables import TURNS, Conflict, Row, Table, conflict_query
 from .postgres import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, NUL_SHOWN_AS
 
 SEQUENCE = "turns_id"  # storage/postgres_sql.py
@@ -102,7 +102,7 @@ class PostgresEndpoint:
         await self._con.close()
 
 
-def _for_postgres(table: Table) -> Any:
+def _for_postgres(table: Table) -> Callable[[Row], Row]:
     flags = [table.index(c) for c in table.booleans]
     texts = [table.index(c) for c in table.texts]
 

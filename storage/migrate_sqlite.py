@@ -8,12 +8,10 @@ and inserted in one transaction, so a batch is either all in or not at all.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Callable
 
-from .migrate_tables import TURNS, Conflict, Table
+from .migrate_tables import TURNS, Conflict, Row, Table, conflict_query
 from .sqlite import BUSY_TIMEOUT_MS
-
-Row = tuple[Any, ...]
 
 
 class SqliteEndpoint:
@@ -103,19 +101,7 @@ class SqliteEndpoint:
         self._con.close()
 
 
-def conflict_query(table: Table, stage: str, same: str) -> str:
-    """One staged row whose key the table holds with another identity, if any.
-    ``same`` is the dialect's NULL-safe equality (``IS``, ``IS NOT DISTINCT FROM``)."""
-    if not table.identity:
-        return "SELECT 1 WHERE false"
-    on = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
-    agree = " AND ".join(f"t.{c} {same} s.{c}" for c in table.identity)
-    keys = ", ".join(f"s.{k}" for k in table.key)
-    joined = f"{stage} AS s JOIN {table.name} AS t ON {on}"
-    return f"SELECT {keys} FROM {joined} WHERE NOT ({agree}) LIMIT 1"
-
-
-def _for_sqlite(table: Table) -> Any:
+def _for_sqlite(table: Table) -> Callable[[Row], Row]:
     flags = [table.index(c) for c in table.booleans]
 
     def convert(row: Row) -> Row:

@@ -8,6 +8,9 @@ using one database, and a copied row would be a process that never ran there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+Row = tuple[Any, ...]  # one row, its values in Table.columns order
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +78,15 @@ class Conflict(Exception):
         super().__init__(f"{table} {', '.join(map(str, key))}")
         self.table = table
         self.key = key
+
+
+def conflict_query(table: Table, stage: str, same: str) -> str:
+    """One staged row whose key the table holds with another identity, if any.
+    ``same`` is the dialect's NULL-safe equality (``IS``, ``IS NOT DISTINCT FROM``)."""
+    if not table.identity:
+        return "SELECT 1 WHERE false"
+    on = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
+    agree = " AND ".join(f"t.{c} {same} s.{c}" for c in table.identity)
+    keys = ", ".join(f"s.{k}" for k in table.key)
+    joined = f"{stage} AS s JOIN {table.name} AS t ON {on}"
+    return f"SELECT {keys} FROM {joined} WHERE NOT ({agree}) LIMIT 1"
