@@ -38,6 +38,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--from", dest="source", help="migrate-store: the store to copy")
     parser.add_argument("--to", dest="target", help="migrate-store: the store to copy into")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="migrate-store: rows per transaction (default 10,000)",
+    )
     parser.add_argument("--config", default=os.environ.get("BOT_CONFIG", DEFAULT_CONFIG))
     parser.add_argument(
         "--local",
@@ -77,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "migrate-store":  # needs no config: both URLs are given
-            return migrate_store(args.source, args.target)
+            return migrate_store(args.source, args.target, args.batch_size)
         cfg = load_config(args.config, os.environ, require_api_key=not args.local)
         if args.command == "check":
             check_storage(cfg.storage.url)

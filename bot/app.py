@@ -55,15 +55,11 @@ def check_storage(url: str) -> None:
     check_url(url)
 
 
-def migrate_store(source: str | None, target: str | None) -> int:
+def migrate_store(source: str | None, target: str | None, batch_rows: int | None = None) -> int:
     """``python -m bot migrate-store --from URL --to URL`` (storage/migrate.py)."""
-    from storage.migrate import MigrationError, run_migration  # loaded for this command only
+    from storage.migrate import run_migration  # loaded for this command only
 
-    if not source:
-        raise MigrationError("--from", "missing; give the URL of the store to copy")
-    if not target:
-        raise MigrationError("--to", "missing; give the URL of the store to copy into")
-    return run_migration(source, target)
+    return run_migration(source, target, batch_rows)
 
 
 @contextlib.asynccontextmanager

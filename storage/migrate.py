@@ -30,7 +30,7 @@ from .migrate_tables import TABLES, Conflict, Row, Table
 from .sqlite import MEMORY_PATH, SqliteStore
 
 BATCH_ROWS = 10_000  # per transaction: COPY's cost is per batch, a kill loses one
-SOURCE_FLAG, TARGET_FLAG = "--from", "--to"
+SOURCE_FLAG, TARGET_FLAG, BATCH_FLAG = "--from", "--to", "--batch-size"
 
 
 class Endpoint(Protocol):
@@ -169,8 +169,14 @@ def _same(source: str, target: str) -> bool:
     return norm(source) == norm(target)
 
 
-def run_migration(source: str, target: str, batch_rows: int = BATCH_ROWS) -> int:
-    """The command: copy, print the summary on stdout; 0 when done."""
-    summary = asyncio.run(migrate_store(source, target, batch_rows=batch_rows))
+def run_migration(source: str | None, target: str | None, batch_rows: int | None = None) -> int:
+    """The command: check its flags, copy, print the summary on stdout; 0 when done."""
+    if not source:
+        raise MigrationError(SOURCE_FLAG, "missing; give the URL of the store to copy")
+    if not target:
+        raise MigrationError(TARGET_FLAG, "missing; give the URL of the store to copy into")
+    if batch_rows is not None and batch_rows < 1:
+        raise MigrationError(BATCH_FLAG, f"must be at least 1, got {batch_rows}")
+    summary = asyncio.run(migrate_store(source, target, batch_rows=batch_rows or BATCH_ROWS))
     print("\n".join(summary.lines()))
     return 0

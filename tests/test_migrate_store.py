@@ -4,7 +4,9 @@ interruption, and back the other way; bad URLs are one line and exit 2."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from storage.migrate_tables import TABLES, Table
 from storage.postgres import PostgresStore
 from tests.postgres_support import postgres_schema
 from tests.store_support import user
-from tests.support import bot_env, run_bot
+from tests.support import bot_env, run_bot, spawn_bot
 
 BIG_TURNS = 100_000
 SMALL_TURNS = 5_000
@@ -27,6 +29,8 @@ CONVERSATIONS = 500
 SMALL_BATCH = 1_000
 RESETS_ABOVE = 37  # ids handed out and reset away: the target must not reuse them
 PASSWORD = "LEAK-PG-PASSWORD-5521"
+KILL_LIMIT_S = 60.0  # from start to three batches in: normally about a second
+POLL_S = 0.02
 Row = tuple[Any, ...]
 
 
@@ -201,6 +205,60 @@ async def test_an_interrupted_copy_is_finished_by_the_next_run(tmp_path: Path) -
         await assert_same(path, url)
 
 
+async def test_a_copy_killed_midway_is_finished_by_running_it_again(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await new_sqlite(path)
+    seed(path, SMALL_TURNS)
+    blocked_at = 3 * SMALL_BATCH + 1  # the first id of the fourth batch of turns
+    source = f"sqlite:///{path}"
+    async with postgres_schema() as url:
+        store = PostgresStore(url)  # the schema, so that the test can hold a row in it
+        await store.open()
+        await store.close()
+        holder = await asyncpg.connect(url)
+        try:
+            # An uncommitted turn under one of the ids: the batch that inserts it waits
+            # for this transaction, with the three batches before it committed.
+            holder_tx = holder.transaction()
+            await holder_tx.start()
+            await holder.execute(
+                "INSERT INTO turns (id, conversation, role, content, tokens, created_at, anchor)"
+                " VALUES ($1, 'x', 'user', 'x', 1, 0, $1)",
+                blocked_at,
+            )
+            batch = ["--batch-size", str(SMALL_BATCH)]
+            args = ["migrate-store", "--from", source, "--to", url, *batch]
+            proc = await spawn_bot(*args, env=bot_env(tmp_path))
+            try:
+                await asyncio.wait_for(_turns_reach(url, 3 * SMALL_BATCH), KILL_LIMIT_S)
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+            await holder_tx.rollback()
+        finally:
+            await holder.close()
+        code, out, err = await run_bot(
+            ["migrate-store", "--from", source, "--to", url], bot_env(tmp_path)
+        )
+        assert code == 0, err
+        assert f"turns: {SMALL_TURNS - 3 * SMALL_BATCH:,} copied, 3,000 already there" in out
+        await assert_same(path, url)
+
+
+async def _turns_reach(url: str, count: int) -> None:
+    con = await asyncpg.connect(url)
+    try:
+        # Another process writes it: there is no event to wait on.
+        while await con.fetchval("SELECT count(*) FROM turns") < count:  # noqa: ASYNC110
+            await asyncio.sleep(POLL_S)
+    finally:
+        await con.close()
+
+
 async def test_postgresql_moves_back_into_a_new_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
     await new_sqlite(path)
@@ -293,3 +351,22 @@ def test_the_progress_line_is_redrawn_on_a_terminal_and_ten_lines_elsewhere() ->
     for _ in range(1_000):
         bar.advance(1, "seen")
     assert len(logged.getvalue().splitlines()) == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--from", "sqlite:///x.db"], "error: migrate-store: --to: missing; "),
+        (["--to", "sqlite:///x.db"], "error: migrate-store: --from: missing; "),
+        (
+            ["--from", "sqlite:///a.db", "--to", "sqlite:///b.db", "--batch-size", "0"],
+            "error: migrate-store: --batch-size: must be at least 1, got 0",
+        ),
+    ],
+    ids=["no-target", "no-source", "no-batch"],
+)
+async def test_a_missing_flag_is_one_line_naming_it_and_exit_2(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    code, _, err = await run_bot(["migrate-store", *args], bot_env(tmp_path))
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith(expected), err
