@@ -253,7 +253,7 @@ class _Link:
     """One shard's gateway connection and session (the only one when not sharded)."""
 
     ws: web.WebSocketResponse | None = None
-    transport: asyncio.BaseTransport | None = None  # for abrupt drops
+    transport: asyncio.Transport | None = None  # for abrupt drops
     session: _Session | None = None
     pending: list[JsonDict] = field(default_factory=list)  # dispatched while not connected
 
@@ -534,7 +534,7 @@ class FakeDiscord(Served):
         self.connected.clear()
         self._live.discard(shard)
         link = self._links[shard]
-        if abrupt and isinstance(link.transport, asyncio.Transport):
+        if abrupt and link.transport is not None:
             link.transport.abort()
             link.ws = None  # events dispatched from now on wait for the next connection
             return
@@ -594,7 +594,7 @@ class FakeDiscord(Served):
         return ws
 
     async def _on_frame(
-        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, frame: JsonDict
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, frame: JsonDict
     ) -> None:
         op = frame.get("op")
         if op == OP_HEARTBEAT:
@@ -619,7 +619,7 @@ class FakeDiscord(Served):
         return shard
 
     async def _identify(
-        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, data: JsonDict
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, data: JsonDict
     ) -> None:
         self.identifies.append(data)
         if data.get("token") != self.gateway_token:
@@ -657,7 +657,7 @@ class FakeDiscord(Served):
         await self._went_live(shard, link)
 
     async def _resume(
-        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, data: JsonDict
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, data: JsonDict
     ) -> None:
         self.resumes.append(data)
         if data.get("token") != self.gateway_token:
