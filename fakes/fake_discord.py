@@ -8,7 +8,9 @@ not exist), 4011 (sharding required) and 4014 (privileged intent not allowed).
 
 Shards: with ``shard_count`` above 1 each IDENTIFY names its shard (``[id, count]``),
 one connection per shard, and like Discord the fake sends a guild's events only on
-shard ``(guild_id >> 22) % shard_count`` and DMs only on shard 0.
+shard ``(guild_id >> 22) % shard_count`` and DMs only on shard 0. An IDENTIFY without
+a shard when there are several gets 4011; one with another count gets 4010 (Discord
+would accept a larger count; the fake keeps one).
 
 Tests push events with :meth:`FakeDiscord.dispatch` and assert on
 :attr:`FakeDiscord.calls`, the recorded REST requests.

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from adapters.discord import DiscordAdapter
+from adapters.discord.setup import SHARDING_REQUIRED
 from bot.config import DiscordConfig, load_config
 from bot.core import Core
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StartupError
 from fakes.fake_discord import FakeDiscord, guild, member, text_channel
 from fakes.fake_openai import FakeOpenAI, echo_last_user
 from tests.postgres_support import postgres_schema
@@ -165,6 +166,21 @@ async def test_two_processes_split_the_shards_and_answer_each_server_once(
         assert {fake.shard_of(m) for m in questions} == {shard}
     for shard, log in enumerate(logs):
         assert f"servers, on shards {shard} of {SHARDS}" in log.read_text(), log.read_text()
+
+
+async def test_an_unsharded_bot_told_to_shard_says_which_setting_to_change(
+    monkeypatch: pytest.MonkeyPatch, memory_core: Core
+) -> None:
+    async with discord_at(monkeypatch, shard_count=SHARDS) as fake:
+        adapter = DiscordAdapter(
+            DiscordConfig(token=fake.token), memory_core, guild_ready_timeout=0.05
+        )
+        with pytest.raises(StartupError) as raised:
+            await adapter.start()
+        await adapter.stop()
+    assert str(raised.value) == SHARDING_REQUIRED
+    assert "discord.shard_count (DISCORD_SHARD_COUNT)" in SHARDING_REQUIRED
+    assert [i.get("shard") for i in fake.identifies] == [None]  # closed with 4011
 
 
 @pytest.mark.parametrize(

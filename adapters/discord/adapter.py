@@ -23,6 +23,7 @@ from .setup import (
     INVALID_TOKEN,
     MESSAGE_CONTENT_WARNING,
     PRIVILEGED_INTENT_REFUSED,
+    SHARDING_REQUIRED,
     gateway_intents,
     invite_url,
 )
@@ -40,6 +41,7 @@ READY_TIMEOUT_S = 60.0  # from login to READY + guilds; longer means something i
 GUILD_READY_TIMEOUT_S = 2.0  # discord.py's wait for the GUILD_CREATEs after READY
 THREAD_ARCHIVE_MINUTES: Final = 1440  # a day without messages
 CLOSE_AUTH_FAILED = 4004
+CLOSE_SHARDING_REQUIRED = 4011
 GATEWAY_CLOSE_NORMAL = 1000  # what discord.py's own close() sends
 NOT_ALLOWED_KEY = "not_allowed_here"
 NOT_ALLOWED_FALLBACK = "I can't be used here."
@@ -349,6 +351,8 @@ def _startup_error(exc: BaseException | None) -> BaseException:
     if isinstance(exc, discord.ConnectionClosed):
         if exc.code == CLOSE_AUTH_FAILED:
             return StartupError(INVALID_TOKEN)
+        if exc.code == CLOSE_SHARDING_REQUIRED:
+            return StartupError(SHARDING_REQUIRED)
         return StartupError(f"Discord: the gateway closed the connection (code {exc.code})")
     return StartupError(f"Discord: could not connect to the gateway: {exc}")
 

@@ -16,6 +16,11 @@ INVALID_TOKEN = (
     "Discord: the bot token was rejected. Copy a fresh token from the Developer Portal "
     "(your app -> Bot -> Reset Token) into DISCORD_BOT_TOKEN."
 )
+SHARDING_REQUIRED = (
+    "Discord: the bot is in too many servers for one gateway connection (sharding "
+    "required). Set discord.shard_count (DISCORD_SHARD_COUNT): 0 takes Discord's "
+    "recommended number of shards, all run by this process."
+)
 PRIVILEGED_INTENT_REFUSED = (
     "Discord: the gateway refused the bot's intents. In the Developer Portal, open your "
     "app -> Bot -> Privileged Gateway Intents and check the settings, then restart."
