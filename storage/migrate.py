@@ -6,7 +6,8 @@ Rows go in key order and in batches, each batch one transaction that inserts
 only keys the target lacks: run twice, nothing is copied twice; killed midway,
 a second run copies the rest. A target row under a copied key that is another
 turn (a database the bot already wrote to) stops the copy instead of being
-mixed with it. Run it with the bot stopped.
+mixed with it. Run it with the bot stopped: a store a bot has open (its
+heartbeat in ``instances``, bot/instances.py) is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from bot.errors import ConfigError, StartupError
+from bot.instances import STALE_AFTER_S
 from bot.redact import redact_url
 
 from . import open_store
@@ -41,6 +43,7 @@ class Endpoint(Protocol):
     async def write(self, table: Table, rows: list[Row]) -> int: ...
     async def id_high_water(self) -> int: ...
     async def raise_id_high_water(self, value: int) -> None: ...
+    async def live_instances(self, since: float) -> list[tuple[str, float]]: ...
     async def close(self) -> None: ...
 
 
@@ -92,6 +95,8 @@ async def migrate_store(
     try:
         writer = await _endpoint(target, TARGET_FLAG)
         try:
+            await _refuse_if_in_use(reader, SOURCE_FLAG)
+            await _refuse_if_in_use(writer, TARGET_FLAG)
             totals = [await reader.count(table) for table in TABLES]
             progress = Progress(progress_to or sys.stderr, sum(totals))
             results = []
@@ -134,6 +139,19 @@ async def _copy(
         if after_batch is not None:
             after_batch(table.name, len(rows))
     return Copied(table.name, copied, skipped)
+
+
+async def _refuse_if_in_use(endpoint: Endpoint, flag: str) -> None:
+    """A bot running on either store would write rows the copy misses or collides with."""
+    now = time.time()
+    live = await endpoint.live_instances(now - STALE_AFTER_S)
+    if live:
+        instance, beat = live[-1]
+        raise MigrationError(
+            flag,
+            f"a bot is using this store (instance {instance}, seen {max(now - beat, 0):.0f} s "
+            f"ago); stop it first (a killed one counts as gone after {STALE_AFTER_S:.0f} s)",
+        )
 
 
 async def _endpoint(url: str, flag: str) -> Endpoint:

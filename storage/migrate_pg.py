@@ -97,6 +97,11 @@ class PostgresEndpoint:
         if value > await self.id_high_water():
             await self._con.execute(f"SELECT setval('{SEQUENCE}', $1)", value)
 
+    async def live_instances(self, since: float) -> list[tuple[str, float]]:
+        """Open stores (running bots) that beat at or after ``since``: (id, heartbeat)."""
+        query = "SELECT id, heartbeat FROM instances WHERE heartbeat >= $1 ORDER BY heartbeat"
+        return [(str(r[0]), float(r[1])) for r in await self._con.fetch(query, since)]
+
     async def close(self) -> None:
         """Close the connection."""
         await self._con.close()

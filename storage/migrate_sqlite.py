@@ -96,6 +96,11 @@ class SqliteEndpoint:
             con.execute("ROLLBACK")
             raise
 
+    async def live_instances(self, since: float) -> list[tuple[str, float]]:
+        """Open stores (running bots) that beat at or after ``since``: (id, heartbeat)."""
+        query = "SELECT id, heartbeat FROM instances WHERE heartbeat >= ? ORDER BY heartbeat"
+        return [(str(i), float(h)) for i, h in self._con.execute(query, (since,))]
+
     async def close(self) -> None:
         """Close the connection."""
         self._con.close()

@@ -291,6 +291,24 @@ async def test_a_database_the_bot_already_used_is_not_mixed_into(tmp_path: Path)
         assert len(await postgres_rows(url, TABLES[-1])) == 1
 
 
+async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    running = SqliteStore(str(path))  # as `python -m bot` holds it: beating
+    await running.open()
+    try:
+        with pytest.raises(MigrationError) as raised:
+            await migrate_store(f"sqlite:///{path}", f"sqlite:///{tmp_path / 'new.db'}")
+    finally:
+        await running.close()
+    assert str(raised.value).startswith(
+        f"migrate-store: --from: a bot is using this store (instance {running.instance_id}, "
+    )
+    done = await migrate_store(
+        f"sqlite:///{path}", f"sqlite:///{tmp_path / 'new.db'}", progress_to=_quiet(tmp_path)
+    )
+    assert [t.copied for t in done.tables] == [0, 0, 0]
+
+
 @pytest.mark.parametrize(
     ("source", "target", "expected"),
     [
