@@ -39,6 +39,7 @@ import asyncpg
 from bot.config import DEFAULT_SYSTEM_PROMPT, Config, OpenAIConfig
 from bot.context import build_messages
 from bot.core import HISTORY_TURNS, Core
+from bot.redact import redact_url
 from bot.texts import Texts
 from bot.tokens import token_counter_for
 from bot.types import ConversationKey
@@ -123,7 +124,13 @@ async def run(opts: RunOptions) -> Results:
 async def scratch_schema(url: str) -> AsyncIterator[str]:
     """A new schema on ``url``'s server; the URL that uses it; dropped afterwards."""
     schema = f"bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(url)
+    try:
+        admin = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise SystemExit(
+            f"bench postgres: cannot use PostgreSQL at {redact_url(url)!r}: {exc} "
+            f"(set {URL_VARS[0]})"
+        ) from None
     try:
         await admin.execute(f"CREATE SCHEMA {schema}")
         glue = "&" if "?" in url else "?"
