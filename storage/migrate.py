@@ -100,11 +100,13 @@ async def migrate_store(
             totals = [await reader.count(table) for table in TABLES]
             progress = Progress(progress_to or sys.stderr, sum(totals))
             results = []
-            for table in TABLES:
-                results.append(
-                    await _copy(reader, writer, table, batch_rows, progress, after_batch)
-                )
-            progress.finish()
+            try:
+                for table in TABLES:
+                    results.append(
+                        await _copy(reader, writer, table, batch_rows, progress, after_batch)
+                    )
+            finally:  # an error line then starts on a line of its own
+                progress.finish()
             await writer.raise_id_high_water(await reader.id_high_water())
         finally:
             await writer.close()
