@@ -21,6 +21,7 @@ from dataclasses import replace
 from adapters.registry import PLATFORMS, create_adapter
 from storage import check_url, open_store
 
+from .accounting import accounting_for
 from .adapter import Adapter
 from .config import Config
 from .core import Core, CoreSettings
@@ -70,13 +71,29 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     await store.open()
     client = make_client(cfg.openai)
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
+    texts = Texts(cfg.language, prefix=cfg.commands.prefix)
+
+    def capped(model: str) -> CappedModel:
+        openai_cfg = replace(cfg.openai, model=model)
+        return CappedModel(
+            OpenAIChat.from_config(client, openai_cfg), cfg.openai.max_concurrent_requests
+        )
+
+    fallback = cfg.quotas.fallback_model
     core = Core(
         store=store,
-        model=CappedModel(
-            OpenAIChat.from_config(client, cfg.openai), cfg.openai.max_concurrent_requests
+        model=capped(cfg.openai.model),
+        accounting=accounting_for(
+            store,
+            usage=cfg.usage,
+            quotas=cfg.quotas,
+            texts=texts,
+            counter=counter,
+            model_name=cfg.openai.model,
+            fallback=capped(fallback) if fallback else None,
         ),
         counter=counter,
-        texts=Texts(cfg.language, prefix=cfg.commands.prefix),
+        texts=texts,
         settings=CoreSettings(
             system_prompt=cfg.openai.system_prompt,
             context_tokens=cfg.openai.context_tokens,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
+from .accounting import Accounting
 from .answer_cap import AnswerCap
 from .commands import CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy
@@ -74,6 +75,7 @@ class Core:
         texts: Texts,
         settings: CoreSettings,
         pacer: Pacer | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -81,6 +83,7 @@ class Core:
         self.texts = texts
         self.settings = settings
         self.pacer = pacer or Pacer()
+        self.accounting = accounting  # usage ledger and quotas (bot/accounting.py)
         self._lanes = Lanes()
         self._limiter = UserLimiter(settings.user_messages_per_minute)
         self._waiting = WaitingCaps(
@@ -353,9 +356,15 @@ class Core:
         if messages is None:
             log.info("message %s in %s was reset before its answer", msg.message_id, conv)
             return False
+        admission = (
+            None if self.accounting is None else await self.accounting.admit(msg, self.model)
+        )
+        if admission is not None and admission.refusal is not None:
+            await self._send_quietly(sink, admission.refusal)
+            return False
         stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
-        deltas = self.model.stream(messages, answer)
+        deltas = (self.model if admission is None else admission.model).stream(messages, answer)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -365,6 +374,8 @@ class Core:
                     if cap.full:
                         break
             await stream.push(cap.rest())
+            if admission is not None and self.accounting is not None:
+                await self.accounting.record(msg, admission, messages, answer, stream.text)
             if not stream.text.strip():
                 log.warning("the model returned an empty answer in %s", conv)
                 await self._report(stream, sink, self.texts.get("error_empty_answer"))
@@ -485,4 +496,5 @@ class Core:
             default_prompt=settings.system_prompt,
             prompt_policy=settings.system_prompt_policy,
             reset_policy=settings.reset_policy,
+            accounting=self.accounting,
         )

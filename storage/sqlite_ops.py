@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from bot.types import Turn
 
+from . import usage_sql
+
 _T = TypeVar("_T")
 
 # A stored turn: its anchor (its place in the order) and its row, or None if
@@ -281,3 +283,11 @@ def opt_str(value: object) -> str | None:
 def check_role(turn: Turn, role: str) -> None:
     if turn.role != role:
         raise ValueError(f"expected a {role} turn, got {turn.role!r}")
+
+
+def forget_person(con: sqlite3.Connection, prefix: str, person: str) -> int:
+    """Delete a person's turns, and the answers to them, in one workspace; how many
+    of theirs (in the caller's write transaction: both deletes or neither)."""
+    params = usage_sql.forget_params(prefix, person)
+    con.execute(usage_sql.SQL_FORGET_ANSWERS, params)
+    return con.execute(usage_sql.SQL_FORGET_TURNS, params).rowcount
