@@ -92,7 +92,7 @@ async def _usage(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
 
 async def _forget(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
     if env.accounting is None:
-        return env.texts.get("usage_off")
+        return env.texts.get("forget_unavailable")
     return await env.accounting.forget(msg, arg)
 
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, g
 import yaml
 
 from .errors import ConfigError
+from .prices import EXAMPLE_PRICES, EXAMPLE_PRICES_AS_OF
 from .quotas import check_usage
 from .redact import redact_url
 
@@ -84,6 +85,8 @@ ENV_DEFAULTS: Mapping[str, str] = {
     "slack.app_token": "${SLACK_APP_TOKEN:-}",
     "slack.signing_secret": "${SLACK_SIGNING_SECRET:-}",
     "logging.level": "${LOG_LEVEL:-INFO}",
+    "logging.format": "${LOG_FORMAT:-text}",
+    "metrics.port": "${METRICS_PORT:-0}",
 }
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -244,8 +247,9 @@ class UsageConfig:
     """The usage ledger (bot/usage.py) and its price table (bot/prices.py)."""
 
     enabled: bool = True
-    prices: tuple[str, ...] = ()  # "<model> <input> <output>", USD per million tokens
-    prices_as_of: str = ""  # when the prices were copied from the provider's list
+    # "<model> <input> <output>", USD per million tokens; a model not listed: tokens only
+    prices: tuple[str, ...] = EXAMPLE_PRICES
+    prices_as_of: str = EXAMPLE_PRICES_AS_OF  # when they were copied from the price list
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from .errors import ConfigError
 
 PER_MILLION = 1_000_000
+# The shipped example (config.yaml): OpenAI's public list prices, USD per million
+# input / output tokens, as of EXAMPLE_PRICES_AS_OF. Check them before relying on them.
+EXAMPLE_PRICES = ("gpt-4o-mini 0.15 0.60", "gpt-4o 2.50 10.00")
+EXAMPLE_PRICES_AS_OF = "2025-06-01"
 FIELDS_PER_ENTRY = 3  # model, input price, output price
 
 

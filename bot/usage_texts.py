@@ -35,6 +35,7 @@ USAGE_EN: Mapping[str, str] = {
         "Send `{prefix}forget me` to delete your messages in this workspace. "
         "Admins can name a user id instead of `me`."
     ),
+    "forget_unavailable": "This bot's storage cannot delete messages by person.",
     "forget_denied": "Only admins can delete another person's messages.",
     "forget_done": "Done. I deleted {count} messages and the answers to them.",
     "slash_usage": "Show your token usage and cost",
@@ -70,6 +71,7 @@ USAGE_KO: Mapping[str, str] = {
         "`{prefix}forget me`를 보내면 이 워크스페이스에서 보낸 내 메시지를 지워요. "
         "관리자는 `me` 대신 사용자 ID를 쓸 수 있어요."
     ),
+    "forget_unavailable": "이 봇의 저장소는 사람별로 메시지를 지울 수 없어요.",
     "forget_denied": "다른 사람의 메시지는 관리자만 지울 수 있어요.",
     "forget_done": "완료했어요. 메시지 {count}개와 그 답을 지웠어요.",
     "slash_usage": "내 토큰 사용량과 비용을 보여 줘요",
