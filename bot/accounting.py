@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from .config import QuotasConfig, UsageConfig
+from .events import EVENTS, Events
 from .prices import PriceTable, parse_prices
 from .quotas import Exceeded, any_quota, first_exceeded
 from .storage_guard import STORE_FAILURES
@@ -43,14 +43,6 @@ MESSAGE_OVERHEAD_TOKENS = 4  # an estimate's per-message wrapping (role, separat
 FORGET_SELF = "me"
 
 
-class UsageMetrics(Protocol):
-    """What the operations endpoint counts here (bot/metrics.py)."""
-
-    def answered(self, prompt_tokens: int, completion_tokens: int) -> None: ...
-
-    def quota_refused(self, scope: str) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Admission:
     """How one answer may go: with which model, or refused with this reply."""
@@ -72,7 +64,7 @@ class Accounting:
     model_name: str
     fallback: ChatModel | None = None  # the quotas' fallback_model, when set
     clock: Callable[[], float] = time.time
-    metrics: UsageMetrics | None = None
+    events: Events = field(default_factory=lambda: EVENTS)  # the metrics' counters
     recording: bool = True  # usage.enabled; off: no rows, no quotas, forget still works
     _quotas_on: bool = field(init=False, default=False)
 
@@ -92,8 +84,7 @@ class Accounting:
             return Admission(model, self.model_name)
         if exceeded is None:
             return Admission(model, self.model_name)
-        if self.metrics is not None:
-            self.metrics.quota_refused(exceeded.scope)
+        self.events.quota_refusals[exceeded.scope] += 1
         fallback_name = self.quotas.fallback_model
         if self.fallback is not None and fallback_name:
             log.info(
@@ -143,8 +134,8 @@ class Accounting:
             cost=0.0 if price is None else price.cost(prompt, completion),
             priced=price is not None,
         )
-        if self.metrics is not None:
-            self.metrics.answered(prompt, completion)
+        self.events.tokens_in += prompt
+        self.events.tokens_out += completion
         try:
             await self.ledger.record_usage(record)
         except STORE_FAILURES as exc:
@@ -243,7 +234,6 @@ def accounting_for(
     counter: TokenCounter,
     model_name: str,
     fallback: ChatModel | None = None,
-    metrics: UsageMetrics | None = None,
 ) -> Accounting | None:
     """The core's accounting on ``store``, or None if the store keeps no ledger."""
     if not isinstance(store, UsageLedger):
@@ -256,6 +246,5 @@ def accounting_for(
         counter=counter,
         model_name=model_name,
         fallback=fallback if quotas.fallback_model else None,
-        metrics=metrics,
         recording=usage.enabled,
     )

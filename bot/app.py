@@ -26,8 +26,10 @@ from .adapter import Adapter
 from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError, StorageError
+from .events import MeasuredModel
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
+from .ops import metrics_if
 from .recovery import recovering
 from .shutdown import shut_down
 from .texts import Texts
@@ -76,7 +78,8 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     def capped(model: str) -> CappedModel:
         openai_cfg = replace(cfg.openai, model=model)
         return CappedModel(
-            OpenAIChat.from_config(client, openai_cfg), cfg.openai.max_concurrent_requests
+            MeasuredModel(OpenAIChat.from_config(client, openai_cfg)),
+            cfg.openai.max_concurrent_requests,
         )
 
     fallback = cfg.quotas.fallback_model
@@ -148,7 +151,10 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
             await adapter.start()
             log.info("%s adapter running", adapter.name)
         _tune_collector()
-        async with recovering(core, started, cfg.recovery.max_age_minutes):
+        async with (
+            recovering(core, started, cfg.recovery.max_age_minutes),
+            metrics_if(cfg.metrics, core, started),
+        ):
             ended = await _until_stopped(stop, started)
     return EXIT_STORAGE if any(_storage_failed(w) for w in ended) else 0
 

@@ -25,6 +25,7 @@ from .config import PromptPolicy, ResetPolicy
 from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
+from .events import EVENTS
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
 from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
@@ -142,6 +143,7 @@ class Core:
         """Store the message and queue its answer; False for a duplicate."""
         accepted = (conv, msg.message_id)
         if accepted in self._accepted:  # the same event twice at once (a retry)
+            EVENTS.dedupe_hits += 1
             return False
         place = self._enter(conv, person, sink)
         if place is None:
@@ -198,6 +200,7 @@ class Core:
         pending = await self.store.pending_turn(conv, msg.message_id)
         if pending is None:
             log.info("duplicate message %s in %s ignored", msg.message_id, conv)
+            EVENTS.dedupe_hits += 1
             return None
         if not await self.store.take_over(conv, msg.message_id):
             log.info("message %s in %s is another instance's to answer", msg.message_id, conv)
