@@ -29,6 +29,7 @@ from .events import EVENTS
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
 from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
+from .jsonlog import answering
 from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
 from .ratelimit import UserLimiter
@@ -320,7 +321,8 @@ class Core:
     # -- answering ---------------------------------------------------------
 
     async def _answer(self, msg: IncomingMessage, sink: ReplySink, turn_id: int) -> None:
-        await self._guarded(msg, self._try_answer(msg, sink, turn_id))
+        with answering(msg.key.as_str(), msg.message_id):  # tags JSON log lines
+            await self._guarded(msg, self._try_answer(msg, sink, turn_id))
 
     async def _guarded(self, msg: IncomingMessage, work: Awaitable[bool]) -> None:
         """Run one answer; a failure the user was told about is marked done."""
