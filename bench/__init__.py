@@ -19,6 +19,7 @@ MODULES: dict[str, str] = {
     "floods": "bench.bench_floods",
     "bounds": "bench.bench_bounds",
     "slack_limits": "bench.bench_slack_limits",
+    "usage": "bench.bench_usage",
 }
 
 

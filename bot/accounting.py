@@ -36,6 +36,7 @@ from .usage import (
     month_span,
     workspace_of,
 )
+from .usage_buffer import UsageBuffer
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,11 @@ class Accounting:
     events: Events = field(default_factory=lambda: EVENTS)  # the metrics' counters
     recording: bool = True  # usage.enabled; off: no rows, no quotas, forget still works
     _quotas_on: bool = field(init=False, default=False)
+    _buffer: UsageBuffer = field(init=False)
 
     def __post_init__(self) -> None:
         self._quotas_on = self.recording and any_quota(self.quotas)
+        self._buffer = UsageBuffer(self.ledger)
 
     async def admit(self, msg: IncomingMessage, model: ChatModel) -> Admission:
         """Check the quotas (none configured: no store query at all)."""
@@ -77,7 +80,7 @@ class Accounting:
             return Admission(model, self.model_name)
         try:
             exceeded = await first_exceeded(
-                self.ledger, self.quotas, workspace_of(msg.key), msg.author_id, self.clock()
+                self._buffer, self.quotas, workspace_of(msg.key), msg.author_id, self.clock()
             )
         except STORE_FAILURES as exc:
             log.warning("quota check failed, answering anyway: %s", exc)
@@ -136,10 +139,11 @@ class Accounting:
         )
         self.events.tokens_in += prompt
         self.events.tokens_out += completion
-        try:
-            await self.ledger.record_usage(record)
-        except STORE_FAILURES as exc:
-            log.error("could not record usage in %s: %s", record.conversation, exc)
+        self._buffer.add(record)  # written within a second (bot/usage_buffer.py)
+
+    async def close(self) -> None:
+        """Write the usage still in memory (the core calls it last, before the store closes)."""
+        await self._buffer.close()
 
     # -- commands -------------------------------------------------------------------
 
@@ -147,6 +151,7 @@ class Accounting:
         """``!usage``: the person's own today and this month; admins see more."""
         if not self.recording:
             return self.texts.get("usage_off")
+        await self._buffer.flush()
         now = self.clock()
         workspace = workspace_of(msg.key)
         day_first, day_end, _ = day_span(now)

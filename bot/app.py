@@ -34,7 +34,7 @@ from .recovery import recovering
 from .shutdown import shut_down
 from .texts import Texts
 from .tokens import token_counter_for
-from .types import Platform
+from .types import ChatModel, Platform
 
 # PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
 # only this module of the wiring.
@@ -77,10 +77,10 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
 
     def capped(model: str) -> CappedModel:
         openai_cfg = replace(cfg.openai, model=model)
-        return CappedModel(
-            MeasuredModel(OpenAIChat.from_config(client, openai_cfg)),
-            cfg.openai.max_concurrent_requests,
-        )
+        chat: ChatModel = OpenAIChat.from_config(client, openai_cfg)
+        if cfg.metrics.port:  # times each stream for the endpoint's histograms
+            chat = MeasuredModel(chat)
+        return CappedModel(chat, cfg.openai.max_concurrent_requests)
 
     fallback = cfg.quotas.fallback_model
     core = Core(

@@ -317,6 +317,8 @@ class Core:
             # while the adapters' connections are still open.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lanes.drain(), CUT_WAIT_S)
+        if self.accounting is not None:
+            await self.accounting.close()  # usage still in memory goes to the store
 
     # -- answering ---------------------------------------------------------
 

@@ -8,11 +8,11 @@ are UTC, as the ledger's days are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from .errors import ConfigError
 from .prices import parse_prices
-from .usage import UsageLedger, UsageQuery, UsageTotals, day_span, month_span
+from .usage import UsageQuery, UsageTotals, day_span, month_span
 
 if TYPE_CHECKING:
     from .config import QuotasConfig, UsageConfig
@@ -46,8 +46,14 @@ def any_quota(quotas: QuotasConfig) -> bool:
     )
 
 
+class TotalsSource(Protocol):
+    """Where quota checks read usage (the store, with bot/usage_buffer.py's rows)."""
+
+    async def usage_totals(self, query: UsageQuery, /) -> UsageTotals: ...
+
+
 async def first_exceeded(
-    ledger: UsageLedger, quotas: QuotasConfig, workspace: str, person: str, now: float
+    ledger: TotalsSource, quotas: QuotasConfig, workspace: str, person: str, now: float
 ) -> Exceeded | None:
     """The first quota ``person`` in ``workspace`` has used up, or None (one query per
     scope that has a limit)."""

@@ -9,6 +9,7 @@ no message text, so forgetting a person (``forget_person``) leaves them in place
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -30,8 +31,21 @@ class UsageRecord:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool  # the server reported no usage: our own tokenizer counted
-    cost: float  # USD; 0.0 when the model has no price (then ``unpriced`` is 1)
+    cost: float  # USD; 0.0 when the model has no price
     priced: bool
+    answers: int = 1  # more when the buffer (bot/usage_buffer.py) merged several
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str, bool]:
+        """The row it adds to."""
+        return (
+            self.workspace,
+            self.day,
+            self.person,
+            self.conversation,
+            self.model,
+            self.estimated,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +57,15 @@ class UsageQuery:
     end_day: str
     person: str | None = None
     conversation: str | None = None
+
+    def picks(self, record: UsageRecord) -> bool:
+        """Whether ``record``'s row is among the rows this query totals."""
+        return (
+            record.workspace == self.workspace
+            and self.first_day <= record.day < self.end_day
+            and (self.person is None or record.person == self.person)
+            and (self.conversation is None or record.conversation == self.conversation)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +83,24 @@ class UsageTotals:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def plus(self, record: UsageRecord) -> UsageTotals:
+        """These totals with ``record`` added."""
+        return UsageTotals(
+            answers=self.answers + record.answers,
+            prompt_tokens=self.prompt_tokens + record.prompt_tokens,
+            completion_tokens=self.completion_tokens + record.completion_tokens,
+            cost=self.cost + record.cost,
+            unpriced=self.unpriced + (0 if record.priced else record.answers),
+            estimated=self.estimated + (record.answers if record.estimated else 0),
+        )
+
 
 @runtime_checkable
 class UsageLedger(Protocol):
     """The store's usage rows and the person-wide forgetting (every backend has both)."""
 
-    async def record_usage(self, record: UsageRecord) -> None:
-        """Add one answer's usage to its day's row."""
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add each record to its day's row, all in one transaction."""
 
     async def usage_totals(self, query: UsageQuery) -> UsageTotals:
         """Sums over the rows ``query`` picks."""

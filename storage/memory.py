@@ -11,7 +11,7 @@ import bisect
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.instances import new_instance_id
 from bot.store import Origin, Pending, StoredContext, Unanswered
@@ -255,9 +255,10 @@ class MemoryStore:
 
     # -- the usage ledger (bot/usage.py; rows in storage/memory_usage.py) --
 
-    async def record_usage(self, record: UsageRecord) -> None:
-        """Add one answer's usage to its day's row."""
-        self._ledger.record(record)
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add each record to its day's row."""
+        for record in records:
+            self._ledger.record(record)
 
     async def usage_totals(self, query: UsageQuery) -> UsageTotals:
         """Sums over the rows ``query`` picks."""

@@ -26,20 +26,12 @@ class MemoryLedger:
         self._rows: dict[_Key, _Row] = {}
 
     def record(self, record: UsageRecord) -> None:
-        key = (
-            record.workspace,
-            record.day,
-            record.person,
-            record.conversation,
-            record.model,
-            record.estimated,
-        )
-        row = self._rows.setdefault(key, _Row())
-        row.answers += 1
+        row = self._rows.setdefault(record.key, _Row())
+        row.answers += record.answers
         row.prompt_tokens += record.prompt_tokens
         row.completion_tokens += record.completion_tokens
         row.cost += record.cost
-        row.unpriced += 0 if record.priced else 1
+        row.unpriced += 0 if record.priced else record.answers
 
     def totals(self, query: UsageQuery) -> UsageTotals:
         return _sum([(key, row) for key, row in self._rows.items() if _picked(key, query)])

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -269,9 +269,12 @@ class PostgresStore:
 
     # -- the usage ledger (bot/usage.py, storage/usage_sql.py) --
 
-    async def record_usage(self, record: UsageRecord) -> None:
-        """Add one answer's usage to its day's row (one upsert)."""
-        await self._execute(_RECORD, *usage_sql.record_params(record))
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add each record to its day's row (asyncpg's executemany: one transaction)."""
+        rows = [usage_sql.record_params(record) for record in records]
+        if rows:
+            with self._translated():
+                await self._open_pool().executemany(_RECORD, rows)
 
     async def usage_totals(self, query: UsageQuery) -> UsageTotals:
         """Sums over the rows ``query`` picks."""

@@ -25,7 +25,7 @@ import math
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -342,9 +342,11 @@ class SqliteStore:
 
     # -- the usage ledger (bot/usage.py, storage/usage_sql.py) --
 
-    async def record_usage(self, record: UsageRecord) -> None:
-        """Add one answer's usage to its day's row."""
-        await self._write(ops.execute, usage_sql.SQL_RECORD, usage_sql.record_params(record))
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add each record to its day's row, in one write transaction."""
+        rows = [usage_sql.record_params(record) for record in records]
+        if rows:
+            await self._write(ops.execute_many, usage_sql.SQL_RECORD, rows)
 
     async def usage_totals(self, query: UsageQuery) -> UsageTotals:
         """Sums over the rows ``query`` picks (a short range of the key)."""

@@ -130,6 +130,11 @@ def execute(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
     return con.execute(sql, params).rowcount
 
 
+def execute_many(con: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    """One statement for each row (in the caller's transaction); rows changed."""
+    return con.executemany(sql, rows).rowcount
+
+
 def fetch_one(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
     """The first row of a query, or None."""
     return con.execute(sql, params).fetchone()

@@ -21,9 +21,9 @@ _KEY = "workspace, day, person, conversation, model, estimated"
 
 SQL_RECORD = f"""
     INSERT INTO usage ({_KEY}, answers, prompt_tokens, completion_tokens, cost, unpriced)
-    VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT ({_KEY}) DO UPDATE SET
-        answers = usage.answers + 1,
+        answers = usage.answers + excluded.answers,
         prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens,
         completion_tokens = usage.completion_tokens + excluded.completion_tokens,
         cost = usage.cost + excluded.cost,
@@ -75,10 +75,11 @@ def record_params(record: UsageRecord) -> tuple[object, ...]:
         record.conversation,
         record.model,
         record.estimated,
+        record.answers,
         record.prompt_tokens,
         record.completion_tokens,
         record.cost,
-        0 if record.priced else 1,
+        0 if record.priced else record.answers,
     )
 
 

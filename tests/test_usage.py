@@ -302,3 +302,24 @@ async def test_forget_without_an_argument_explains_itself(
     finally:
         await core.close(1.0)
     assert shown == Texts("en").get("forget_usage")
+
+
+async def test_quotas_hold_across_a_restart_and_a_second_instance(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI, store: AnyStore, clock: FakeClock
+) -> None:
+    quotas = QuotasConfig(person_daily_tokens=100)
+    fake_openai.default = reply("fine", usage=(80, 30))
+    first = usage_core(openai_client, store, clock, quotas=quotas)
+    try:
+        assert await ask(first, "first", author="ann") == "fine"
+    finally:
+        await first.close(1.0)  # writes the usage still in memory
+    again = usage_core(openai_client, store, clock, quotas=quotas)
+    other = usage_core(openai_client, store, clock, quotas=quotas)
+    try:
+        refused = Texts("en").get("quota_person_tokens", limit="100", reset="2026-12-08 00:00 UTC")
+        assert await ask(again, "after a restart", author="ann") == refused
+        assert await ask(other, "on another instance", author="ann") == refused
+    finally:
+        await again.close(1.0)
+        await other.close(1.0)

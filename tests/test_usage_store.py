@@ -43,8 +43,8 @@ def month(**kw: str) -> UsageQuery:
 
 
 async def test_answers_add_up_in_their_day_row(store: AnyStore) -> None:
-    await store.record_usage(ROW)
-    await store.record_usage(replace(ROW, prompt_tokens=1, completion_tokens=2, cost=0.25))
+    await store.record_usage([ROW])
+    await store.record_usage([replace(ROW, prompt_tokens=1, completion_tokens=2, cost=0.25)])
     totals = await store.usage_totals(month(person="u1"))
     assert (totals.answers, totals.prompt_tokens, totals.completion_tokens) == (2, 101, 22)
     assert totals.cost == pytest.approx(0.75)
@@ -52,11 +52,11 @@ async def test_answers_add_up_in_their_day_row(store: AnyStore) -> None:
 
 
 async def test_totals_pick_days_person_conversation_and_workspace(store: AnyStore) -> None:
-    await store.record_usage(ROW)
-    await store.record_usage(replace(ROW, day="2026-11-30"))  # last month
-    await store.record_usage(replace(ROW, day="2027-01-01"))  # next month
-    await store.record_usage(replace(ROW, person="u2", conversation=OTHER_CONV))
-    await store.record_usage(replace(ROW, workspace="discord:g2", conversation=OTHER_WS_CONV))
+    await store.record_usage([ROW])
+    await store.record_usage([replace(ROW, day="2026-11-30")])  # last month
+    await store.record_usage([replace(ROW, day="2027-01-01")])  # next month
+    await store.record_usage([replace(ROW, person="u2", conversation=OTHER_CONV)])
+    await store.record_usage([replace(ROW, workspace="discord:g2", conversation=OTHER_WS_CONV)])
     assert (await store.usage_totals(month())).answers == 2
     assert (await store.usage_totals(month(person="u1"))).answers == 1
     assert (await store.usage_totals(month(conversation=OTHER_CONV))).answers == 1
@@ -66,18 +66,18 @@ async def test_totals_pick_days_person_conversation_and_workspace(store: AnyStor
 
 
 async def test_estimated_and_unpriced_answers_are_counted_apart(store: AnyStore) -> None:
-    await store.record_usage(ROW)
-    await store.record_usage(replace(ROW, estimated=True))
-    await store.record_usage(replace(ROW, model="local", cost=0.0, priced=False))
+    await store.record_usage([ROW])
+    await store.record_usage([replace(ROW, estimated=True)])
+    await store.record_usage([replace(ROW, model="local", cost=0.0, priced=False)])
     totals = await store.usage_totals(month())
     assert (totals.answers, totals.estimated, totals.unpriced) == (3, 1, 1)
     assert totals.cost == pytest.approx(1.0)
 
 
 async def test_top_users_are_ranked_by_tokens(store: AnyStore) -> None:
-    await store.record_usage(ROW)
-    await store.record_usage(replace(ROW, person="u2", prompt_tokens=1000))
-    await store.record_usage(replace(ROW, person="u3", prompt_tokens=1))
+    await store.record_usage([ROW])
+    await store.record_usage([replace(ROW, person="u2", prompt_tokens=1000)])
+    await store.record_usage([replace(ROW, person="u3", prompt_tokens=1)])
     top = await store.top_users(month(), 2)
     assert [(person, t.tokens) for person, t in top] == [("u2", 1020), ("u1", 120)]
 
@@ -95,7 +95,7 @@ async def test_forget_person_deletes_their_turns_and_answers_in_the_workspace(
     assert elsewhere is not None
     other_ws = await store.add_user_turn(OTHER_WS_CONV, user("m4", "other workspace"))
     assert other_ws is not None
-    await store.record_usage(ROW)
+    await store.record_usage([ROW])
 
     assert await store.forget_person(PREFIX, "u1") == 2
 
@@ -120,7 +120,7 @@ async def test_sqlite_ledger_survives_a_reopen(tmp_path: Path) -> None:
     path = str(tmp_path / "usage.db")
     first = SqliteStore(path)
     await first.open()
-    await first.record_usage(ROW)
+    await first.record_usage([ROW])
     await first.close()
     again = SqliteStore(path)
     await again.open()
@@ -128,3 +128,11 @@ async def test_sqlite_ledger_survives_a_reopen(tmp_path: Path) -> None:
         assert (await again.usage_totals(month())).tokens == 120
     finally:
         await again.close()
+
+
+async def test_a_batch_adds_merged_answers_in_one_call(store: AnyStore) -> None:
+    merged = replace(ROW, answers=3, prompt_tokens=300, priced=False, cost=0.0)
+    await store.record_usage([merged, replace(ROW, person="u2")])
+    totals = await store.usage_totals(month(person="u1"))
+    assert (totals.answers, totals.prompt_tokens, totals.unpriced) == (3, 300, 3)
+    assert (await store.usage_totals(month())).answers == 4
