@@ -21,6 +21,7 @@ from .types import IncomingMessage
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 CLEAR_ARGUMENT = "clear"  # `system clear`: back to the default prompt
+FORGET_COMMAND = "forget"  # deletes a person's turns: the core then drops its prompt memo
 
 
 class PromptStore(Protocol):
@@ -106,7 +107,7 @@ COMMANDS: Mapping[str, CommandSpec] = {
         CommandSpec("reset", _reset, "slash_reset"),
         CommandSpec("system", _system, "slash_system"),
         CommandSpec("usage", _usage, "slash_usage"),
-        CommandSpec("forget", _forget, "slash_forget"),
+        CommandSpec(FORGET_COMMAND, _forget, "slash_forget"),
         CommandSpec("help", _help, "slash_help"),
     )
 }

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .accounting import Accounting
 from .answer_cap import AnswerCap
-from .commands import CommandEnv, command_text, forgets_conversation
+from .commands import FORGET_COMMAND, CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy
 from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
@@ -492,6 +492,8 @@ class Core:
 
     async def _command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         await self._send_quietly(sink, await command_text(self._command_env(), name, arg, msg))
+        if name == FORGET_COMMAND:  # the prompt memo may still hold the deleted text
+            self._memo = HistoryMemo(max_bytes=self.settings.history_memo_bytes)
 
     def _command_env(self) -> CommandEnv:
         """What the commands (bot/commands.py) may use, from the core's settings."""

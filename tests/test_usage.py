@@ -281,6 +281,8 @@ async def test_forget_me_deletes_my_turns_in_every_conversation_of_the_workspace
         with caplog.at_level(logging.INFO):
             done = await ask(core, "!forget me", author="ann", channel="c1")
         denied = await ask(core, "!forget id-bob", author="ann", channel="c1")
+        await ask(core, "what do you remember?", author="ann", channel="c1")
+        prompt = str(fake_openai.chat_requests[-1]["messages"])
         by_admin = await ask(core, "!forget id-bob", author="cy", admin=True)
     finally:
         await core.close(1.0)
@@ -289,8 +291,9 @@ async def test_forget_me_deletes_my_turns_in_every_conversation_of_the_workspace
     assert denied == texts.get("forget_denied")
     assert by_admin == texts.get("forget_done", count=1)
     assert not await store.has_turns("console:w1:c2::")
+    assert "my secret" not in prompt and "bob's question" in prompt
     assert "my secret" not in caplog.text and "forget: 2 message(s) of id-ann" in caplog.text
-    assert (await store.usage_totals(MONTH)).answers == 3  # usage rows stay
+    assert (await store.usage_totals(MONTH)).answers == 4  # usage rows stay
 
 
 async def test_forget_without_an_argument_explains_itself(
