@@ -13,12 +13,28 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.core import Core
 from bot.events import Events, MeasuredModel
 from bot.metrics import serving_metrics
+from bot.ops import CoreProbe, core_gauges
 from bot.types import Answer
+from fakes.fake_discord import FakeDiscord
 from fakes.fake_model import FakeModel, fails, says
 from fakes.fake_openai import FakeOpenAI, reply
-from tests.support import ROOT, bot_env, spawn_bot
+from tests.support import (
+    ALICE,
+    GENERAL,
+    ROOT,
+    answered,
+    bot_env,
+    fake_discord,
+    mention,
+    settle,
+    spawn_bot,
+)
+from tests.support import running_discord as running
+
+__all__ = ["fake_discord"]  # the fixture, used by name
 
 WAIT_S = 20.0  # a broken endpoint fails the test after this, never hangs it
 
@@ -155,3 +171,32 @@ async def test_readyz_says_what_is_not_ready_and_discord_429s_are_counted() -> N
         assert await get(http, f"{base}/healthz") == (200, "ok\n")
         scraped = (await get(http, f"{base}/metrics"))[1]
     assert value(scraped, 'chatbridge_platform_rate_limited_total{platform="discord"}') == 1
+
+
+async def test_discord_429s_and_redeliveries_move_the_counters(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    probe = CoreProbe(memory_core, ())
+    async with (
+        serving_metrics("127.0.0.1", 0, probe, lambda: core_gauges(memory_core)) as port,
+        aiohttp.ClientSession() as http,
+    ):
+        base = f"http://127.0.0.1:{port}"
+        before = (await get(http, f"{base}/metrics"))[1]
+        fake_discord.rate_limit("POST", rf"/channels/{GENERAL}/messages", retry_after=0.05)
+        async with running(fake_discord, memory_core):
+            sent = await fake_discord.send_message(
+                GENERAL, ALICE, mention(fake_discord, "hi"), mentions=(fake_discord.bot,)
+            )
+            await answered(fake_discord, memory_core, GENERAL)
+            await fake_discord.dispatch("MESSAGE_CREATE", sent)  # the same event again
+            dedupe = "chatbridge_dedupe_hits_total"
+            await scraped_at_least(http, base, dedupe, value(before, dedupe) + 1)
+            await settle(memory_core)
+        after = (await get(http, f"{base}/metrics"))[1]
+    for sample in (
+        'chatbridge_platform_rate_limited_total{platform="discord"}',
+        "chatbridge_dedupe_hits_total",
+    ):
+        assert value(after, sample) == value(before, sample) + 1, sample
+    assert value(after, "chatbridge_busy_conversations") == 0

@@ -13,6 +13,7 @@ import pytest
 from bot.accounting import Accounting, accounting_for
 from bot.config import Language, QuotasConfig, UsageConfig
 from bot.core import Core
+from bot.events import EVENTS
 from bot.llm import OpenAIChat
 from bot.texts import Texts
 from bot.tokens import token_counter_for
@@ -195,6 +196,7 @@ async def test_a_persons_daily_token_quota_refuses_until_the_next_utc_day(
     quotas = QuotasConfig(person_daily_tokens=100)
     core = usage_core(openai_client, store, clock, quotas=quotas)
     fake_openai.default = reply("fine", usage=(80, 30))
+    refusals = EVENTS.quota_refusals["person"]
     try:
         assert await ask(core, "first", author="ann") == "fine"
         refused = await ask(core, "second", author="ann")
@@ -210,6 +212,7 @@ async def test_a_persons_daily_token_quota_refuses_until_the_next_utc_day(
     assert refused == Texts("en").get(
         "quota_person_tokens", limit="100", reset="2026-12-08 00:00 UTC"
     )
+    assert EVENTS.quota_refusals["person"] == refusals + 2  # the metrics endpoint's count
 
 
 async def test_a_workspaces_monthly_cost_quota_holds_for_everyone_until_next_month(
