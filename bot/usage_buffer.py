@@ -59,8 +59,10 @@ class UsageBuffer:
                 totals = totals.plus(record)
         return totals
 
-    async def flush(self) -> None:
-        """Write the rows in memory now; on a store failure they stay for the next try."""
+    async def flush(self, final: bool = False) -> None:
+        """Write the rows in memory now; on a store failure they stay for the next try
+        (``final``: at shutdown there is none, and the store's failure has been
+        reported already, so they are dropped with an INFO line)."""
         if not self._pending:
             return
         batch = list(self._pending.values())
@@ -70,6 +72,9 @@ class UsageBuffer:
         try:
             await self._ledger.record_usage(batch)
         except STORE_FAILURES as exc:
+            if final:
+                log.info("at shutdown, the usage of %d rows was not recorded: %s", len(batch), exc)
+                return
             log.error("could not record the usage of %d rows (retrying): %s", len(batch), exc)
             for record in batch:  # back into memory, merged with what came meanwhile
                 held = self._pending.get(record.key)
@@ -88,7 +93,7 @@ class UsageBuffer:
                 flusher.cancel()  # only its wait: a write under way is let finish
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-        await self.flush()
+        await self.flush(final=True)
 
     async def _flush_later(self) -> None:
         try:

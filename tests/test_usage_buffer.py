@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
+
+import pytest
 
 from bot.usage import UsageQuery, UsageRecord, UsageTotals
 from bot.usage_buffer import UsageBuffer
@@ -74,3 +77,16 @@ async def test_a_failed_write_is_kept_and_written_later() -> None:
     await buffer.close()
     assert ledger.writes == [1]
     assert (await ledger.usage_totals(TODAY)).answers == 2
+
+
+async def test_at_shutdown_a_failed_write_is_dropped_without_an_error_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    ledger = FlakyLedger()
+    buffer = UsageBuffer(ledger, interval_s=3600)
+    buffer.add(ROW)
+    ledger.failing = True
+    await buffer.close()
+    assert ledger.writes == []
+    assert [r.levelno for r in caplog.records if r.name == "bot.usage_buffer"] == [logging.INFO]
