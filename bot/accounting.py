@@ -106,7 +106,7 @@ class Accounting:
             exceeded.text_key, limit=limit, reset=format_reset_time(exceeded.resets_at)
         )
 
-    async def record(
+    def record(
         self,
         msg: IncomingMessage,
         admission: Admission,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
-from .accounting import Accounting
+from .accounting import Accounting, Admission
 from .answer_cap import AnswerCap
 from .commands import FORGET_COMMAND, CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy
@@ -363,15 +363,13 @@ class Core:
         if messages is None:
             log.info("message %s in %s was reset before its answer", msg.message_id, conv)
             return False
-        admission = (
-            None if self.accounting is None else await self.accounting.admit(msg, self.model)
-        )
-        if admission is not None and admission.refusal is not None:
+        admission = await self._admission(msg)
+        if admission.refusal is not None:  # a quota is used up
             await self._send_quietly(sink, admission.refusal)
             return False
         stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
-        deltas = (self.model if admission is None else admission.model).stream(messages, answer)
+        deltas = admission.model.stream(messages, answer)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -381,8 +379,8 @@ class Core:
                     if cap.full:
                         break
             await stream.push(cap.rest())
-            if admission is not None and self.accounting is not None:
-                await self.accounting.record(msg, admission, messages, answer, stream.text)
+            if self.accounting is not None:
+                self.accounting.record(msg, admission, messages, answer, stream.text)
             if not stream.text.strip():
                 log.warning("the model returned an empty answer in %s", conv)
                 await self._report(stream, sink, self.texts.get("error_empty_answer"))
@@ -416,6 +414,12 @@ class Core:
         if answer_id is not None:
             await self.store.mark_delivered(conv, answer_id)
         return True
+
+    async def _admission(self, msg: IncomingMessage) -> Admission:
+        """Which model answers ``msg``, or the quota's refusal (bot/accounting.py)."""
+        if self.accounting is None:
+            return Admission(self.model, "")
+        return await self.accounting.admit(msg, self.model)
 
     async def _show_again(self, conv: str, sink: ReplySink, answer: Turn) -> bool:
         """Post an answer that was stored but not fully shown before a crash."""
