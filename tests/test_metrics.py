@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from adapters.slack import SlackAdapter
 from bot.core import Core
 from bot.events import Events, MeasuredModel
 from bot.metrics import serving_metrics
@@ -21,20 +22,24 @@ from bot.types import Answer
 from fakes.fake_discord import FakeDiscord
 from fakes.fake_model import FakeModel, fails, says
 from fakes.fake_openai import FakeOpenAI, reply
+from fakes.fake_slack import FakeSlack
 from tests.support import (
     ALICE,
     GENERAL,
     ROOT,
     answered,
     bot_env,
+    deliver,
     fake_discord,
+    fake_slack,
     mention,
+    running_slack,
     settle,
     spawn_bot,
 )
 from tests.support import running_discord as running
 
-__all__ = ["fake_discord"]  # the fixture, used by name
+__all__ = ["fake_discord", "fake_slack"]  # the fixtures, used by name
 
 WAIT_S = 20.0  # a broken endpoint fails the test after this, never hangs it
 
@@ -200,3 +205,26 @@ async def test_discord_429s_and_redeliveries_move_the_counters(
     ):
         assert value(after, sample) == value(before, sample) + 1, sample
     assert value(after, "chatbridge_busy_conversations") == 0
+
+
+async def test_slack_429s_move_the_counter_and_readyz_follows_the_adapter(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, memory_core: Core
+) -> None:
+    started: list[SlackAdapter] = []
+    probe = CoreProbe(memory_core, started)
+    async with (
+        serving_metrics("127.0.0.1", 0, probe, lambda: core_gauges(memory_core)) as port,
+        aiohttp.ClientSession() as http,
+    ):
+        base = f"http://127.0.0.1:{port}"
+        sample = 'chatbridge_platform_rate_limited_total{platform="slack"}'
+        before = value((await get(http, f"{base}/metrics"))[1], sample)
+        async with running_slack(fake_slack, memory_core) as adapter:
+            started.append(adapter)
+            assert (await get(http, f"{base}/readyz"))[0] == 200
+            fake_slack.rate_limit("chat.postMessage", retry_after=0)
+            mention, twin = fake_slack.mention("hello?")
+            await deliver(fake_slack, adapter, memory_core, mention, twin)
+        assert (await get(http, f"{base}/readyz")) == (503, "store: ok\nadapters: not connected\n")
+        after = value((await get(http, f"{base}/metrics"))[1], sample)
+    assert after == before + 1
