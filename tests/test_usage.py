@@ -18,7 +18,7 @@ from bot.llm import OpenAIChat
 from bot.texts import Texts
 from bot.tokens import token_counter_for
 from bot.usage import UsageQuery
-from fakes.fake_openai import FakeOpenAI, reply, unsupported_parameter
+from fakes.fake_openai import Behaviour, FakeOpenAI, error, reply, unsupported_parameter
 from tests.store_support import KINDS, AnyStore, FakeClock, opened_store
 from tests.support import RecordingSink, make_core, message, settle
 
@@ -126,11 +126,30 @@ async def test_without_a_usage_chunk_our_count_is_recorded_as_estimated(
     assert 0 < totals.completion_tokens < 50 and 0 < totals.prompt_tokens < 200
 
 
+# How OpenAI-compatible servers word the refusal: OpenAI's own error object, and a
+# pydantic validation list (vLLM and other FastAPI servers) with no code or param.
+STREAM_OPTIONS_REJECTED = [
+    unsupported_parameter("stream_options"),
+    error(
+        400,
+        "[{'type': 'extra_forbidden', 'loc': ('body', 'stream_options'), "
+        "'msg': 'Extra inputs are not permitted'}]",
+        type_="BadRequestError",
+        code=None,
+    ),
+]
+
+
+@pytest.mark.parametrize("rejection", STREAM_OPTIONS_REJECTED, ids=["openai", "pydantic"])
 async def test_a_server_that_rejects_stream_options_is_asked_once_more_without_them(
-    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI, memory: AnyStore, clock: FakeClock
+    fake_openai: FakeOpenAI,
+    openai_client: openai.AsyncOpenAI,
+    memory: AnyStore,
+    clock: FakeClock,
+    rejection: Behaviour,
 ) -> None:
     core = usage_core(openai_client, memory, clock)
-    fake_openai.script(unsupported_parameter("stream_options"))
+    fake_openai.script(rejection)
     try:
         first = await ask(core, "one")
         second = await ask(core, "two")
