@@ -67,6 +67,7 @@ class Accounting:
     clock: Callable[[], float] = time.time
     events: Events = field(default_factory=lambda: EVENTS)  # the metrics' counters
     recording: bool = True  # usage.enabled; off: no rows, no quotas, forget still works
+    prices_as_of: str = ""  # usage.prices_as_of, shown to admins beside the costs
     _quotas_on: bool = field(init=False, default=False)
     _buffer: UsageBuffer = field(init=False)
 
@@ -183,6 +184,8 @@ class Accounting:
                 "usage_workspace_month", totals=self._totals(await self.ledger.usage_totals(month))
             ),
         ]
+        if self.prices_as_of:
+            lines.append(self.texts.get("usage_prices_as_of", date=self.prices_as_of))
         top = await self.ledger.top_users(month, TOP_USERS)
         if top:
             lines.append(self.texts.get("usage_top_users"))
@@ -252,4 +255,5 @@ def accounting_for(
         model_name=model_name,
         fallback=fallback if quotas.fallback_model else None,
         recording=usage.enabled,
+        prices_as_of=usage.prices_as_of,
     )

@@ -30,6 +30,7 @@ USAGE_EN: Mapping[str, str] = {
     "usage_conversation_month": "This conversation this month: {totals}",
     "usage_workspace_month": "This workspace this month: {totals}",
     "usage_top_users": "Top users this month:",
+    "usage_prices_as_of": "Costs use the price table dated {date}.",
     "usage_off": "Usage is not recorded by this bot.",
     "forget_usage": (
         "Send `{prefix}forget me` to delete your messages in this workspace. "
@@ -66,6 +67,7 @@ USAGE_KO: Mapping[str, str] = {
     "usage_conversation_month": "이번 달 이 대화: {totals}",
     "usage_workspace_month": "이번 달 이 워크스페이스: {totals}",
     "usage_top_users": "이번 달 많이 쓴 사람:",
+    "usage_prices_as_of": "비용은 {date} 기준 가격표로 계산했어요.",
     "usage_off": "이 봇은 사용량을 기록하지 않아요.",
     "forget_usage": (
         "`{prefix}forget me`를 보내면 이 워크스페이스에서 보낸 내 메시지를 지워요. "

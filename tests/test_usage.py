@@ -202,6 +202,7 @@ async def test_usage_shows_people_their_own_and_admins_more(
     assert texts.get("usage_workspace_month", totals="").strip() not in mine
     assert texts.get("usage_workspace_month", totals="").strip() in admin
     assert texts.get("usage_top_users") in admin
+    assert texts.get("usage_prices_as_of", date=UsageConfig().prices_as_of) in admin
     assert admin.index("1. id-bob") < admin.index("2. id-ann")
     assert "2,310" in admin  # the workspace's month: both answers
 
