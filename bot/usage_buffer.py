@@ -37,14 +37,15 @@ class UsageBuffer:
         self._flusher: asyncio.Task[None] | None = None
         self._flushing = False  # a write is under way: close() waits for it, never cuts it
         self._closing = False
+        self._dropped = 0  # rows dropped since the last report (the buffer was full)
 
     def add(self, record: UsageRecord) -> None:
         """Add ``record`` to its row in memory; a flush follows within the interval."""
         held = self._pending.get(record.key)
         if held is None:
             if len(self._pending) >= MAX_PENDING_ROWS:
-                dropped = self._pending.pop(next(iter(self._pending)))
-                log.error("usage buffer full: dropped the usage of %s", dropped.conversation)
+                del self._pending[next(iter(self._pending))]  # the oldest row
+                self._dropped += 1  # reported by the next flush, in one line
             self._pending[record.key] = record
         else:
             self._pending[record.key] = _merged(held, record)
@@ -59,10 +60,16 @@ class UsageBuffer:
                 totals = totals.plus(record)
         return totals
 
+    def _report_dropped(self) -> None:
+        if self._dropped:
+            log.error("usage buffer full: the usage of %d rows was dropped", self._dropped)
+            self._dropped = 0
+
     async def flush(self, final: bool = False) -> None:
         """Write the rows in memory now; on a store failure they stay for the next try
         (``final``: at shutdown there is none, and the store's failure has been
         reported already, so they are dropped with an INFO line)."""
+        self._report_dropped()
         if not self._pending:
             return
         batch = list(self._pending.values())

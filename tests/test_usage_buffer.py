@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from bot import usage_buffer
 from bot.usage import UsageQuery, UsageRecord, UsageTotals
 from bot.usage_buffer import UsageBuffer
 from storage.memory import MemoryStore
@@ -90,3 +91,21 @@ async def test_at_shutdown_a_failed_write_is_dropped_without_an_error_line(
     await buffer.close()
     assert ledger.writes == []
     assert [r.levelno for r in caplog.records if r.name == "bot.usage_buffer"] == [logging.INFO]
+
+
+async def test_the_rows_held_are_bounded_and_a_drop_is_reported_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(usage_buffer, "MAX_PENDING_ROWS", 2)
+    ledger = FlakyLedger()
+    ledger.failing = True
+    buffer = UsageBuffer(ledger, interval_s=3600)
+    for person in ("u1", "u2", "u3", "u4"):
+        buffer.add(replace(ROW, person=person))
+    await buffer.flush()
+    assert (await buffer.usage_totals(TODAY)).answers == 2  # the newest two
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert dropped == ["usage buffer full: the usage of 2 rows was dropped"]
+    ledger.failing = False
+    await buffer.close()
+    assert [person for person, _ in await ledger.top_users(TODAY, 5)] == ["u3", "u4"]
