@@ -75,17 +75,15 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
     texts = Texts(cfg.language, prefix=cfg.commands.prefix)
 
-    def capped(model: str) -> CappedModel:
-        openai_cfg = replace(cfg.openai, model=model)
-        chat: ChatModel = OpenAIChat.from_config(client, openai_cfg)
-        if cfg.metrics.port:  # times each stream for the endpoint's histograms
-            chat = MeasuredModel(chat)
-        return CappedModel(chat, cfg.openai.max_concurrent_requests)
+    def chat(model: str) -> ChatModel:
+        made: ChatModel = OpenAIChat.from_config(client, replace(cfg.openai, model=model))
+        return MeasuredModel(made) if cfg.metrics.port else made  # timed for the endpoint
 
+    model = CappedModel(chat(cfg.openai.model), cfg.openai.max_concurrent_requests)
     fallback = cfg.quotas.fallback_model
     core = Core(
         store=store,
-        model=capped(cfg.openai.model),
+        model=model,
         accounting=accounting_for(
             store,
             usage=cfg.usage,
@@ -93,7 +91,7 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             texts=texts,
             counter=counter,
             model_name=cfg.openai.model,
-            fallback=capped(fallback) if fallback else None,
+            fallback=model.sharing(chat(fallback)) if fallback else None,
         ),
         counter=counter,
         texts=texts,

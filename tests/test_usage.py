@@ -3,6 +3,7 @@ against the fake OpenAI server, on every storage backend where storage matters."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,9 +16,12 @@ from bot.config import Language, QuotasConfig, UsageConfig
 from bot.core import Core
 from bot.events import EVENTS
 from bot.llm import OpenAIChat
+from bot.modelcap import CappedModel
 from bot.texts import Texts
 from bot.tokens import token_counter_for
+from bot.types import Answer, ChatModel
 from bot.usage import UsageQuery
+from fakes.fake_model import FakeModel, says
 from fakes.fake_openai import Behaviour, FakeOpenAI, error, reply, unsupported_parameter
 from tests.store_support import KINDS, AnyStore, FakeClock, opened_store
 from tests.support import RecordingSink, make_core, message, settle
@@ -349,3 +353,20 @@ async def test_quotas_hold_across_a_restart_and_a_second_instance(
     finally:
         await again.close(1.0)
         await other.close(1.0)
+
+
+async def test_the_fallback_model_waits_for_the_same_concurrency_slots() -> None:
+    gate = asyncio.Event()
+    main = CappedModel(FakeModel(says("main", gate=gate)), 1)
+    fallback = main.sharing(FakeModel(says("fallback")))
+
+    async def read(model: ChatModel) -> str:
+        return "".join([delta async for delta in model.stream([], Answer())])
+
+    first = asyncio.ensure_future(read(main))
+    second = asyncio.ensure_future(read(fallback))
+    for _ in range(20):  # let both reach their slot
+        await asyncio.sleep(0)
+    assert (main.in_flight, fallback.waiting) == (1, 1)  # one slot for both
+    gate.set()
+    assert await first == "main" and await second == "fallback"
