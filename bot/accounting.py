@@ -160,12 +160,8 @@ class Accounting:
         today = UsageQuery(workspace, day_first, day_end, person=msg.author_id)
         month = UsageQuery(workspace, month_first, month_end, person=msg.author_id)
         lines = [
-            self.texts.get(
-                "usage_own_today", totals=self._totals(await self.ledger.usage_totals(today))
-            ),
-            self.texts.get(
-                "usage_own_month", totals=self._totals(await self.ledger.usage_totals(month))
-            ),
+            await self._line("usage_own_today", today),
+            await self._line("usage_own_month", month),
         ]
         if msg.author_is_admin:
             lines += await self._admin_lines(msg, UsageQuery(workspace, month_first, month_end))
@@ -176,13 +172,8 @@ class Accounting:
             month.workspace, month.first_day, month.end_day, conversation=msg.key.as_str()
         )
         lines = [
-            self.texts.get(
-                "usage_conversation_month",
-                totals=self._totals(await self.ledger.usage_totals(here)),
-            ),
-            self.texts.get(
-                "usage_workspace_month", totals=self._totals(await self.ledger.usage_totals(month))
-            ),
+            await self._line("usage_conversation_month", here),
+            await self._line("usage_workspace_month", month),
         ]
         if self.prices_as_of:
             lines.append(self.texts.get("usage_prices_as_of", date=self.prices_as_of))
@@ -193,6 +184,10 @@ class Accounting:
                 f"{rank}. {person}: {self._totals(t)}" for rank, (person, t) in enumerate(top, 1)
             ]
         return lines
+
+    async def _line(self, key: str, query: UsageQuery) -> str:
+        """Text ``key`` with the totals ``query`` picks."""
+        return self.texts.get(key, totals=self._totals(await self.ledger.usage_totals(query)))
 
     def _totals(self, totals: UsageTotals) -> str:
         shown = self.texts.get(
