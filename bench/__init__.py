@@ -21,6 +21,7 @@ MODULES: dict[str, str] = {
     "bounds": "bench.bench_bounds",
     "slack_limits": "bench.bench_slack_limits",
     "postgres": "bench.bench_postgres",
+    "usage": "bench.bench_usage",
 }
 # Run only when named (``python -m bench postgres``): they need a server of their own.
 ON_REQUEST: tuple[str, ...] = ("postgres",)

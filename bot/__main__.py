@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from .app import PLATFORMS, check_storage, migrate_store, serve
 from .config import Config, format_config, load_config
 from .errors import StartupError
+from .jsonlog import use_json
 from .redact import install_log_redaction
 from .startup import error_line
 from .texts import Texts
@@ -64,6 +65,8 @@ def setup_logging(cfg: Config, console: bool) -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     install_log_redaction()
+    if cfg.logging.format == "json":
+        use_json()
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

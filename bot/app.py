@@ -21,17 +21,20 @@ from dataclasses import replace
 from adapters.registry import PLATFORMS, create_adapter
 from storage import check_url, open_store
 
+from .accounting import accounting_for
 from .adapter import Adapter
 from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError, StorageError
+from .events import MeasuredModel
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
+from .ops import metrics_if
 from .recovery import recovering
 from .shutdown import shut_down
 from .texts import Texts
 from .tokens import token_counter_for
-from .types import Platform
+from .types import ChatModel, Platform
 
 # PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
 # only this module of the wiring.
@@ -77,13 +80,28 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     await store.open()
     client = make_client(cfg.openai)
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
+    texts = Texts(cfg.language, prefix=cfg.commands.prefix)
+
+    def chat(model: str) -> ChatModel:
+        made: ChatModel = OpenAIChat.from_config(client, replace(cfg.openai, model=model))
+        return MeasuredModel(made) if cfg.metrics.port else made  # timed for the endpoint
+
+    model = CappedModel(chat(cfg.openai.model), cfg.openai.max_concurrent_requests)
+    fallback = cfg.quotas.fallback_model
     core = Core(
         store=store,
-        model=CappedModel(
-            OpenAIChat.from_config(client, cfg.openai), cfg.openai.max_concurrent_requests
+        model=model,
+        accounting=accounting_for(
+            store,
+            usage=cfg.usage,
+            quotas=cfg.quotas,
+            texts=texts,
+            counter=counter,
+            model_name=cfg.openai.model,
+            fallback=model.sharing(chat(fallback)) if fallback else None,
         ),
         counter=counter,
-        texts=Texts(cfg.language, prefix=cfg.commands.prefix),
+        texts=texts,
         settings=CoreSettings(
             system_prompt=cfg.openai.system_prompt,
             context_tokens=cfg.openai.context_tokens,
@@ -138,7 +156,10 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
             await adapter.start()
             log.info("%s adapter running", adapter.name)
         _tune_collector()
-        async with recovering(core, started, cfg.recovery.max_age_minutes):
+        async with (
+            recovering(core, started, cfg.recovery.max_age_minutes),
+            metrics_if(cfg.metrics, core, started),
+        ):
             ended = await _until_stopped(stop, started)
     return EXIT_STORAGE if any(_storage_failed(w) for w in ended) else 0
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from .accounting import Accounting
 from .config import PromptPolicy, ResetPolicy
 from .policy import reset_verdict, system_prompt_verdict
 from .texts import Texts
@@ -20,6 +21,7 @@ from .types import IncomingMessage
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 CLEAR_ARGUMENT = "clear"  # `system clear`: back to the default prompt
+FORGET_COMMAND = "forget"  # deletes a person's turns: the core then drops its prompt memo
 
 
 class PromptStore(Protocol):
@@ -40,6 +42,7 @@ class CommandEnv:
     default_prompt: str
     prompt_policy: PromptPolicy
     reset_policy: ResetPolicy
+    accounting: Accounting | None = None  # None: the store keeps no usage ledger
 
 
 # A command's work: (env, its argument, the message that ran it) -> the answer.
@@ -82,6 +85,18 @@ async def _system(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
     return env.texts.get("system_set")
 
 
+async def _usage(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    if env.accounting is None:
+        return env.texts.get("usage_off")
+    return await env.accounting.usage_report(msg)
+
+
+async def _forget(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    if env.accounting is None:
+        return env.texts.get("forget_unavailable")
+    return await env.accounting.forget(msg, arg)
+
+
 async def _help(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
     return env.texts.get("help", prefix=env.prefix)
 
@@ -91,6 +106,8 @@ COMMANDS: Mapping[str, CommandSpec] = {
     for spec in (
         CommandSpec("reset", _reset, "slash_reset"),
         CommandSpec("system", _system, "slash_system"),
+        CommandSpec("usage", _usage, "slash_usage"),
+        CommandSpec(FORGET_COMMAND, _forget, "slash_forget"),
         CommandSpec("help", _help, "slash_help"),
     )
 }

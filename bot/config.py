@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, g
 import yaml
 
 from .errors import ConfigError
+from .prices import EXAMPLE_PRICES, EXAMPLE_PRICES_AS_OF
+from .quotas import check_usage
 from .redact import redact_url
 from .shards import MAX_SHARDS, shard_plan
 
@@ -54,6 +56,7 @@ ResetPolicy = Literal["anyone", "admins"]
 SlackMode = Literal["socket", "http"]
 SlackScope = Literal["thread", "channel"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
 
 NO_KEY_PLACEHOLDER = "not-needed"  # api_key sent to a local server that needs none
 SECRET_SET = "***set***"  # how redacted() shows a secret that has a value
@@ -85,6 +88,8 @@ ENV_DEFAULTS: Mapping[str, str] = {
     "slack.app_token": "${SLACK_APP_TOKEN:-}",
     "slack.signing_secret": "${SLACK_SIGNING_SECRET:-}",
     "logging.level": "${LOG_LEVEL:-INFO}",
+    "logging.format": "${LOG_FORMAT:-text}",
+    "metrics.port": "${METRICS_PORT:-0}",
 }
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -232,6 +237,7 @@ class LoggingConfig:
     """Log verbosity."""
 
     level: LogLevel = "INFO"
+    format: LogFormat = "text"  # json: one object per line (bot/jsonlog.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +247,35 @@ class RecoveryConfig:
     # Cut-off questions younger than this are answered at start; older ones are
     # logged and left. 0 turns recovery off. At most the week dedupe rows are kept.
     max_age_minutes: int = field(default=15, metadata={"min": 0, "max": 7 * 24 * 60})
+
+
+@dataclass(frozen=True, slots=True)
+class UsageConfig:
+    """The usage ledger (bot/usage.py) and its price table (bot/prices.py)."""
+
+    enabled: bool = True
+    # "<model> <input> <output>", USD per million tokens; a model not listed: tokens only
+    prices: tuple[str, ...] = EXAMPLE_PRICES
+    prices_as_of: str = EXAMPLE_PRICES_AS_OF  # when they were copied from the price list
+
+
+@dataclass(frozen=True, slots=True)
+class QuotasConfig:
+    """Spending caps checked before each model call (bot/quotas.py); 0: no cap."""
+
+    person_daily_tokens: int = field(default=0, metadata={"min": 0})
+    person_daily_cost: float = field(default=0.0, metadata={"min": 0})  # USD
+    workspace_monthly_tokens: int = field(default=0, metadata={"min": 0})
+    workspace_monthly_cost: float = field(default=0.0, metadata={"min": 0})  # USD
+    fallback_model: str | None = None  # answer with this model instead of refusing
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The operations endpoint (bot/metrics.py): /metrics, /healthz, /readyz."""
+
+    port: int = field(default=0, metadata={"min": 0, "max": 65535})  # 0: off
+    host: str = field(default="127.0.0.1", metadata=_NONEMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +292,9 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    usage: UsageConfig = field(default_factory=UsageConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 # -- loading -------------------------------------------------------------------
@@ -579,6 +617,7 @@ def _check(cfg: Config, require_api_key: bool) -> Config:
     _check_api_url("discord.api_url", cfg.discord.api_url)
     shard_plan(cfg.discord.shard_count, cfg.discord.shard_ids)
     _check_api_url("slack.api_url", cfg.slack.api_url)
+    check_usage(cfg.usage, cfg.quotas, cfg.openai.model)
     if any(ch.isspace() for ch in cfg.commands.prefix):
         raise ConfigError(
             "commands.prefix", f"must not contain spaces, got {cfg.commands.prefix!r}"

@@ -18,15 +18,18 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
+from .accounting import Accounting, Admission
 from .answer_cap import AnswerCap
-from .commands import CommandEnv, command_text, forgets_conversation
+from .commands import FORGET_COMMAND, CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy
 from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
+from .events import EVENTS
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
 from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
+from .jsonlog import answering
 from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
 from .ratelimit import UserLimiter
@@ -74,6 +77,7 @@ class Core:
         texts: Texts,
         settings: CoreSettings,
         pacer: Pacer | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -81,6 +85,7 @@ class Core:
         self.texts = texts
         self.settings = settings
         self.pacer = pacer or Pacer()
+        self.accounting = accounting  # usage ledger and quotas (bot/accounting.py)
         self._lanes = Lanes()
         self._limiter = UserLimiter(settings.user_messages_per_minute)
         self._waiting = WaitingCaps(
@@ -139,6 +144,7 @@ class Core:
         """Store the message and queue its answer; False for a duplicate."""
         accepted = (conv, msg.message_id)
         if accepted in self._accepted:  # the same event twice at once (a retry)
+            EVENTS.dedupe_hits += 1
             return False
         place = self._enter(conv, person, sink)
         if place is None:
@@ -195,6 +201,7 @@ class Core:
         pending = await self.store.pending_turn(conv, msg.message_id)
         if pending is None:
             log.info("duplicate message %s in %s ignored", msg.message_id, conv)
+            EVENTS.dedupe_hits += 1
             return None
         if not await self.store.take_over(conv, msg.message_id):
             log.info("message %s in %s is another instance's to answer", msg.message_id, conv)
@@ -310,11 +317,14 @@ class Core:
             # while the adapters' connections are still open.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lanes.drain(), CUT_WAIT_S)
+        if self.accounting is not None:
+            await self.accounting.close()  # usage still in memory goes to the store
 
     # -- answering ---------------------------------------------------------
 
     async def _answer(self, msg: IncomingMessage, sink: ReplySink, turn_id: int) -> None:
-        await self._guarded(msg, self._try_answer(msg, sink, turn_id))
+        with answering(msg.key.as_str(), msg.message_id):  # tags JSON log lines
+            await self._guarded(msg, self._try_answer(msg, sink, turn_id))
 
     async def _guarded(self, msg: IncomingMessage, work: Awaitable[bool]) -> None:
         """Run one answer; a failure the user was told about is marked done."""
@@ -353,9 +363,13 @@ class Core:
         if messages is None:
             log.info("message %s in %s was reset before its answer", msg.message_id, conv)
             return False
+        admission = await self._admission(msg)
+        if admission.refusal is not None:  # a quota is used up
+            await self._send_quietly(sink, admission.refusal)
+            return False
         stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
-        deltas = self.model.stream(messages, answer)
+        deltas = admission.model.stream(messages, answer)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -365,6 +379,8 @@ class Core:
                     if cap.full:
                         break
             await stream.push(cap.rest())
+            if self.accounting is not None:
+                self.accounting.record(msg, admission, messages, answer, stream.text)
             if not stream.text.strip():
                 log.warning("the model returned an empty answer in %s", conv)
                 await self._report(stream, sink, self.texts.get("error_empty_answer"))
@@ -398,6 +414,12 @@ class Core:
         if answer_id is not None:
             await self.store.mark_delivered(conv, answer_id)
         return True
+
+    async def _admission(self, msg: IncomingMessage) -> Admission:
+        """Which model answers ``msg``, or the quota's refusal (bot/accounting.py)."""
+        if self.accounting is None:
+            return Admission(self.model, "")
+        return await self.accounting.admit(msg, self.model)
 
     async def _show_again(self, conv: str, sink: ReplySink, answer: Turn) -> bool:
         """Post an answer that was stored but not fully shown before a crash."""
@@ -474,6 +496,8 @@ class Core:
 
     async def _command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:
         await self._send_quietly(sink, await command_text(self._command_env(), name, arg, msg))
+        if name == FORGET_COMMAND:  # the prompt memo may still hold the deleted text
+            self._memo = HistoryMemo(max_bytes=self.settings.history_memo_bytes)
 
     def _command_env(self) -> CommandEnv:
         """What the commands (bot/commands.py) may use, from the core's settings."""
@@ -485,4 +509,5 @@ class Core:
             default_prompt=settings.system_prompt,
             prompt_policy=settings.system_prompt_policy,
             reset_policy=settings.reset_policy,
+            accounting=self.accounting,
         )

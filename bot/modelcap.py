@@ -25,8 +25,16 @@ class CappedModel:
             raise ValueError("max_concurrent must be at least 1")
         self._model = model
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_concurrent = max_concurrent
         self._waiting = 0
         self._in_flight = 0
+
+    def sharing(self, model: ChatModel) -> CappedModel:
+        """``model`` behind these same slots (the quotas' fallback_model): the cap
+        holds for both together."""
+        twin = CappedModel(model, self._max_concurrent)
+        twin._slots = self._slots
+        return twin
 
     @property
     def in_flight(self) -> int:

@@ -60,6 +60,9 @@ class Behaviour:
     garbage_after: int | None = None  # write `garbage` after this many text chunks
     garbage: bytes = GARBAGE_JSON
     usage: tuple[int, int] | None = None  # (prompt, completion); None: rough word counts
+    # False: no usage chunk even when stream_options.include_usage asks for one, as
+    # some OpenAI-compatible servers do (the bot then counts tokens itself).
+    send_usage: bool = True
     finish_reason: str = "stop"
     end_after_done_s: float = 0.0  # wait between "data: [DONE]" and the body's end
     # Reasoning deltas sent before the text, one every thinking_interval_s, the way
@@ -345,7 +348,9 @@ class FakeOpenAI(Served):
         text: str,
     ) -> web.StreamResponse:
         request_id = resp.headers["x-request-id"]
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = plan.send_usage and bool(
+            (body.get("stream_options") or {}).get("include_usage")
+        )
         frames = _Frames(f"chatcmpl-{request_id}", body.get("model") or self.model, include_usage)
         pieces = _split(text, self._pick(plan.chunks, self.chunks))
         interval = self._pick(plan.chunk_interval_s, self.chunk_interval_s)

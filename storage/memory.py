@@ -11,12 +11,14 @@ import bisect
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.instances import new_instance_id
 from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
+from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
+from .memory_usage import MemoryLedger
 from .migrations import SEEN_RETENTION_S
 
 PRUNE_INTERVAL_S = 3600.0
@@ -76,6 +78,19 @@ class _History:
             self.turns = [t for _, t in kept]
         return dropped
 
+    def drop_person(self, person: str) -> int:
+        """Forget ``person``'s user turns and the answers to them; how many of theirs."""
+        theirs = {t.id for t in self.turns if t.role == "user" and t.author_id == person}
+        if theirs:
+            kept = [
+                (p, t)
+                for p, t in zip(self.positions, self.turns, strict=True)
+                if t.id not in theirs and t.reply_to not in theirs
+            ]
+            self.positions = [p for p, _ in kept]
+            self.turns = [t for _, t in kept]
+        return len(theirs)
+
     def upto(self, anchor: int, limit: int) -> list[Turn]:
         end = bisect.bisect_right(self.positions, (anchor, sys.maxsize))
         shown = [t for t in self.turns[:end] if t.delivered]  # what the user saw
@@ -106,6 +121,7 @@ class MemoryStore:
         self._origins: dict[tuple[str, str], Origin] = {}
         self.instance_id = new_instance_id()
         self._live: set[str] = {self.instance_id}
+        self._ledger = MemoryLedger()
 
     async def open(self) -> None:
         """A new instance after ``close`` (a restart); nothing else to open."""
@@ -236,6 +252,32 @@ class MemoryStore:
             self._prompts.pop(conversation, None)
         else:
             self._prompts[conversation] = prompt
+
+    # -- the usage ledger (bot/usage.py; rows in storage/memory_usage.py) --
+
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add each record to its day's row."""
+        for record in records:
+            self._ledger.record(record)
+
+    async def usage_totals(self, query: UsageQuery) -> UsageTotals:
+        """Sums over the rows ``query`` picks."""
+        return self._ledger.totals(query)
+
+    async def top_users(self, query: UsageQuery, limit: int) -> list[tuple[str, UsageTotals]]:
+        """The persons with the most tokens among the rows ``query`` picks."""
+        return self._ledger.top(query, limit)
+
+    async def forget_person(self, conversation_prefix: str, person: str) -> int:
+        """Delete a person's turns and the answers to them in one workspace; how many
+        of theirs."""
+        forgotten = 0
+        for conversation, history in list(self._histories.items()):
+            if conversation.startswith(conversation_prefix):
+                forgotten += history.drop_person(person)
+                if not history.turns:
+                    del self._histories[conversation]
+        return forgotten
 
     async def prune_seen(self) -> int:
         """Forget dedupe rows older than the retention; return how many."""

@@ -104,5 +104,26 @@ _V5 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6: the usage ledger (bot/usage.py, storage/usage_sql.py): one row per workspace,
+# day, person, conversation, model and whether the tokens were our estimate.
+_V6 = (
+    """
+    CREATE TABLE usage (
+        workspace TEXT NOT NULL,
+        day TEXT NOT NULL,
+        person TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        model TEXT NOT NULL,
+        estimated INTEGER NOT NULL,
+        answers INTEGER NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cost REAL NOT NULL,
+        unpriced INTEGER NOT NULL,
+        PRIMARY KEY (workspace, day, person, conversation, model, estimated)
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -39,8 +39,10 @@ from bot.instances import (
 from bot.redact import redact_text, redact_url
 from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
+from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
 from . import postgres_sql as sql
+from . import usage_sql
 from .migrations import SEEN_RETENTION_S
 from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
 from .sqlite_ops import check_role, opt_str, row_to_turn
@@ -67,6 +69,11 @@ DRIVER_FAILURES: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+_RECORD = usage_sql.numbered(usage_sql.SQL_RECORD)
+_TOTALS = usage_sql.numbered(usage_sql.SQL_TOTALS)
+_TOP = usage_sql.numbered(usage_sql.SQL_TOP)
+_FORGET_ANSWERS = usage_sql.numbered(usage_sql.SQL_FORGET_ANSWERS)
+_FORGET_TURNS = usage_sql.numbered(usage_sql.SQL_FORGET_TURNS)
 # At connect, a URL asyncpg cannot parse (a bad port) is a ValueError.
 OPEN_FAILURES: tuple[type[BaseException], ...] = (*DRIVER_FAILURES, ValueError)
 
@@ -259,6 +266,34 @@ class PostgresStore:
     async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
         """Set, or with None clear, the conversation's system prompt."""
         await self._execute(sql.SQL_SET_PROMPT, conversation, prompt)
+
+    # -- the usage ledger (bot/usage.py, storage/usage_sql.py) --
+
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add each record to its day's row (asyncpg's executemany: one transaction)."""
+        rows = [usage_sql.record_params(record) for record in records]
+        if rows:
+            with self._translated():
+                await self._open_pool().executemany(_RECORD, rows)
+
+    async def usage_totals(self, query: UsageQuery) -> UsageTotals:
+        """Sums over the rows ``query`` picks."""
+        row = await self._fetchrow(_TOTALS, *usage_sql.query_params(query))
+        return usage_sql.totals_of(tuple(row))
+
+    async def top_users(self, query: UsageQuery, limit: int) -> list[tuple[str, UsageTotals]]:
+        """The persons with the most tokens among the rows ``query`` picks."""
+        rows = await self._fetch(_TOP, *usage_sql.query_params(query), limit)
+        return [(str(row[0]), usage_sql.totals_of(tuple(row)[1:])) for row in rows]
+
+    async def forget_person(self, conversation_prefix: str, person: str) -> int:
+        """Delete a person's turns and the answers to them in one workspace, in one
+        transaction; how many of theirs."""
+        params = usage_sql.forget_params(conversation_prefix, person)
+        with self._translated():
+            async with self._open_pool().acquire() as con, con.transaction():
+                await con.execute(_FORGET_ANSWERS, *params)
+                return _rowcount(await con.execute(_FORGET_TURNS, *params))
 
     async def prune_seen(self) -> int:
         """Forget dedupe rows older than the retention; how many."""

@@ -82,7 +82,27 @@ _V1 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# v2: the usage ledger, as SQLite's v6.
+_V2 = (
+    """
+    CREATE TABLE usage (
+        workspace TEXT NOT NULL,
+        day TEXT NOT NULL,
+        person TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        model TEXT NOT NULL,
+        estimated BOOLEAN NOT NULL,
+        answers INTEGER NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cost DOUBLE PRECISION NOT NULL,
+        unpriced INTEGER NOT NULL,
+        PRIMARY KEY (workspace, day, person, conversation, model, estimated)
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TURN_COLUMNS = "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"

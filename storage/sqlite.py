@@ -25,7 +25,7 @@ import math
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -42,8 +42,9 @@ from bot.instances import (
 )
 from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Turn
+from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
-from . import compat, problems
+from . import compat, problems, usage_sql
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
@@ -338,6 +339,33 @@ class SqliteStore:
         """Set, or with None clear, the conversation's system prompt."""
         await self._write(ops.execute, ops.SQL_SET_PROMPT, (conversation, prompt))
         self._cache.set_prompt(conversation, prompt)
+
+    # -- the usage ledger (bot/usage.py, storage/usage_sql.py) --
+
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add each record to its day's row, in one write transaction."""
+        rows = [usage_sql.record_params(record) for record in records]
+        if rows:
+            await self._write(ops.execute_many, usage_sql.SQL_RECORD, rows)
+
+    async def usage_totals(self, query: UsageQuery) -> UsageTotals:
+        """Sums over the rows ``query`` picks (a short range of the key)."""
+        params = usage_sql.query_params(query)
+        return usage_sql.totals_of(await self._run(ops.fetch_one, usage_sql.SQL_TOTALS, params))
+
+    async def top_users(self, query: UsageQuery, limit: int) -> list[tuple[str, UsageTotals]]:
+        """The persons with the most tokens among the rows ``query`` picks."""
+        params = (*usage_sql.query_params(query), limit)
+        rows = await self._run(ops.fetch_all, usage_sql.SQL_TOP, params)
+        return [(str(row[0]), usage_sql.totals_of(row[1:])) for row in rows]
+
+    async def forget_person(self, conversation_prefix: str, person: str) -> int:
+        """Delete a person's turns and the answers to them in one workspace (on the
+        worker thread: it scans the turns); how many of theirs."""
+        try:
+            return await self._write(ops.forget_person, conversation_prefix, person)
+        finally:
+            self._cache.clear()  # held histories may hold their turns
 
     async def prune_seen(self) -> int:
         """Forget dedupe rows older than the retention (on the worker thread); how many."""

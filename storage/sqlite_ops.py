@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from bot.types import Turn
 
+from . import usage_sql
+
 _T = TypeVar("_T")
 
 # A stored turn: its anchor (its place in the order) and its row, or None if
@@ -126,6 +128,11 @@ def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def execute(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
     """One statement; the number of rows it changed."""
     return con.execute(sql, params).rowcount
+
+
+def execute_many(con: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    """One statement for each row (in the caller's transaction); rows changed."""
+    return con.executemany(sql, rows).rowcount
 
 
 def fetch_one(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
@@ -281,3 +288,11 @@ def opt_str(value: object) -> str | None:
 def check_role(turn: Turn, role: str) -> None:
     if turn.role != role:
         raise ValueError(f"expected a {role} turn, got {turn.role!r}")
+
+
+def forget_person(con: sqlite3.Connection, prefix: str, person: str) -> int:
+    """Delete a person's turns, and the answers to them, in one workspace; how many
+    of theirs (in the caller's write transaction: both deletes or neither)."""
+    params = usage_sql.forget_params(prefix, person)
+    con.execute(usage_sql.SQL_FORGET_ANSWERS, params)
+    return con.execute(usage_sql.SQL_FORGET_TURNS, params).rowcount

@@ -36,6 +36,7 @@ from adapters.discord.sink import MAX_LEN
 from adapters.slack import SlackAdapter
 from adapters.slack.pacing import SlackPaces, unlimited_paces
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
+from bot.accounting import Accounting
 from bot.adapter import Adapter
 from bot.config import DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig
 from bot.core import Core, CoreSettings
@@ -168,6 +169,7 @@ def make_core(
     max_waiting_per_person: int = 1000,
     max_concurrent_requests: int | None = None,  # None: no CappedModel around the model
     first_token_timeout_s: float = 2.0,
+    accounting: Accounting | None = None,
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
     model = OpenAIChat(
@@ -183,6 +185,7 @@ def make_core(
     )
     return Core(
         store=store,
+        accounting=accounting,
         model=model
         if max_concurrent_requests is None
         else CappedModel(model, max_concurrent_requests),

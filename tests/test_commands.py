@@ -54,8 +54,8 @@ async def test_every_registered_command_is_known_to_the_core(core: Core, name: s
 
 
 async def test_a_name_not_registered_is_unknown(core: Core) -> None:
-    answered = await answer_to(core, "!forget")
-    assert answered == core.texts.get("unknown_command", command="forget", prefix="!")
+    answered = await answer_to(core, "!frobnicate")
+    assert answered == core.texts.get("unknown_command", command="frobnicate", prefix="!")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -119,6 +119,12 @@ class DiscordAdapter:
         if self._tree is not None:
             await self._sync_commands(self._tree)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the gateway session is up now (the metrics endpoint's /readyz)."""
+        client = self._client
+        return client is not None and client.is_ready() and not client.is_closed()
+
     async def wait_closed(self) -> None:
         """Return when the gateway connection ended for good."""
         if self._task is None:

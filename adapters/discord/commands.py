@@ -1,4 +1,4 @@
-"""The slash commands /reset, /system and /help, registered on a CommandTree.
+"""The slash commands /reset, /system, /usage, /forget and /help, registered on a CommandTree.
 
 Each one hands ``(interaction, name, argument)`` to the adapter, which turns it
 into a core command for the conversation of the channel or thread it was used in.
@@ -21,7 +21,7 @@ OnCommand = Callable[[discord.Interaction, str, str], Awaitable[None]]
 def build_tree(
     client: discord.Client, texts: Texts, on_command: OnCommand
 ) -> app_commands.CommandTree:
-    """A CommandTree for ``client`` with the bot's three commands."""
+    """A CommandTree for ``client`` with the bot's commands."""
     tree: app_commands.CommandTree = app_commands.CommandTree(client)
 
     async def reset(interaction: discord.Interaction) -> None:
@@ -34,7 +34,20 @@ def build_tree(
     async def system(interaction: discord.Interaction, text: str | None = None) -> None:
         await on_command(interaction, "system", (text or "").strip())
 
-    callbacks = {"reset": reset, "system": system, "help": help_}  # one per bot.commands entry
+    async def usage(interaction: discord.Interaction) -> None:
+        await on_command(interaction, "usage", "")
+
+    @app_commands.describe(who=texts.get("slash_forget_who"))
+    async def forget(interaction: discord.Interaction, who: str = "me") -> None:
+        await on_command(interaction, "forget", who.strip())
+
+    callbacks = {  # one per bot.commands entry
+        "reset": reset,
+        "system": system,
+        "usage": usage,
+        "forget": forget,
+        "help": help_,
+    }
     for spec in COMMANDS.values():
         command: app_commands.Command[Any, ..., None] = app_commands.Command(
             name=spec.name, description=texts.get(spec.description), callback=callbacks[spec.name]

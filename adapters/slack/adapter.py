@@ -147,6 +147,11 @@ class SlackAdapter:
             transport,
         )
 
+    @property
+    def connected(self) -> bool:
+        """Whether the socket or HTTP listener is open (the metrics endpoint's /readyz)."""
+        return not self._closed.is_set() and (self._socket is not None or self._runner is not None)
+
     async def wait_closed(self) -> None:
         """Return once stop() ran (the socket client reconnects on its own)."""
         await self._closed.wait()

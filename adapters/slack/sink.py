@@ -18,6 +18,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.events import EVENTS
 from bot.pacing import Pace, Pacer
 from bot.types import NativeStreamUnavailable, PlatformLimits
 
@@ -266,6 +267,8 @@ class SlackSink:
                 return await call(**kwargs)
             except SlackApiError as exc:
                 wait = retry_after(exc)
+                if wait is not None:
+                    EVENTS.platform_429s["slack"] += 1  # the metrics endpoint's count
                 if wait is None or attempt == RATE_LIMIT_RETRIES:
                     raise
                 self.rate_limited += 1
