@@ -89,6 +89,7 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             max_waiting_per_person=cfg.limits.max_waiting_per_person,
             history_memo_bytes=cache_bytes,
             max_messages_per_answer=cfg.limits.max_messages_per_answer,
+            show_reasoning=cfg.openai.show_reasoning,
         ),
     )
     try:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, g
 import yaml
 
 from .errors import ConfigError
+from .reasoning import ReasoningEffort, ReasoningMode
 from .redact import redact_url
 
 if TYPE_CHECKING:
@@ -116,6 +117,10 @@ class OpenAIConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # Model requests streaming at once, across all conversations; more wait in turn.
     max_concurrent_requests: int = field(default=32, metadata={"min": 1, "max": 10_000})
+    # Reasoning models (bot/reasoning.py): auto decides by the model's name.
+    reasoning: ReasoningMode = "auto"
+    reasoning_effort: ReasoningEffort = ""  # empty: not sent (the server's default)
+    show_reasoning: bool = False  # a short collapsed line of the thinking before the answer
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
+from . import thinking_note
 from .answer_cap import AnswerCap
 from .commands import CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy
@@ -60,6 +61,7 @@ class CoreSettings:
     max_waiting_per_person: int = 3  # of them from one person
     history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (history_memo.HistoryMemo)
     max_messages_per_answer: int = 10  # platform messages; past it the answer stops
+    show_reasoning: bool = False  # a collapsed line of a reasoning model's thinking
 
 
 class Core:
@@ -353,8 +355,13 @@ class Core:
         if messages is None:
             log.info("message %s in %s was reset before its answer", msg.message_id, conv)
             return False
-        stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
+        label = self.texts.get("reasoning_label") if self.settings.show_reasoning else None
+        stream = ReplyStream(
+            sink,
+            self.pacer,
+            before_first_write=lambda: thinking_note.before_answer(typing, sink, answer, label),
+        )
         deltas = self.model.stream(messages, answer)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)

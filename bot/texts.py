@@ -114,6 +114,7 @@ EN: Mapping[str, str] = {
         "[The answer stops here: it reached the limit of {limit} messages. "
         "Ask for the rest, or for a shorter answer.]"
     ),
+    "reasoning_label": "Thought",
     # -- storage failures and shutdown --
     "error_storage": (
         "I couldn't save your message, so I can't answer it right now. "
@@ -212,6 +213,7 @@ KO: Mapping[str, str] = {
         "[답변이 메시지 {limit}개 한도에 닿아서 여기서 멈췄어요. "
         "나머지나 더 짧은 답을 요청해 주세요.]"
     ),
+    "reasoning_label": "생각",
     # -- storage failures and shutdown --
     "error_storage": (
         "메시지를 저장하지 못해서 지금은 답할 수 없어요. 잠시 뒤에 다시 보내 주세요."

@@ -89,6 +89,9 @@ class PlatformLimits:
     # pacer, because the platform client obeys the server's rate-limit headers.
     pace_essential: bool = True
     stream: bool = True  # False: post one message per part when the answer is done
+    # Seconds after which a typing indicator fades and is shown again while the answer
+    # has not begun (a reasoning model may think for a minute); 0: shown once.
+    typing_refresh_s: float = 0.0
 
 
 @runtime_checkable
@@ -120,6 +123,14 @@ class NativeStreamSink(ReplySink, Protocol):
 
     async def stream_stop(self, stream_id: str, text: str = "") -> None:
         """Close a streamed message, appending ``text`` first (one write)."""
+
+
+@runtime_checkable
+class ReasoningSink(ReplySink, Protocol):
+    """A sink that can show a model's thinking in a collapsed form (show_reasoning)."""
+
+    async def show_reasoning(self, label: str, summary: str) -> None:
+        """Post ``summary`` (one bounded paragraph) collapsed, headed by ``label``."""
 
 
 class NativeStreamUnavailable(Exception):
@@ -164,6 +175,9 @@ class Answer:
 
     text: str = ""
     usage: Usage = field(default_factory=Usage)
+    # The model's thinking (bounded, bot/reasoning.py): never stored, shown only with
+    # openai.show_reasoning.
+    reasoning: str = ""
 
 
 ChatMessage = dict[str, str]  # {"role": ..., "content": ..., optionally "name": ...}

@@ -68,6 +68,7 @@ class Posted:
     streaming: bool = False
     deleted: bool = False
     updates: int = 0
+    blocks: list[Any] = field(default_factory=list)  # Block Kit blocks, when sent
 
 
 @dataclass(slots=True)
@@ -412,6 +413,7 @@ class FakeSlack(Served):
             return {"ok": False, "error": "channel_not_found"}
         thread = args.get("thread_ts") or None
         posted = Posted(channel, self.next_ts(), str(thread) if thread else None, text)
+        posted.blocks = _blocks(args)
         self._messages[posted.ts] = posted
         return {"ok": True, "channel": channel, "ts": posted.ts, "message": {"text": text}}
 
@@ -423,6 +425,7 @@ class FakeSlack(Served):
         if problem:
             return {"ok": False, "error": problem}
         posted.text = text
+        posted.blocks = _blocks(args)
         posted.updates += 1
         return {"ok": True, "channel": posted.channel, "ts": posted.ts, "text": text}
 
@@ -571,6 +574,13 @@ def _message_text(args: JsonDict) -> tuple[str, str | None]:
     if markdown is not None and len(text) > MARKDOWN_LIMIT:
         return "", "msg_too_long"
     return text, None
+
+
+def _blocks(args: JsonDict) -> list[Any]:
+    blocks = args.get("blocks")
+    if isinstance(blocks, str):  # form-encoded calls send them as JSON text
+        blocks = json.loads(blocks)
+    return list(blocks) if isinstance(blocks, list) else []
 
 
 def _stream_text(args: JsonDict) -> tuple[str, str | None]:

@@ -168,11 +168,13 @@ def make_core(
     max_waiting_per_person: int = 1000,
     max_concurrent_requests: int | None = None,  # None: no CappedModel around the model
     first_token_timeout_s: float = 2.0,
+    model_name: str = "gpt-4o-mini",
+    show_reasoning: bool = False,
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
     model = OpenAIChat(
         client,
-        model="gpt-4o-mini",
+        model=model_name,
         temperature=0.5,
         max_output_tokens=max_output_tokens,
         request_timeout_s=request_timeout_s,
@@ -197,6 +199,7 @@ def make_core(
             reset_policy=reset_policy,
             max_waiting_per_conversation=max_waiting_per_conversation,
             max_waiting_per_person=max_waiting_per_person,
+            show_reasoning=show_reasoning,
         ),
     )
 

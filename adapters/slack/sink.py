@@ -184,6 +184,23 @@ class SlackSink:
             return True
         return self._pacer.try_acquire(*self._pace(STATUS).args)
 
+    async def show_reasoning(self, label: str, summary: str) -> None:
+        """A context block (small grey text) before the answer; it takes the
+        placeholder's place, so the answer still comes after it."""
+        shown = f"_{_escape(label)}:_ {_escape(summary)}"
+        kwargs: dict[str, Any] = {
+            "channel": self._channel,
+            "text": f"{label}: {summary}",
+            "blocks": [{"type": "context", "elements": [{"type": "mrkdwn", "text": shown}]}],
+        }
+        if self._placeholder is not None:
+            ts, self._placeholder = self._placeholder, None
+            await self._write(UPDATE, self._client.chat_update, ts=ts, **kwargs)
+            return
+        if self._thread is not None:
+            kwargs["thread_ts"] = self._thread
+        await self._write(POST, self._client.chat_postMessage, **kwargs)
+
     async def send(self, text: str) -> str:
         """Post a message (the first one replaces a placeholder); return its ts."""
         if self._placeholder is not None:
@@ -290,6 +307,11 @@ class SlackSink:
             await self._client.chat_delete(channel=self._channel, ts=ts)
         except SlackApiError as exc:  # a stray "…" is harmless; the answer matters
             log.info("could not remove the placeholder %s: %s", ts, _error_code(exc))
+
+
+def _escape(text: str) -> str:
+    """Slack mrkdwn control characters as entities (no mentions, no links)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _error_code(exc: SlackApiError) -> str:
