@@ -56,6 +56,30 @@ class ConversationKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message, as the platform describes it (not yet downloaded)."""
+
+    name: str
+    url: str  # Discord: the CDN URL; Slack: url_private (needs the bot token)
+    size: int  # bytes, as the platform says (checked again while downloading)
+    content_type: str = ""  # the platform's guess; the bytes' magic decides
+
+
+MediaKind = Literal["text", "image"]
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """What was kept of one attachment, stored beside its user turn (bot/attachments.py)."""
+
+    kind: MediaKind
+    name: str
+    text: str = ""  # kind "text": the file's text (a PDF's extracted text)
+    data: bytes = b""  # kind "image": a downscaled JPEG
+    tokens: int = 0  # counted once when stored
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """One user message, already translated from the platform's payload."""
 
@@ -72,6 +96,7 @@ class IncomingMessage:
     # Where to answer, rebuilt by the adapter after a restart (Adapter.sink_for): a
     # small string only the adapter reads (JSON of channel, thread, reply-to id).
     reply_target: str | None = None
+    attachments: tuple[Attachment, ...] = ()  # images and files, read when answering
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ import bisect
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.instances import new_instance_id
 from bot.store import Origin, Pending, StoredContext, Unanswered
-from bot.types import Turn
+from bot.types import Media, Turn
 
 from .migrations import SEEN_RETENTION_S
 
@@ -106,6 +106,8 @@ class MemoryStore:
         self._origins: dict[tuple[str, str], Origin] = {}
         self.instance_id = new_instance_id()
         self._live: set[str] = {self.instance_id}
+        # Attachments kept per conversation: (user turn id, created at, media), oldest first.
+        self._media: dict[str, list[tuple[int, float, Media]]] = {}
 
     async def open(self) -> None:
         """A new instance after ``close`` (a restart); nothing else to open."""
@@ -225,6 +227,29 @@ class MemoryStore:
     async def reset(self, conversation: str) -> None:
         """Forget the conversation's turns; dedupe rows and settings stay."""
         self._histories.pop(conversation, None)
+        self._media.pop(conversation, None)
+
+    async def add_media(
+        self, conversation: str, turn_id: int, media: Sequence[Media], image_budget: int
+    ) -> None:
+        """Keep an attachment's content; the oldest images go past ``image_budget``."""
+        kept = self._media.setdefault(conversation, [])
+        kept.extend((turn_id, self._clock(), item) for item in media)
+        total = 0
+        for index in range(len(kept) - 1, -1, -1):  # newest first
+            item = kept[index][2]
+            if item.kind == "image":
+                total += len(item.data)
+                if total > image_budget:
+                    del kept[index]
+
+    async def media_for(self, conversation: str, first: int, last: int) -> dict[int, list[Media]]:
+        """The media of user turns ``first``..``last``, by turn id."""
+        found: dict[int, list[Media]] = {}
+        for turn_id, _at, item in self._media.get(conversation, ()):
+            if first <= turn_id <= last:
+                found.setdefault(turn_id, []).append(item)
+        return found
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
@@ -249,6 +274,10 @@ class MemoryStore:
         if not self._retention_s:
             return 0
         cutoff, dropped = now - self._retention_s, 0
+        for conversation, kept in list(self._media.items()):
+            kept[:] = [row for row in kept if row[1] >= cutoff]
+            if not kept:
+                del self._media[conversation]
         for conversation, history in list(self._histories.items()):
             dropped += history.drop_older(cutoff)
             if not history.turns:

@@ -104,5 +104,27 @@ _V5 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6: what was read from a message's attachments (bot/attachments.py): a file's
+# text, or an image's downscaled JPEG. Kept apart from the turns so that the hot
+# turn rows stay small; ``size`` is the image's bytes, for the per-conversation budget.
+_V6 = (
+    """
+    CREATE TABLE media (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation TEXT NOT NULL,
+        turn_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('text', 'image')),
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        data BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX media_by_turn ON media (conversation, turn_id)",
+    "CREATE INDEX media_by_age ON media (created_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
