@@ -22,6 +22,7 @@ from adapters.registry import PLATFORMS, create_adapter
 from storage import check_url, open_store
 
 from .adapter import Adapter
+from .attachments import attachment_limits
 from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError, StorageError
@@ -90,6 +91,9 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             history_memo_bytes=cache_bytes,
             max_messages_per_answer=cfg.limits.max_messages_per_answer,
             show_reasoning=cfg.openai.show_reasoning,
+            attachments=attachment_limits(cfg.attachments),
+            vision=cfg.openai.vision,
+            model_name=cfg.openai.model,
         ),
     )
     try:

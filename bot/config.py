@@ -54,6 +54,7 @@ ResetPolicy = Literal["anyone", "admins"]
 SlackMode = Literal["socket", "http"]
 SlackScope = Literal["thread", "channel"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+VisionMode = Literal["auto", "on", "off"]
 
 NO_KEY_PLACEHOLDER = "not-needed"  # api_key sent to a local server that needs none
 SECRET_SET = "***set***"  # how redacted() shows a secret that has a value
@@ -121,6 +122,7 @@ class OpenAIConfig:
     reasoning: ReasoningMode = "auto"
     reasoning_effort: ReasoningEffort = ""  # empty: not sent (the server's default)
     show_reasoning: bool = False  # a short collapsed line of the thinking before the answer
+    vision: VisionMode = "auto"  # send images: auto (by model name, learned from a 400)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -165,6 +167,19 @@ class LimitsConfig:
     memory_cache_mb: int = field(default=64, metadata={"min": 0, "max": 65_536})
     # Platform messages one answer may take; past it the answer stops with a note.
     max_messages_per_answer: int = field(default=10, metadata={"min": 1, "max": 1000})
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentsConfig:
+    """Images, text files and PDFs sent with a message (bot/attachments.py)."""
+
+    max_file_mb: float = field(default=10.0, metadata={"gt": 0, "max": 100})
+    max_files_per_message: int = field(default=4, metadata={"min": 0, "max": 20})  # 0: off
+    max_pdf_pages: int = field(default=30, metadata={"min": 1, "max": 1000})
+    max_document_chars: int = field(default=40_000, metadata={"min": 100, "max": 1_000_000})
+    # Downscaled images kept per conversation for follow-ups; the oldest go first.
+    image_mb_per_conversation: float = field(default=3.0, metadata={"min": 0, "max": 1000})
+    download_timeout_s: float = field(default=20.0, metadata={"gt": 0, "max": 300})
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +265,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    attachments: AttachmentsConfig = field(default_factory=AttachmentsConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)

@@ -16,12 +16,13 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import thinking_note
 from .answer_cap import AnswerCap
+from .attachments import AttachmentLimits
 from .commands import CommandEnv, command_text, forgets_conversation
-from .config import PromptPolicy, ResetPolicy
+from .config import PromptPolicy, ResetPolicy, VisionMode
 from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
@@ -29,6 +30,7 @@ from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
 from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
+from .media_flow import MediaFlow, Taken, Vision
 from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
@@ -62,6 +64,9 @@ class CoreSettings:
     history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (history_memo.HistoryMemo)
     max_messages_per_answer: int = 10  # platform messages; past it the answer stops
     show_reasoning: bool = False  # a collapsed line of a reasoning model's thinking
+    attachments: AttachmentLimits = field(default_factory=AttachmentLimits)
+    vision: VisionMode = "auto"
+    model_name: str = ""  # decides vision under "auto"
 
 
 class Core:
@@ -94,6 +99,8 @@ class Core:
         self._closing = False
         # History messages, by stored turn id.
         self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
+        vision = Vision(settings.vision, settings.model_name)
+        self._media = MediaFlow(store, counter, texts, settings.attachments, vision)
 
     @property
     def busy_conversations(self) -> int:
@@ -128,7 +135,7 @@ class Core:
             return
         if command is not None:
             counted = await self._queue_command(command.name, command.arg, msg, sink, person)
-        elif not text:
+        elif not text and not msg.attachments:  # an image alone is a question too
             counted = await self._reply_once(msg, sink, self.texts.get("empty_message"))
         else:
             counted = await self._queue_answer(conv, msg, sink, text, person)
@@ -347,6 +354,7 @@ class Core:
         typing: TypingIndicator,
     ) -> bool:
         try:
+            taken = await self._media.take(conv, msg, sink, turn_id)
             messages = await self._context(conv, msg, turn_id)
         except Exception:
             log.exception("could not build the prompt for %s", conv)
@@ -355,6 +363,10 @@ class Core:
         if messages is None:
             log.info("message %s in %s was reset before its answer", msg.message_id, conv)
             return False
+        if not taken.kept and msg.attachments and not clean_text(msg.text):
+            notes = [*taken.notes, self.texts.get("nothing_readable")]
+            await self._send_quietly(sink, "\n".join(notes))
+            return False
         answer = Answer()
         label = self.texts.get("reasoning_label") if self.settings.show_reasoning else None
         stream = ReplyStream(
@@ -362,7 +374,7 @@ class Core:
             self.pacer,
             before_first_write=lambda: thinking_note.before_answer(typing, sink, answer, label),
         )
-        deltas = self.model.stream(messages, answer)
+        deltas = self._media.stream(self.model, messages, answer, taken)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -381,11 +393,7 @@ class Core:
             # A capped answer is stored as shown, its token count its own.
             usage = Answer() if cap.full else answer
             answer_id = await self._store_answer(conv, stream.text, usage, turn_id)
-            if cap.full:
-                limit = self.settings.max_messages_per_answer
-                await stream.finish_with_note(self.texts.get("answer_capped", limit=limit))
-            else:
-                await stream.finish()
+            await self._finish(stream, cap, taken)
         except LLMError as exc:
             log.warning("model call for %s failed: %s", conv, exc)
             await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))
@@ -405,6 +413,17 @@ class Core:
         if answer_id is not None:
             await self.store.mark_delivered(conv, answer_id)
         return True
+
+    async def _finish(self, stream: ReplyStream, cap: AnswerCap, taken: Taken) -> None:
+        """Show the rest of the answer, with the cap's and the attachments' notes."""
+        notes = list(taken.notes)
+        if cap.full:
+            limit = self.settings.max_messages_per_answer
+            notes.insert(0, self.texts.get("answer_capped", limit=limit))
+        if notes:
+            await stream.finish_with_note("\n".join(notes))
+        else:
+            await stream.finish()
 
     async def _show_again(self, conv: str, sink: ReplySink, answer: Turn) -> bool:
         """Post an answer that was stored but not fully shown before a crash."""
@@ -428,9 +447,10 @@ class Core:
         stored = await self.store.load_context(conv, turn_id, HISTORY_TURNS)
         if not stored.turns:
             return None
+        folded = await self._media.fold(conv, stored.turns)
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,
-            stored.turns,
+            folded.turns,
             self.settings.context_tokens - self.settings.max_output_tokens,
             self.counter,
             group=not msg.is_dm,
@@ -438,7 +458,7 @@ class Core:
             memo=self._memo,
             key=conv,
         )
-        return messages
+        return self._media.attach(messages, folded)
 
     async def _store_answer(
         self, conv: str, text: str, answer: Answer, reply_to: int

@@ -115,6 +115,17 @@ EN: Mapping[str, str] = {
         "Ask for the rest, or for a shorter answer.]"
     ),
     "reasoning_label": "Thought",
+    # -- attachments --
+    "files_skipped": "[Not read: {items}.]",
+    "file_too_many": "{name} (only {limit_files} files per message)",
+    "file_too_large": "{name} (larger than {limit_mb} MB)",
+    "file_unsupported": "{name} (I can't read this kind of file)",
+    "file_not_image": "{name} (it is not really an image)",
+    "file_failed": "{name} (the download failed)",
+    "file_unreadable": "{name} (the file seems damaged)",
+    "file_cut": "{name} (only the first {limit_pages} pages or {limit_chars} characters)",
+    "images_not_read": "[This model can't see images, so I read only the text.]",
+    "nothing_readable": "I couldn't read anything in your message.",
     # -- storage failures and shutdown --
     "error_storage": (
         "I couldn't save your message, so I can't answer it right now. "
@@ -214,6 +225,17 @@ KO: Mapping[str, str] = {
         "나머지나 더 짧은 답을 요청해 주세요.]"
     ),
     "reasoning_label": "생각",
+    # -- attachments --
+    "files_skipped": "[읽지 못한 파일: {items}.]",
+    "file_too_many": "{name} (메시지당 파일은 {limit_files}개까지예요)",
+    "file_too_large": "{name} ({limit_mb}MB보다 커요)",
+    "file_unsupported": "{name} (읽을 수 없는 형식이에요)",
+    "file_not_image": "{name} (실제로는 이미지가 아니에요)",
+    "file_failed": "{name} (내려받지 못했어요)",
+    "file_unreadable": "{name} (파일이 손상된 것 같아요)",
+    "file_cut": "{name} (앞의 {limit_pages}쪽 또는 {limit_chars}자만 읽었어요)",
+    "images_not_read": "[이 모델은 이미지를 볼 수 없어서 글만 읽었어요.]",
+    "nothing_readable": "메시지에서 읽을 수 있는 내용이 없었어요.",
     # -- storage failures and shutdown --
     "error_storage": (
         "메시지를 저장하지 못해서 지금은 답할 수 없어요. 잠시 뒤에 다시 보내 주세요."

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 Role = Literal["user", "assistant"]
 Platform = Literal["discord", "slack", "console"]
@@ -205,7 +205,9 @@ class Answer:
     reasoning: str = ""
 
 
-ChatMessage = dict[str, str]  # {"role": ..., "content": ..., optionally "name": ...}
+# {"role": ..., "content": ..., optionally "name": ...}; a user message with images has
+# a list of content parts (text and image_url) instead of a string (bot/media_flow.py).
+ChatMessage = dict[str, Any]
 
 
 class ChatModel(Protocol):
