@@ -29,11 +29,9 @@ WRITE_RATE = 0.6
 MIN_EDIT_INTERVAL_S = 1.0
 # Discord shows "typing..." for about 10 s; shown again while a model still thinks.
 TYPING_REFRESH_S = 8.0
-ORIGINAL = "original"
+ORIGINAL = "original"  # the id InteractionSink gives the interaction's own response
 # Where attachments live; the API's own host (a proxy, the test double) serves them too.
-CDN_HOSTS = frozenset(
-    {"cdn.discordapp.com", "media.discordapp.net"}
-)  # the id InteractionSink gives the interaction's own response
+CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 
 NO_PINGS = discord.AllowedMentions.none()
 
