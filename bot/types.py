@@ -63,6 +63,7 @@ class Attachment:
     url: str  # Discord: the CDN URL; Slack: url_private (needs the bot token)
     size: int  # bytes, as the platform says (checked again while downloading)
     content_type: str = ""  # the platform's guess; the bytes' magic decides
+    file_id: str = ""  # Slack: files.info finds the URL when the event has none
 
 
 MediaKind = Literal["text", "image"]

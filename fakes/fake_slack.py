@@ -111,6 +111,8 @@ class FakeSlack(Served):
     channel_teams: dict[str, str] = field(default_factory=dict)  # channel -> workspace
     limited: int = 0  # 429s sent because a limit was reached (not scripted ones)
     _book: LimitBook | None = None
+    files: dict[str, tuple[JsonDict, bytes]] = field(default_factory=dict)  # id -> (info, bytes)
+    file_downloads: list[tuple[str, bool]] = field(default_factory=list)  # (id, authorised)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -120,6 +122,7 @@ class FakeSlack(Served):
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files-pri/{file}/{name}", self._file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self.port)
@@ -247,6 +250,40 @@ class FakeSlack(Served):
         event["event_ts"] = event["ts"]
         event.update(extra)
         return event
+
+    def add_file(self, name: str, data: bytes, mimetype: str = "") -> JsonDict:
+        """A file object as message events carry it; its ``url_private`` answers only
+        with the bot token, as Slack's does (``files.info`` returns the same object)."""
+        file_id = f"F{len(self.files) + 1:08d}"
+        url = f"http://{HOST}:{self.port}/files-pri/{self.team_id}-{file_id}/{name}"
+        info: JsonDict = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "size": len(data),
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+        self.files[file_id] = (info, data)
+        return info
+
+    async def _file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file"].rsplit("-", 1)[-1]
+        found = self.files.get(file_id)
+        authorised = _bearer(request) == self.bot_token
+        self.file_downloads.append((file_id, authorised))
+        if found is None:
+            return web.Response(status=404)
+        if not authorised:  # Slack sends its sign-in page, not the file
+            return web.Response(status=302, headers={"Location": "https://slack.com/signin"})
+        return web.Response(body=found[1], content_type="application/octet-stream")
+
+    def _files_info(self, args: JsonDict) -> JsonDict:
+        found = self.files.get(str(args.get("file") or ""))
+        if found is None:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": found[0]}
 
     def mention(self, text: str, **kw: Any) -> tuple[JsonDict, JsonDict]:
         """The two bodies Slack sends for a channel message mentioning the bot.
@@ -387,6 +424,7 @@ class FakeSlack(Served):
             "assistant.threads.setStatus": self._set_status,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
+            "files.info": self._files_info,
         }
 
     def _auth_test(self, args: JsonDict) -> JsonDict:

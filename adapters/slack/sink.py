@@ -14,12 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.attachments import DownloadFailed, download
 from bot.pacing import Pace, Pacer
-from bot.types import NativeStreamUnavailable, PlatformLimits
+from bot.types import Attachment, NativeStreamUnavailable, PlatformLimits
 
 from .mentions import neutralise, split_ready
 from .pacing import (
@@ -43,6 +45,8 @@ MARKDOWN_MAX_LEN = 11_000
 EDIT_BURST = 3
 EDIT_RATE = 0.5
 MIN_EDIT_INTERVAL = 1.0
+# Hosts that serve url_private (the bot token is sent to these only, and to the API's).
+SLACK_FILE_HOSTS = (".slack.com", ".slack-edge.com", ".slack-files.com")
 # Error codes meaning "this feature is not available here", as opposed to a
 # broken request. Anything else is raised so the core reports it.
 REFUSAL_ERRORS = frozenset(
@@ -183,6 +187,24 @@ class SlackSink:
         if self._paces is None or self._pacer is None:
             return True
         return self._pacer.try_acquire(*self._pace(STATUS).args)
+
+    async def fetch_file(self, attachment: Attachment, max_bytes: int, timeout_s: float) -> bytes:
+        """A file's bytes from ``url_private`` with the bot token (asked from files.info
+        when the event had no URL). The token goes to Slack's hosts only."""
+        url = attachment.url
+        if not url:
+            try:
+                response = await self._client.files_info(file=attachment.file_id)
+            except SlackApiError as exc:
+                raise DownloadFailed(f"files.info: {_error_code(exc)}") from exc
+            info = response.get("file") or {}
+            url = str(info.get("url_private_download") or info.get("url_private") or "")
+        host = urlsplit(url).hostname or ""
+        api_host = urlsplit(self._client.base_url).hostname or ""
+        if not (host == api_host or host.endswith(SLACK_FILE_HOSTS)):
+            raise DownloadFailed(f"not a Slack file host: {host or '-'}")
+        headers = {"Authorization": f"Bearer {self._client.token}"}
+        return await download(url, headers, max_bytes, timeout_s)
 
     async def show_reasoning(self, label: str, summary: str) -> None:
         """A context block (small grey text) before the answer; it takes the
