@@ -175,8 +175,13 @@ async def read_all(
     """Read a message's attachments in order; never raises for a bad file."""
     media: list[Media] = []
     skipped: list[Skipped] = []
-    for index, attachment in enumerate(attachments):
-        if index >= limits.max_files_per_message:
+    taken = 0  # files of a readable type: only those count against the limit
+    for attachment in attachments:
+        if kind_of(attachment) is None:
+            skipped.append(Skipped(attachment.name, "unsupported"))
+            continue
+        taken += 1
+        if taken > limits.max_files_per_message:
             skipped.append(Skipped(attachment.name, "too_many"))
             continue
         kept, problem = await _read_one(attachment, source, limits, counter)

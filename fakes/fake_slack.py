@@ -38,6 +38,7 @@ from fakes.served import Served
 from fakes.slack_limits import DOCUMENTED, LimitBook, SlackLimits
 
 HOST = "127.0.0.1"
+SIGN_IN_PAGE = "<!DOCTYPE html><html><body>Sign in to Slack</body></html>"
 MARKDOWN_LIMIT = 12_000  # Slack's documented limit for markdown_text
 BASE_TS = 1_700_000_000
 WAIT_LIMIT_S = 5.0  # longest a test waits for something to happen
@@ -113,6 +114,7 @@ class FakeSlack(Served):
     _book: LimitBook | None = None
     files: dict[str, tuple[JsonDict, bytes]] = field(default_factory=dict)  # id -> (info, bytes)
     file_downloads: list[tuple[str, bool]] = field(default_factory=list)  # (id, authorised)
+    refuse_files: bool = False  # answer url_private with the sign-in page (no files:read)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -275,8 +277,8 @@ class FakeSlack(Served):
         self.file_downloads.append((file_id, authorised))
         if found is None:
             return web.Response(status=404)
-        if not authorised:  # Slack sends its sign-in page, not the file
-            return web.Response(status=302, headers={"Location": "https://slack.com/signin"})
+        if not authorised or self.refuse_files:  # Slack sends its sign-in page, not the file
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
         return web.Response(body=found[1], content_type="application/octet-stream")
 
     def _files_info(self, args: JsonDict) -> JsonDict:

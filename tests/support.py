@@ -37,7 +37,8 @@ from adapters.slack import SlackAdapter
 from adapters.slack.pacing import SlackPaces, unlimited_paces
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
 from bot.adapter import Adapter
-from bot.config import DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig
+from bot.attachments import AttachmentLimits
+from bot.config import DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig, VisionMode
 from bot.core import Core, CoreSettings
 from bot.llm import OpenAIChat
 from bot.local_model import INSTALL_COMMAND
@@ -170,6 +171,8 @@ def make_core(
     first_token_timeout_s: float = 2.0,
     model_name: str = "gpt-4o-mini",
     show_reasoning: bool = False,
+    vision: VisionMode = "auto",
+    attachments: AttachmentLimits | None = None,
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
     model = OpenAIChat(
@@ -200,6 +203,9 @@ def make_core(
             max_waiting_per_conversation=max_waiting_per_conversation,
             max_waiting_per_person=max_waiting_per_person,
             show_reasoning=show_reasoning,
+            vision=vision,
+            model_name=model_name,
+            attachments=attachments or AttachmentLimits(),
         ),
     )
 

@@ -47,6 +47,7 @@ EDIT_RATE = 0.5
 MIN_EDIT_INTERVAL = 1.0
 # Hosts that serve url_private (the bot token is sent to these only, and to the API's).
 SLACK_FILE_HOSTS = (".slack.com", ".slack-edge.com", ".slack-files.com")
+HTML_STARTS = (b"<!doctype html", b"<html")
 # Error codes meaning "this feature is not available here", as opposed to a
 # broken request. Anything else is raised so the core reports it.
 REFUSAL_ERRORS = frozenset(
@@ -204,7 +205,12 @@ class SlackSink:
         if not (host == api_host or host.endswith(SLACK_FILE_HOSTS)):
             raise DownloadFailed(f"not a Slack file host: {host or '-'}")
         headers = {"Authorization": f"Bearer {self._client.token}"}
-        return await download(url, headers, max_bytes, timeout_s)
+        data = await download(url, headers, max_bytes, timeout_s)
+        if data[:64].lstrip().lower().startswith(HTML_STARTS) and "html" not in attachment.name:
+            # Without files:read (or with a revoked token) Slack answers with its
+            # sign-in page, not an error: never read that as the file.
+            raise DownloadFailed("Slack sent a web page instead of the file")
+        return data
 
     async def show_reasoning(self, label: str, summary: str) -> None:
         """A context block (small grey text) before the answer; it takes the
