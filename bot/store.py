@@ -108,6 +108,12 @@ class Store(Protocol):
     async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
         """Set (or with None, clear) the conversation's system prompt."""
 
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked with ``!model``, if any."""
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick (or with None forget) the conversation's model; reset keeps it."""
+
     async def unanswered(self, since: float, limit: int) -> list[Unanswered]:
         """User turns stored at or after ``since`` (unix seconds) that a crash cut
         off (as ``pending_turn``), oldest first, at most ``limit``. Messages a live

@@ -98,6 +98,7 @@ class MemoryStore:
         # Insertion-ordered, so the oldest rows come first when pruning.
         self._seen: dict[tuple[str, str], float] = {}
         self._prompts: dict[str, str] = {}
+        self._models: dict[str, str] = {}
         self._done: set[tuple[str, str]] = set()
         self._last_id = 0
         self._next_prune = 0.0
@@ -250,6 +251,17 @@ class MemoryStore:
             if first <= turn_id <= last:
                 found.setdefault(turn_id, []).append(item)
         return found
+
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked (``!model``), or None."""
+        return self._models.get(conversation)
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick, or with None forget, the conversation's model."""
+        if model is None:
+            self._models.pop(conversation, None)
+        else:
+            self._models[conversation] = model
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""

@@ -107,7 +107,9 @@ _V5 = (
 # v6: what was read from a message's attachments (bot/attachments.py): a file's
 # text, or an image's downscaled JPEG. Kept apart from the turns so that the hot
 # turn rows stay small; ``size`` is the image's bytes, for the per-conversation budget.
+# A conversation's own model (``!model``) is a setting beside its system prompt.
 _V6 = (
+    "ALTER TABLE conversation_settings ADD COLUMN model TEXT",
     """
     CREATE TABLE media (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

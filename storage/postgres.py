@@ -270,6 +270,15 @@ class PostgresStore:
                 rows = await con.fetch(sql.SQL_MEDIA_FOR, conversation, first, last)
         return media_rows.by_turn(rows)
 
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked (``!model``), or None."""
+        row = await self._fetchrow(sql.SQL_GET_MODEL, conversation)
+        return None if row is None else opt_str(row[0])
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick, or with None forget, the conversation's model."""
+        await self._execute(sql.SQL_SET_MODEL, conversation, model)
+
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
         row = await self._fetchrow(sql.SQL_GET_PROMPT, conversation)

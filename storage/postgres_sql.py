@@ -82,8 +82,9 @@ _V1 = (
     """,
 )
 
-# v2: attachments (SQLite's v6).
+# v2: attachments and a conversation's own model (SQLite's v6).
 _V2 = (
+    "ALTER TABLE conversation_settings ADD COLUMN model TEXT",
     "CREATE SEQUENCE media_id",
     """
     CREATE TABLE media (
@@ -214,6 +215,11 @@ SQL_MEDIA_FOR = """
     WHERE conversation = $1 AND turn_id BETWEEN $2 AND $3 ORDER BY id
 """
 SQL_RESET_MEDIA = "DELETE FROM media WHERE conversation = $1"
+SQL_GET_MODEL = "SELECT model FROM conversation_settings WHERE conversation = $1"
+SQL_SET_MODEL = """
+    INSERT INTO conversation_settings (conversation, model) VALUES ($1, $2)
+    ON CONFLICT (conversation) DO UPDATE SET model = excluded.model
+"""
 SQL_PRUNE_MEDIA = "DELETE FROM media WHERE created_at < $1"
 # One batch of the retention prune: an index range on created_at, a few rows.
 SQL_PRUNE_TURNS = """

@@ -342,6 +342,15 @@ class SqliteStore:
         rows = await self._run(ops.fetch_all, ops.SQL_MEDIA_FOR, (conversation, first, last))
         return media_rows.by_turn(rows)
 
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked (``!model``), or None."""
+        row = await self._run(ops.fetch_one, ops.SQL_GET_MODEL, (conversation,))
+        return None if row is None else ops.opt_str(row[0])
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick, or with None forget, the conversation's model."""
+        await self._write(ops.execute, ops.SQL_SET_MODEL, (conversation, model))
+
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
         row = await self._run(ops.fetch_one, ops.SQL_GET_PROMPT, (conversation,))

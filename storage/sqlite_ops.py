@@ -117,6 +117,11 @@ SQL_MEDIA_FOR = """
     WHERE conversation = ? AND turn_id BETWEEN ? AND ? ORDER BY id
 """
 SQL_RESET_MEDIA = "DELETE FROM media WHERE conversation = ?"
+SQL_GET_MODEL = "SELECT model FROM conversation_settings WHERE conversation = ?"
+SQL_SET_MODEL = """
+    INSERT INTO conversation_settings (conversation, model) VALUES (?, ?)
+    ON CONFLICT (conversation) DO UPDATE SET model = excluded.model
+"""
 SQL_PRUNE_MEDIA = "DELETE FROM media WHERE created_at < ?"
 SQL_GET_PROMPT = "SELECT system_prompt FROM conversation_settings WHERE conversation = ?"
 SQL_SET_PROMPT = """

@@ -66,3 +66,21 @@ async def test_retention_deletes_old_media(kind: str, tmp_path: Path) -> None:
         clock.now += 2 * 24 * 3600
         await store.prune_turns()
         assert await store.media_for(CONV, 0, 10**9) == {}
+
+
+async def test_a_conversations_model_is_kept_apart_and_survives_reset_and_restart(
+    kind: str, tmp_path: Path
+) -> None:
+    async with opened_store(kind, tmp_path, FakeClock()) as store:
+        assert await store.get_model(CONV) is None
+        await store.set_system_prompt(CONV, "be brief")
+        await store.set_model(CONV, "o3-mini")
+        await store.set_model(OTHER, "gpt-4o")
+        await store.reset(CONV)
+        await store.close()
+        await store.open()
+        assert await store.get_model(CONV) == "o3-mini"
+        assert await store.get_system_prompt(CONV) == "be brief"  # the prompt stays too
+        await store.set_model(CONV, None)
+        assert await store.get_model(CONV) is None
+        assert await store.get_model(OTHER) == "gpt-4o"
