@@ -31,6 +31,7 @@ from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
 from .media_flow import MediaFlow, Taken, Vision
+from .models import Catalog, ModelInfo
 from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
@@ -67,6 +68,17 @@ class CoreSettings:
     attachments: AttachmentLimits = field(default_factory=AttachmentLimits)
     vision: VisionMode = "auto"
     model_name: str = ""  # decides vision under "auto"
+    models: Catalog | None = None  # what !model offers; None: only model_name
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one answer asks, and of which model."""
+
+    messages: list[ChatMessage]
+    taken: Taken
+    model: ModelInfo
+    vision: Vision
 
 
 class Core:
@@ -99,8 +111,10 @@ class Core:
         self._closing = False
         # History messages, by stored turn id.
         self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
-        vision = Vision(settings.vision, settings.model_name)
-        self._media = MediaFlow(store, counter, texts, settings.attachments, vision)
+        self._media = MediaFlow(store, counter, texts, settings.attachments)
+        self.catalog = settings.models or Catalog(
+            [ModelInfo(settings.model_name, settings.context_tokens, settings.vision, "auto")]
+        )
 
     @property
     def busy_conversations(self) -> int:
@@ -353,28 +367,17 @@ class Core:
         turn_id: int,
         typing: TypingIndicator,
     ) -> bool:
-        try:
-            taken = await self._media.take(conv, msg, sink, turn_id)
-            messages = await self._context(conv, msg, turn_id)
-        except Exception:
-            log.exception("could not build the prompt for %s", conv)
-            await self._send_quietly(sink, self.texts.get("error_internal"))
+        plan = await self._plan(conv, msg, sink, turn_id)
+        if plan is None:
             return False
-        if messages is None:
-            log.info("message %s in %s was reset before its answer", msg.message_id, conv)
-            return False
-        if not taken.kept and msg.attachments and not clean_text(msg.text):
-            notes = [*taken.notes, self.texts.get("nothing_readable")]
-            await self._send_quietly(sink, "\n".join(notes))
-            return False
-        answer = Answer()
+        answer = Answer(model=plan.model.name if self.catalog.choosable else "")
         label = self.texts.get("reasoning_label") if self.settings.show_reasoning else None
         stream = ReplyStream(
             sink,
             self.pacer,
             before_first_write=lambda: thinking_note.before_answer(typing, sink, answer, label),
         )
-        deltas = self._media.stream(self.model, messages, answer, taken)
+        deltas = self._media.stream(self.model, plan.messages, answer, plan.taken, plan.vision)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -393,7 +396,7 @@ class Core:
             # A capped answer is stored as shown, its token count its own.
             usage = Answer() if cap.full else answer
             answer_id = await self._store_answer(conv, stream.text, usage, turn_id)
-            await self._finish(stream, cap, taken)
+            await self._finish(stream, cap, plan.taken)
         except LLMError as exc:
             log.warning("model call for %s failed: %s", conv, exc)
             await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))
@@ -413,6 +416,32 @@ class Core:
         if answer_id is not None:
             await self.store.mark_delivered(conv, answer_id)
         return True
+
+    async def _plan(
+        self, conv: str, msg: IncomingMessage, sink: ReplySink, turn_id: int
+    ) -> _Plan | None:
+        """Which model answers, the attachments read and the prompt; None (the user
+        told, if it is worth telling) when there is nothing to ask."""
+        try:
+            model = self.catalog.default
+            if self.catalog.choosable:
+                model = self.catalog.get(await self.store.get_model(conv))
+            vision = self._media.vision_for(model.name, model.vision)
+            taken = await self._media.take(conv, msg, sink, turn_id, vision)
+            messages = await self._context(conv, msg, turn_id, model, vision)
+        except Exception:
+            log.exception("could not build the prompt for %s", conv)
+            await self._send_quietly(sink, self.texts.get("error_internal"))
+            return None
+        if messages is None:
+            log.info("message %s in %s was reset before its answer", msg.message_id, conv)
+            return None
+        if not taken.kept and msg.attachments and not clean_text(msg.text):
+            await self._send_quietly(
+                sink, "\n".join([*taken.notes, self.texts.get("nothing_readable")])
+            )
+            return None
+        return _Plan(messages, taken, model, vision)
 
     async def _finish(self, stream: ReplyStream, cap: AnswerCap, taken: Taken) -> None:
         """Show the rest of the answer, with the cap's and the attachments' notes."""
@@ -439,7 +468,7 @@ class Core:
         return True
 
     async def _context(
-        self, conv: str, msg: IncomingMessage, turn_id: int
+        self, conv: str, msg: IncomingMessage, turn_id: int, model: ModelInfo, vision: Vision
     ) -> list[ChatMessage] | None:
         """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens.
 
@@ -451,14 +480,14 @@ class Core:
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,
             folded.turns,
-            self.settings.context_tokens - self.settings.max_output_tokens,
+            model.context_tokens - self.settings.max_output_tokens,  # the chosen model's
             self.counter,
             group=not msg.is_dm,
             shortened_note=self.texts.get("message_shortened"),
             memo=self._memo,
             key=conv,
         )
-        return self._media.attach(messages, folded)
+        return self._media.attach(messages, folded, vision)
 
     async def _store_answer(
         self, conv: str, text: str, answer: Answer, reply_to: int

@@ -87,19 +87,27 @@ class MediaFlow:
         counter: TokenCounter,
         texts: Texts,
         limits: AttachmentLimits,
-        vision: Vision,
     ) -> None:
         self._store = store
         self._counter = counter
         self._texts = texts
         self._limits = limits
-        self.vision = vision
+        self._visions: dict[str, Vision] = {}  # per model, bounded by the catalog
+
+    def vision_for(self, model: str, mode: VisionMode) -> Vision:
+        """Whether ``model`` is sent images (learned per model)."""
+        vision = self._visions.get(model)
+        if vision is None:
+            vision = self._visions[model] = Vision(mode, model)
+        return vision
 
     @property
     def enabled(self) -> bool:
         return self._limits.max_files_per_message > 0
 
-    async def take(self, conv: str, msg: IncomingMessage, sink: ReplySink, turn_id: int) -> Taken:
+    async def take(
+        self, conv: str, msg: IncomingMessage, sink: ReplySink, turn_id: int, vision: Vision
+    ) -> Taken:
         """Download, read and store ``msg``'s attachments as user turn ``turn_id``'s."""
         taken = Taken()
         if not msg.attachments:
@@ -118,7 +126,7 @@ class MediaFlow:
         taken.had_images = any(m.kind == "image" for m in result.media)
         if result.skipped:
             taken.notes.append(self._skipped(result.skipped))
-        if taken.had_images and not self.vision.on:
+        if taken.had_images and not vision.on:
             taken.notes.append(self._texts.get("images_not_read"))
         return taken
 
@@ -140,10 +148,12 @@ class MediaFlow:
         }
         return Folded([_folded(t, found[t.id]) if t.id in found else t for t in turns], images)
 
-    def attach(self, messages: list[ChatMessage], folded: Folded) -> list[ChatMessage]:
+    def attach(
+        self, messages: list[ChatMessage], folded: Folded, vision: Vision
+    ) -> list[ChatMessage]:
         """Image parts beside each user message's kept markers (when vision is on)."""
         images = folded.images
-        if not images or not self.vision.on:
+        if not images or not vision.on:
             return messages
         out: list[ChatMessage] = []
         for message in messages:
@@ -162,7 +172,12 @@ class MediaFlow:
         return out
 
     async def stream(
-        self, model: ChatModel, messages: list[ChatMessage], answer: Answer, taken: Taken
+        self,
+        model: ChatModel,
+        messages: list[ChatMessage],
+        answer: Answer,
+        taken: Taken,
+        vision: Vision,
     ) -> AsyncGenerator[str, None]:
         """The model's answer; once without images if the server refuses them."""
         shown = False
@@ -173,7 +188,7 @@ class MediaFlow:
                     yield delta
             return
         except LLMError as exc:
-            if shown or not _has_images(messages) or not self.vision.refused(exc):
+            if shown or not _has_images(messages) or not vision.refused(exc):
                 raise
         if taken.had_images:
             taken.notes.append(self._texts.get("images_not_read"))

@@ -204,6 +204,7 @@ class Answer:
     # The model's thinking (bounded, bot/reasoning.py): never stored, shown only with
     # openai.show_reasoning.
     reasoning: str = ""
+    model: str = ""  # the model to ask (bot/models.py); "": the configured one
 
 
 # {"role": ..., "content": ..., optionally "name": ...}; a user message with images has
