@@ -26,8 +26,9 @@ from .attachments import attachment_limits
 from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError, StorageError
-from .llm import OpenAIChat, make_client
+from .llm import make_client
 from .modelcap import CappedModel
+from .models import Catalog, chat_model
 from .recovery import recovering
 from .shutdown import shut_down
 from .texts import Texts
@@ -71,10 +72,11 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     await store.open()
     client = make_client(cfg.openai)
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
+    catalog = Catalog.from_config(cfg.openai)
     core = Core(
         store=store,
         model=CappedModel(
-            OpenAIChat.from_config(client, cfg.openai), cfg.openai.max_concurrent_requests
+            chat_model(client, cfg.openai, catalog), cfg.openai.max_concurrent_requests
         ),
         counter=counter,
         texts=Texts(cfg.language, prefix=cfg.commands.prefix),
@@ -94,6 +96,8 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             attachments=attachment_limits(cfg.attachments),
             vision=cfg.openai.vision,
             model_name=cfg.openai.model,
+            models=catalog,
+            model_policy=cfg.commands.model_policy,
         ),
     )
     try:

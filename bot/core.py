@@ -69,6 +69,12 @@ class CoreSettings:
     vision: VisionMode = "auto"
     model_name: str = ""  # decides vision under "auto"
     models: Catalog | None = None  # what !model offers; None: only model_name
+    model_policy: PromptPolicy = "admins"  # who may !model <name>
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The models ``!model`` offers; empty when there is no choice."""
+        return tuple(m.name for m in self.models.models) if self.models else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,4 +547,6 @@ class Core:
             default_prompt=settings.system_prompt,
             prompt_policy=settings.system_prompt_policy,
             reset_policy=settings.reset_policy,
+            catalog=self.catalog,
+            model_policy=settings.model_policy,
         )

@@ -8,10 +8,14 @@ sent to the others), and reasoning settings apply per model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
+import openai
+
 from .config import ModelChoice, OpenAIConfig, VisionMode
+from .llm import OpenAIChat
 from .reasoning import ReasoningMode
 from .types import Answer, ChatMessage, ChatModel
 
@@ -88,3 +92,15 @@ class ModelRouter:
         if chat is None:
             chat = self._chats[info.name] = self._make(info)
         return chat.stream(messages, answer)
+
+
+def chat_model(client: openai.AsyncOpenAI, ai: OpenAIConfig, catalog: Catalog) -> ChatModel:
+    """The process's model: one OpenAIChat, or a router when there is a choice."""
+    if not catalog.choosable:
+        return OpenAIChat.from_config(client, ai)
+
+    def make(info: ModelInfo) -> ChatModel:
+        settings = dataclasses.replace(ai, model=info.name, reasoning=info.reasoning)
+        return OpenAIChat.from_config(client, settings)
+
+    return ModelRouter(catalog, make)
