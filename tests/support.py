@@ -43,6 +43,8 @@ from bot.core import Core, CoreSettings
 from bot.llm import OpenAIChat
 from bot.local_model import INSTALL_COMMAND
 from bot.modelcap import CappedModel
+from bot.models import Catalog, ModelRouter
+from bot.reasoning import ReasoningMode
 from bot.store import Store
 from bot.texts import Texts
 from bot.tokens import token_counter_for
@@ -173,19 +175,28 @@ def make_core(
     show_reasoning: bool = False,
     vision: VisionMode = "auto",
     attachments: AttachmentLimits | None = None,
+    models: Catalog | None = None,
+    model_policy: PromptPolicy = "admins",
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
-    model = OpenAIChat(
-        client,
-        model=model_name,
-        temperature=0.5,
-        max_output_tokens=max_output_tokens,
-        request_timeout_s=request_timeout_s,
-        first_token_timeout_s=min(first_token_timeout_s, request_timeout_s),
-        max_retries=max_retries,
-        backoff_base_s=0.01,
-        backoff_cap_s=0.05,
-    )
+
+    def chat(name: str, reasoning: ReasoningMode = "auto") -> OpenAIChat:
+        return OpenAIChat(
+            client,
+            model=name,
+            temperature=0.5,
+            max_output_tokens=max_output_tokens,
+            request_timeout_s=request_timeout_s,
+            first_token_timeout_s=min(first_token_timeout_s, request_timeout_s),
+            max_retries=max_retries,
+            backoff_base_s=0.01,
+            backoff_cap_s=0.05,
+            reasoning=reasoning,
+        )
+
+    model: ChatModel = chat(model_name)
+    if models is not None:
+        model = ModelRouter(models, lambda info: chat(info.name, info.reasoning))
     return Core(
         store=store,
         model=model
@@ -206,6 +217,8 @@ def make_core(
             vision=vision,
             model_name=model_name,
             attachments=attachments or AttachmentLimits(),
+            models=models,
+            model_policy=model_policy,
         ),
     )
 
