@@ -15,8 +15,9 @@ import pytest
 
 from bot.core import Core
 from bot.indicator import TypingIndicator
+from bot.llm import OpenAIChat
 from bot.reasoning import MAX_KEPT_REASONING_CHARS, ThinkStripper, is_reasoning_model
-from bot.types import ConversationKey, PlatformLimits
+from bot.types import Answer, ChatMessage, ConversationKey, PlatformLimits
 from fakes.fake_discord import FakeDiscord
 from fakes.fake_openai import FakeOpenAI, echo_last_user, reply, unsupported_parameter
 from fakes.fake_slack import FakeSlack
@@ -36,10 +37,34 @@ from tests.support import (
     running_slack,
 )
 from tests.support import SLACK_CHANNEL as CHANNEL
-from tests.test_llm import collect, make_chat
 
 __all__ = ["fake_discord", "fake_slack"]  # fixtures, used by name
 
+
+def make_chat(client: openai.AsyncOpenAI, **overrides: Any) -> OpenAIChat:
+    """Short deadlines, tiny backoff (as tests/test_llm.py does)."""
+    params: dict[str, Any] = {
+        "model": "gpt-test",
+        "temperature": 0.3,
+        "max_output_tokens": 128,
+        "request_timeout_s": 2.0,
+        "first_token_timeout_s": 0.5,
+        "max_retries": 3,
+        "backoff_base_s": 0.01,
+        "backoff_cap_s": 0.04,
+    }
+    params.update(overrides)
+    return OpenAIChat(client, **params)
+
+
+async def collect(chat: OpenAIChat) -> tuple[list[str], Answer]:
+    answer = Answer()
+    async with asyncio.timeout(HANG_GUARD_S):
+        deltas = [d async for d in chat.stream(MESSAGES, answer)]
+    return deltas, answer
+
+
+MESSAGES: list[ChatMessage] = [{"role": "user", "content": "which colour?"}]
 THINKING = "<think>The user wants a colour. Secret plan: say blue.</think>"
 ANSWER = "The sky is blue."
 HANG_GUARD_S = 5.0
