@@ -117,6 +117,8 @@ class MediaFlow:
                 self._skipped([Skipped(a.name, "unsupported") for a in msg.attachments])
             )
             return taken
+        if await self._store.media_for(conv, turn_id, turn_id):
+            return taken  # a redelivery after a crash: read and kept the first time
         result = await read_all(msg.attachments, sink, self._limits, self._counter)
         if result.media:
             await self._store.add_media(
