@@ -7,17 +7,25 @@ fake model (which records each request's content parts), real files made here.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from bot.attachments import AttachmentLimits, download
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.attachments import AttachmentLimits, DownloadFailed, download
 from bot.core import Core
-from bot.types import ConversationKey
+from bot.media_flow import MediaFlow, Vision
+from bot.texts import Texts
+from bot.tokens import token_counter_for
+from bot.types import Attachment, ConversationKey
 from fakes.fake_discord import FakeDiscord
 from fakes.fake_openai import FakeOpenAI, error, reply
 from fakes.fake_slack import FakeSlack
-from storage import SqliteStore
+from storage import MemoryStore, SqliteStore
 from tests.media_support import image_size, pdf, png
+from tests.store_support import user
 from tests.support import (
     ALICE,
     DM_CHANNEL,
@@ -25,18 +33,21 @@ from tests.support import (
     GUILD,
     CoreFactory,
     answered,
+    client,
     deliver,
     discord_texts,
     fake_discord,
     fake_slack,
     history,
+    make_sink,
     mention,
+    message,
     running_discord,
     running_slack,
 )
 from tests.support import SLACK_CHANNEL as CHANNEL
 
-__all__ = ["fake_discord", "fake_slack"]  # fixtures, used by name
+__all__ = ["client", "fake_discord", "fake_slack"]  # fixtures, used by name
 
 
 def last_user(request: dict[str, Any]) -> Any:
@@ -259,3 +270,62 @@ async def test_without_the_token_slack_sends_its_sign_in_page_which_is_refused(
         await deliver(fake_slack, adapter, core, body)
     assert "x.txt (the download failed)" in fake_slack.texts(CHANNEL, body["event"]["ts"])[0]
     assert "<!DOCTYPE" not in str(fake_openai.chat_requests[0]["messages"])
+
+
+# -- pieces: hosts the token goes to, a redelivery, which models see ------------------
+
+
+class CountingSource:
+    """A FileSource that serves one text and counts its downloads."""
+
+    def __init__(self) -> None:
+        self.fetched = 0
+
+    async def fetch_file(self, attachment: Attachment, max_bytes: int, timeout_s: float) -> bytes:
+        self.fetched += 1
+        return b"plain text"
+
+
+async def test_a_message_that_comes_again_after_a_crash_is_not_read_twice() -> None:
+    store = MemoryStore()
+    await store.open()
+    flow = MediaFlow(store, token_counter_for("gpt-4o-mini"), Texts("en"), AttachmentLimits())
+    source = CountingSource()
+    files = (Attachment("a.txt", "https://x.test/a.txt", 10),)
+    msg = dataclasses.replace(message("see file"), attachments=files)
+    turn = await store.add_user_turn(msg.key.as_str(), user("m1"))
+    assert turn is not None
+    vision = flow.vision_for("gpt-4o-mini", "auto")
+    for _ in range(2):
+        await flow.take(msg.key.as_str(), msg, source, turn, vision)  # type: ignore[arg-type]
+    assert source.fetched == 1
+    assert len((await store.media_for(msg.key.as_str(), turn, turn))[turn]) == 1
+
+
+async def test_the_slack_token_goes_to_slack_hosts_only(client: AsyncWebClient) -> None:
+    sink = make_sink(client)
+    elsewhere = Attachment("a.txt", "https://files.example.com/a.txt", 10, file_id="F1")
+    with pytest.raises(DownloadFailed, match="not a Slack file host"):
+        await sink.fetch_file(elsewhere, 1000, 5.0)
+
+
+async def test_discord_downloads_only_from_its_cdn(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, core_factory: CoreFactory
+) -> None:
+    core = await core_factory()
+    fake_openai.script(reply("ok"))
+    url = "https://example.com/a.txt"
+    outside = {"id": "1", "filename": "a.txt", "size": 3, "url": url, "proxy_url": url}
+    async with running_discord(fake_discord, core):
+        await ask_discord(fake_discord, core, "read", (outside,), 1)
+    assert "a.txt (the download failed)" in discord_texts(fake_discord, GENERAL)[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "sees"),
+    [("gpt-4o-mini", True), ("gpt-5", True), ("llava:7b", True), ("o3-mini", False),
+     ("gpt-3.5-turbo", False), ("deepseek-r1:8b", False)],
+)  # fmt: skip
+def test_auto_vision_goes_by_the_model_name(model: str, sees: bool) -> None:
+    assert Vision("auto", model).on is sees
+    assert Vision("on", model).on and not Vision("off", model).on
