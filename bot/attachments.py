@@ -127,7 +127,8 @@ async def download(url: str, headers: dict[str, str], max_bytes: int, timeout_s:
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers=headers) as response,
+            # No redirects: a token must never follow a link to another host.
+            session.get(url, headers=headers, allow_redirects=False) as response,
         ):
             if response.status != 200:
                 raise DownloadFailed(f"HTTP {response.status}")

@@ -11,6 +11,7 @@ server says the model has no vision).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -38,6 +39,9 @@ _TEXT_ONLY = re.compile(
     re.I,
 )
 _NO_VISION_ERROR = re.compile(r"image|vision|multimodal|multi-modal", re.I)
+# Messages whose attachments are read at once, process-wide: each may hold up to
+# max_files_per_message * max_file_bytes in memory while it is read.
+MAX_PARALLEL_READS = 4
 _MARKER = re.compile(r"\[image [^\]\n]* #(\d+)\.(\d+)\]")
 
 
@@ -93,6 +97,7 @@ class MediaFlow:
         self._texts = texts
         self._limits = limits
         self._visions: dict[str, Vision] = {}  # per model, bounded by the catalog
+        self._reading = asyncio.Semaphore(MAX_PARALLEL_READS)
 
     def vision_for(self, model: str, mode: VisionMode) -> Vision:
         """Whether ``model`` is sent images (learned per model)."""
@@ -119,7 +124,8 @@ class MediaFlow:
             return taken
         if await self._store.media_for(conv, turn_id, turn_id):
             return taken  # a redelivery after a crash: read and kept the first time
-        result = await read_all(msg.attachments, sink, self._limits, self._counter)
+        async with self._reading:
+            result = await read_all(msg.attachments, sink, self._limits, self._counter)
         if result.media:
             await self._store.add_media(
                 conv, turn_id, result.media, self._limits.image_budget_bytes
