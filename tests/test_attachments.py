@@ -329,3 +329,18 @@ async def test_discord_downloads_only_from_its_cdn(
 def test_auto_vision_goes_by_the_model_name(model: str, sees: bool) -> None:
     assert Vision("auto", model).on is sees
     assert Vision("on", model).on and not Vision("off", model).on
+
+
+async def test_a_message_of_only_unreadable_files_is_told_so_without_asking_the_model(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, core_factory: CoreFactory
+) -> None:
+    core = await core_factory()
+    fake = fake_discord.add_file(DM_CHANNEL, "photo.png", b"not an image at all")
+    async with running_discord(fake_discord, core):
+        await fake_discord.send_message(DM_CHANNEL, ALICE, "", attachments=(fake,))
+        await answered(fake_discord, core, DM_CHANNEL)
+    assert fake_openai.chat_requests == []
+    assert discord_texts(fake_discord, DM_CHANNEL) == [
+        "[Not read: photo.png (it is not really an image).]\n"
+        "I couldn't read anything in your message."
+    ]
