@@ -31,7 +31,7 @@ from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
 from .media_flow import MediaFlow, Taken, Vision
-from .models import Catalog, ModelInfo
+from .models import Catalog, ModelInfo, Tokenizers
 from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
@@ -118,6 +118,7 @@ class Core:
         # History messages, by stored turn id.
         self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
         self._media = MediaFlow(store, counter, texts, settings.attachments)
+        self._tokenizers = Tokenizers(counter)
         self.catalog = settings.models or Catalog(
             [ModelInfo(settings.model_name, settings.context_tokens, settings.vision, "auto")]
         )
@@ -483,14 +484,15 @@ class Core:
         if not stored.turns:
             return None
         folded = await self._media.fold(conv, stored.turns)
+        counter = await self._tokenizers.for_model(model.name)
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,
             folded.turns,
             model.context_tokens - self.settings.max_output_tokens,  # the chosen model's
-            self.counter,
+            counter,
             group=not msg.is_dm,
             shortened_note=self.texts.get("message_shortened"),
-            memo=self._memo,
+            memo=self._memo if counter is self.counter else None,  # one memo per counter
             key=conv,
         )
         return self._media.attach(messages, folded, vision)

@@ -8,6 +8,7 @@ sent to the others), and reasoning settings apply per model.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import openai
 from .config import ModelChoice, OpenAIConfig, VisionMode
 from .llm import OpenAIChat
 from .reasoning import ReasoningMode
+from .tokens import TokenCounter, encoding_name_for
 from .types import Answer, ChatMessage, ChatModel
 
 
@@ -104,3 +106,28 @@ def chat_model(client: openai.AsyncOpenAI, ai: OpenAIConfig, catalog: Catalog) -
         return OpenAIChat.from_config(client, settings)
 
     return ModelRouter(catalog, make)
+
+
+class Tokenizers:
+    """A token counter per encoding, for trimming to the chosen model's tokenizer.
+
+    Stored turns keep the counts made with the default counter when they were
+    stored; the chosen model's counter measures what a build counts itself (the
+    system prompt, name labels, a message that must be shortened).
+    """
+
+    def __init__(self, default: TokenCounter) -> None:
+        self.default = default
+        self._others: dict[str, TokenCounter] = {}  # bounded by the known encodings
+
+    async def for_model(self, model: str) -> TokenCounter:
+        """``model``'s counter, its vocabulary loaded off the event loop the first time."""
+        encoding = encoding_name_for(model)
+        if not model or encoding == self.default.encoding_name:
+            return self.default
+        counter = self._others.get(encoding)
+        if counter is None:
+            counter = TokenCounter(encoding)
+            await asyncio.to_thread(counter.warm)
+            self._others[encoding] = counter
+        return counter

@@ -11,7 +11,8 @@ from typing import Any
 
 from bot.config import config_from_dict
 from bot.core import Core
-from bot.models import Catalog, ModelInfo
+from bot.models import Catalog, ModelInfo, Tokenizers
+from bot.tokens import token_counter_for
 from fakes.fake_discord import PERM_MANAGE_GUILD, FakeDiscord
 from fakes.fake_openai import FakeOpenAI, echo_last_user, reply
 from storage import MemoryStore
@@ -153,3 +154,14 @@ async def test_with_one_model_there_is_nothing_to_pick(
     assert discord_texts(fake_discord, GENERAL) == [
         "This bot answers with `gpt-4o-mini`; there is no other model to pick."
     ]
+
+
+async def test_trimming_counts_with_the_chosen_models_tokenizer() -> None:
+    default = token_counter_for("gpt-4o-mini")
+    tokenizers = Tokenizers(default)
+    assert await tokenizers.for_model("o3-mini") is default  # the same encoding
+    older = await tokenizers.for_model("gpt-4")
+    assert older.encoding_name == "cl100k_base"
+    assert await tokenizers.for_model("gpt-3.5-turbo") is older  # one per encoding
+    text = "Grüße aus dem Stream 👋 " * 20
+    assert older.count(text) != default.count(text)
