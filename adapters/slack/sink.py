@@ -48,6 +48,9 @@ MIN_EDIT_INTERVAL = 1.0
 # Hosts that serve url_private (the bot token is sent to these only, and to the API's).
 SLACK_FILE_HOSTS = (".slack.com", ".slack-edge.com", ".slack-files.com")
 HTML_STARTS = (b"<!doctype html", b"<html")
+# Slack clears the assistant status line by itself after about two minutes; a model
+# still thinking by then gets it again (a placeholder, once posted, simply stays).
+STATUS_REFRESH_S = 90.0
 # Error codes meaning "this feature is not available here", as opposed to a
 # broken request. Anything else is raised so the core reports it.
 REFUSAL_ERRORS = frozenset(
@@ -93,6 +96,7 @@ def slack_limits(*, streaming: bool, native: bool) -> PlatformLimits:
         edit_rate=EDIT_RATE,
         min_edit_interval=MIN_EDIT_INTERVAL,
         stream=streaming,
+        typing_refresh_s=STATUS_REFRESH_S,
     )
 
 
