@@ -48,8 +48,8 @@ MIN_EDIT_INTERVAL = 1.0
 # Hosts that serve url_private (the bot token is sent to these only, and to the API's).
 SLACK_FILE_HOSTS = (".slack.com", ".slack-edge.com", ".slack-files.com")
 HTML_STARTS = (b"<!doctype html", b"<html")
-# Slack clears the assistant status line by itself after about two minutes; a model
-# still thinking by then gets it again (a placeholder, once posted, simply stays).
+# Slack may clear the assistant status line on its own after a while (about two
+# minutes); a model still thinking by then gets it again (a placeholder simply stays).
 STATUS_REFRESH_S = 90.0
 # Error codes meaning "this feature is not available here", as opposed to a
 # broken request. Anything else is raised so the core reports it.
