@@ -95,8 +95,7 @@ class ChannelSink:
     async def fetch_file(self, attachment: Attachment, max_bytes: int, timeout_s: float) -> bytes:
         """An attachment's bytes from Discord's CDN (its URL is signed; no token sent)."""
         host = urlsplit(attachment.url).hostname or ""
-        api_host = urlsplit(discord.http.Route.BASE).hostname or ""
-        if host not in CDN_HOSTS and host != api_host:
+        if host not in CDN_HOSTS and host != compat.api_host():
             raise DownloadFailed(f"not a Discord file host: {host}")
         return await download(attachment.url, {}, max_bytes, timeout_s)
 
