@@ -22,7 +22,7 @@ from .quotas import Exceeded, any_quota, first_exceeded
 from .storage_guard import STORE_FAILURES
 from .texts import Texts
 from .tokens import TokenCounter
-from .types import Answer, ChatMessage, ChatModel, IncomingMessage
+from .types import Answer, ChatMessage, ChatModel, IncomingMessage, message_text
 from .usage import (
     TOP_USERS,
     UsageLedger,
@@ -75,19 +75,21 @@ class Accounting:
         self._quotas_on = self.recording and any_quota(self.quotas)
         self._buffer = UsageBuffer(self.ledger)
 
-    async def admit(self, msg: IncomingMessage, model: ChatModel) -> Admission:
-        """Check the quotas (none configured: no store query at all)."""
+    async def admit(self, msg: IncomingMessage, model: ChatModel, name: str = "") -> Admission:
+        """Check the quotas (none configured: no store query at all); ``name`` is the
+        conversation's own model when it chose one (``!model``)."""
+        name = name or self.model_name
         if not self._quotas_on:
-            return Admission(model, self.model_name)
+            return Admission(model, name)
         try:
             exceeded = await first_exceeded(
                 self._buffer, self.quotas, workspace_of(msg.key), msg.author_id, self.clock()
             )
         except STORE_FAILURES as exc:
             log.warning("quota check failed, answering anyway: %s", exc)
-            return Admission(model, self.model_name)
+            return Admission(model, name)
         if exceeded is None:
-            return Admission(model, self.model_name)
+            return Admission(model, name)
         self.events.quota_refusals[exceeded.scope] += 1
         fallback_name = self.quotas.fallback_model
         if self.fallback is not None and fallback_name:
@@ -99,7 +101,7 @@ class Accounting:
             )
             return Admission(self.fallback, fallback_name)
         log.info("quota %s reached in %s; answer refused", exceeded.text_key, msg.key.as_str())
-        return Admission(model, self.model_name, self._refusal(exceeded))
+        return Admission(model, name, self._refusal(exceeded))
 
     def _refusal(self, exceeded: Exceeded) -> str:
         limit = _money(exceeded.limit) if exceeded.unit == "cost" else f"{exceeded.limit:,.0f}"
@@ -122,7 +124,7 @@ class Accounting:
         estimated = not (prompt or completion)
         if estimated:
             prompt = sum(
-                self.counter.count(m.get("content", "")) + MESSAGE_OVERHEAD_TOKENS for m in messages
+                self.counter.count(message_text(m)) + MESSAGE_OVERHEAD_TOKENS for m in messages
             )
             completion = self.counter.count(text)
         price = self.prices.get(admission.model_name)

@@ -18,12 +18,17 @@ if TYPE_CHECKING:
 
 
 class CommandSettings(Protocol):
-    """The one core setting an adapter reads."""
+    """The core settings an adapter reads."""
 
     @property
     def command_prefix(self) -> str:
         """What starts a text command (``!`` by default): Discord's auto-thread
         opens no thread for one."""
+        ...
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The models ``!model`` offers (Discord lists them as ``/model`` choices)."""
         ...
 
 
@@ -38,7 +43,7 @@ class CoreAPI(Protocol):
 
     @property
     def settings(self) -> CommandSettings:
-        """The core settings adapters read; only ``command_prefix``."""
+        """The core settings adapters read: ``command_prefix`` and ``model_names``."""
         ...
 
     @property

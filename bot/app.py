@@ -23,12 +23,14 @@ from storage import check_url, open_store
 
 from .accounting import accounting_for
 from .adapter import Adapter
+from .attachments import attachment_limits
 from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError, StorageError
 from .events import MeasuredModel
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
+from .models import Catalog, chat_model
 from .ops import metrics_if
 from .recovery import recovering
 from .shutdown import shut_down
@@ -81,12 +83,14 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     client = make_client(cfg.openai)
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
     texts = Texts(cfg.language, prefix=cfg.commands.prefix)
+    catalog = Catalog.from_config(cfg.openai)
 
-    def chat(model: str) -> ChatModel:
-        made: ChatModel = OpenAIChat.from_config(client, replace(cfg.openai, model=model))
+    def measured(made: ChatModel) -> ChatModel:
         return MeasuredModel(made) if cfg.metrics.port else made  # timed for the endpoint
 
-    model = CappedModel(chat(cfg.openai.model), cfg.openai.max_concurrent_requests)
+    model = CappedModel(
+        measured(chat_model(client, cfg.openai, catalog)), cfg.openai.max_concurrent_requests
+    )
     fallback = cfg.quotas.fallback_model
     core = Core(
         store=store,
@@ -98,7 +102,11 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             texts=texts,
             counter=counter,
             model_name=cfg.openai.model,
-            fallback=model.sharing(chat(fallback)) if fallback else None,
+            fallback=model.sharing(
+                measured(OpenAIChat.from_config(client, replace(cfg.openai, model=fallback)))
+            )
+            if fallback
+            else None,
         ),
         counter=counter,
         texts=texts,
@@ -114,6 +122,12 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             max_waiting_per_person=cfg.limits.max_waiting_per_person,
             history_memo_bytes=cache_bytes,
             max_messages_per_answer=cfg.limits.max_messages_per_answer,
+            show_reasoning=cfg.openai.show_reasoning,
+            attachments=attachment_limits(cfg.attachments),
+            vision=cfg.openai.vision,
+            model_name=cfg.openai.model,
+            models=catalog,
+            model_policy=cfg.commands.model_policy,
         ),
     )
     try:

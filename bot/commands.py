@@ -15,6 +15,7 @@ from typing import Protocol
 
 from .accounting import Accounting
 from .config import PromptPolicy, ResetPolicy
+from .models import Catalog
 from .policy import reset_verdict, system_prompt_verdict
 from .texts import Texts
 from .types import IncomingMessage
@@ -31,6 +32,10 @@ class PromptStore(Protocol):
 
     async def set_system_prompt(self, conversation: str, prompt: str | None, /) -> None: ...
 
+    async def get_model(self, conversation: str, /) -> str | None: ...
+
+    async def set_model(self, conversation: str, model: str | None, /) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class CommandEnv:
@@ -42,6 +47,8 @@ class CommandEnv:
     default_prompt: str
     prompt_policy: PromptPolicy
     reset_policy: ResetPolicy
+    catalog: Catalog
+    model_policy: PromptPolicy = "admins"
     accounting: Accounting | None = None  # None: the store keeps no usage ledger
 
 
@@ -97,6 +104,37 @@ async def _forget(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
     return await env.accounting.forget(msg, arg)
 
 
+async def _model(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    conv, catalog = msg.key.as_str(), env.catalog
+    current = catalog.get(await env.store.get_model(conv)).name
+    if not catalog.choosable:
+        return env.texts.get("model_only", model=current)
+    if not arg:
+        return env.texts.get("model_show", model=current, models=_model_list(env))
+    verdict = system_prompt_verdict(env.model_policy, msg)  # the same who-may rule
+    if verdict != "allowed":
+        return env.texts.get("model_disabled" if verdict == "disabled" else "model_denied")
+    if arg.lower() == CLEAR_ARGUMENT:
+        await env.store.set_model(conv, None)
+        return env.texts.get("model_set", model=catalog.default.name)
+    chosen = catalog.find(arg)
+    if chosen is None:
+        return env.texts.get("model_unknown", model=arg, models=_model_list(env))
+    await env.store.set_model(conv, chosen.name)
+    return env.texts.get("model_set", model=chosen.name)
+
+
+def _model_list(env: CommandEnv) -> str:
+    lines = []
+    for info in env.catalog.models:
+        line = f"`{info.name}`"
+        if info.price_in or info.price_out:
+            prices = {"price_in": f"{info.price_in:g}", "price_out": f"{info.price_out:g}"}
+            line += " " + env.texts.get("model_price", **prices)
+        lines.append(line)
+    return "\n".join(lines)
+
+
 async def _help(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
     return env.texts.get("help", prefix=env.prefix)
 
@@ -108,6 +146,7 @@ COMMANDS: Mapping[str, CommandSpec] = {
         CommandSpec("system", _system, "slash_system"),
         CommandSpec("usage", _usage, "slash_usage"),
         CommandSpec(FORGET_COMMAND, _forget, "slash_forget"),
+        CommandSpec("model", _model, "slash_model"),
         CommandSpec("help", _help, "slash_help"),
     )
 }

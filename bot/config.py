@@ -35,13 +35,23 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    TypeGuard,
+    TypeVar,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import yaml
 
 from .errors import ConfigError
 from .prices import EXAMPLE_PRICES, EXAMPLE_PRICES_AS_OF
 from .quotas import check_usage
+from .reasoning import ReasoningEffort, ReasoningMode
 from .redact import redact_url
 from .shards import MAX_SHARDS, shard_plan
 
@@ -57,6 +67,7 @@ SlackMode = Literal["socket", "http"]
 SlackScope = Literal["thread", "channel"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["text", "json"]
+VisionMode = Literal["auto", "on", "off"]
 
 NO_KEY_PLACEHOLDER = "not-needed"  # api_key sent to a local server that needs none
 SECRET_SET = "***set***"  # how redacted() shows a secret that has a value
@@ -109,6 +120,19 @@ _POSITIVE: Mapping[str, Any] = {"gt": 0}
 
 
 @dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """One model people may pick with ``!model`` (an ``openai.models`` entry)."""
+
+    name: str = field(default="", metadata=_NONEMPTY)
+    context_tokens: int = field(default=0, metadata={"min": 0})  # 0: openai.context_tokens
+    vision: VisionMode | None = None  # None: openai.vision
+    reasoning: ReasoningMode | None = None  # None: openai.reasoning
+    # Dollars per million tokens, shown in the !model list (0: not shown).
+    price_in: float = field(default=0.0, metadata={"min": 0})
+    price_out: float = field(default=0.0, metadata={"min": 0})
+
+
+@dataclass(frozen=True, slots=True)
 class OpenAIConfig:
     """How to reach the model and how to ask it."""
 
@@ -124,6 +148,13 @@ class OpenAIConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     # Model requests streaming at once, across all conversations; more wait in turn.
     max_concurrent_requests: int = field(default=32, metadata={"min": 1, "max": 10_000})
+    # Reasoning models (bot/reasoning.py): auto decides by the model's name.
+    reasoning: ReasoningMode = "auto"
+    reasoning_effort: ReasoningEffort = ""  # empty: not sent (the server's default)
+    show_reasoning: bool = False  # a short collapsed line of the thinking before the answer
+    vision: VisionMode = "auto"  # send images: auto (by model name, learned from a 400)
+    # Models a conversation may switch to with !model (openai.model is always one).
+    models: tuple[ModelChoice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -150,6 +181,7 @@ class CommandsConfig:
     prefix: str = field(default="!", metadata=_NONEMPTY)
     system_prompt_policy: PromptPolicy = "admins"
     reset_policy: ResetPolicy = "anyone"  # who may !reset a shared conversation
+    model_policy: PromptPolicy = "admins"  # who may !model <name> (a DM: the person)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +200,19 @@ class LimitsConfig:
     memory_cache_mb: int = field(default=64, metadata={"min": 0, "max": 65_536})
     # Platform messages one answer may take; past it the answer stops with a note.
     max_messages_per_answer: int = field(default=10, metadata={"min": 1, "max": 1000})
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentsConfig:
+    """Images, text files and PDFs sent with a message (bot/attachments.py)."""
+
+    max_file_mb: float = field(default=10.0, metadata={"gt": 0, "max": 100})
+    max_files_per_message: int = field(default=4, metadata={"min": 0, "max": 20})  # 0: off
+    max_pdf_pages: int = field(default=30, metadata={"min": 1, "max": 1000})
+    max_document_chars: int = field(default=40_000, metadata={"min": 100, "max": 1_000_000})
+    # Downscaled images kept per conversation for follow-ups; the oldest go first.
+    image_mb_per_conversation: float = field(default=3.0, metadata={"min": 0, "max": 1000})
+    download_timeout_s: float = field(default=20.0, metadata={"gt": 0, "max": 300})
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +332,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    attachments: AttachmentsConfig = field(default_factory=AttachmentsConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
@@ -377,12 +423,38 @@ def _build(cls: type[_D], data: Mapping[Any, Any], path: str, env: Mapping[str, 
         hint = hints[f.name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[f.name] = _build(hint, _section(data.get(f.name), key), key, env)
+        elif _is_section_list(hint):
+            values[f.name] = _build_list(get_args(hint)[0], data.get(f.name), key, env)
         elif f.name in data:
             raw = _interpolate(data[f.name], key, env)
             values[f.name] = _convert(hint, raw, key, f)
         elif key in ENV_DEFAULTS:
             values[f.name] = _convert(hint, _interpolate(ENV_DEFAULTS[key], key, env), key, f)
     return cls(**values)
+
+
+def _is_section_list(hint: Any) -> bool:
+    args = get_args(hint)
+    return get_origin(hint) is tuple and bool(args) and dataclasses.is_dataclass(args[0])
+
+
+def _build_list(cls: type[_D], value: Any, path: str, env: Mapping[str, str]) -> tuple[_D, ...]:
+    """A list of sections; an item that is only text (or "a,b" from the environment)
+    is the first field's value (``models: [gpt-4o-mini, o3-mini]``)."""
+    value = _interpolate(value, path, env) if isinstance(value, str) else value
+    if value is None or value == "":
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ConfigError(path, f"must be a list, got {_kind(value)}")
+    first = dataclasses.fields(cls)[0].name
+    built = []
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]"
+        if isinstance(item, str):
+            item = {first: item.strip()}
+        built.append(_build(cls, _section(item, where), where, env))
+    return tuple(built)
 
 
 def _section(value: Any, path: str) -> Mapping[Any, Any]:
@@ -492,6 +564,9 @@ def _convert(hint: Any, value: Any, path: str, f: dataclasses.Field[Any]) -> Any
     shown = "(hidden)" if meta.get("secret") else repr(value)
     if meta.get("url") and isinstance(value, str):
         shown = repr(redact_url(value))
+    literal = [a for a in get_args(hint) if get_origin(a) is Literal]
+    if optional and literal:  # "VisionMode | None": the choices, or left out
+        return _to_choice(value, get_args(literal[0]), path)
     if hint is bool:
         return _to_bool(value, path, shown)
     if hint is int or hint is float:
@@ -635,7 +710,24 @@ def _check(cfg: Config, require_api_key: bool) -> Config:
     )
 
 
+def _check_models(ai: OpenAIConfig) -> None:
+    seen = {ai.model}
+    for i, choice in enumerate(ai.models):
+        where = f"openai.models[{i}]"
+        if choice.name in seen and choice.name != ai.model:
+            raise ConfigError(f"{where}.name", f"{choice.name!r} is listed twice")
+        seen.add(choice.name)
+        context = choice.context_tokens or ai.context_tokens
+        if ai.max_output_tokens >= context:
+            raise ConfigError(
+                f"{where}.context_tokens",
+                f"must be larger than openai.max_output_tokens ({ai.max_output_tokens}), "
+                f"got {context}",
+            )
+
+
 def _check_openai(ai: OpenAIConfig) -> None:
+    _check_models(ai)
     if ai.max_output_tokens >= ai.context_tokens:
         raise ConfigError(
             "openai.max_output_tokens",
@@ -746,10 +838,14 @@ def _redact(obj: DataclassInstance) -> dict[str, Any]:
         elif isinstance(value, str) and f.metadata.get("url"):
             out[f.name] = redact_url(value)
         elif isinstance(value, tuple):
-            out[f.name] = list(value)
+            out[f.name] = [_redact(v) if _is_instance(v) else v for v in value]
         else:
             out[f.name] = value
     return out
+
+
+def _is_instance(value: object) -> TypeGuard[DataclassInstance]:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def _hide(secret: str) -> str:

@@ -16,12 +16,14 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from . import thinking_note
 from .accounting import Accounting, Admission
 from .answer_cap import AnswerCap
+from .attachments import AttachmentLimits
 from .commands import FORGET_COMMAND, CommandEnv, command_text, forgets_conversation
-from .config import PromptPolicy, ResetPolicy
+from .config import PromptPolicy, ResetPolicy, VisionMode
 from .context import build_messages
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
@@ -31,6 +33,8 @@ from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .jsonlog import answering
 from .lanes import Job, Lanes, Slot
+from .media_flow import MediaFlow, Taken, Vision
+from .models import Catalog, ModelInfo, Tokenizers
 from .pacing import Pacer
 from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
@@ -63,6 +67,27 @@ class CoreSettings:
     max_waiting_per_person: int = 3  # of them from one person
     history_memo_bytes: int = MEMO_BYTES  # the prompt memo's budget (history_memo.HistoryMemo)
     max_messages_per_answer: int = 10  # platform messages; past it the answer stops
+    show_reasoning: bool = False  # a collapsed line of a reasoning model's thinking
+    attachments: AttachmentLimits = field(default_factory=AttachmentLimits)
+    vision: VisionMode = "auto"
+    model_name: str = ""  # decides vision under "auto"
+    models: Catalog | None = None  # what !model offers; None: only model_name
+    model_policy: PromptPolicy = "admins"  # who may !model <name>
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The models ``!model`` offers; empty when there is no choice."""
+        return tuple(m.name for m in self.models.models) if self.models else ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one answer asks, and of which model."""
+
+    messages: list[ChatMessage]
+    taken: Taken
+    model: ModelInfo
+    vision: Vision
 
 
 class Core:
@@ -97,6 +122,11 @@ class Core:
         self._closing = False
         # History messages, by stored turn id.
         self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
+        self._media = MediaFlow(store, counter, texts, settings.attachments)
+        self._tokenizers = Tokenizers(counter)
+        self.catalog = settings.models or Catalog(
+            [ModelInfo(settings.model_name, settings.context_tokens, settings.vision, "auto")]
+        )
 
     @property
     def busy_conversations(self) -> int:
@@ -131,7 +161,7 @@ class Core:
             return
         if command is not None:
             counted = await self._queue_command(command.name, command.arg, msg, sink, person)
-        elif not text:
+        elif not text and not msg.attachments:  # an image alone is a question too
             counted = await self._reply_once(msg, sink, self.texts.get("empty_message"))
         else:
             counted = await self._queue_answer(conv, msg, sink, text, person)
@@ -354,22 +384,21 @@ class Core:
         turn_id: int,
         typing: TypingIndicator,
     ) -> bool:
-        try:
-            messages = await self._context(conv, msg, turn_id)
-        except Exception:
-            log.exception("could not build the prompt for %s", conv)
-            await self._send_quietly(sink, self.texts.get("error_internal"))
+        plan = await self._plan(conv, msg, sink, turn_id)
+        if plan is None:
             return False
-        if messages is None:
-            log.info("message %s in %s was reset before its answer", msg.message_id, conv)
-            return False
-        admission = await self._admission(msg)
+        admission = await self._admission(msg, plan.model.name)
         if admission.refusal is not None:  # a quota is used up
             await self._send_quietly(sink, admission.refusal)
             return False
-        stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
-        answer = Answer()
-        deltas = admission.model.stream(messages, answer)
+        answer = Answer(model=admission.model_name if self.catalog.choosable else "")
+        label = self.texts.get("reasoning_label") if self.settings.show_reasoning else None
+        stream = ReplyStream(
+            sink,
+            self.pacer,
+            before_first_write=lambda: thinking_note.before_answer(typing, sink, answer, label),
+        )
+        deltas = self._media.stream(admission.model, plan.messages, answer, plan.taken, plan.vision)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -380,7 +409,7 @@ class Core:
                         break
             await stream.push(cap.rest())
             if self.accounting is not None:
-                self.accounting.record(msg, admission, messages, answer, stream.text)
+                self.accounting.record(msg, admission, plan.messages, answer, stream.text)
             if not stream.text.strip():
                 log.warning("the model returned an empty answer in %s", conv)
                 await self._report(stream, sink, self.texts.get("error_empty_answer"))
@@ -390,11 +419,7 @@ class Core:
             # A capped answer is stored as shown, its token count its own.
             usage = Answer() if cap.full else answer
             answer_id = await self._store_answer(conv, stream.text, usage, turn_id)
-            if cap.full:
-                limit = self.settings.max_messages_per_answer
-                await stream.finish_with_note(self.texts.get("answer_capped", limit=limit))
-            else:
-                await stream.finish()
+            await self._finish(stream, cap, plan.taken)
         except LLMError as exc:
             log.warning("model call for %s failed: %s", conv, exc)
             await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))
@@ -415,11 +440,48 @@ class Core:
             await self.store.mark_delivered(conv, answer_id)
         return True
 
-    async def _admission(self, msg: IncomingMessage) -> Admission:
+    async def _admission(self, msg: IncomingMessage, name: str) -> Admission:
         """Which model answers ``msg``, or the quota's refusal (bot/accounting.py)."""
         if self.accounting is None:
-            return Admission(self.model, "")
-        return await self.accounting.admit(msg, self.model)
+            return Admission(self.model, name)
+        return await self.accounting.admit(msg, self.model, name)
+
+    async def _plan(
+        self, conv: str, msg: IncomingMessage, sink: ReplySink, turn_id: int
+    ) -> _Plan | None:
+        """Which model answers, the attachments read and the prompt; None (the user
+        told, if it is worth telling) when there is nothing to ask."""
+        try:
+            model = self.catalog.default
+            if self.catalog.choosable:
+                model = self.catalog.get(await self.store.get_model(conv))
+            vision = self._media.vision_for(model.name, model.vision)
+            taken = await self._media.take(conv, msg, sink, turn_id, vision)
+            messages = await self._context(conv, msg, turn_id, model, vision)
+        except Exception:
+            log.exception("could not build the prompt for %s", conv)
+            await self._send_quietly(sink, self.texts.get("error_internal"))
+            return None
+        if messages is None:
+            log.info("message %s in %s was reset before its answer", msg.message_id, conv)
+            return None
+        if not taken.kept and msg.attachments and not clean_text(msg.text):
+            await self._send_quietly(
+                sink, "\n".join([*taken.notes, self.texts.get("nothing_readable")])
+            )
+            return None
+        return _Plan(messages, taken, model, vision)
+
+    async def _finish(self, stream: ReplyStream, cap: AnswerCap, taken: Taken) -> None:
+        """Show the rest of the answer, with the cap's and the attachments' notes."""
+        notes = list(taken.notes)
+        if cap.full:
+            limit = self.settings.max_messages_per_answer
+            notes.insert(0, self.texts.get("answer_capped", limit=limit))
+        if notes:
+            await stream.finish_with_note("\n".join(notes))
+        else:
+            await stream.finish()
 
     async def _show_again(self, conv: str, sink: ReplySink, answer: Turn) -> bool:
         """Post an answer that was stored but not fully shown before a crash."""
@@ -435,7 +497,7 @@ class Core:
         return True
 
     async def _context(
-        self, conv: str, msg: IncomingMessage, turn_id: int
+        self, conv: str, msg: IncomingMessage, turn_id: int, model: ModelInfo, vision: Vision
     ) -> list[ChatMessage] | None:
         """The prompt for user turn ``turn_id``: system prompt + history trimmed by tokens.
 
@@ -443,17 +505,19 @@ class Core:
         stored = await self.store.load_context(conv, turn_id, HISTORY_TURNS)
         if not stored.turns:
             return None
+        folded = await self._media.fold(conv, stored.turns)
+        counter = await self._tokenizers.for_model(model.name)
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,
-            stored.turns,
-            self.settings.context_tokens - self.settings.max_output_tokens,
-            self.counter,
+            folded.turns,
+            model.context_tokens - self.settings.max_output_tokens,  # the chosen model's
+            counter,
             group=not msg.is_dm,
             shortened_note=self.texts.get("message_shortened"),
-            memo=self._memo,
+            memo=self._memo if counter is self.counter else None,  # one memo per counter
             key=conv,
         )
-        return messages
+        return self._media.attach(messages, folded, vision)
 
     async def _store_answer(
         self, conv: str, text: str, answer: Answer, reply_to: int
@@ -510,4 +574,6 @@ class Core:
             prompt_policy=settings.system_prompt_policy,
             reset_policy=settings.reset_policy,
             accounting=self.accounting,
+            catalog=self.catalog,
+            model_policy=settings.model_policy,
         )

@@ -29,16 +29,18 @@ class TypingIndicator:
         self._sink = sink
         self._tasks = tasks  # owned by the caller: keeps running calls referenced
         self._task: asyncio.Task[None] | None = None
+        self._done = False
         self._timer = asyncio.get_running_loop().call_later(delay_s, self._start)
 
     async def settle(self) -> None:
         """No indicator from now on; wait for one already on its way."""
-        self._timer.cancel()
+        self.cancel()
         if self._task is not None:
             await asyncio.shield(self._task)
 
     def cancel(self) -> None:
         """No indicator from now on (a call already sent finishes on its own)."""
+        self._done = True
         self._timer.cancel()
 
     def _start(self) -> None:
@@ -51,3 +53,9 @@ class TypingIndicator:
             await self._sink.typing()
         except Exception as exc:  # a missing indicator must not cost the answer
             log.info("typing indicator failed: %s", exc)
+            return
+        # Shown again until the answer begins: a thinking model may take minutes, and
+        # the answer's deadline (its cancel) bounds the repeats.
+        refresh = self._sink.limits.typing_refresh_s
+        if refresh > 0 and not self._done:
+            self._timer = asyncio.get_running_loop().call_later(refresh, self._start)

@@ -34,6 +34,7 @@ import orjson
 from . import openai_compat, sse
 from .config import NO_KEY_PLACEHOLDER
 from .errors import LLMError, LLMErrorKind
+from .reasoning import ReasoningEffort, ReasoningMode, ThinkStripper, request_shape
 from .types import Answer, ChatMessage, Usage
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,13 @@ OPENAI_HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com")
 # but their arrival proves the server is working, so they count as progress.
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 # Request fields a server may reject as unsupported; we then stop sending (or swap) them.
-ADAPTABLE_PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "stream_options")
+ADAPTABLE_PARAMS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "stream_options",
+    "reasoning_effort",
+)
 
 _REJECTED = re.compile(r"unsupported|not supported|unrecognized|unknown|extra inputs", re.I)
 _CONTEXT = re.compile(
@@ -102,6 +109,10 @@ class ChatSettings(ClientSettings, Protocol):
     def first_token_timeout_s(self) -> float: ...
     @property
     def max_retries(self) -> int: ...
+    @property
+    def reasoning(self) -> ReasoningMode: ...
+    @property
+    def reasoning_effort(self) -> ReasoningEffort: ...
 
 
 def make_client(settings: ClientSettings) -> openai.AsyncOpenAI:
@@ -167,6 +178,8 @@ class OpenAIChat:
         first_token_timeout_s: float,
         max_retries: int,
         token_param: TokenParam | None = None,
+        reasoning: ReasoningMode = "auto",
+        reasoning_effort: ReasoningEffort = "",
         backoff_base_s: float = BACKOFF_BASE_S,
         backoff_cap_s: float = BACKOFF_CAP_S,
         retry_after_cap_s: float = RETRY_AFTER_CAP_S,
@@ -181,9 +194,17 @@ class OpenAIChat:
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._retry_after_cap_s = retry_after_cap_s
-        # Request shape; _adapt changes it when a server rejects a field.
-        self._token_param: TokenParam | None = token_param or default_token_param(client.base_url)
-        self._send_temperature = True
+        # Request shape (bot/reasoning.py); _adapt changes it when a server rejects a
+        # field. One instance asks one model, so what it learns is per model.
+        default = default_token_param(client.base_url)
+        shape = request_shape(
+            model, reasoning, reasoning_effort, openai_host=default == "max_completion_tokens"
+        )
+        self._token_param: TokenParam | None = token_param or (
+            "max_completion_tokens" if shape.completion_tokens else "max_tokens"
+        )
+        self._send_temperature = shape.temperature
+        self._effort: ReasoningEffort = shape.effort
         self._send_stream_options = True
         self._adapted: set[str] = set()
         # Absolute: the SDK then takes the URL as it is instead of joining it to its
@@ -207,6 +228,8 @@ class OpenAIChat:
             request_timeout_s=settings.request_timeout_s,
             first_token_timeout_s=settings.first_token_timeout_s,
             max_retries=settings.max_retries,
+            reasoning=settings.reasoning,
+            reasoning_effort=settings.reasoning_effort,
         )
 
     async def stream(
@@ -266,6 +289,7 @@ class OpenAIChat:
         request_id = response.headers.get("x-request-id") or "-"
         stream = sse.chunks(response)
         got_text = thinking = False
+        stripper = ThinkStripper()  # <think> spans are progress, never answer text
         try:
             while True:
                 # Before the first text: the first-token deadline. After it (or once a
@@ -279,14 +303,19 @@ class OpenAIChat:
                         raise
                     raise self._interrupted(failed.verdict, answer) from failed.__cause__
                 if chunk is None:
+                    if tail := stripper.finish().visible:
+                        answer.text += tail
+                        yield tail
                     return
-                text = self._take(chunk, answer, request_id)
-                if text:
+                split = stripper.feed(self._take(chunk, answer, request_id))
+                if split.visible:
                     got_text = True
-                    answer.text += text
-                    yield text
-                elif not thinking and sse.has_any(chunk, REASONING_FIELDS):
+                    answer.text += split.visible
+                    yield split.visible
+                elif split.thinking or (thought := sse.text_of_any(chunk, REASONING_FIELDS)):
                     thinking = True
+                    stripper.keep("" if split.thinking else thought)
+                    answer.reasoning = stripper.thinking
         finally:
             # Runs on success, failure, aclose() and cancellation alike: closing the
             # response drops the connection if the body was not read to the end.
@@ -323,6 +352,8 @@ class OpenAIChat:
             body["temperature"] = self._temperature
         if limit and self._token_param is not None:
             body[self._token_param] = limit
+        if self._effort:
+            body["reasoning_effort"] = self._effort
         return await openai_compat.post_stream(
             self._client, self._chat_url, _encode(body), self._http_timeout
         )
@@ -420,6 +451,8 @@ class OpenAIChat:
             self._send_temperature = False
         elif param == "stream_options":
             self._send_stream_options = False  # usage will then be unknown
+        elif param == "reasoning_effort":
+            self._effort = ""
         else:
             other: TokenParam = "max_completion_tokens" if param == "max_tokens" else "max_tokens"
             self._token_param = None if other in self._adapted else other
@@ -435,6 +468,8 @@ class OpenAIChat:
             return self._send_temperature
         if param == "stream_options":
             return self._send_stream_options
+        if param == "reasoning_effort":
+            return bool(self._effort)
         return self._token_param == param
 
 

@@ -125,6 +125,18 @@ def has_any(chunk: Chunk, fields: tuple[str, ...]) -> bool:
     return delta is not None and any(delta.get(name) for name in fields)
 
 
+def text_of_any(chunk: Chunk, fields: tuple[str, ...]) -> str:
+    """The text in the first of ``fields`` the delta carries ("" when none)."""
+    delta = _delta(chunk)
+    if delta is None:
+        return ""
+    for name in fields:
+        value = delta.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
 def _delta(chunk: Chunk) -> dict[str, Any] | None:
     choices = chunk.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):

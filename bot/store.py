@@ -6,10 +6,11 @@ A backend is picked by the scheme of ``storage.url`` (``sqlite:///path``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .types import ConversationKey, Turn
+from .types import ConversationKey, Media, Turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,12 @@ class Store(Protocol):
     async def set_system_prompt(self, conversation: str, prompt: str | None) -> None:
         """Set (or with None, clear) the conversation's system prompt."""
 
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked with ``!model``, if any."""
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick (or with None forget) the conversation's model; reset keeps it."""
+
     async def unanswered(self, since: float, limit: int) -> list[Unanswered]:
         """User turns stored at or after ``since`` (unix seconds) that a crash cut
         off (as ``pending_turn``), oldest first, at most ``limit``. Messages a live
@@ -118,6 +125,16 @@ class Store(Protocol):
         """Mark done the cut-off user turns stored in [``since``, ``before``) that no
         live instance holds, so they are never answered; their (conversation,
         message id), at most ``limit``."""
+
+    async def add_media(
+        self, conversation: str, turn_id: int, media: Sequence[Media], image_budget: int
+    ) -> None:
+        """Keep what was read from user turn ``turn_id``'s attachments. Afterwards the
+        conversation's images hold at most ``image_budget`` bytes: the oldest go first.
+        Reset and retention delete media with the turns."""
+
+    async def media_for(self, conversation: str, first: int, last: int) -> dict[int, list[Media]]:
+        """The media of user turns ``first``..``last`` (ids), by turn id, in stored order."""
 
     async def take_over(self, conversation: str, message_id: str) -> bool:
         """Make this instance the one answering ``message_id``, in one conditional

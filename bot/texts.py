@@ -31,6 +31,8 @@ EN: Mapping[str, str] = {
         "`{prefix}system clear`: go back to the default system prompt\n"
         "`{prefix}usage`: show your token usage and cost\n"
         "`{prefix}forget me`: delete your messages in this workspace\n"
+        "`{prefix}model`: show this conversation's model and the ones to pick from\n"
+        "`{prefix}model <name>`: answer with another model here\n"
         "`{prefix}help`: show this list"
     ),
     "reset_done": "Done. I've forgotten this conversation, so let's start fresh.",
@@ -113,11 +115,35 @@ EN: Mapping[str, str] = {
     "slash_system": "Show, set or clear the system prompt for this conversation",
     "slash_system_text": "New system prompt; 'clear' for the default; leave empty to show it",
     "slash_help": "Show what the bot can do",
+    "slash_model": "Show this conversation's model, or pick another one",
+    "slash_model_name": "The model to answer with here; leave empty to see the list",
+    "model_show": (
+        "This conversation uses `{model}`. Models to pick from:\n{models}\n"
+        "Pick one with `{prefix}model <name>`."
+    ),
+    "model_only": "This bot answers with `{model}`; there is no other model to pick.",
+    "model_set": "From your next message on, this conversation uses `{model}`.",
+    "model_unknown": "There is no model called `{model}` here. Models to pick from:\n{models}",
+    "model_denied": "Only admins can change the model here.",
+    "model_disabled": "Changing the model is turned off for this bot.",
+    "model_price": "(${price_in} in / ${price_out} out per million tokens)",
     # -- answers --
     "answer_capped": (
         "[The answer stops here: it reached the limit of {limit} messages. "
         "Ask for the rest, or for a shorter answer.]"
     ),
+    "reasoning_label": "Thought",
+    # -- attachments --
+    "files_skipped": "[Not read: {items}.]",
+    "file_too_many": "{name} (only {limit_files} files per message)",
+    "file_too_large": "{name} (larger than {limit_mb} MB)",
+    "file_unsupported": "{name} (I can't read this kind of file)",
+    "file_not_image": "{name} (it is not really an image)",
+    "file_failed": "{name} (the download failed)",
+    "file_unreadable": "{name} (the file seems damaged)",
+    "file_cut": "{name} (only the first {limit_pages} pages or {limit_chars} characters)",
+    "images_not_read": "[This model can't see images, so I read only the text.]",
+    "nothing_readable": "I couldn't read anything in your message.",
     # -- storage failures and shutdown --
     "error_storage": (
         "I couldn't save your message, so I can't answer it right now. "
@@ -137,6 +163,8 @@ KO: Mapping[str, str] = {
         "`{prefix}system clear`: 기본 시스템 프롬프트로 돌아가요\n"
         "`{prefix}usage`: 내 토큰 사용량과 비용을 보여 줘요\n"
         "`{prefix}forget me`: 이 워크스페이스에서 보낸 내 메시지를 지워요\n"
+        "`{prefix}model`: 이 대화의 모델과 고를 수 있는 모델을 보여 줘요\n"
+        "`{prefix}model <이름>`: 이 대화에서 다른 모델로 답해요\n"
         "`{prefix}help`: 이 목록을 보여 줘요"
     ),
     "reset_done": "이 대화 내용을 모두 잊었어요. 새로 시작해요.",
@@ -213,11 +241,35 @@ KO: Mapping[str, str] = {
         "새 시스템 프롬프트예요. 'clear'는 기본값으로 돌아가고, 비워 두면 지금 값을 보여 줘요"
     ),
     "slash_help": "봇으로 할 수 있는 일을 보여 줘요",
+    "slash_model": "이 대화의 모델을 보거나 다른 모델을 골라요",
+    "slash_model_name": "이 대화에서 쓸 모델이에요. 비워 두면 목록을 보여 줘요",
+    "model_show": (
+        "이 대화는 `{model}` 모델을 써요. 고를 수 있는 모델이에요.\n{models}\n"
+        "`{prefix}model <이름>`으로 골라 주세요."
+    ),
+    "model_only": "이 봇은 `{model}` 모델로 답해요. 고를 수 있는 다른 모델은 없어요.",
+    "model_set": "다음 메시지부터 이 대화는 `{model}` 모델을 써요.",
+    "model_unknown": "`{model}`이라는 모델은 없어요. 고를 수 있는 모델이에요.\n{models}",
+    "model_denied": "모델은 관리자만 바꿀 수 있어요.",
+    "model_disabled": "이 봇에서는 모델을 바꿀 수 없어요.",
+    "model_price": "(100만 토큰당 입력 ${price_in} / 출력 ${price_out})",
     # -- answers --
     "answer_capped": (
         "[답변이 메시지 {limit}개 한도에 닿아서 여기서 멈췄어요. "
         "나머지나 더 짧은 답을 요청해 주세요.]"
     ),
+    "reasoning_label": "생각",
+    # -- attachments --
+    "files_skipped": "[읽지 못한 파일: {items}.]",
+    "file_too_many": "{name} (메시지당 파일은 {limit_files}개까지예요)",
+    "file_too_large": "{name} ({limit_mb}MB보다 커요)",
+    "file_unsupported": "{name} (읽을 수 없는 형식이에요)",
+    "file_not_image": "{name} (실제로는 이미지가 아니에요)",
+    "file_failed": "{name} (내려받지 못했어요)",
+    "file_unreadable": "{name} (파일이 손상된 것 같아요)",
+    "file_cut": "{name} (앞의 {limit_pages}쪽 또는 {limit_chars}자만 읽었어요)",
+    "images_not_read": "[이 모델은 이미지를 볼 수 없어서 글만 읽었어요.]",
+    "nothing_readable": "메시지에서 읽을 수 있는 내용이 없었어요.",
     # -- storage failures and shutdown --
     "error_storage": (
         "메시지를 저장하지 못해서 지금은 답할 수 없어요. 잠시 뒤에 다시 보내 주세요."

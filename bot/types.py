@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 Role = Literal["user", "assistant"]
 Platform = Literal["discord", "slack", "console"]
@@ -56,6 +56,31 @@ class ConversationKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message, as the platform describes it (not yet downloaded)."""
+
+    name: str
+    url: str  # Discord: the CDN URL; Slack: url_private (needs the bot token)
+    size: int  # bytes, as the platform says (checked again while downloading)
+    content_type: str = ""  # the platform's guess; the bytes' magic decides
+    file_id: str = ""  # Slack: files.info finds the URL when the event has none
+
+
+MediaKind = Literal["text", "image"]
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """What was kept of one attachment, stored beside its user turn (bot/attachments.py)."""
+
+    kind: MediaKind
+    name: str
+    text: str = ""  # kind "text": the file's text (a PDF's extracted text)
+    data: bytes = b""  # kind "image": a downscaled JPEG
+    tokens: int = 0  # counted once when stored
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """One user message, already translated from the platform's payload."""
 
@@ -72,6 +97,7 @@ class IncomingMessage:
     # Where to answer, rebuilt by the adapter after a restart (Adapter.sink_for): a
     # small string only the adapter reads (JSON of channel, thread, reply-to id).
     reply_target: str | None = None
+    attachments: tuple[Attachment, ...] = ()  # images and files, read when answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +115,9 @@ class PlatformLimits:
     # pacer, because the platform client obeys the server's rate-limit headers.
     pace_essential: bool = True
     stream: bool = True  # False: post one message per part when the answer is done
+    # Seconds after which a typing indicator fades and is shown again while the answer
+    # has not begun (a reasoning model may think for a minute); 0: shown once.
+    typing_refresh_s: float = 0.0
 
 
 @runtime_checkable
@@ -120,6 +149,14 @@ class NativeStreamSink(ReplySink, Protocol):
 
     async def stream_stop(self, stream_id: str, text: str = "") -> None:
         """Close a streamed message, appending ``text`` first (one write)."""
+
+
+@runtime_checkable
+class ReasoningSink(ReplySink, Protocol):
+    """A sink that can show a model's thinking in a collapsed form (show_reasoning)."""
+
+    async def show_reasoning(self, label: str, summary: str) -> None:
+        """Post ``summary`` (one bounded paragraph) collapsed, headed by ``label``."""
 
 
 class NativeStreamUnavailable(Exception):
@@ -164,9 +201,23 @@ class Answer:
 
     text: str = ""
     usage: Usage = field(default_factory=Usage)
+    # The model's thinking (bounded, bot/reasoning.py): never stored, shown only with
+    # openai.show_reasoning.
+    reasoning: str = ""
+    model: str = ""  # the model to ask (bot/models.py); "": the configured one
 
 
-ChatMessage = dict[str, str]  # {"role": ..., "content": ..., optionally "name": ...}
+# {"role": ..., "content": ..., optionally "name": ...}; a user message with images has
+# a list of content parts (text and image_url) instead of a string (bot/media_flow.py).
+ChatMessage = dict[str, Any]
+
+
+def message_text(message: ChatMessage) -> str:
+    """A message's text: its content, or the text parts of a content list."""
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
 class ChatModel(Protocol):

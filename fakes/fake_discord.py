@@ -28,6 +28,7 @@ import json
 import math
 import re
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -309,6 +310,9 @@ class FakeDiscord(Served):
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
         self.port = 0
+        # CDN files by attachment id: (filename, bytes, signature the URL must carry).
+        self._files: dict[str, tuple[str, bytes, str]] = {}
+        self.file_downloads: list[str] = []  # attachment ids, as downloaded
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -326,6 +330,7 @@ class FakeDiscord(Served):
         """Listen on a free loopback port."""
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{channel}/{id}/{name}", self._cdn)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, handle_signals=False
@@ -388,6 +393,7 @@ class FakeDiscord(Served):
         reply_to: str | None = None,
         message_id: str | None = None,
         mention_everyone: bool = False,
+        attachments: tuple[JsonDict, ...] = (),
     ) -> JsonDict:
         """A MESSAGE_CREATE payload from ``author`` (member data added in guilds)."""
         ch = self.channels[channel_id]
@@ -404,7 +410,7 @@ class FakeDiscord(Served):
             "mention_everyone": mention_everyone,
             "mentions": [self._mention(gid, m) for m in mentions],
             "mention_roles": list(mention_roles),
-            "attachments": [],
+            "attachments": list(attachments),
             "embeds": [],
             "pinned": False,
             "type": 0,
@@ -513,6 +519,32 @@ class FakeDiscord(Served):
             link.pending.append(frame)
             return
         await self._send_dispatch(link, frame)
+
+    def add_file(self, channel_id: str, name: str, data: bytes, content_type: str = "") -> JsonDict:
+        """An attachment object for :meth:`user_message`, its bytes served from a
+        signed CDN URL (a wrong or missing signature gets 404, as on Discord's CDN)."""
+        file_id = self.new_id()
+        signature = uuid.uuid4().hex
+        self._files[file_id] = (name, data, signature)
+        url = f"http://{HOST}:{self.port}/attachments/{channel_id}/{file_id}/{name}"
+        signed = f"{url}?ex=ffffffff&is=0&hm={signature}"
+        attachment: JsonDict = {
+            "id": file_id,
+            "filename": name,
+            "size": len(data),
+            "url": signed,
+            "proxy_url": signed,
+        }
+        if content_type:
+            attachment["content_type"] = content_type
+        return attachment
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        found = self._files.get(request.match_info["id"])
+        if found is None or request.query.get("hm") != found[2]:
+            return web.Response(status=404, text="This content is no longer available.")
+        self.file_downloads.append(request.match_info["id"])
+        return web.Response(body=found[1], content_type="application/octet-stream")
 
     async def send_message(self, *args: Any, **kwargs: Any) -> JsonDict:
         """Build a user message (see :meth:`user_message`) and dispatch MESSAGE_CREATE."""

@@ -38,6 +38,7 @@ from fakes.served import Served
 from fakes.slack_limits import DOCUMENTED, LimitBook, SlackLimits
 
 HOST = "127.0.0.1"
+SIGN_IN_PAGE = "<!DOCTYPE html><html><body>Sign in to Slack</body></html>"
 MARKDOWN_LIMIT = 12_000  # Slack's documented limit for markdown_text
 BASE_TS = 1_700_000_000
 WAIT_LIMIT_S = 5.0  # longest a test waits for something to happen
@@ -68,6 +69,7 @@ class Posted:
     streaming: bool = False
     deleted: bool = False
     updates: int = 0
+    blocks: list[Any] = field(default_factory=list)  # Block Kit blocks, when sent
 
 
 @dataclass(slots=True)
@@ -110,6 +112,9 @@ class FakeSlack(Served):
     channel_teams: dict[str, str] = field(default_factory=dict)  # channel -> workspace
     limited: int = 0  # 429s sent because a limit was reached (not scripted ones)
     _book: LimitBook | None = None
+    files: dict[str, tuple[JsonDict, bytes]] = field(default_factory=dict)  # id -> (info, bytes)
+    file_downloads: list[tuple[str, bool]] = field(default_factory=list)  # (id, authorised)
+    refuse_files: bool = False  # answer url_private with the sign-in page (no files:read)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -119,6 +124,7 @@ class FakeSlack(Served):
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files-pri/{file}/{name}", self._file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self.port)
@@ -246,6 +252,40 @@ class FakeSlack(Served):
         event["event_ts"] = event["ts"]
         event.update(extra)
         return event
+
+    def add_file(self, name: str, data: bytes, mimetype: str = "") -> JsonDict:
+        """A file object as message events carry it; its ``url_private`` answers only
+        with the bot token, as Slack's does (``files.info`` returns the same object)."""
+        file_id = f"F{len(self.files) + 1:08d}"
+        url = f"http://{HOST}:{self.port}/files-pri/{self.team_id}-{file_id}/{name}"
+        info: JsonDict = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "size": len(data),
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+        self.files[file_id] = (info, data)
+        return info
+
+    async def _file(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file"].rsplit("-", 1)[-1]
+        found = self.files.get(file_id)
+        authorised = _bearer(request) == self.bot_token
+        self.file_downloads.append((file_id, authorised))
+        if found is None:
+            return web.Response(status=404)
+        if not authorised or self.refuse_files:  # Slack sends its sign-in page, not the file
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+        return web.Response(body=found[1], content_type="application/octet-stream")
+
+    def _files_info(self, args: JsonDict) -> JsonDict:
+        found = self.files.get(str(args.get("file") or ""))
+        if found is None:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": found[0]}
 
     def mention(self, text: str, **kw: Any) -> tuple[JsonDict, JsonDict]:
         """The two bodies Slack sends for a channel message mentioning the bot.
@@ -386,6 +426,7 @@ class FakeSlack(Served):
             "assistant.threads.setStatus": self._set_status,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
+            "files.info": self._files_info,
         }
 
     def _auth_test(self, args: JsonDict) -> JsonDict:
@@ -412,6 +453,7 @@ class FakeSlack(Served):
             return {"ok": False, "error": "channel_not_found"}
         thread = args.get("thread_ts") or None
         posted = Posted(channel, self.next_ts(), str(thread) if thread else None, text)
+        posted.blocks = _blocks(args)
         self._messages[posted.ts] = posted
         return {"ok": True, "channel": channel, "ts": posted.ts, "message": {"text": text}}
 
@@ -423,6 +465,7 @@ class FakeSlack(Served):
         if problem:
             return {"ok": False, "error": problem}
         posted.text = text
+        posted.blocks = _blocks(args)
         posted.updates += 1
         return {"ok": True, "channel": posted.channel, "ts": posted.ts, "text": text}
 
@@ -571,6 +614,13 @@ def _message_text(args: JsonDict) -> tuple[str, str | None]:
     if markdown is not None and len(text) > MARKDOWN_LIMIT:
         return "", "msg_too_long"
     return text, None
+
+
+def _blocks(args: JsonDict) -> list[Any]:
+    blocks = args.get("blocks")
+    if isinstance(blocks, str):  # form-encoded calls send them as JSON text
+        blocks = json.loads(blocks)
+    return list(blocks) if isinstance(blocks, list) else []
 
 
 def _stream_text(args: JsonDict) -> tuple[str, str | None]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from bot.instances import new_instance_id
 from bot.store import Origin, Pending, StoredContext, Unanswered
-from bot.types import Turn
+from bot.types import Media, Turn
 from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
 from .memory_usage import MemoryLedger
@@ -113,6 +113,7 @@ class MemoryStore:
         # Insertion-ordered, so the oldest rows come first when pruning.
         self._seen: dict[tuple[str, str], float] = {}
         self._prompts: dict[str, str] = {}
+        self._models: dict[str, str] = {}
         self._done: set[tuple[str, str]] = set()
         self._last_id = 0
         self._next_prune = 0.0
@@ -122,6 +123,8 @@ class MemoryStore:
         self.instance_id = new_instance_id()
         self._live: set[str] = {self.instance_id}
         self._ledger = MemoryLedger()
+        # Attachments kept per conversation: (user turn id, created at, media), oldest first.
+        self._media: dict[str, list[tuple[int, float, Media]]] = {}
 
     async def open(self) -> None:
         """A new instance after ``close`` (a restart); nothing else to open."""
@@ -241,6 +244,40 @@ class MemoryStore:
     async def reset(self, conversation: str) -> None:
         """Forget the conversation's turns; dedupe rows and settings stay."""
         self._histories.pop(conversation, None)
+        self._media.pop(conversation, None)
+
+    async def add_media(
+        self, conversation: str, turn_id: int, media: Sequence[Media], image_budget: int
+    ) -> None:
+        """Keep an attachment's content; the oldest images go past ``image_budget``."""
+        kept = self._media.setdefault(conversation, [])
+        kept.extend((turn_id, self._clock(), item) for item in media)
+        total = 0
+        for index in range(len(kept) - 1, -1, -1):  # newest first
+            item = kept[index][2]
+            if item.kind == "image":
+                total += len(item.data)
+                if total > image_budget:
+                    del kept[index]
+
+    async def media_for(self, conversation: str, first: int, last: int) -> dict[int, list[Media]]:
+        """The media of user turns ``first``..``last``, by turn id."""
+        found: dict[int, list[Media]] = {}
+        for turn_id, _at, item in self._media.get(conversation, ()):
+            if first <= turn_id <= last:
+                found.setdefault(turn_id, []).append(item)
+        return found
+
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked (``!model``), or None."""
+        return self._models.get(conversation)
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick, or with None forget, the conversation's model."""
+        if model is None:
+            self._models.pop(conversation, None)
+        else:
+            self._models[conversation] = model
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
@@ -291,6 +328,10 @@ class MemoryStore:
         if not self._retention_s:
             return 0
         cutoff, dropped = now - self._retention_s, 0
+        for conversation, kept in list(self._media.items()):
+            kept[:] = [row for row in kept if row[1] >= cutoff]
+            if not kept:
+                del self._media[conversation]
         for conversation, history in list(self._histories.items()):
             dropped += history.drop_older(cutoff)
             if not history.turns:

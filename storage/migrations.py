@@ -125,5 +125,29 @@ _V6 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# v7: what was read from a message's attachments (bot/attachments.py): a file's
+# text, or an image's downscaled JPEG. Kept apart from the turns so that the hot
+# turn rows stay small; ``size`` is the image's bytes, for the per-conversation budget.
+# A conversation's own model (``!model``) is a setting beside its system prompt.
+_V7 = (
+    "ALTER TABLE conversation_settings ADD COLUMN model TEXT",
+    """
+    CREATE TABLE media (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation TEXT NOT NULL,
+        turn_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('text', 'image')),
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        data BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX media_by_turn ON media (conversation, turn_id)",
+    "CREATE INDEX media_by_age ON media (created_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,11 +38,11 @@ from bot.instances import (
 )
 from bot.redact import redact_text, redact_url
 from bot.store import Origin, Pending, StoredContext, Unanswered
-from bot.types import Turn
+from bot.types import Media, Turn
 from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
+from . import media_rows, usage_sql
 from . import postgres_sql as sql
-from . import usage_sql
 from .migrations import SEEN_RETENTION_S
 from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
 from .sqlite_ops import check_role, opt_str, row_to_turn
@@ -257,6 +257,33 @@ class PostgresStore:
             async with self._open_pool().acquire() as con, con.transaction():
                 await con.execute(sql.SQL_RESET, conversation)
                 await con.execute(sql.SQL_RESET, conversation)  # answers that were in flight
+                await con.execute(sql.SQL_RESET_MEDIA, conversation)
+
+    async def add_media(
+        self, conversation: str, turn_id: int, media: Sequence[Media], image_budget: int
+    ) -> None:
+        """Keep an attachment's content; the oldest images go past ``image_budget``."""
+        rows = media_rows.to_rows(conversation, turn_id, media, self._clock())
+        with self._translated():
+            async with self._open_pool().acquire() as con, con.transaction():
+                await con.executemany(sql.SQL_ADD_MEDIA, rows)
+                await con.execute(sql.SQL_TRIM_IMAGES, conversation, image_budget)
+
+    async def media_for(self, conversation: str, first: int, last: int) -> dict[int, list[Media]]:
+        """The media of user turns ``first``..``last``, by turn id."""
+        with self._translated():
+            async with self._open_pool().acquire() as con:
+                rows = await con.fetch(sql.SQL_MEDIA_FOR, conversation, first, last)
+        return media_rows.by_turn(rows)
+
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked (``!model``), or None."""
+        row = await self._fetchrow(sql.SQL_GET_MODEL, conversation)
+        return None if row is None else opt_str(row[0])
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick, or with None forget, the conversation's model."""
+        await self._execute(sql.SQL_SET_MODEL, conversation, model)
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
@@ -313,7 +340,9 @@ class PostgresStore:
         async def delete_batch() -> int:
             return _rowcount(await self._execute(sql.SQL_PRUNE_TURNS, cutoff, PRUNE_BATCH))
 
-        return await delete_in_batches(delete_batch)
+        deleted = await delete_in_batches(delete_batch)
+        await self._execute(sql.SQL_PRUNE_MEDIA, cutoff)
+        return deleted
 
     async def _prune(self) -> None:
         await self.prune_seen()

@@ -102,7 +102,30 @@ _V2 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# v3: attachments and a conversation's own model (SQLite's v7).
+_V3 = (
+    "ALTER TABLE conversation_settings ADD COLUMN model TEXT",
+    "CREATE SEQUENCE media_id",
+    """
+    CREATE TABLE media (
+        id BIGINT PRIMARY KEY DEFAULT nextval('media_id'),
+        conversation TEXT NOT NULL,
+        turn_id BIGINT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('text', 'image')),
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        size INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "ALTER SEQUENCE media_id OWNED BY media.id",
+    "CREATE INDEX media_by_turn ON media (conversation, turn_id)",
+    "CREATE INDEX media_by_age ON media (created_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TURN_COLUMNS = "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"
@@ -193,6 +216,31 @@ SQL_SET_PROMPT = """
     ON CONFLICT (conversation) DO UPDATE SET system_prompt = excluded.system_prompt
 """
 SQL_PRUNE_SEEN = "DELETE FROM seen WHERE at < $1"
+# -- attachments --
+SQL_ADD_MEDIA = """
+    INSERT INTO media (conversation, turn_id, kind, name, text, data, size, tokens, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+# Images past the budget, newest kept first (a running total over newest-first rows).
+SQL_TRIM_IMAGES = """
+    DELETE FROM media WHERE id IN (
+        SELECT id FROM (
+            SELECT id, sum(size) OVER (ORDER BY id DESC) AS total
+            FROM media WHERE conversation = $1 AND kind = 'image'
+        ) AS newest_first WHERE total > $2
+    )
+"""
+SQL_MEDIA_FOR = """
+    SELECT turn_id, kind, name, text, data, tokens FROM media
+    WHERE conversation = $1 AND turn_id BETWEEN $2 AND $3 ORDER BY id
+"""
+SQL_RESET_MEDIA = "DELETE FROM media WHERE conversation = $1"
+SQL_GET_MODEL = "SELECT model FROM conversation_settings WHERE conversation = $1"
+SQL_SET_MODEL = """
+    INSERT INTO conversation_settings (conversation, model) VALUES ($1, $2)
+    ON CONFLICT (conversation) DO UPDATE SET model = excluded.model
+"""
+SQL_PRUNE_MEDIA = "DELETE FROM media WHERE created_at < $1"
 # One batch of the retention prune: an index range on created_at, a few rows.
 SQL_PRUNE_TURNS = """
     DELETE FROM turns WHERE id IN (SELECT id FROM turns WHERE created_at < $1 LIMIT $2)

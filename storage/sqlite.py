@@ -41,10 +41,10 @@ from bot.instances import (
     process_identity,
 )
 from bot.store import Origin, Pending, StoredContext, Unanswered
-from bot.types import Turn
+from bot.types import Media, Turn
 from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
-from . import compat, problems, usage_sql
+from . import compat, media_rows, problems, usage_sql
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
@@ -327,8 +327,30 @@ class SqliteStore:
         self._cache.forget(conversation)
         try:
             await self._write(ops.execute, ops.SQL_RESET, (conversation,))
+            await self._write(ops.execute, ops.SQL_RESET_MEDIA, (conversation,))
         finally:  # a load meanwhile may have held the turns again
             self._cache.forget(conversation)
+
+    async def add_media(
+        self, conversation: str, turn_id: int, media: Sequence[Media], image_budget: int
+    ) -> None:
+        """Keep an attachment's content; the oldest images go past ``image_budget``."""
+        rows = media_rows.to_rows(conversation, turn_id, media, self._clock())
+        await self._write(ops.add_media, rows, conversation, image_budget)
+
+    async def media_for(self, conversation: str, first: int, last: int) -> dict[int, list[Media]]:
+        """The media of user turns ``first``..``last``, by turn id."""
+        rows = await self._run(ops.fetch_all, ops.SQL_MEDIA_FOR, (conversation, first, last))
+        return media_rows.by_turn(rows)
+
+    async def get_model(self, conversation: str) -> str | None:
+        """The model the conversation picked (``!model``), or None."""
+        row = await self._run(ops.fetch_one, ops.SQL_GET_MODEL, (conversation,))
+        return None if row is None else ops.opt_str(row[0])
+
+    async def set_model(self, conversation: str, model: str | None) -> None:
+        """Pick, or with None forget, the conversation's model."""
+        await self._write(ops.execute, ops.SQL_SET_MODEL, (conversation, model))
 
     async def get_system_prompt(self, conversation: str) -> str | None:
         """The conversation's own system prompt, or None."""
@@ -391,7 +413,9 @@ class SqliteStore:
                 self._cache.clear()  # held turns may be among them; rare, so simply all
             return int(deleted)
 
-        return await delete_in_batches(delete_batch)
+        deleted = await delete_in_batches(delete_batch)
+        await self._write(ops.execute, ops.SQL_PRUNE_MEDIA, (cutoff,))
+        return deleted
 
     async def _prune(self) -> None:
         await self.prune_seen()

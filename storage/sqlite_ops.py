@@ -101,6 +101,30 @@ SQL_PRUNE_TURNS = """
 SQL_TURN_EXISTS = "SELECT 1 FROM turns WHERE id = ? AND conversation = ?"
 SQL_HAS_TURNS = "SELECT 1 FROM turns WHERE conversation = ? LIMIT 1"
 SQL_RESET = "DELETE FROM turns WHERE conversation = ?"
+# -- attachments (see storage/postgres_sql.py for the budget query) --
+SQL_ADD_MEDIA = """
+    INSERT INTO media (conversation, turn_id, kind, name, text, data, size, tokens, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+SQL_TRIM_IMAGES = """
+    DELETE FROM media WHERE id IN (
+        SELECT id FROM (
+            SELECT id, sum(size) OVER (ORDER BY id DESC) AS total
+            FROM media WHERE conversation = ? AND kind = 'image'
+        ) WHERE total > ?
+    )
+"""
+SQL_MEDIA_FOR = """
+    SELECT turn_id, kind, name, text, data, tokens FROM media
+    WHERE conversation = ? AND turn_id BETWEEN ? AND ? ORDER BY id
+"""
+SQL_RESET_MEDIA = "DELETE FROM media WHERE conversation = ?"
+SQL_GET_MODEL = "SELECT model FROM conversation_settings WHERE conversation = ?"
+SQL_SET_MODEL = """
+    INSERT INTO conversation_settings (conversation, model) VALUES (?, ?)
+    ON CONFLICT (conversation) DO UPDATE SET model = excluded.model
+"""
+SQL_PRUNE_MEDIA = "DELETE FROM media WHERE created_at < ?"
 SQL_GET_PROMPT = "SELECT system_prompt FROM conversation_settings WHERE conversation = ?"
 SQL_SET_PROMPT = """
     INSERT INTO conversation_settings (conversation, system_prompt) VALUES (?, ?)
@@ -123,6 +147,15 @@ def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         con.rollback()
         raise
     con.execute("COMMIT")
+
+
+def add_media(
+    con: sqlite3.Connection, rows: list[tuple[Any, ...]], conversation: str, budget: int
+) -> None:
+    """Insert attachment rows and trim the conversation's images, in one transaction."""
+    with _immediate(con):
+        con.executemany(SQL_ADD_MEDIA, rows)
+        con.execute(SQL_TRIM_IMAGES, (conversation, budget))
 
 
 def execute(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:

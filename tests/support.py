@@ -38,11 +38,14 @@ from adapters.slack.pacing import SlackPaces, unlimited_paces
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SinkTexts, SlackSink, TeamFallbacks
 from bot.accounting import Accounting
 from bot.adapter import Adapter
-from bot.config import DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig
+from bot.attachments import AttachmentLimits
+from bot.config import DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig, VisionMode
 from bot.core import Core, CoreSettings
 from bot.llm import OpenAIChat
 from bot.local_model import INSTALL_COMMAND
 from bot.modelcap import CappedModel
+from bot.models import Catalog, ModelRouter
+from bot.reasoning import ReasoningMode
 from bot.store import Store
 from bot.texts import Texts
 from bot.tokens import token_counter_for
@@ -170,19 +173,32 @@ def make_core(
     max_concurrent_requests: int | None = None,  # None: no CappedModel around the model
     first_token_timeout_s: float = 2.0,
     accounting: Accounting | None = None,
+    model_name: str = "gpt-4o-mini",
+    show_reasoning: bool = False,
+    vision: VisionMode = "auto",
+    attachments: AttachmentLimits | None = None,
+    models: Catalog | None = None,
+    model_policy: PromptPolicy = "admins",
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
-    model = OpenAIChat(
-        client,
-        model="gpt-4o-mini",
-        temperature=0.5,
-        max_output_tokens=max_output_tokens,
-        request_timeout_s=request_timeout_s,
-        first_token_timeout_s=min(first_token_timeout_s, request_timeout_s),
-        max_retries=max_retries,
-        backoff_base_s=0.01,
-        backoff_cap_s=0.05,
-    )
+
+    def chat(name: str, reasoning: ReasoningMode = "auto") -> OpenAIChat:
+        return OpenAIChat(
+            client,
+            model=name,
+            temperature=0.5,
+            max_output_tokens=max_output_tokens,
+            request_timeout_s=request_timeout_s,
+            first_token_timeout_s=min(first_token_timeout_s, request_timeout_s),
+            max_retries=max_retries,
+            backoff_base_s=0.01,
+            backoff_cap_s=0.05,
+            reasoning=reasoning,
+        )
+
+    model: ChatModel = chat(model_name)
+    if models is not None:
+        model = ModelRouter(models, lambda info: chat(info.name, info.reasoning))
     return Core(
         store=store,
         accounting=accounting,
@@ -200,6 +216,12 @@ def make_core(
             reset_policy=reset_policy,
             max_waiting_per_conversation=max_waiting_per_conversation,
             max_waiting_per_person=max_waiting_per_person,
+            show_reasoning=show_reasoning,
+            vision=vision,
+            model_name=model_name,
+            attachments=attachments or AttachmentLimits(),
+            models=models,
+            model_policy=model_policy,
         ),
     )
 

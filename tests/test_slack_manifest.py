@@ -16,6 +16,7 @@ SCOPES = {
     "chat:write",  # chat.postMessage / update / delete / *Stream
     "users:read",  # users.info for readable names
     "assistant:write",  # assistant.threads.setStatus
+    "files:read",  # files.info and url_private downloads (attachments)
 }
 EVENTS = {"app_mention", "message.channels", "message.groups", "message.im"}
 

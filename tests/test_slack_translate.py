@@ -17,7 +17,7 @@ from adapters.slack.translate import (
     to_inbound,
     to_incoming,
 )
-from bot.types import ConversationKey
+from bot.types import Attachment, ConversationKey
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack"
 BOT = BotIdentity(user_id="U0BOT", bot_id="B0BOT", name="chatbridge")
@@ -102,12 +102,20 @@ def test_dm_thread_is_its_own_conversation() -> None:
         "own_bot_reply",
         "other_bot_message",
         "other_bot_in_dm",
-        "file_share_no_text",
     ],
 )
 def test_events_that_are_not_new_user_messages_are_ignored(fixture: str) -> None:
     assert to_inbound(load(fixture), BOT, THREAD, NAMES) is None
     assert accept(load(fixture), BOT, THREAD) is None
+
+
+def test_a_file_without_text_is_a_message_with_an_attachment() -> None:
+    inbound = to_inbound(load("file_share_no_text"), BOT, THREAD, NAMES)
+    assert inbound is not None
+    assert inbound.message.text == ""
+    assert inbound.message.attachments == (
+        Attachment("cat.png", "", 0, "image/png", file_id="F0IMG"),  # URL via files.info
+    )
 
 
 def test_own_messages_stay_ignored_even_when_bots_are_allowed() -> None:

@@ -630,7 +630,9 @@ async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
 
     try:
         other.execute("BEGIN IMMEDIATE")
-        other.execute("INSERT INTO conversation_settings VALUES ('x', 'held')")
+        other.execute(
+            "INSERT INTO conversation_settings (conversation, system_prompt) VALUES ('x', 'held')"
+        )
         asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
         ticks = asyncio.create_task(ticker())
         async with asyncio.timeout(HANG_GUARD_S):

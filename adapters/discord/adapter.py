@@ -196,7 +196,8 @@ class DiscordAdapter:
         self._client = client
         self._tree = None
         if self._cfg.slash_commands:
-            self._tree = build_tree(client, self._core.texts, self.on_command)
+            models = self._core.settings.model_names
+            self._tree = build_tree(client, self._core.texts, self.on_command, models)
         try:
             await client.login(self._cfg.token)
         except discord.LoginFailure:

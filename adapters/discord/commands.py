@@ -1,4 +1,4 @@
-"""The slash commands /reset, /system, /usage, /forget and /help, registered on a CommandTree.
+"""The slash commands /reset, /system, /usage, /forget, /model and /help, on a CommandTree.
 
 Each one hands ``(interaction, name, argument)`` to the adapter, which turns it
 into a core command for the conversation of the channel or thread it was used in.
@@ -6,7 +6,7 @@ into a core command for the conversation of the channel or thread it was used in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -16,12 +16,14 @@ from bot.commands import COMMANDS
 from bot.texts import Texts
 
 OnCommand = Callable[[discord.Interaction, str, str], Awaitable[None]]
+MAX_CHOICES = 25  # Discord shows at most this many choices for an option
 
 
 def build_tree(
-    client: discord.Client, texts: Texts, on_command: OnCommand
+    client: discord.Client, texts: Texts, on_command: OnCommand, models: Sequence[str] = ()
 ) -> app_commands.CommandTree:
-    """A CommandTree for ``client`` with the bot's commands."""
+    """A CommandTree for ``client`` with the bot's commands; ``/model`` offers ``models``
+    as choices (past MAX_CHOICES, or with none, any name may be typed)."""
     tree: app_commands.CommandTree = app_commands.CommandTree(client)
 
     async def reset(interaction: discord.Interaction) -> None:
@@ -41,11 +43,20 @@ def build_tree(
     async def forget(interaction: discord.Interaction, who: str = "me") -> None:
         await on_command(interaction, "forget", who.strip())
 
+    @app_commands.describe(name=texts.get("slash_model_name"))
+    async def model(interaction: discord.Interaction, name: str | None = None) -> None:
+        await on_command(interaction, "model", (name or "").strip())
+
+    if 1 < len(models) <= MAX_CHOICES:
+        choices = [app_commands.Choice(name=m, value=m) for m in models]
+        model = app_commands.choices(name=choices)(model)
+
     callbacks = {  # one per bot.commands entry
         "reset": reset,
         "system": system,
         "usage": usage,
         "forget": forget,
+        "model": model,
         "help": help_,
     }
     for spec in COMMANDS.values():

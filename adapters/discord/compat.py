@@ -7,7 +7,8 @@
   (PERFORMANCE.md, "Discord writes skip discord.Message").
 * A REST base other than Discord's (``Route.BASE``) and the gateway that base names
   (``DiscordWebSocket.DEFAULT_GATEWAY``), for a proxy or a test double. discord.py
-  has no public setting for either; both run once, at start.
+  has no public setting for either; both run once, at start. The base's host also
+  serves attachments (``api_host``), as Discord's CDN does for Discord's API.
 
 Written against discord.py :data:`WRITTEN_AGAINST` (the pin in requirements.txt).
 ``tests/test_compat.py`` checks the shape used here and names the installed version
@@ -17,6 +18,7 @@ when it changed: after an upgrade, that file fails and nothing else should.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import discord
 import discord.gateway
@@ -78,3 +80,9 @@ async def use_gateway_of(client: discord.Client) -> None:
     """Connect to the gateway the REST server names, as Discord clients are meant to."""
     _shards, url, _limits = await client.http.get_bot_gateway()
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+
+
+def api_host() -> str:
+    """The host of the REST base in use (``Route.BASE``): Discord's, a proxy's or a
+    test double's; attachments on it are downloaded like the CDN's."""
+    return urlsplit(discord.http.Route.BASE).hostname or ""

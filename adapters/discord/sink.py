@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from typing import TypeAlias
+from urllib.parse import urlsplit
 
 import discord
 
-from bot.types import PlatformLimits
+from bot.attachments import DownloadFailed, download
+from bot.types import Attachment, PlatformLimits
 
 from . import compat
 
@@ -25,7 +27,11 @@ MAX_LEN = 2000  # characters per message
 WRITE_BURST = 2
 WRITE_RATE = 0.6
 MIN_EDIT_INTERVAL_S = 1.0
+# Discord shows "typing..." for about 10 s; shown again while a model still thinks.
+TYPING_REFRESH_S = 8.0
 ORIGINAL = "original"  # the id InteractionSink gives the interaction's own response
+# Where attachments live; the API's own host (a proxy, the test double) serves them too.
+CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 
 NO_PINGS = discord.AllowedMentions.none()
 
@@ -52,6 +58,7 @@ def channel_limits(streaming: bool) -> PlatformLimits:
         # ("do not hard-code rate limits"): the first and the final text of a message
         # go out as soon as those allow. Our bucket paces only the edits in between.
         pace_essential=False,
+        typing_refresh_s=TYPING_REFRESH_S,
     )
 
 
@@ -84,6 +91,24 @@ class ChannelSink:
     async def typing(self) -> None:
         """Show "Bot is typing..." (Discord shows it for up to 10 s)."""
         await self._channel.typing()
+
+    async def fetch_file(self, attachment: Attachment, max_bytes: int, timeout_s: float) -> bytes:
+        """An attachment's bytes from Discord's CDN (its URL is signed; no token sent)."""
+        host = urlsplit(attachment.url).hostname or ""
+        if host not in CDN_HOSTS and host != compat.api_host():
+            raise DownloadFailed(f"not a Discord file host: {host}")
+        return await download(attachment.url, {}, max_bytes, timeout_s)
+
+    async def show_reasoning(self, label: str, summary: str) -> None:
+        """A small grey line (subtext) whose thinking is hidden behind a spoiler."""
+        hidden = summary.replace("|", "\u2758")  # a "||" inside would end the spoiler
+        await compat.send_message(
+            self._client,
+            self._channel.id,
+            f"-# 💭 {label}: ||{hidden}||"[:MAX_LEN],
+            allowed_mentions=NO_PINGS,
+            reference=None,
+        )
 
     async def send(self, text: str) -> str:
         sent = await compat.send_message(

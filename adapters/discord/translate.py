@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import discord
 
 from bot.config import DiscordConfig
-from bot.types import ConversationKey, IncomingMessage, Platform
+from bot.types import Attachment, ConversationKey, IncomingMessage, Platform
 
 from . import target
 
@@ -147,7 +147,8 @@ def to_incoming(message: discord.Message, bot_id: int, policy: Policy) -> Incomi
         is_dm or mentions_bot(message, bot_id) or (not from_bot and replies_to_bot(message, bot_id))
     )
     text = readable_text(message, bot_id)
-    if not text and not addressed:
+    files = attachments_of(message)
+    if not text and not files and not addressed:
         return None  # e.g. a thread message without the Message Content intent
     permissions = author.guild_permissions if isinstance(author, discord.Member) else None
     return IncomingMessage(
@@ -162,6 +163,14 @@ def to_incoming(message: discord.Message, bot_id: int, policy: Policy) -> Incomi
         is_dm=is_dm,
         author_is_admin=is_admin(permissions, roles, policy),
         reply_target=target.encode(target.Target(message.channel.id, message.id, guild_id)),
+        attachments=files,
+    )
+
+
+def attachments_of(message: discord.Message) -> tuple[Attachment, ...]:
+    """The message's files, as Discord describes them (downloaded later, if at all)."""
+    return tuple(
+        Attachment(a.filename, a.url, a.size, a.content_type or "") for a in message.attachments
     )
 
 

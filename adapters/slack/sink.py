@@ -14,13 +14,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.attachments import DownloadFailed, download
 from bot.events import EVENTS
 from bot.pacing import Pace, Pacer
-from bot.types import NativeStreamUnavailable, PlatformLimits
+from bot.types import Attachment, NativeStreamUnavailable, PlatformLimits
 
 from .mentions import neutralise, split_ready
 from .pacing import (
@@ -44,6 +46,12 @@ MARKDOWN_MAX_LEN = 11_000
 EDIT_BURST = 3
 EDIT_RATE = 0.5
 MIN_EDIT_INTERVAL = 1.0
+# Hosts that serve url_private (the bot token is sent to these only, and to the API's).
+SLACK_FILE_HOSTS = (".slack.com", ".slack-edge.com", ".slack-files.com")
+HTML_STARTS = (b"<!doctype html", b"<html")
+# Slack may clear the assistant status line on its own after a while (about two
+# minutes); a model still thinking by then gets it again (a placeholder simply stays).
+STATUS_REFRESH_S = 90.0
 # Error codes meaning "this feature is not available here", as opposed to a
 # broken request. Anything else is raised so the core reports it.
 REFUSAL_ERRORS = frozenset(
@@ -89,6 +97,7 @@ def slack_limits(*, streaming: bool, native: bool) -> PlatformLimits:
         edit_rate=EDIT_RATE,
         min_edit_interval=MIN_EDIT_INTERVAL,
         stream=streaming,
+        typing_refresh_s=STATUS_REFRESH_S,
     )
 
 
@@ -184,6 +193,46 @@ class SlackSink:
         if self._paces is None or self._pacer is None:
             return True
         return self._pacer.try_acquire(*self._pace(STATUS).args)
+
+    async def fetch_file(self, attachment: Attachment, max_bytes: int, timeout_s: float) -> bytes:
+        """A file's bytes from ``url_private`` with the bot token (asked from files.info
+        when the event had no URL). The token goes to Slack's hosts only."""
+        url = attachment.url
+        if not url:
+            try:
+                response = await self._client.files_info(file=attachment.file_id)
+            except SlackApiError as exc:
+                raise DownloadFailed(f"files.info: {_error_code(exc)}") from exc
+            info = response.get("file") or {}
+            url = str(info.get("url_private_download") or info.get("url_private") or "")
+        host = urlsplit(url).hostname or ""
+        api_host = urlsplit(self._client.base_url).hostname or ""
+        if not (host == api_host or host.endswith(SLACK_FILE_HOSTS)):
+            raise DownloadFailed(f"not a Slack file host: {host or '-'}")
+        headers = {"Authorization": f"Bearer {self._client.token}"}
+        data = await download(url, headers, max_bytes, timeout_s)
+        if data[:64].lstrip().lower().startswith(HTML_STARTS) and "html" not in attachment.name:
+            # Without files:read (or with a revoked token) Slack answers with its
+            # sign-in page, not an error: never read that as the file.
+            raise DownloadFailed("Slack sent a web page instead of the file")
+        return data
+
+    async def show_reasoning(self, label: str, summary: str) -> None:
+        """A context block (small grey text) before the answer; it takes the
+        placeholder's place, so the answer still comes after it."""
+        shown = f"_{_escape(label)}:_ {_escape(summary)}"
+        kwargs: dict[str, Any] = {
+            "channel": self._channel,
+            "text": f"{label}: {summary}",
+            "blocks": [{"type": "context", "elements": [{"type": "mrkdwn", "text": shown}]}],
+        }
+        if self._placeholder is not None:
+            ts, self._placeholder = self._placeholder, None
+            await self._write(UPDATE, self._client.chat_update, ts=ts, **kwargs)
+            return
+        if self._thread is not None:
+            kwargs["thread_ts"] = self._thread
+        await self._write(POST, self._client.chat_postMessage, **kwargs)
 
     async def send(self, text: str) -> str:
         """Post a message (the first one replaces a placeholder); return its ts."""
@@ -293,6 +342,11 @@ class SlackSink:
             await self._client.chat_delete(channel=self._channel, ts=ts)
         except SlackApiError as exc:  # a stray "…" is harmless; the answer matters
             log.info("could not remove the placeholder %s: %s", ts, _error_code(exc))
+
+
+def _escape(text: str) -> str:
+    """Slack mrkdwn control characters as entities (no mentions, no links)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _error_code(exc: SlackApiError) -> str:

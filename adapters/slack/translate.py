@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.types import ConversationKey, IncomingMessage, Platform
+from bot.types import Attachment, ConversationKey, IncomingMessage, Platform
 
 from . import target
 
@@ -94,7 +94,8 @@ def accept(body: Mapping[str, Any], bot: BotIdentity, policy: Policy) -> Mapping
     if _is_channel(event) and event["type"] == "message" and not _is_follow_up(event, bot, policy):
         return None
     if event.get("subtype") == "file_share" and not (event.get("text") or "").strip():
-        return None  # files are not read; nothing to answer
+        if not event.get("files"):
+            return None  # nothing to read, nothing to answer
     if not _allowed(body, event, policy):
         return None
     return event
@@ -160,8 +161,32 @@ def to_inbound(
         is_dm=is_dm,
         author_is_admin=author in policy.admin_users,
         reply_target=target.encode(target.Target(team, channel, reply_thread, author)),
+        attachments=files_of(event),
     )
     return Inbound(message=message, team_id=team, channel=channel, reply_thread_ts=reply_thread)
+
+
+def files_of(event: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """The event's files as Slack describes them (downloaded later with the bot token)."""
+    files = event.get("files")
+    if not isinstance(files, list):
+        return ()
+    found = []
+    for item in files:
+        if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+            continue
+        url = item.get("url_private_download") or item.get("url_private") or ""
+        size = item.get("size")
+        found.append(
+            Attachment(
+                name=str(item.get("name") or item.get("title") or item["id"]),
+                url=url if isinstance(url, str) else "",
+                size=size if isinstance(size, int) else 0,
+                content_type=str(item.get("mimetype") or ""),
+                file_id=item["id"],
+            )
+        )
+    return tuple(found)
 
 
 def to_incoming(
