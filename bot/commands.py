@@ -128,8 +128,9 @@ def _model_list(env: CommandEnv) -> str:
     lines = []
     for info in env.catalog.models:
         line = f"`{info.name}`"
-        if info.price_in or info.price_out:
-            prices = {"price_in": f"{info.price_in:g}", "price_out": f"{info.price_out:g}"}
+        price = env.accounting.prices.get(info.name) if env.accounting else None
+        if price is not None:  # one price table: usage.prices
+            prices = {"price_in": f"{price.input:g}", "price_out": f"{price.output:g}"}
             line += " " + env.texts.get("model_price", **prices)
         lines.append(line)
     return "\n".join(lines)

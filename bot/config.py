@@ -127,9 +127,6 @@ class ModelChoice:
     context_tokens: int = field(default=0, metadata={"min": 0})  # 0: openai.context_tokens
     vision: VisionMode | None = None  # None: openai.vision
     reasoning: ReasoningMode | None = None  # None: openai.reasoning
-    # Dollars per million tokens, shown in the !model list (0: not shown).
-    price_in: float = field(default=0.0, metadata={"min": 0})
-    price_out: float = field(default=0.0, metadata={"min": 0})
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,6 @@ class ModelInfo:
     context_tokens: int
     vision: VisionMode
     reasoning: ReasoningMode
-    price_in: float = 0.0  # dollars per million tokens; 0: not shown
-    price_out: float = 0.0
 
 
 class Catalog:
@@ -75,8 +73,6 @@ def _info(ai: OpenAIConfig, choice: ModelChoice) -> ModelInfo:
         context_tokens=choice.context_tokens or ai.context_tokens,
         vision=choice.vision or ai.vision,
         reasoning=choice.reasoning or ai.reasoning,
-        price_in=choice.price_in,
-        price_out=choice.price_out,
     )
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.config import config_from_dict
+from bot.accounting import accounting_for
+from bot.config import QuotasConfig, UsageConfig, config_from_dict
 from bot.core import Core
 from bot.models import Catalog, ModelInfo, Tokenizers
+from bot.texts import Texts
 from bot.tokens import token_counter_for
 from fakes.fake_discord import PERM_MANAGE_GUILD, FakeDiscord
 from fakes.fake_openai import FakeOpenAI, echo_last_user, reply
@@ -35,7 +37,7 @@ WAIT_S = 8.0
 CATALOG = Catalog(
     [
         ModelInfo("gpt-4o-mini", 8000, "auto", "auto"),
-        ModelInfo("o3-mini", 8000, "off", "auto", price_in=1.1, price_out=4.4),
+        ModelInfo("o3-mini", 8000, "off", "auto"),
         ModelInfo("tiny-local", 620, "off", "off"),  # 620 - 500 output: room for little
     ]
 )
@@ -72,7 +74,15 @@ async def test_model_shows_the_list_and_admins_pick_a_model_that_then_answers(
 ) -> None:
     store = MemoryStore()
     await store.open()
-    core = await core_factory(store=store, models=CATALOG)
+    accounting = accounting_for(  # the !model list shows prices from usage.prices
+        store,
+        usage=UsageConfig(prices=("o3-mini 1.1 4.4",)),
+        quotas=QuotasConfig(),
+        texts=Texts("en"),
+        counter=token_counter_for("gpt-4o-mini"),
+        model_name="gpt-4o-mini",
+    )
+    core = await core_factory(store=store, models=CATALOG, accounting=accounting)
     fake_openai.reply_fn = echo_last_user
     async with running_discord(fake_discord, core):
         await say(fake_discord, core, ALICE, "!model", 1)
