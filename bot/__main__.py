@@ -20,7 +20,7 @@ log = logging.getLogger("bot")
 
 DEFAULT_CONFIG = "config.yaml"
 EXIT_USAGE = 2  # bad config, bad token, nothing to run: the user must fix something
-QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "aiosqlite", "websockets")
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "websockets")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
