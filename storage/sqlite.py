@@ -404,15 +404,16 @@ class SqliteStore:
         none of ours is under way (``load_context``); each write reads the writer's
         own inside its transaction, which counts only the others'.
         """
-        worker = self._writer()
+        job = self._writer().write(fn, *args)
         self._writing += 1
         try:
-            version, result = await worker.write(fn, *args)
+            version, result = await asyncio.shield(job)
         except asyncio.CancelledError:
             # The writer still commits it, and the cache will not hear of it: start
-            # the cache over now and once it has (the writer runs jobs in order).
+            # the cache over now and once it has. The callback runs before any later
+            # job's caller resumes (the writer settles its jobs in order).
             self._cache.clear()
-            self._after_worker(self._cancelled_write_done)
+            job.add_done_callback(self._cancelled_write_done)
             raise
         except BaseException:
             self._writing -= 1
@@ -428,17 +429,9 @@ class SqliteStore:
             self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
         return result
 
-    def _after_worker(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` on the loop once the worker has run everything queued so far."""
-
-        def done(job: asyncio.Future[None]) -> None:
-            if not job.cancelled() and job.exception() is not None:
-                log.debug("storage: worker closed before a cancelled write finished")
-            callback()
-
-        asyncio.ensure_future(self._in_worker(_nothing)).add_done_callback(done)
-
-    def _cancelled_write_done(self) -> None:
+    def _cancelled_write_done(self, job: asyncio.Future[Any]) -> None:
+        if not job.cancelled():
+            job.exception()  # its caller is gone: a failure was already reported to it
         self._writing -= 1
         self._cache.clear()
         self._data_version = -1  # judged again at the next read
@@ -462,10 +455,6 @@ class SqliteStore:
         if self._worker is None:
             raise RuntimeError(f"store {self.path!r} is not open")
         return self._worker
-
-
-def _nothing(_con: sqlite3.Connection) -> None:
-    """A job for the worker that marks a place in its queue."""
 
 
 def _inline_connection(target: str, uri: bool) -> sqlite3.Connection:

@@ -74,13 +74,15 @@ class SqliteWriter:
         """Jobs queued or running."""
         return self._pending
 
-    async def write(self, fn: Callable[..., _T], *args: Any) -> tuple[int, _T]:
-        """``fn(con, *args)`` inside a group's transaction; returns once committed, with
-        the ``data_version`` read when that transaction began (it changes exactly
-        when another connection committed since this connection's previous group).
+    def write(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[tuple[int, _T]]:
+        """``fn(con, *args)`` inside a group's transaction; the future resolves once
+        committed, with the ``data_version`` read when that transaction began (it
+        changes exactly when another connection committed since this connection's
+        previous group). Raises :class:`WriteQueueFull` at once when full.
 
-        If the caller is cancelled, the job still runs and commits."""
-        return cast(tuple[int, _T], await self._submit(fn, args, solo=False))
+        The job runs and commits even if the future is cancelled; a caller that must
+        know when can ``asyncio.shield`` it and add a done callback."""
+        return cast(asyncio.Future[tuple[int, _T]], self._submit(fn, args, solo=False))
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(con, *args)`` alone, outside any transaction, in queue order."""
@@ -99,7 +101,9 @@ class SqliteWriter:
         finally:
             self._thread.join()  # it only hands the last results over, then returns
 
-    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], solo: bool) -> Any:
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], solo: bool
+    ) -> asyncio.Future[Any]:
         if self._closing:
             raise RuntimeError("the SQLite writer is closed")
         if self._pending >= self._max_pending:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def stored(path: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT x FROM t ORDER BY rowid")]
 
 
-async def outcomes(tasks: list[asyncio.Task[Any]]) -> list[Any]:
+async def outcomes(tasks: Sequence[asyncio.Future[Any]]) -> list[Any]:
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -89,7 +89,7 @@ async def test_writes_queued_meanwhile_commit_together_and_each_result_follows_i
         await writer.run(lambda con: con.set_trace_callback(commits.append))
         blocker = Blocker()
         held = await blocker.hold(writer)
-        writes = [asyncio.create_task(writer.write(insert(f"v{n}"))) for n in range(5)]
+        writes = [asyncio.ensure_future(writer.write(insert(f"v{n}"))) for n in range(5)]
         await asyncio.sleep(0)  # all five are queued behind the blocker
         blocker.release.set()
         await held
@@ -116,7 +116,7 @@ async def test_a_failing_job_is_undone_alone(tmp_path: Path) -> None:
         held = await blocker.hold(writer)
         # The middle job stores a row, then breaks a constraint: its row goes too.
         jobs = [insert("a"), insert("half", "taken"), insert("c")]
-        tasks = [asyncio.create_task(writer.write(job)) for job in jobs]
+        tasks = [asyncio.ensure_future(writer.write(job)) for job in jobs]
         await asyncio.sleep(0)
         blocker.release.set()
         await held
@@ -139,7 +139,7 @@ async def test_a_full_disk_fails_every_write_of_the_group_and_stores_none(
         blocker = Blocker()
         held = await blocker.hold(writer)
         jobs = [insert("small"), insert("x" * 100_000), insert("after")]
-        tasks = [asyncio.create_task(writer.write(job)) for job in jobs]
+        tasks = [asyncio.ensure_future(writer.write(job)) for job in jobs]
         await asyncio.sleep(0)
         blocker.release.set()
         await held
@@ -162,7 +162,7 @@ async def test_a_failed_commit_fails_every_write_of_the_group(tmp_path: Path) ->
     async with open_writer(path) as writer:
         await writer.run(lambda con: con.set_authorizer(refuse_commit))
         results = await outcomes(
-            [asyncio.create_task(writer.write(insert(f"v{n}"))) for n in range(3)]
+            [asyncio.ensure_future(writer.write(insert(f"v{n}"))) for n in range(3)]
         )
         assert all(isinstance(r, sqlite3.DatabaseError) for r in results), results
         await writer.run(lambda con: con.set_authorizer(None))
@@ -177,7 +177,7 @@ async def test_a_full_queue_refuses_at_once_and_takes_writes_again_once_drained(
     async with open_writer(path, max_pending=3) as writer:
         blocker = Blocker()
         held = await blocker.hold(writer)
-        queued = [asyncio.create_task(writer.write(insert(f"v{n}"))) for n in range(2)]
+        queued = [asyncio.ensure_future(writer.write(insert(f"v{n}"))) for n in range(2)]
         await asyncio.sleep(0)
         assert writer.pending == 3
         with pytest.raises(WriteQueueFull):
@@ -195,7 +195,7 @@ async def test_a_cancelled_caller_s_write_still_commits(tmp_path: Path) -> None:
     async with open_writer(path) as writer:
         blocker = Blocker()
         held = await blocker.hold(writer)
-        write = asyncio.create_task(writer.write(insert("kept")))
+        write = asyncio.ensure_future(writer.write(insert("kept")))
         await asyncio.sleep(0)
         write.cancel()
         blocker.release.set()
@@ -210,7 +210,7 @@ async def test_a_cancelled_caller_s_write_still_commits(tmp_path: Path) -> None:
 async def test_close_finishes_what_is_queued_and_then_refuses(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     async with open_writer(path) as writer:
-        write = asyncio.create_task(writer.write(insert("last")))
+        write = asyncio.ensure_future(writer.write(insert("last")))
         await asyncio.sleep(0)
         await writer.close()
         assert (await write)[1] == 1
