@@ -96,10 +96,10 @@ class SqliteWriter:
         future = self._loop.create_future()
         self._pending += 1
         self._jobs.put(_Job(_close, (), future, solo=True, stop=True))
-        try:
-            await asyncio.shield(future)
-        finally:
-            self._thread.join()  # it only hands the last results over, then returns
+        await asyncio.shield(future)
+        # Only after the close job: a join while the disk still held the thread would
+        # stall the loop (a cancelled close leaves the thread to finish on its own).
+        self._thread.join()  # it only hands the last results over, then returns
 
     def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], solo: bool
