@@ -190,7 +190,7 @@ async def test_a_full_queue_refuses_at_once_and_takes_writes_again_once_drained(
     assert stored(path) == ["v0", "v1", "accepted"]
 
 
-async def test_a_cancelled_caller_s_write_still_commits(tmp_path: Path) -> None:
+async def test_a_write_whose_caller_was_cancelled_still_commits(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     async with open_writer(path) as writer:
         blocker = Blocker()
