@@ -431,7 +431,7 @@ class SqliteStore:
 
     def _cancelled_write_done(self, job: asyncio.Future[Any]) -> None:
         if not job.cancelled():
-            job.exception()  # its caller is gone: a failure was already reported to it
+            job.exception()  # marks a failure as seen: its caller is gone, nobody else looks
         self._writing -= 1
         self._cache.clear()
         self._data_version = -1  # judged again at the next read

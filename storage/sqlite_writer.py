@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import queue
 import sqlite3
 import threading
@@ -31,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 MAX_PENDING = 1024  # jobs queued or running; far above a healthy disk's backlog
