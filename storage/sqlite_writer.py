@@ -155,6 +155,8 @@ class SqliteWriter:
     def _commit_group(self, group: list[_Job]) -> None:
         con = self._con
         try:
+            if con.in_transaction:  # an earlier rollback failed: start clean
+                con.rollback()
             con.execute("BEGIN IMMEDIATE")
             version = int(con.execute("PRAGMA data_version").fetchone()[0])
             for job in group:
