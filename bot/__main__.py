@@ -21,7 +21,8 @@ log = logging.getLogger("bot")
 
 DEFAULT_CONFIG = "config.yaml"
 EXIT_USAGE = 2  # bad config, bad token, nothing to run: the user must fix something
-QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "aiosqlite", "websockets")
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "websockets")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -82,6 +83,18 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def print_to_stdout(text: str) -> int:
+    """Print ``text``; 0, or ``EXIT_BROKEN_PIPE`` quietly when the reader is gone
+    (``python -m bot check | head -1``), as a Unix tool killed by SIGPIPE exits."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # What is still buffered would fail again as Python exits: send it nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -90,8 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, os.environ, require_api_key=not args.local)
         if args.command == "check":
             check_storage(cfg.storage.url)
-            print(format_config(cfg))
-            return 0
+            return print_to_stdout(format_config(cfg))
         if args.command == "run" and not (cfg.discord.enabled or cfg.slack.enabled):
             # Say it before anything starts (no database file, no model client).
             raise StartupError(Texts(cfg.language).get("no_platforms"))

@@ -432,6 +432,10 @@ class Core:
             # Not marked done: the user turn stays unanswered for the next start.
             await stream.cut(self.texts.get("cut_by_restart"), CUT_NOTE_TIMEOUT_S)
             raise
+        except STORE_FAILURES as exc:  # storing the answer: one line, the storage text
+            log.error("storage failed while answering in %s: %s", conv, exc)
+            await self._report(stream, sink, self.texts.get("error_storage"))
+            return False
         except Exception:
             log.exception("unexpected error while answering in %s", conv)
             await self._report(stream, sink, self.texts.get("error_internal"))
@@ -458,6 +462,10 @@ class Core:
             vision = self._media.vision_for(model.name, model.vision)
             taken = await self._media.take(conv, msg, sink, turn_id, vision)
             messages = await self._context(conv, msg, turn_id, model, vision)
+        except STORE_FAILURES as exc:
+            log.error("storage failed loading the history in %s: %s", conv, exc)
+            await self._send_quietly(sink, self.texts.get("error_storage"))
+            return None
         except Exception:
             log.exception("could not build the prompt for %s", conv)
             await self._send_quietly(sink, self.texts.get("error_internal"))

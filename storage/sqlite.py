@@ -1,19 +1,21 @@
 """The SQLite store: history, settings and durable dedupe in one file.
 
-Reads run on the event loop's thread. Each is short, and on aiosqlite's worker
-thread it would cost more than it takes: the sqlite3 module hands the GIL back and
+Reads run on the event loop's thread. Each is short, and on another thread it
+would cost more than it takes: the sqlite3 module hands the GIL back and
 forth for every row, and under load each hand-over waits for the busy event loop
 (PERFORMANCE.md, "SQLite reads run on the event loop's thread"). A read cannot
 wait on the disk for long: in WAL mode it never waits for a writer (not even one
 stuck in write() or fsync), and the pages it needs are in the OS page cache or the
 memory map.
 
-Writes run on the worker thread, on a connection of its own, because a write can
-wait on the disk: a stalled or frozen file system (``fsfreeze``) held a write on the
-event loop's thread for seconds and every conversation with it. On the worker only
-the coroutine that awaits the write waits; ``add_user_turn`` still returns after its
-commit. The worker also opens and migrates, checkpoints the WAL (fsync), prunes, and
-waits up to ``BUSY_TIMEOUT_MS`` for a file locked by another connection.
+Writes run on the writer thread (storage/sqlite_writer.py), on a connection of its
+own, because a write can wait on the disk: a stalled or frozen file system
+(``fsfreeze``) held a write on the event loop's thread for seconds and every
+conversation with it. Only the coroutine that awaits the write waits;
+``add_user_turn`` still returns after its commit. The writer commits every write
+queued since its last wake-up together. It also opens and migrates, checkpoints the
+WAL (fsync), prunes, and waits up to ``BUSY_TIMEOUT_MS`` for a file locked by
+another connection.
 """
 
 from __future__ import annotations
@@ -27,9 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from bot.errors import StartupError
 from bot.instances import (
@@ -44,10 +44,11 @@ from bot.store import Origin, Pending, StoredContext, Unanswered
 from bot.types import Media, Turn
 from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
-from . import compat, media_rows, problems, usage_sql
+from . import media_rows, problems, usage_sql
 from . import sqlite_ops as ops
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
+from .sqlite_writer import SqliteWriter
 from .turn_cache import MAX_BYTES, TurnCache
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class SqliteStore:
     """A :class:`bot.store.Store` in an SQLite file (or ``:memory:``).
 
     Two connections: ``_inline`` on the event loop's thread for the statements of
-    every message, ``_worker`` (aiosqlite) for what may wait (module docstring).
+    every message, ``_worker`` (the writer thread's) for what may wait (module docstring).
     A multi-statement write is one function of ``storage.sqlite_ops`` run in one
     go, so nothing else can land inside its transaction and no lock is needed.
     """
@@ -100,7 +101,7 @@ class SqliteStore:
         self._checkpoint_interval_s = checkpoint_interval_s
         self._retention_s = retention_days * DAY_S  # 0: keep turns forever
         self._on_connect = on_connect  # called with each connection (tests, benchmarks)
-        self._worker: aiosqlite.Connection | None = None
+        self._worker: SqliteWriter | None = None
         self._inline: sqlite3.Connection | None = None
         self._next_checkpoint = 0.0
         self._checkpoint: asyncio.Task[None] | None = None
@@ -135,15 +136,12 @@ class SqliteStore:
             target, uri = f"file:chatbridge-{uuid.uuid4().hex}?mode=memory&cache=shared", True
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            # A file SQLite cannot open fails here, before aiosqlite starts its thread:
-            # when aiosqlite's own connect fails it does not wait for that thread, whose
-            # last callback then finds the event loop closed (a traceback at exit).
-            sqlite3.connect(target).close()
+        # A file SQLite cannot open fails here, before the writer starts its thread.
         # isolation_level=None: no implicit BEGINs; transactions are explicit.
-        worker = await aiosqlite.connect(target, uri=uri, isolation_level=None)
+        con = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+        worker = SqliteWriter(con)
         try:
-            await _configure(worker)
-            await _migrate(worker, self.path)
+            await worker.run(_configure, self.path)
             self._inline = _inline_connection(target, uri)
         except BaseException:
             await worker.close()
@@ -450,23 +448,24 @@ class SqliteStore:
         return await self._in_worker(fn, *args)
 
     async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(connection, *args)`` on the worker thread, committed when this returns;
+        """``fn(connection, *args)`` on the writer thread, committed when this returns;
         the WAL is checkpointed after it now and then.
 
         The turn cache must learn of other connections' commits. The inline
         connection's ``data_version`` now also counts ours, so it is judged only while
-        none of ours is under way (``load_context``); each write reads the worker's
+        none of ours is under way (``load_context``); each write reads the writer's
         own inside its transaction, which counts only the others'.
         """
+        job = self._writer().write(fn, *args)
         self._writing += 1
         try:
-            done = await self._in_worker(ops.tracked_write, fn, *args)
-            version, result = cast(tuple[int, _T], done)
+            version, result = await asyncio.shield(job)
         except asyncio.CancelledError:
-            # The worker still commits it, and the cache will not hear of it: start
-            # the cache over now and once it has (the worker runs jobs in order).
+            # The writer still commits it, and the cache will not hear of it: start
+            # the cache over now and once it has. The callback runs before any later
+            # job's caller resumes (the writer settles its jobs in order).
             self._cache.clear()
-            self._after_worker(self._cancelled_write_done)
+            job.add_done_callback(self._cancelled_write_done)
             raise
         except BaseException:
             self._writing -= 1
@@ -482,17 +481,9 @@ class SqliteStore:
             self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_wal())
         return result
 
-    def _after_worker(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` on the loop once the worker has run everything queued so far."""
-
-        def done(job: asyncio.Future[None]) -> None:
-            if not job.cancelled() and job.exception() is not None:
-                log.debug("storage: worker closed before a cancelled write finished")
-            callback()
-
-        asyncio.ensure_future(self._in_worker(_nothing)).add_done_callback(done)
-
-    def _cancelled_write_done(self) -> None:
+    def _cancelled_write_done(self, job: asyncio.Future[Any]) -> None:
+        if not job.cancelled():
+            job.exception()  # marks a failure as seen: its caller is gone, nobody else looks
         self._writing -= 1
         self._cache.clear()
         self._data_version = -1  # judged again at the next read
@@ -506,19 +497,16 @@ class SqliteStore:
             self._checkpoint = None
 
     async def _in_worker(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(connection, *args)`` on aiosqlite's worker thread, in one trip.
+        """``fn(connection, *args)`` alone on the writer thread, in queue order.
 
-        If the caller is cancelled, ``fn`` still completes. (aiosqlite has no public
-        call for this: storage/compat.py.)
+        If the caller is cancelled, ``fn`` still completes.
         """
-        db = self._worker
-        if db is None:
+        return await self._writer().run(fn, *args)
+
+    def _writer(self) -> SqliteWriter:
+        if self._worker is None:
             raise RuntimeError(f"store {self.path!r} is not open")
-        return await compat.run_in_worker(db, fn, *args)
-
-
-def _nothing(_con: sqlite3.Connection) -> None:
-    """A job for the worker that marks a place in its queue."""
+        return self._worker
 
 
 def _inline_connection(target: str, uri: bool) -> sqlite3.Connection:
@@ -535,17 +523,19 @@ def _inline_connection(target: str, uri: bool) -> sqlite3.Connection:
     return con
 
 
-async def _configure(db: aiosqlite.Connection) -> None:
+def _configure(con: sqlite3.Connection, path: str) -> None:
+    """Set the writer's connection up and bring the schema up to date (on its thread)."""
     # busy_timeout first, so the journal-mode switch waits for other instances.
-    await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    mode = await _switch_to_wal(db)
+    con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    mode = _switch_to_wal(con)
     if mode not in ("wal", "memory"):
         log.warning("storage: journal_mode is %s, not WAL (filesystem without WAL?)", mode)
-    await db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
-    await db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    con.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+    con.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    _migrate(con, path)
 
 
-async def _switch_to_wal(db: aiosqlite.Connection) -> str:
+def _switch_to_wal(con: sqlite3.Connection) -> str:
     """Set WAL mode, retrying while another instance holds the lock.
 
     SQLite does not call the busy handler for this switch: two instances opening a
@@ -554,24 +544,22 @@ async def _switch_to_wal(db: aiosqlite.Connection) -> str:
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
-            return str(rows[0][0]).lower()
+            return str(con.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(WAL_SWITCH_RETRY_S)
+            time.sleep(WAL_SWITCH_RETRY_S)  # on the writer thread, not the loop's
 
 
-async def _migrate(db: aiosqlite.Connection, path: str) -> None:
+def _migrate(con: sqlite3.Connection, path: str) -> None:
     """Apply the missing migration steps in one transaction.
 
     BEGIN IMMEDIATE first, then read the version: another instance opening the
     same file at the same moment waits and then finds nothing left to do.
     """
-    await db.execute("BEGIN IMMEDIATE")
+    con.execute("BEGIN IMMEDIATE")
     try:
-        rows = list(await db.execute_fetchall("PRAGMA user_version"))
-        version = int(rows[0][0])
+        version = int(con.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StartupError(
                 f"storage: {path} has schema v{version}, newer than this version of the "
@@ -579,11 +567,11 @@ async def _migrate(db: aiosqlite.Connection, path: str) -> None:
             )
         for number in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[number - 1]:
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {number}")
-        await db.execute("COMMIT")
+                con.execute(statement)
+            con.execute(f"PRAGMA user_version = {number}")
+        con.execute("COMMIT")
     except BaseException:
-        await db.rollback()
+        con.rollback()
         raise
     if version < SCHEMA_VERSION:
         log.info("storage: migrated %s from schema v%d to v%d", path, version, SCHEMA_VERSION)

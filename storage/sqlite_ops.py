@@ -1,13 +1,14 @@
 """SQLite statements of the store, as plain functions of a ``sqlite3.Connection``.
 
 Each function is one trip to the database: storage/sqlite.py runs it on the event
-loop's thread, or on aiosqlite's worker thread when it must be able to wait.
+loop's thread, or on the writer thread (storage/sqlite_writer.py) when it must be
+able to wait.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -136,7 +137,7 @@ SQL_SET_PROMPT = """
 def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: all or nothing, so a
     function that fails on a busy file can run again elsewhere. Inside a transaction
-    already (``tracked_write``), it is part of that one."""
+    already (the writer's group), it is part of that one."""
     if con.in_transaction:
         yield con
         return
@@ -181,21 +182,6 @@ def fetch_all(con: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> lis
 def data_version(con: sqlite3.Connection) -> int:
     """SQLite's count of commits by other connections, as this one sees it."""
     return int(con.execute("PRAGMA data_version").fetchone()[0])
-
-
-def tracked_write(con: sqlite3.Connection, fn: Callable[..., _T], *args: Any) -> tuple[int, _T]:
-    """``fn(con, *args)`` in one write transaction, and ``data_version`` read inside
-    it, while the write lock keeps everyone else out: it changed since this
-    connection's previous write exactly when another connection committed meanwhile."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        version = data_version(con)
-        result = fn(con, *args)
-    except BaseException:
-        con.rollback()
-        raise
-    con.execute("COMMIT")
-    return version, result
 
 
 def checkpoint(con: sqlite3.Connection) -> tuple[int, int, int]:

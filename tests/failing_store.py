@@ -7,7 +7,7 @@ import errno
 import os
 import sqlite3
 
-from bot.store import Origin
+from bot.store import Origin, StoredContext
 from bot.types import Turn
 from storage.sqlite import SqliteStore
 
@@ -16,10 +16,13 @@ DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 class BrokenDiskStore(SqliteStore):
-    """While ``failure`` is set, every write raises it before touching the file.
+    """While ``failure`` is set, every write raises it before touching the file
+    (``answer_failure``: only storing an answer; ``load_failure``: loading a history).
     While ``gate`` is set, storing a user turn first waits for it (a slow disk)."""
 
     failure: Exception | None = None
+    answer_failure: Exception | None = None  # only storing an answer fails
+    load_failure: Exception | None = None  # only loading a history fails
     gate: asyncio.Event | None = None
     waiting = 0  # user turns waiting at the gate
 
@@ -39,7 +42,14 @@ class BrokenDiskStore(SqliteStore):
 
     async def add_assistant_turn(self, conversation: str, turn: Turn) -> int | None:
         self._check()
+        if self.answer_failure is not None:
+            raise self.answer_failure
         return await super().add_assistant_turn(conversation, turn)
+
+    async def load_context(self, conversation: str, upto: int, limit: int) -> StoredContext:
+        if self.load_failure is not None:
+            raise self.load_failure
+        return await super().load_context(conversation, upto, limit)
 
     async def claim(self, conversation: str, message_id: str) -> bool:
         self._check()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from bot.__main__ import EXIT_BROKEN_PIPE
 from fakes.fake_openai import FakeOpenAI, reply
 from tests.support import (
     RUN_LIMIT_S,
@@ -119,6 +121,20 @@ async def test_check_prints_the_config_with_secrets_redacted(tmp_path: Path) -> 
     assert "gpt-4o-mini" in out and "discord" in out
     for secret in SECRETS.values():
         assert secret not in out + err
+
+
+async def test_check_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """``python -m bot check | head -1``: the reader is gone before the config is
+    written (here: already at the start, so it always happens): no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = await spawn_bot("check", env=bot_env(tmp_path, **SECRETS), stdout=write_end)
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)
+    assert err.decode() == ""
+    assert proc.returncode == EXIT_BROKEN_PIPE
 
 
 async def test_no_platform_configured_says_what_to_set(tmp_path: Path) -> None:

@@ -14,18 +14,14 @@ a ``_``-prefixed name of another package.
 from __future__ import annotations
 
 import ast
-import asyncio
 import importlib
 import importlib.metadata
 import inspect
 import re
-import sqlite3
-import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import aiosqlite
 import discord
 import discord.gateway
 import discord.http
@@ -44,7 +40,6 @@ from fakes.fake_discord import FakeDiscord, guild, text_channel, user
 from fakes.fake_openai import FakeOpenAI, server_error
 from fakes.fake_slack import FakeSlack
 from fakes.fixtures import FAKE_API_KEY
-from storage import compat as storage_compat
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN_PACKAGES = ("bot", "adapters", "storage")
@@ -131,7 +126,7 @@ def test_the_compat_modules_are_found() -> None:
     """The checks below cover what ``compat_paths`` finds: it must find these."""
     names = {module_of(path).__name__ for path in compat_paths()}
     known = {"adapters.discord.compat", "bot.openai_compat", "bot.tiktoken_compat"}
-    assert known | {"storage.compat"} <= names
+    assert known <= names
 
 
 @pytest.mark.parametrize("path", compat_paths(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -145,56 +140,6 @@ def test_each_compat_module_was_written_against_the_pinned_version(path: Path) -
         f" {module.WRITTEN_AGAINST}: run tests/test_compat.py against the new version,"
         " fix what it reports, then update WRITTEN_AGAINST"
     )
-
-
-# -- aiosqlite (storage/compat.py) ---------------------------------------------------------
-
-
-def test_aiosqlite_still_queues_functions_on_its_worker_thread() -> None:
-    m = storage_compat
-    execute = getattr(aiosqlite.Connection, "_execute", None)
-    expect(inspect.iscoroutinefunction(execute), m, "Connection._execute is not a coroutine")
-    parameters(m, execute, "fn", "args")
-    expect(
-        isinstance(getattr(aiosqlite.Connection, "_conn", None), property),
-        m,
-        "Connection._conn is not a property any more",
-    )
-
-
-async def test_run_in_worker_runs_on_the_worker_connection() -> None:
-    def probe(con: sqlite3.Connection, value: int) -> tuple[bool, int, int]:
-        (got,) = con.execute("SELECT ? + 1", (value,)).fetchone()
-        return isinstance(con, sqlite3.Connection), threading.get_ident(), got
-
-    async with aiosqlite.connect(":memory:") as db:
-        is_connection, thread, got = await storage_compat.run_in_worker(db, probe, 41)
-    expect(is_connection, storage_compat, "the function did not get a sqlite3.Connection")
-    expect(thread != threading.get_ident(), storage_compat, "the function ran on the loop")
-    expect(got == 42, storage_compat, f"the function's result came back as {got!r}")
-
-
-async def test_a_function_still_completes_when_its_caller_is_cancelled(tmp_path: Path) -> None:
-    started, release = threading.Event(), threading.Event()
-
-    def write(con: sqlite3.Connection) -> None:
-        started.set()
-        release.wait(10)
-        con.execute("INSERT INTO t VALUES (1)")
-
-    async with aiosqlite.connect(tmp_path / "t.db", isolation_level=None) as db:
-        await db.execute("CREATE TABLE t (x INTEGER)")
-        caller = asyncio.create_task(storage_compat.run_in_worker(db, write))
-        assert await asyncio.to_thread(started.wait, 10)
-        caller.cancel()
-        release.set()
-        with pytest.raises(asyncio.CancelledError):
-            await caller
-        # The worker runs functions in order: once this one ran, so had `write`.
-        rows = await storage_compat.run_in_worker(
-            db, lambda con: con.execute("SELECT count(*) FROM t").fetchone()[0]
-        )
-    expect(rows == 1, storage_compat, "a cancelled caller's function did not complete")
 
 
 # -- openai (bot/openai_compat.py) ---------------------------------------------------------

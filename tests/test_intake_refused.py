@@ -150,6 +150,32 @@ async def test_discord_message_the_store_refused_gets_a_short_reply(
     assert tracebacks(caplog) == []
 
 
+@pytest.mark.parametrize("failing", ["answer_failure", "load_failure"])
+async def test_discord_answer_the_store_failed_mid_answer_says_storage_failed(
+    failing: str,
+    fake_openai: FakeOpenAI,
+    core_factory: CoreFactory,
+    broken_store: BrokenDiskStore,
+    monkeypatch: pytest.MonkeyPatch,
+    no_proxy_env: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The question was stored, then loading its history or storing its answer (after
+    streaming it) failed: the user reads the storage text, not "something went
+    wrong", and the log has one line."""
+    core = await core_factory(broken_store, language="ko")
+    fake_openai.script(reply("An answer that cannot be kept."))
+    async with discord_at(monkeypatch) as fake, running_discord(fake, core):
+        setattr(broken_store, failing, DISK_IO_ERROR)
+        await fake.send_message(GENERAL, ALICE, mention(fake, "hello"), mentions=(fake.bot,))
+        await answered(fake, core, GENERAL)
+    shown = "\n".join(texts(fake, GENERAL))
+    assert Texts("ko").get("error_storage") in shown, shown
+    assert Texts("ko").get("error_internal") not in shown
+    assert len(storage_lines(caplog)) == 1
+    assert tracebacks(caplog) == []
+
+
 @pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux prlimit")
 async def test_console_reports_a_failing_disk_in_one_line_and_exits_non_zero(
     fake_openai: FakeOpenAI, tmp_path: Path
