@@ -15,6 +15,7 @@ from .errors import StartupError
 from .redact import install_log_redaction
 from .startup import error_line
 from .texts import Texts
+from .tools.wiring import check_tools_servers
 
 log = logging.getLogger("bot")
 
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             check_storage(cfg.storage.url)
             print(format_config(cfg))
+            for line in check_tools_servers(cfg.tools):  # MCP servers: up, or why not
+                print(f"# tools server {line}")
             return 0
         if args.command == "run" and not (cfg.discord.enabled or cfg.slack.enabled):
             # Say it before anything starts (no database file, no model client).

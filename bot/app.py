@@ -31,6 +31,7 @@ from .recovery import recovering
 from .shutdown import shut_down
 from .texts import Texts
 from .tokens import token_counter_for
+from .tools.wiring import running_tools
 from .types import Platform
 
 # PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
@@ -70,6 +71,7 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
     await store.open()
     client = make_client(cfg.openai)
     counter = await asyncio.to_thread(token_counter_for, cfg.openai.model)
+    tools = await running_tools(cfg.tools)  # MCP servers; a failing one only logs
     core = Core(
         store=store,
         model=CappedModel(
@@ -90,11 +92,14 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             history_memo_bytes=cache_bytes,
             max_messages_per_answer=cfg.limits.max_messages_per_answer,
         ),
+        tools=tools.hub,
+        tool_limits=tools.limits,
     )
     try:
         yield core
     finally:
         await shut_down(core, adapters, client.close, store)
+        await tools.close()
 
 
 @contextlib.asynccontextmanager

@@ -16,10 +16,13 @@ from typing import Protocol
 from .config import PromptPolicy, ResetPolicy
 from .policy import reset_verdict, system_prompt_verdict
 from .texts import Texts
-from .types import IncomingMessage
+from .tools.specs import ToolSpec
+from .types import ConversationKey, IncomingMessage
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 CLEAR_ARGUMENT = "clear"  # `system clear`: back to the default prompt
+MAX_TOOLS_LISTED = 50  # `!tools` lists at most this many
+TOOL_SUMMARY_CHARS = 100
 
 
 class PromptStore(Protocol):
@@ -28,6 +31,16 @@ class PromptStore(Protocol):
     async def get_system_prompt(self, conversation: str, /) -> str | None: ...
 
     async def set_system_prompt(self, conversation: str, prompt: str | None, /) -> None: ...
+
+
+class ToolLister(Protocol):
+    """The part of the tool hub `!tools` reads (bot/tools/hub.py)."""
+
+    def enabled(self, key: ConversationKey, /) -> bool: ...
+
+    def available(self, key: ConversationKey, /) -> list[ToolSpec]: ...
+
+    def down_servers(self) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +53,7 @@ class CommandEnv:
     default_prompt: str
     prompt_policy: PromptPolicy
     reset_policy: ResetPolicy
+    tools: ToolLister | None = None  # None: no tool servers configured
 
 
 # A command's work: (env, its argument, the message that ran it) -> the answer.
@@ -86,11 +100,34 @@ async def _help(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
     return env.texts.get("help", prefix=env.prefix)
 
 
+async def _tools(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    if env.tools is None or not env.tools.enabled(msg.key):
+        return env.texts.get("tools_off")
+    specs = env.tools.available(msg.key)
+    lines = [_tool_line(spec) for spec in specs[:MAX_TOOLS_LISTED]]
+    text = (
+        env.texts.get("tools_list", tools="\n".join(lines))
+        if lines
+        else env.texts.get("tools_none")
+    )
+    down = env.tools.down_servers()
+    if down:
+        text += "\n" + env.texts.get("tools_down", servers=", ".join(down))
+    return text
+
+
+def _tool_line(spec: ToolSpec) -> str:
+    summary = spec.description.strip().split("\n", 1)[0][:TOOL_SUMMARY_CHARS]
+    mark = " ✋" if spec.confirm else ""  # runs only after the asker approves
+    return f"- `{spec.name}`{mark} ({spec.server}): {summary}"
+
+
 COMMANDS: Mapping[str, CommandSpec] = {
     spec.name: spec
     for spec in (
         CommandSpec("reset", _reset, "slash_reset"),
         CommandSpec("system", _system, "slash_system"),
+        CommandSpec("tools", _tools, "slash_tools"),
         CommandSpec("help", _help, "slash_help"),
     )
 }

@@ -35,12 +35,22 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    TypeGuard,
+    TypeVar,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import yaml
 
 from .errors import ConfigError
 from .redact import redact_url
+from .tools.config import ToolsConfig, check_tools
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -250,6 +260,7 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)  # bot/tools/config.py
 
 
 # -- loading -------------------------------------------------------------------
@@ -332,12 +343,32 @@ def _build(cls: type[_D], data: Mapping[Any, Any], path: str, env: Mapping[str, 
         hint = hints[f.name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[f.name] = _build(hint, _section(data.get(f.name), key), key, env)
+        elif (item := _list_item(hint)) is not None:  # a list of sections (tools.servers)
+            values[f.name] = _build_list(item, data.get(f.name), key, env)
         elif f.name in data:
             raw = _interpolate(data[f.name], key, env)
             values[f.name] = _convert(hint, raw, key, f)
         elif key in ENV_DEFAULTS:
             values[f.name] = _convert(hint, _interpolate(ENV_DEFAULTS[key], key, env), key, f)
     return cls(**values)
+
+
+def _list_item(hint: Any) -> Any:
+    """The section type of a ``tuple[Section, ...]`` field, else None."""
+    args = get_args(hint)
+    if get_origin(hint) is tuple and args and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
+def _build_list(item: Any, value: Any, path: str, env: Mapping[str, str]) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(path, f"must be a list of sections, got {_kind(value)}")
+    return tuple(
+        _build(item, _section(v, f"{path}[{i}]"), f"{path}[{i}]", env) for i, v in enumerate(value)
+    )
 
 
 def _section(value: Any, path: str) -> Mapping[Any, Any]:
@@ -441,6 +472,8 @@ def expand(text: str, path: str, env: Mapping[str, str]) -> str:
 def _convert(hint: Any, value: Any, path: str, f: dataclasses.Field[Any]) -> Any:
     """Turn a YAML or environment value into the field's type, then range-check it."""
     meta = f.metadata
+    if get_origin(hint) is Mapping:
+        return {} if value is None else _to_str_map(value, path)
     optional = type(None) in get_args(hint)
     if value is None or (value == "" and (optional or hint is not str)):
         return None if optional else f.default
@@ -542,6 +575,18 @@ def _to_strs(value: Any, path: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _to_str_map(value: Any, path: str) -> dict[str, str]:
+    """A section of text values (an MCP server's env or headers)."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, f"must be a section of NAME: value lines, got {_kind(value)}")
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ConfigError(f"{path}.{key}", f"must be text, got {_kind(item)}")
+        out[str(key)] = str(item)
+    return out
+
+
 def _to_str(value: Any, path: str, shown: str) -> str:
     if isinstance(value, str):
         return value.strip()
@@ -568,6 +613,7 @@ def _kind(value: Any) -> str:
 def _check(cfg: Config, require_api_key: bool) -> Config:
     _check_openai(cfg.openai)
     _check_storage(cfg.storage)
+    check_tools(cfg.tools)
     _check_slack(cfg.slack)
     _check_api_url("discord.api_url", cfg.discord.api_url)
     _check_api_url("slack.api_url", cfg.slack.api_url)
@@ -698,11 +744,18 @@ def _redact(obj: DataclassInstance) -> dict[str, Any]:
             out[f.name] = _hide(value)
         elif isinstance(value, str) and f.metadata.get("url"):
             out[f.name] = redact_url(value)
+        elif isinstance(value, Mapping):  # secret values (MCP env, headers) are hidden
+            secret = bool(f.metadata.get("secret"))
+            out[f.name] = {k: _hide(v) if secret else v for k, v in value.items()}
         elif isinstance(value, tuple):
-            out[f.name] = list(value)
+            out[f.name] = [_redact(v) if _is_section(v) else v for v in value]
         else:
             out[f.name] = value
     return out
+
+
+def _is_section(value: object) -> TypeGuard[DataclassInstance]:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def _hide(secret: str) -> str:

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .answer_cap import AnswerCap
 from .commands import CommandEnv, command_text, forgets_conversation
@@ -36,6 +36,8 @@ from .storage_guard import STORE_FAILURES, storing
 from .store import Origin, Pending, Store
 from .texts import Texts
 from .tokens import TokenCounter
+from .tool_loop import LoopLimits, ToolSource
+from .tool_use import ToolUse
 from .types import Answer, ChatMessage, ChatModel, IncomingMessage, ReplySink, Turn
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class Core:
         texts: Texts,
         settings: CoreSettings,
         pacer: Pacer | None = None,
+        tools: ToolSource | None = None,
+        tool_limits: LoopLimits | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -92,6 +96,8 @@ class Core:
         self._closing = False
         # History messages, by stored turn id.
         self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
+        self.tools = tools
+        self.tool_use = ToolUse(tools, tool_limits or LoopLimits(), counter, texts)
 
     @property
     def busy_conversations(self) -> int:
@@ -112,6 +118,8 @@ class Core:
 
     async def _handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
         conv = msg.key.as_str()
+        if self.tool_use.answers_question(msg, self.settings.command_prefix):
+            return  # the asker's !yes / !no to a tool waiting for approval
         if not msg.addressed and not (msg.in_thread and await self.store.has_turns(conv)):
             return
         text = clean_text(msg.text)
@@ -355,7 +363,8 @@ class Core:
             return False
         stream = ReplyStream(sink, self.pacer, before_first_write=typing.settle)
         answer = Answer()
-        deltas = self.model.stream(messages, answer)
+        model, tooling = self.tool_use.model_for(self.model, msg, sink)
+        deltas = model.stream(messages, answer)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -372,8 +381,9 @@ class Core:
             # Stored before its last (paced) write lands and marked delivered after:
             # a crash in between shows this text again rather than asking twice.
             # A capped answer is stored as shown, its token count its own.
-            usage = Answer() if cap.full else answer
-            answer_id = await self._store_answer(conv, stream.text, usage, turn_id)
+            usage = Answer() if cap.full or tooling else answer
+            exchange = tooling.exchange if tooling else []
+            answer_id = await self._store_answer(conv, stream.text, usage, turn_id, exchange)
             if cap.full:
                 limit = self.settings.max_messages_per_answer
                 await stream.finish_with_note(self.texts.get("answer_capped", limit=limit))
@@ -434,9 +444,10 @@ class Core:
         return messages
 
     async def _store_answer(
-        self, conv: str, text: str, answer: Answer, reply_to: int
+        self, conv: str, text: str, answer: Answer, reply_to: int, exchange: list[ChatMessage]
     ) -> int | None:
         tokens = answer.usage.completion_tokens or self.counter.count(text)
+        tools, tool_tokens = self.tool_use.stored(exchange)
         turn = Turn(
             role="assistant",
             content=text,
@@ -444,7 +455,10 @@ class Core:
             created_at=time.time(),
             reply_to=reply_to,
             delivered=False,
+            tools=tools,
         )
+        if tools is not None:  # trimmed with its answer: the tokens count both
+            turn = replace(turn, tokens=tokens + tool_tokens)
         return await self.store.add_assistant_turn(conv, turn)
 
     async def _report(self, stream: ReplyStream, sink: ReplySink, note: str) -> None:
@@ -485,4 +499,5 @@ class Core:
             default_prompt=settings.system_prompt,
             prompt_policy=settings.system_prompt_policy,
             reset_policy=settings.reset_policy,
+            tools=self.tools,
         )

@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .tools.texts import EN as TOOL_EN
+from .tools.texts import KO as TOOL_KO
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "!"
@@ -27,6 +30,7 @@ EN: Mapping[str, str] = {
         "`{prefix}system <text>`: set the system prompt for this conversation\n"
         "`{prefix}system`: show the current system prompt\n"
         "`{prefix}system clear`: go back to the default system prompt\n"
+        "`{prefix}tools`: list the tools I can use here\n"
         "`{prefix}help`: show this list"
     ),
     "reset_done": "Done. I've forgotten this conversation, so let's start fresh.",
@@ -131,6 +135,7 @@ KO: Mapping[str, str] = {
         "`{prefix}system <내용>`: 이 대화의 시스템 프롬프트를 정해요\n"
         "`{prefix}system`: 지금 쓰는 시스템 프롬프트를 보여 줘요\n"
         "`{prefix}system clear`: 기본 시스템 프롬프트로 돌아가요\n"
+        "`{prefix}tools`: 여기서 쓸 수 있는 도구를 보여 줘요\n"
         "`{prefix}help`: 이 목록을 보여 줘요"
     ),
     "reset_done": "이 대화 내용을 모두 잊었어요. 새로 시작해요.",
@@ -220,7 +225,8 @@ KO: Mapping[str, str] = {
     "cut_by_restart": "— 재시작 때문에 답이 중간에 끊겼어요. 다시 켜지면 다시 답할게요.",
 }
 
-CATALOG: Mapping[str, Mapping[str, str]] = {"en": EN, "ko": KO}
+# The tool feature keeps its texts beside it (bot/tools/texts.py).
+CATALOG: Mapping[str, Mapping[str, str]] = {"en": {**EN, **TOOL_EN}, "ko": {**KO, **TOOL_KO}}
 
 
 class _KeepMissing(dict[str, Any]):

@@ -45,6 +45,7 @@ from bot.modelcap import CappedModel
 from bot.store import Store
 from bot.texts import Texts
 from bot.tokens import token_counter_for
+from bot.tool_loop import LoopLimits, ToolSource
 from bot.types import ChatModel, ConversationKey, IncomingMessage, PlatformLimits, Turn
 from fakes.fake_discord import (
     PERM_MANAGE_GUILD,
@@ -168,6 +169,8 @@ def make_core(
     max_waiting_per_person: int = 1000,
     max_concurrent_requests: int | None = None,  # None: no CappedModel around the model
     first_token_timeout_s: float = 2.0,
+    tools: ToolSource | None = None,  # tests/tools_support.py
+    tool_limits: LoopLimits | None = None,
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
     model = OpenAIChat(
@@ -198,6 +201,8 @@ def make_core(
             max_waiting_per_conversation=max_waiting_per_conversation,
             max_waiting_per_person=max_waiting_per_person,
         ),
+        tools=tools,
+        tool_limits=tool_limits,
     )
 
 

@@ -1,4 +1,4 @@
-"""The slash commands /reset, /system and /help, registered on a CommandTree.
+"""The slash commands /reset, /system, /tools and /help, registered on a CommandTree.
 
 Each one hands ``(interaction, name, argument)`` to the adapter, which turns it
 into a core command for the conversation of the channel or thread it was used in.
@@ -30,11 +30,14 @@ def build_tree(
     async def help_(interaction: discord.Interaction) -> None:
         await on_command(interaction, "help", "")
 
+    async def tools(interaction: discord.Interaction) -> None:
+        await on_command(interaction, "tools", "")
+
     @app_commands.describe(text=texts.get("slash_system_text"))
     async def system(interaction: discord.Interaction, text: str | None = None) -> None:
         await on_command(interaction, "system", (text or "").strip())
 
-    callbacks = {"reset": reset, "system": system, "help": help_}  # one per bot.commands entry
+    callbacks = {"reset": reset, "system": system, "tools": tools, "help": help_}  # one per bot.commands entry
     for spec in COMMANDS.values():
         command: app_commands.Command[Any, ..., None] = app_commands.Command(
             name=spec.name, description=texts.get(spec.description), callback=callbacks[spec.name]
