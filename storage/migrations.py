@@ -104,5 +104,9 @@ _V5 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6: an answer that used tools keeps its tool calls and results (a JSON list of
+# chat messages, bot/tool_use.py), so later prompts show them before it.
+_V6 = ("ALTER TABLE turns ADD COLUMN tools TEXT",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)

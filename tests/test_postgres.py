@@ -72,8 +72,8 @@ async def test_instances_starting_at_once_migrate_once(schema_url: str) -> None:
         assert sorted(i for i in ids if i is not None) == list(range(1, INSTANCES + 1))
     finally:
         await asyncio.gather(*(s.close() for s in stores))
-    versions = await rows(schema_url, "SELECT version FROM chatbridge_schema")
-    assert versions == [(SCHEMA_VERSION,)]
+    versions = await rows(schema_url, "SELECT version FROM chatbridge_schema ORDER BY version")
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]  # each step once
 
 
 async def test_the_pool_never_opens_more_than_pool_size_connections(schema_url: str) -> None:
@@ -175,7 +175,7 @@ async def test_a_reset_also_forgets_an_answer_committed_while_it_waited(schema_u
         asked = await store.add_user_turn(CONV, user("m1", "question"))
         transaction = other.transaction()
         await transaction.start()
-        params = (CONV, "assistant", "late answer", 1, None, None, None, 0.0, True, asked)
+        params = (CONV, "assistant", "late answer", 1, None, None, None, 0.0, True, asked, None)
         assert await other.fetchrow(SQL_ADD_ANSWER, *params) is not None  # not committed
         resetting = asyncio.create_task(store.reset(CONV))
         await asyncio.wait_for(waiting_for_a_lock(schema_url, name), WAIT_S)

@@ -37,7 +37,12 @@ def build_tree(
     async def system(interaction: discord.Interaction, text: str | None = None) -> None:
         await on_command(interaction, "system", (text or "").strip())
 
-    callbacks = {"reset": reset, "system": system, "tools": tools, "help": help_}  # one per bot.commands entry
+    callbacks = {
+        "reset": reset,
+        "system": system,
+        "tools": tools,
+        "help": help_,
+    }  # one per bot.commands entry
     for spec in COMMANDS.values():
         command: app_commands.Command[Any, ..., None] = app_commands.Command(
             name=spec.name, description=texts.get(spec.description), callback=callbacks[spec.name]
