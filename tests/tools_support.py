@@ -50,7 +50,13 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def http_server() -> AsyncIterator[str]:
     """The example server over streamable HTTP on 127.0.0.1; its /mcp URL."""
-    port = free_port()
+    async with http_server_on(free_port()) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def http_server_on(port: int) -> AsyncIterator[str]:
+    """The example server over streamable HTTP on ``port``."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx2
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import ClientSession, StdioServerParameters, stdio_client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
@@ -38,6 +38,7 @@ PING_INTERVAL_S = 30.0  # a server that stopped answering is noticed within this
 MAX_TOOLS_PER_SERVER = 128  # a server listing more is cut (each costs prompt tokens)
 MAX_DESCRIPTION_CHARS = 1024
 ERROR_MAX_CHARS = 200
+CLOSE_WAIT_S = 5.0
 
 # What a call raises when the connection itself is gone.
 DROPPED = (
@@ -87,8 +88,9 @@ class ServerLink:
         """Stop the task and the server (a stdio server's process ends with it)."""
         if self._task is not None:
             self._task.cancel()
+            # Bounded: shutdown must not wait on a server that ignores the goodbye.
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await asyncio.wait_for(self._task, CLOSE_WAIT_S)
             self._task = None
 
     async def call(self, name: str, arguments: dict[str, Any], limit_s: float) -> ToolOutput:
@@ -98,8 +100,12 @@ class ServerLink:
             raise ToolUnavailable(self.name)
         try:
             result = await session.call_tool(name, arguments, read_timeout_seconds=limit_s)
-        except MCPError as exc:  # the server refused the call (unknown tool, bad arguments)
-            return ToolOutput(f"error: {exc.error.message}", True)
+        except MCPError as exc:
+            if exc.error.code == types.CONNECTION_CLOSED:
+                self._dropped.set()
+                raise ToolUnavailable(self.name) from exc
+            # The server refused the call (unknown tool, bad arguments) or timed out.
+            return ToolOutput(f"error: {exc.error.message}"[:ERROR_MAX_CHARS], True)
         except DROPPED as exc:
             self._dropped.set()
             raise ToolUnavailable(self.name) from exc
