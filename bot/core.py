@@ -300,6 +300,10 @@ class Core:
         slot.fill(lambda: self._command(name, arg, msg, sink))
         return True
 
+    def answer_approval(self, token: str, person: str, yes: bool) -> bool:
+        """A button press on a tool's approval question (bot/tools/approval.py)."""
+        return self.tool_use.approvals.press(token, person, yes)
+
     async def drain(self) -> None:
         """Wait until every accepted message has been answered and every notice sent."""
         await self._lanes.drain()

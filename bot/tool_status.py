@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from .texts import Texts
-from .tools.approval import Approvals
+from .tools.approval import Approvals, ApprovalSink
 from .tools.specs import ToolSpec
 from .types import ReplySink
 
@@ -54,11 +54,26 @@ class SinkToolUI:
         question = self._texts.get(
             "tool_approval", tool=spec.name, arguments=arguments, seconds=seconds
         )
-        await self._send(question)
-        verdict = await self._approvals.ask(self._conversation, self._asker, self._timeout)
+        token = self._approvals.open(self._conversation, self._asker)
+        if token is None:  # another question is open here
+            return False
+        await self._ask(question, token)
+        verdict = await self._approvals.wait(token, self._timeout)
         key = {True: "tool_approved", False: "tool_denied", None: "tool_approval_timeout"}
         await self._send(self._texts.get(key[verdict], tool=spec.name))
         return verdict
+
+    async def _ask(self, question: str, token: str) -> None:
+        """With buttons where the platform has them; the text names !yes / !no too."""
+        sink = self._sink
+        if isinstance(sink, ApprovalSink):
+            try:
+                allow, deny = self._texts.get("tool_allow"), self._texts.get("tool_deny")
+                await sink.ask_approval(question, token, allow, deny)
+                return
+            except Exception as exc:
+                log.warning("could not show approval buttons (%s); asking in text", exc)
+        await self._send(question)
 
     async def _show(self, text: str) -> None:
         try:

@@ -14,6 +14,7 @@ from discord import app_commands
 
 from bot.errors import ShuttingDown, StartupError, StorageError
 from bot.shutdown import INTAKE_GRACE_S
+from bot.tools.approval import parse_action_id
 from bot.types import PlatformLimits
 
 from . import compat, target
@@ -52,9 +53,15 @@ class _GatewayClient(discord.Client):
     ) -> None:
         super().__init__(**options)
         self._forward = on_message
+        # A button press (a tool's approval question); set by the adapter.
+        self.on_component: Callable[[discord.Interaction], Awaitable[None]] | None = None
 
     async def on_message(self, message: discord.Message) -> None:
         await self._forward(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if interaction.type is discord.InteractionType.component and self.on_component:
+            await self.on_component(interaction)
 
 
 class DiscordAdapter:
@@ -157,6 +164,7 @@ class DiscordAdapter:
             chunk_guilds_at_startup=False,
             guild_ready_timeout=self._guild_ready_timeout,
         )
+        client.on_component = self.on_component
         self._client = client
         self._tree = None
         if self._cfg.slash_commands:
@@ -240,6 +248,22 @@ class DiscordAdapter:
             if thread is not None:
                 msg, channel, reply_to = moved_to_thread(msg, thread.id), thread, None
         await self._hand_over(msg, ChannelSink(client, channel, self._limits, reply_to))
+
+    async def on_component(self, interaction: discord.Interaction) -> None:
+        """A button press: the answer to a tool's approval question, from its asker only."""
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = data.get("custom_id")
+        parsed = parse_action_id(custom_id) if isinstance(custom_id, str) else None
+        if parsed is None:
+            return
+        token, yes = parsed
+        answered = self._core.answer_approval(token, str(interaction.user.id), yes)
+        with contextlib.suppress(discord.HTTPException):
+            if answered:  # the buttons go; the bot says what was decided
+                await interaction.response.edit_message(view=None)
+            else:
+                text = self._core.texts.get("tool_no_question")
+                await interaction.response.send_message(text, ephemeral=True)
 
     async def on_command(self, interaction: discord.Interaction, name: str, arg: str) -> None:
         """A slash command, answered privately in the conversation it was used in."""

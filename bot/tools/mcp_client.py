@@ -23,7 +23,6 @@ import anyio
 import httpx2
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from bot.redact import redact_url
@@ -39,6 +38,8 @@ MAX_TOOLS_PER_SERVER = 128  # a server listing more is cut (each costs prompt to
 MAX_DESCRIPTION_CHARS = 1024
 ERROR_MAX_CHARS = 200
 CLOSE_WAIT_S = 5.0
+HTTP_TIMEOUT_S = 30.0  # connect, write, pool
+HTTP_READ_TIMEOUT_S = 300.0
 
 # What a call raises when the connection itself is gone.
 DROPPED = (
@@ -160,7 +161,9 @@ class ServerLink:
             async with stdio_client(params) as streams:
                 yield streams
             return
-        client = create_mcp_http_client(headers=dict(server.headers))
+        # The SDK's own defaults: a response stream may stay open for minutes.
+        timeout = httpx2.Timeout(HTTP_TIMEOUT_S, read=HTTP_READ_TIMEOUT_S)
+        client = httpx2.AsyncClient(headers=dict(server.headers), timeout=timeout)
         async with client, streamable_http_client(server.url, http_client=client) as streams:
             yield streams
 

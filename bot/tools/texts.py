@@ -12,6 +12,8 @@ EN: Mapping[str, str] = {
         "The model wants to run `{tool}` with {arguments}. "
         "Reply `{prefix}yes` to allow it or `{prefix}no` to refuse (within {seconds}s)."
     ),
+    "tool_allow": "Allow",
+    "tool_deny": "Deny",
     "tool_approved": "Allowed: `{tool}` runs now.",
     "tool_denied": "Refused: `{tool}` was not run.",
     "tool_approval_timeout": "No answer in time: `{tool}` was not run.",
@@ -36,6 +38,8 @@ KO: Mapping[str, str] = {
         "모델이 `{tool}`을(를) {arguments}(으)로 실행하려고 해요. "
         "허락하려면 `{prefix}yes`, 거절하려면 `{prefix}no`라고 답해 주세요({seconds}초 안에)."
     ),
+    "tool_allow": "허락",
+    "tool_deny": "거절",
     "tool_approved": "허락했어요. 지금 `{tool}`을(를) 실행해요.",
     "tool_denied": "거절했어요. `{tool}`은(는) 실행하지 않았어요.",
     "tool_approval_timeout": "제때 답이 없어서 `{tool}`은(는) 실행하지 않았어요.",
