@@ -68,6 +68,7 @@ class Posted:
     streaming: bool = False
     deleted: bool = False
     updates: int = 0
+    blocks: list[JsonDict] = field(default_factory=list)  # Block Kit, as last sent
 
 
 @dataclass(slots=True)
@@ -284,6 +285,47 @@ class FakeSlack(Served):
         await ws.send_str(json.dumps(envelope))
         return envelope_id
 
+    def block_action(self, posted: Posted, action_id: str, *, user: str = "U0ALICE") -> JsonDict:
+        """A block_actions payload: ``user`` pressed the button ``action_id`` of ``posted``."""
+        return {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "fake"},
+            "user": {"id": user, "team_id": self.team_id},
+            "api_app_id": "A0FAKE",
+            "token": "verification-token-unused",
+            "trigger_id": uuid.uuid4().hex,
+            "channel": {"id": posted.channel, "name": "general"},
+            "container": {"type": "message", "message_ts": posted.ts, "channel_id": posted.channel},
+            "message": {
+                "type": "message",
+                "ts": posted.ts,
+                "text": posted.text,
+                "blocks": posted.blocks,
+            },
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b1",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    async def press(self, posted: Posted, action_id: str, *, user: str = "U0ALICE") -> str:
+        """Press a button over Socket Mode (an ``interactive`` envelope); its envelope id."""
+        await self.wait_until(lambda: any(not ws.closed for ws in self._sockets))
+        ws = next(ws for ws in reversed(self._sockets) if not ws.closed)
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": "interactive",
+            "payload": self.block_action(posted, action_id, user=user),
+            "accepts_response_payload": False,
+        }
+        await ws.send_str(json.dumps(envelope))
+        return envelope_id
+
     async def wait_ack(self, envelope_id: str, within: float = WAIT_LIMIT_S) -> None:
         """Wait until the app acknowledged an envelope."""
         await self.wait_until(lambda: envelope_id in self.acks, within)
@@ -412,6 +454,7 @@ class FakeSlack(Served):
             return {"ok": False, "error": "channel_not_found"}
         thread = args.get("thread_ts") or None
         posted = Posted(channel, self.next_ts(), str(thread) if thread else None, text)
+        posted.blocks = _blocks(args)
         self._messages[posted.ts] = posted
         return {"ok": True, "channel": channel, "ts": posted.ts, "message": {"text": text}}
 
@@ -424,6 +467,8 @@ class FakeSlack(Served):
             return {"ok": False, "error": problem}
         posted.text = text
         posted.updates += 1
+        if "blocks" in args:
+            posted.blocks = _blocks(args)
         return {"ok": True, "channel": posted.channel, "ts": posted.ts, "text": text}
 
     def _delete(self, args: JsonDict) -> JsonDict:
@@ -552,6 +597,12 @@ async def _read_args(request: web.Request) -> JsonDict:
         form = await request.post()
         args.update({k: v for k, v in form.items() if isinstance(v, str)})
     return args
+
+
+def _blocks(args: JsonDict) -> list[JsonDict]:
+    """Blocks as slack_sdk sends them: a list in a JSON body, JSON text in a form."""
+    blocks = args.get("blocks") or []
+    return json.loads(blocks) if isinstance(blocks, str) else list(blocks)
 
 
 def _bearer(request: web.Request) -> str | None:
