@@ -174,7 +174,7 @@ class ToolingModel:
             async with asyncio.timeout(max(limit, 0.0)):
                 output = await self._source.call(spec, arguments)
         except TimeoutError:
-            output = ToolOutput(f"error: the tool did not answer within {limit:.0f}s", True)
+            output = ToolOutput(f"error: the tool did not answer within {limit:g}s", True)
         except Exception as exc:  # a tool must never break the answer
             log.warning("tool %s failed: %s: %s", spec.name, type(exc).__name__, exc)
             output = ToolOutput("error: the tool failed", True)

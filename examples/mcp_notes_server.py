@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import operator
 from collections.abc import Callable
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 MAX_NOTES = 100
 MAX_NOTE_CHARS = 2000
 MAX_EXPRESSION_CHARS = 200
 MAX_POWER = 100  # 2 ** 10**9 would keep the server busy for minutes
 DEFAULT_PORT = 8765
+MAX_WAIT_S = 60.0
 
 _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
@@ -46,8 +49,11 @@ _notes: dict[str, str] = {}
 def calculate(expression: str) -> str:
     """Evaluate an arithmetic expression such as (2 + 3) * 4. Supports + - * / % **."""
     if len(expression) > MAX_EXPRESSION_CHARS:
-        raise ValueError("expression too long")
-    value = _evaluate(ast.parse(expression, mode="eval").body)
+        raise ToolError("expression too long")
+    try:
+        value = _evaluate(ast.parse(expression, mode="eval").body)
+    except (SyntaxError, ArithmeticError) as exc:
+        raise ToolError(f"cannot calculate {expression!r}: {exc}") from None
     return f"{value:g}"
 
 
@@ -55,7 +61,7 @@ def calculate(expression: str) -> str:
 def save_note(title: str, text: str) -> str:
     """Save a note under a title (replaces a note with the same title)."""
     if len(_notes) >= MAX_NOTES and title not in _notes:
-        raise ValueError("the notebook is full")
+        raise ToolError("the notebook is full")
     _notes[title] = text[:MAX_NOTE_CHARS]
     return f"saved note {title!r}"
 
@@ -64,7 +70,7 @@ def save_note(title: str, text: str) -> str:
 def read_note(title: str) -> str:
     """Read the note with this title."""
     if title not in _notes:
-        raise ValueError(f"no note titled {title!r}")
+        raise ToolError(f"no note titled {title!r}")
     return _notes[title]
 
 
@@ -75,9 +81,16 @@ def list_notes() -> str:
 
 
 @server.tool()
+async def wait(seconds: float) -> str:
+    """Wait this many seconds (at most 60), then say so (shows how a slow tool looks)."""
+    await asyncio.sleep(min(max(seconds, 0.0), MAX_WAIT_S))
+    return f"waited {seconds:g}s"
+
+
+@server.tool()
 def fail(reason: str) -> str:
     """Always fails with the given reason (shows how tool errors look)."""
-    raise RuntimeError(reason)
+    raise ToolError(reason)
 
 
 def _evaluate(node: ast.expr) -> float:
@@ -89,9 +102,9 @@ def _evaluate(node: ast.expr) -> float:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_POWER:
-            raise ValueError("exponent too large")
+            raise ToolError("exponent too large")
         return _BINARY[type(node.op)](left, right)
-    raise ValueError("only numbers and + - * / % ** are allowed")
+    raise ToolError("only numbers and + - * / % ** are allowed")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -327,7 +327,7 @@ async def test_slash_commands_answer_privately_in_the_right_conversation(
     fake_openai.reply_fn = echo_last_user
     texts_ = memory_core.texts
     async with running(fake_discord, memory_core):
-        assert {c["name"] for c in fake_discord.commands} == {"reset", "system", "help"}
+        assert {c["name"] for c in fake_discord.commands} == {"reset", "system", "tools", "help"}
         pirate = await fake_discord.send_interaction(
             GENERAL, BOB, "system", {"text": "Answer like a pirate."}, permissions=PERM_MANAGE_GUILD
         )

@@ -39,7 +39,7 @@ async def until_state(hub: ToolHub, state: str) -> None:
 
 async def test_stdio_server_tools_are_listed_and_called() -> None:
     async with connected_hub(tools_config(stdio_server())) as hub:
-        assert names(hub) == ["calculate", "fail", "list_notes", "read_note", "save_note"]
+        assert names(hub) == ["calculate", "fail", "list_notes", "read_note", "save_note", "wait"]
         (calc,) = [s for s in hub.available(CONSOLE) if s.name == "calculate"]
         assert calc.parameters["required"] == ["expression"]
         output = await hub.call(calc, {"expression": "(2 + 3) * 4"})

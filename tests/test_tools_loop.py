@@ -95,7 +95,7 @@ async def test_a_tool_error_reaches_the_model_and_the_user_sees_it_briefly(
     await core.handle(message("try it"), sink)
     await settle(core)
     (result,) = tool_messages(fake_openai.chat_requests[1])
-    assert result["content"].startswith("Error executing tool fail")
+    assert result["content"] == "Error executing tool fail: disk on fire"
     assert any("`fail` failed" in text for text in sink.texts)
     assert not any("Traceback" in text for text in sink.texts)
 
@@ -131,6 +131,24 @@ async def test_a_long_result_is_cut_to_the_token_budget_with_a_note(
     kept, note = result["content"].split("\n\n")
     assert kept.startswith("word word") and len(kept) < 400  # the 2000 chars were cut
     assert note.startswith("[Result shortened: 50 of ")
+
+
+async def test_a_slow_call_times_out_and_the_model_is_told(
+    core_factory: CoreFactory, hub: ToolHub, fake_openai: FakeOpenAI
+) -> None:
+    limits = LoopLimits(call_timeout_s=0.5, total_timeout_s=30)
+    core = await core_factory(tools=hub, tool_limits=limits)
+    fake_openai.script(
+        tool_calls(("wait", {"seconds": 30}), ("calculate", {"expression": "1 + 2"})),
+        reply("One was slow."),
+    )
+    sink = RecordingSink()
+    await core.handle(message("wait and add"), sink)
+    await settle(core)
+    slow, quick = tool_messages(fake_openai.chat_requests[1])
+    assert slow["content"] == "error: the tool did not answer within 0.5s"
+    assert quick["content"] == "3"
+    assert sink.texts[-1] == "One was slow."
 
 
 async def test_tools_are_off_where_they_are_not_enabled(

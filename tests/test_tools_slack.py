@@ -90,3 +90,19 @@ async def test_no_press_in_time_cancels_the_action(
     asked = await run_case(fake_slack, fake_openai, core_factory, hub, (), wait_s=0.3)
     assert [b["text"]["text"] for b in buttons(asked)] == ["Allow", "Deny"]
     assert results(fake_openai) == ["error: the user did not approve this action in time"]
+
+
+async def test_a_tools_output_in_the_status_line_pings_nobody(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, core_factory: CoreFactory, hub: ToolHub
+) -> None:
+    core = await core_factory(tools=hub)
+    fake_openai.script(tool_calls(("fail", {"reason": "<!channel> <@U0BOB> look"})), reply("Hm."))
+    mention, twin = fake_slack.mention("try it")
+    async with running_slack(fake_slack, core):
+        await fake_slack.wait_ack(await fake_slack.push(mention))
+        await fake_slack.wait_ack(await fake_slack.push(twin))
+        await fake_openai.wait_for(lambda f: len(f.chat_requests) >= 2)
+        await settle(core)
+    shown = "\n".join(fake_slack.texts(SLACK_CHANNEL, thread_ts=mention["event"]["ts"]))
+    assert "`fail` failed" in shown
+    assert "<!channel>" not in shown and "<@U0BOB>" not in shown
