@@ -86,7 +86,7 @@ async def test_tools_lists_what_this_conversation_can_use(core: Core) -> None:
     await core.handle(message("!tools"), sink)
     await settle(core)
     (text,) = sink.texts
-    assert text.startswith("Tools in this conversation:")
+    assert text.startswith("Tools in this conversation (✋: asks you before it runs):")
     assert "- `calculate` (notes): Evaluate an arithmetic expression" in text
     assert "- `save_note` ✋ (notes)" in text
 

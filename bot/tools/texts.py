@@ -22,7 +22,7 @@ EN: Mapping[str, str] = {
         "Ask again, or ask for less.]"
     ),
     "tool_result_truncated": "[Result shortened: {shown} of {total} tokens shown.]",
-    "tools_list": "Tools in this conversation:\n{tools}",
+    "tools_list": "Tools in this conversation (✋: asks you before it runs):\n{tools}",
     "tools_none": "No tools are available in this conversation right now.",
     "tools_off": "Tools are not enabled in this conversation.",
     "tools_down": "Not connected now (their tools are hidden): {servers}",
@@ -45,7 +45,7 @@ KO: Mapping[str, str] = {
     "tool_approval_timeout": "제때 답이 없어서 `{tool}`은(는) 실행하지 않았어요.",
     "tools_round_limit": "[도구 사용 횟수 한도에 닿아서 도구 사용을 멈췄어요.]",
     "tool_result_truncated": "[결과를 줄였어요: {total}토큰 중 {shown}토큰만 보여요.]",
-    "tools_list": "이 대화에서 쓸 수 있는 도구예요.\n{tools}",
+    "tools_list": "이 대화에서 쓸 수 있는 도구예요(✋: 실행하기 전에 물어봐요).\n{tools}",
     "tools_none": "지금 이 대화에서 쓸 수 있는 도구가 없어요.",
     "tools_off": "이 대화에서는 도구가 켜져 있지 않아요.",
     "tools_down": "지금 연결되지 않은 서버예요(도구가 숨겨져 있어요): {servers}",
