@@ -169,9 +169,9 @@ class ToolingModel:
         spec, arguments = plan
         await self._ui.running(spec)
         loop = asyncio.get_running_loop()
-        limit = min(self._limits.call_timeout_s, deadline - loop.time())
+        limit = max(min(self._limits.call_timeout_s, deadline - loop.time()), 0.0)
         try:
-            async with asyncio.timeout(max(limit, 0.0)):
+            async with asyncio.timeout(limit):
                 output = await self._source.call(spec, arguments)
         except TimeoutError:
             output = ToolOutput(f"error: the tool did not answer within {limit:g}s", True)
