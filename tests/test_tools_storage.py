@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.context import build_messages
+from bot.tokens import token_counter_for
 from bot.tools.hub import ToolHub
+from bot.types import Turn
 from fakes.fake_openai import FakeOpenAI, reply, tool_calls
 from tests.store_support import KINDS, AnyStore, FakeClock, answer, opened_store, user
 from tests.support import CoreFactory, RecordingSink, message, settle
@@ -69,3 +72,29 @@ async def _ask_twice(
     await settle(core)
     await core.handle(message("did you use a tool?"), sink)
     await settle(core)
+
+
+def _turns(exchange_tokens: int) -> list[Turn]:
+    return [
+        Turn("user", "what is 9 * 9?", 8, author_name="Ann", id=1),
+        Turn("assistant", "81.", 2 + exchange_tokens, id=2, reply_to=1, tools=EXCHANGE),
+        Turn("user", "thanks", 2, author_name="Ann", id=3),
+    ]
+
+
+def test_a_stored_exchange_is_trimmed_with_its_answer_never_alone() -> None:
+    counter = token_counter_for("gpt-4o-mini")
+    cost = counter.count(EXCHANGE)
+    roomy, _ = build_messages("sys", _turns(cost), 1000, counter, group=True, shortened_note="")
+    assert [m["role"] for m in roomy] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+    # Room for the question but not for the answer with its tool calls: both go.
+    tight, stats = build_messages("sys", _turns(cost), 60, counter, group=True, shortened_note="")
+    assert [m["role"] for m in tight] == ["system", "user"]
+    assert stats.dropped_turns == 2
