@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from bot.config import config_from_dict, format_config
 from bot.errors import ConfigError
+from tests.support import ROOT
 
 SECRET = "very-secret-token"
 
@@ -72,3 +75,11 @@ def test_secrets_come_from_the_environment_and_check_hides_them() -> None:
 def test_defaults_are_console_only_and_no_servers() -> None:
     cfg = load({})
     assert cfg.tools.servers == () and cfg.tools.enabled_in == ("console",)
+
+
+def test_without_servers_the_mcp_sdk_is_never_imported() -> None:
+    probe = "import sys, bot.app, bot.__main__; print('mcp' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"  # half a second of start-up saved

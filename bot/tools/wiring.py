@@ -1,14 +1,21 @@
-"""Start-up of the tools: the hub of MCP servers and the loop's limits, from config."""
+"""Start-up of the tools: the hub of MCP servers and the loop's limits, from config.
+
+The ``mcp`` SDK (about half a second of imports) is loaded only when servers are
+configured: ``bot/tools/hub.py`` is imported inside the functions below.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.tool_loop import LoopLimits
 
 from .config import ToolsConfig
-from .hub import ToolHub
+
+if TYPE_CHECKING:
+    from .hub import ToolHub
 
 CHECK_WAIT_S = 10.0  # `python -m bot check` waits this long for each server
 
@@ -39,6 +46,8 @@ async def running_tools(cfg: ToolsConfig) -> RunningTools:
     """Connect the configured servers (in the background after a short wait)."""
     if not cfg.servers:
         return RunningTools(None, loop_limits(cfg))
+    from .hub import ToolHub  # the SDK only when it is used
+
     hub = ToolHub(cfg)
     await hub.start()
     return RunningTools(hub, loop_limits(cfg))
@@ -48,6 +57,7 @@ def check_tools_servers(cfg: ToolsConfig) -> list[str]:
     """Connect to each server once and say how it went (``python -m bot check``)."""
     if not cfg.servers:
         return []
+    from .hub import ToolHub  # the SDK only when it is used
 
     async def probe() -> list[str]:
         hub = ToolHub(cfg)
