@@ -134,18 +134,45 @@ class ConsoleAdapter:
             line = await lines.get()
             if line is None:
                 return
-            if not line.strip():
-                continue  # an empty line in a terminal is not a question
-            try:
-                await self._core.handle(self._message(line), self._sink)
-            except StorageError as exc:
-                # One line, then stop: later lines would fail the same way, and the
-                # exit status tells a script that this line was not answered.
-                failed = self._core.texts.get("console_storage_failed", detail=exc.detail)
-                self._stderr.write(failed + "\n")
-                self._stderr.flush()
-                raise
-            await self._core.drain()
+            await self._hand_in(line)
+            # Lines typed while the answer runs go in at once: `!yes` / `!no` answer a
+            # tool's approval question (bot/tool_use.py); others wait their turn.
+            if not await self._drain_reading(lines):
+                return
+
+    async def _hand_in(self, line: str) -> None:
+        if not line.strip():
+            return  # an empty line in a terminal is not a question
+        try:
+            await self._core.handle(self._message(line), self._sink)
+        except StorageError as exc:
+            # One line, then stop: later lines would fail the same way, and the
+            # exit status tells a script that this line was not answered.
+            failed = self._core.texts.get("console_storage_failed", detail=exc.detail)
+            self._stderr.write(failed + "\n")
+            self._stderr.flush()
+            raise
+
+    async def _drain_reading(self, lines: asyncio.Queue[str | None]) -> bool:
+        """Wait for every answer, handing in lines as they come; False at the input's end."""
+        drained = asyncio.ensure_future(self._core.drain())
+        more = True
+        try:
+            while more and not drained.done():
+                getter = asyncio.ensure_future(lines.get())
+                await asyncio.wait({drained, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()  # a cancelled get takes nothing from the queue
+                    break
+                line = getter.result()
+                if line is None:
+                    more = False
+                else:
+                    await self._hand_in(line)
+            await drained
+        finally:
+            drained.cancel()
+        return more
 
     def _message(self, line: str) -> IncomingMessage:
         self._count += 1

@@ -16,6 +16,7 @@ from .jsonlog import use_json
 from .redact import install_log_redaction
 from .startup import error_line
 from .texts import Texts
+from .tools.wiring import check_tools_servers
 
 log = logging.getLogger("bot")
 
@@ -103,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, os.environ, require_api_key=not args.local)
         if args.command == "check":
             check_storage(cfg.storage.url)
-            return print_to_stdout(format_config(cfg))
+            servers = [f"# tools server {line}" for line in check_tools_servers(cfg.tools)]
+            return print_to_stdout("\n".join([format_config(cfg), *servers]))
         if args.command == "run" and not (cfg.discord.enabled or cfg.slack.enabled):
             # Say it before anything starts (no database file, no model client).
             raise StartupError(Texts(cfg.language).get("no_platforms"))

@@ -64,6 +64,10 @@ class CoreAPI(Protocol):
         """Run a core command given natively (a Discord slash command) for ``msg``'s
         conversation, replying through ``sink``; raises as ``handle`` does."""
 
+    def answer_approval(self, token: str, person: str, yes: bool) -> bool:
+        """A button press on a tool's approval question; True if it answered one."""
+        ...
+
     async def drain(self) -> None:
         """Wait until every accepted message was answered (the console waits for
         one answer before it reads the next line)."""

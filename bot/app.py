@@ -36,6 +36,7 @@ from .recovery import recovering
 from .shutdown import shut_down
 from .texts import Texts
 from .tokens import token_counter_for
+from .tools.wiring import running_tools
 from .types import ChatModel, Platform
 
 # PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
@@ -92,6 +93,7 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
         measured(chat_model(client, cfg.openai, catalog)), cfg.openai.max_concurrent_requests
     )
     fallback = cfg.quotas.fallback_model
+    tools = await running_tools(cfg.tools)  # MCP servers; a failing one only logs
     core = Core(
         store=store,
         model=model,
@@ -129,11 +131,14 @@ async def running_core(cfg: Config, adapters: Sequence[Adapter] = ()) -> AsyncIt
             models=catalog,
             model_policy=cfg.commands.model_policy,
         ),
+        tools=tools.hub,
+        tool_limits=tools.limits,
     )
     try:
         yield core
     finally:
         await shut_down(core, adapters, client.close, store)
+        await tools.close()
 
 
 @contextlib.asynccontextmanager

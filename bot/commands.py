@@ -18,11 +18,14 @@ from .config import PromptPolicy, ResetPolicy
 from .models import Catalog
 from .policy import reset_verdict, system_prompt_verdict
 from .texts import Texts
-from .types import IncomingMessage
+from .tools.specs import ToolSpec
+from .types import ConversationKey, IncomingMessage
 
 MAX_SYSTEM_PROMPT_CHARS = 4000
 CLEAR_ARGUMENT = "clear"  # `system clear`: back to the default prompt
 FORGET_COMMAND = "forget"  # deletes a person's turns: the core then drops its prompt memo
+MAX_TOOLS_LISTED = 50  # `!tools` lists at most this many
+TOOL_SUMMARY_CHARS = 100
 
 
 class PromptStore(Protocol):
@@ -35,6 +38,16 @@ class PromptStore(Protocol):
     async def get_model(self, conversation: str, /) -> str | None: ...
 
     async def set_model(self, conversation: str, model: str | None, /) -> None: ...
+
+
+class ToolLister(Protocol):
+    """The part of the tool hub `!tools` reads (bot/tools/hub.py)."""
+
+    def enabled(self, key: ConversationKey, /) -> bool: ...
+
+    def available(self, key: ConversationKey, /) -> list[ToolSpec]: ...
+
+    def down_servers(self) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,7 @@ class CommandEnv:
     catalog: Catalog
     model_policy: PromptPolicy = "admins"
     accounting: Accounting | None = None  # None: the store keeps no usage ledger
+    tools: ToolLister | None = None  # None: no tool servers configured
 
 
 # A command's work: (env, its argument, the message that ran it) -> the answer.
@@ -140,6 +154,28 @@ async def _help(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
     return env.texts.get("help", prefix=env.prefix)
 
 
+async def _tools(env: CommandEnv, arg: str, msg: IncomingMessage) -> str:
+    if env.tools is None or not env.tools.enabled(msg.key):
+        return env.texts.get("tools_off")
+    specs = env.tools.available(msg.key)
+    lines = [_tool_line(spec) for spec in specs[:MAX_TOOLS_LISTED]]
+    text = (
+        env.texts.get("tools_list", tools="\n".join(lines))
+        if lines
+        else env.texts.get("tools_none")
+    )
+    down = env.tools.down_servers()
+    if down:
+        text += "\n" + env.texts.get("tools_down", servers=", ".join(down))
+    return text
+
+
+def _tool_line(spec: ToolSpec) -> str:
+    summary = spec.description.strip().split("\n", 1)[0][:TOOL_SUMMARY_CHARS]
+    mark = " ✋" if spec.confirm else ""  # runs only after the asker approves
+    return f"- `{spec.name}`{mark} ({spec.server}): {summary}"
+
+
 COMMANDS: Mapping[str, CommandSpec] = {
     spec.name: spec
     for spec in (
@@ -148,6 +184,7 @@ COMMANDS: Mapping[str, CommandSpec] = {
         CommandSpec("usage", _usage, "slash_usage"),
         CommandSpec(FORGET_COMMAND, _forget, "slash_forget"),
         CommandSpec("model", _model, "slash_model"),
+        CommandSpec("tools", _tools, "slash_tools"),
         CommandSpec("help", _help, "slash_help"),
     )
 }

@@ -54,6 +54,7 @@ from .quotas import check_usage
 from .reasoning import ReasoningEffort, ReasoningMode
 from .redact import redact_url
 from .shards import MAX_SHARDS, shard_plan
+from .tools.config import ToolsConfig, check_tools
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -338,6 +339,7 @@ class Config:
     usage: UsageConfig = field(default_factory=UsageConfig)
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)  # bot/tools/config.py
 
 
 # -- loading -------------------------------------------------------------------
@@ -555,6 +557,8 @@ def expand(text: str, path: str, env: Mapping[str, str]) -> str:
 def _convert(hint: Any, value: Any, path: str, f: dataclasses.Field[Any]) -> Any:
     """Turn a YAML or environment value into the field's type, then range-check it."""
     meta = f.metadata
+    if get_origin(hint) is Mapping:
+        return {} if value is None else _to_str_map(value, path)
     optional = type(None) in get_args(hint)
     if value is None or (value == "" and (optional or hint is not str)):
         return None if optional else f.default
@@ -659,6 +663,18 @@ def _to_strs(value: Any, path: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _to_str_map(value: Any, path: str) -> dict[str, str]:
+    """A section of text values (an MCP server's env or headers)."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, f"must be a section of NAME: value lines, got {_kind(value)}")
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ConfigError(f"{path}.{key}", f"must be text, got {_kind(item)}")
+        out[str(key)] = str(item)
+    return out
+
+
 def _to_str(value: Any, path: str, shown: str) -> str:
     if isinstance(value, str):
         return value.strip()
@@ -685,6 +701,7 @@ def _kind(value: Any) -> str:
 def _check(cfg: Config, require_api_key: bool) -> Config:
     _check_openai(cfg.openai)
     _check_storage(cfg.storage)
+    check_tools(cfg.tools)
     _check_slack(cfg.slack)
     _check_api_url("discord.api_url", cfg.discord.api_url)
     shard_plan(cfg.discord.shard_count, cfg.discord.shard_ids)
@@ -834,6 +851,9 @@ def _redact(obj: DataclassInstance) -> dict[str, Any]:
             out[f.name] = _hide(value)
         elif isinstance(value, str) and f.metadata.get("url"):
             out[f.name] = redact_url(value)
+        elif isinstance(value, Mapping):  # secret values (MCP env, headers) are hidden
+            secret = bool(f.metadata.get("secret"))
+            out[f.name] = {k: _hide(v) if secret else v for k, v in value.items()}
         elif isinstance(value, tuple):
             out[f.name] = [_redact(v) if _is_instance(v) else v for v in value]
         else:

@@ -25,6 +25,7 @@ from bot.prompt_parts import (
     system_part,
 )
 from bot.tokens import TokenCounter
+from bot.tool_use import expand_tool_turns
 from bot.types import ChatMessage, Turn
 
 REPLY_PRIMING_TOKENS = 3  # the API opens the assistant's reply inside the prompt
@@ -92,6 +93,7 @@ def build_messages(
         fitted = _fit_history(older, room_left, prefixes, known)
     kept, kept_cost, dropped = fitted
     messages = ([system.message()] if system.content else []) + kept + [newest_part.message()]
+    messages = expand_tool_turns(messages)
     stats = ContextStats(
         dropped_turns=dropped,
         prompt_tokens=REPLY_PRIMING_TOKENS + system.cost + kept_cost + newest_part.cost,

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import thinking_note
 from .accounting import Accounting, Admission
@@ -43,6 +43,8 @@ from .storage_guard import STORE_FAILURES, storing
 from .store import Origin, Pending, Store
 from .texts import Texts
 from .tokens import TokenCounter
+from .tool_loop import LoopLimits, ToolSource
+from .tool_use import ToolUse
 from .types import Answer, ChatMessage, ChatModel, IncomingMessage, ReplySink, Turn
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class Core:
         settings: CoreSettings,
         pacer: Pacer | None = None,
         accounting: Accounting | None = None,
+        tools: ToolSource | None = None,
+        tool_limits: LoopLimits | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -127,6 +131,8 @@ class Core:
         self.catalog = settings.models or Catalog(
             [ModelInfo(settings.model_name, settings.context_tokens, settings.vision, "auto")]
         )
+        self.tools = tools
+        self.tool_use = ToolUse(tools, tool_limits or LoopLimits(), counter, texts)
 
     @property
     def busy_conversations(self) -> int:
@@ -147,6 +153,8 @@ class Core:
 
     async def _handle(self, msg: IncomingMessage, sink: ReplySink) -> None:
         conv = msg.key.as_str()
+        if self.tool_use.answers_question(msg, self.settings.command_prefix):
+            return  # the asker's !yes / !no to a tool waiting for approval
         if not msg.addressed and not (msg.in_thread and await self.store.has_turns(conv)):
             return
         text = clean_text(msg.text)
@@ -329,6 +337,10 @@ class Core:
         slot.fill(lambda: self._command(name, arg, msg, sink))
         return True
 
+    def answer_approval(self, token: str, person: str, yes: bool) -> bool:
+        """A button press on a tool's approval question (bot/tools/approval.py)."""
+        return self.tool_use.approvals.press(token, person, yes)
+
     async def drain(self) -> None:
         """Wait until every accepted message has been answered and every notice sent."""
         await self._lanes.drain()
@@ -398,7 +410,8 @@ class Core:
             self.pacer,
             before_first_write=lambda: thinking_note.before_answer(typing, sink, answer, label),
         )
-        deltas = self._media.stream(admission.model, plan.messages, answer, plan.taken, plan.vision)
+        model, tooling = self.tool_use.model_for(admission.model, msg, sink)
+        deltas = self._media.stream(model, plan.messages, answer, plan.taken, plan.vision)
         answer_id: int | None = None
         cap = AnswerCap(sink.limits.max_len, self.settings.max_messages_per_answer)
         try:
@@ -417,8 +430,9 @@ class Core:
             # Stored before its last (paced) write lands and marked delivered after:
             # a crash in between shows this text again rather than asking twice.
             # A capped answer is stored as shown, its token count its own.
-            usage = Answer() if cap.full else answer
-            answer_id = await self._store_answer(conv, stream.text, usage, turn_id)
+            usage = Answer() if cap.full or tooling else answer
+            exchange = tooling.exchange if tooling else []
+            answer_id = await self._store_answer(conv, stream.text, usage, turn_id, exchange)
             await self._finish(stream, cap, plan.taken)
         except LLMError as exc:
             log.warning("model call for %s failed: %s", conv, exc)
@@ -528,9 +542,10 @@ class Core:
         return self._media.attach(messages, folded, vision)
 
     async def _store_answer(
-        self, conv: str, text: str, answer: Answer, reply_to: int
+        self, conv: str, text: str, answer: Answer, reply_to: int, exchange: list[ChatMessage]
     ) -> int | None:
         tokens = answer.usage.completion_tokens or self.counter.count(text)
+        tools, tool_tokens = self.tool_use.stored(exchange)
         turn = Turn(
             role="assistant",
             content=text,
@@ -538,7 +553,10 @@ class Core:
             created_at=time.time(),
             reply_to=reply_to,
             delivered=False,
+            tools=tools,
         )
+        if tools is not None:  # trimmed with its answer: the tokens count both
+            turn = replace(turn, tokens=tokens + tool_tokens)
         return await self.store.add_assistant_turn(conv, turn)
 
     async def _report(self, stream: ReplyStream, sink: ReplySink, note: str) -> None:
@@ -584,4 +602,5 @@ class Core:
             accounting=self.accounting,
             catalog=self.catalog,
             model_policy=settings.model_policy,
+            tools=self.tools,
         )

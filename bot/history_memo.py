@@ -63,6 +63,8 @@ def entry_bytes(entry: Entry) -> int:
     1 to 4 bytes a character) plus a constant; an approximation, never a walk."""
     message = entry[0]
     text = 0 if message is None else sys.getsizeof(message["content"])
+    if message is not None and "tools" in message:  # a stored tool exchange (bot/tool_use.py)
+        text += sys.getsizeof(message["tools"])
     return text + ENTRY_OVERHEAD_BYTES
 
 

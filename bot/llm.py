@@ -22,7 +22,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ from . import openai_compat, sse
 from .config import NO_KEY_PLACEHOLDER
 from .errors import LLMError, LLMErrorKind
 from .reasoning import ReasoningEffort, ReasoningMode, ThinkStripper, request_shape
+from .tool_calls import ToolCallAccumulator
 from .types import Answer, ChatMessage, Usage
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,8 @@ class OpenAIChat:
         """One request. Raises _AttemptFailed before any text, LLMError after."""
         loop = asyncio.get_running_loop()
         first_by = min(deadline, loop.time() + self._first_token_timeout_s)
-        response = await self._open(messages, first_by, deadline)
+        answer.tool_calls = None  # a retried attempt starts its tool calls afresh
+        response = await self._open(messages, first_by, deadline, answer)
         request_id = response.headers.get("x-request-id") or "-"
         stream = sse.chunks(response)
         got_text = thinking = False
@@ -316,6 +318,8 @@ class OpenAIChat:
                     thinking = True
                     stripper.keep("" if split.thinking else thought)
                     answer.reasoning = stripper.thinking
+                if answer.tools and _took_tool_calls(chunk, answer):
+                    thinking = True  # a tool call is progress too
         finally:
             # Runs on success, failure, aclose() and cancellation alike: closing the
             # response drops the connection if the body was not read to the end.
@@ -323,17 +327,19 @@ class OpenAIChat:
             await response.aclose()
 
     async def _open(
-        self, messages: list[ChatMessage], first_by: float, deadline: float
+        self, messages: list[ChatMessage], first_by: float, deadline: float, answer: Answer
     ) -> httpx2.Response:
         try:
             async with asyncio.timeout_at(first_by):
-                return await self._send(messages)
+                return await self._send(messages, answer.tools)
         except TimeoutError as exc:
             raise _AttemptFailed(self._timeout(first_by, deadline, "-")) from exc
         except openai.APIError as exc:
             raise _AttemptFailed(_classify(exc, "-", self._client.api_key)) from exc
 
-    async def _send(self, messages: list[ChatMessage]) -> httpx2.Response:
+    async def _send(
+        self, messages: list[ChatMessage], tools: Sequence[Mapping[str, Any]] = ()
+    ) -> httpx2.Response:
         """Send the request; the streamed response, its body not read yet.
 
         The SDK builds and sends the request, authenticates it and raises its usual
@@ -354,6 +360,8 @@ class OpenAIChat:
             body[self._token_param] = limit
         if self._effort:
             body["reasoning_effort"] = self._effort
+        if tools:  # function tools (bot/tool_loop.py); the calls come back in the stream
+            body["tools"] = list(tools)
         return await openai_compat.post_stream(
             self._client, self._chat_url, _encode(body), self._http_timeout
         )
@@ -471,6 +479,13 @@ class OpenAIChat:
         if param == "reasoning_effort":
             return bool(self._effort)
         return self._token_param == param
+
+
+def _took_tool_calls(chunk: sse.Chunk, answer: Answer) -> bool:
+    """Add the chunk's tool-call fragments to ``answer``; True if it had any."""
+    if answer.tool_calls is None:
+        answer.tool_calls = ToolCallAccumulator()
+    return answer.tool_calls.add_chunk(chunk)
 
 
 def _encode(body: dict[str, Any]) -> bytes:

@@ -94,7 +94,9 @@ def history_entry(turn: Turn, prefixes: PrefixCosts) -> Entry:
     if blank(turn.content):
         return None, 0  # an empty turn says nothing and some servers reject it
     prefix, prefix_cost = prefixes.get(turn)
-    message = {"role": turn.role, "content": prefix + turn.content}
+    message: ChatMessage = {"role": turn.role, "content": prefix + turn.content}
+    if turn.tools is not None:  # its tool calls and results (bot/tool_use.py)
+        message["tools"] = turn.tools
     return message, turn.tokens + prefix_cost + MESSAGE_OVERHEAD_TOKENS
 
 

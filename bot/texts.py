@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .tools.texts import EN as TOOL_EN
+from .tools.texts import KO as TOOL_KO
 from .usage_texts import USAGE_EN, USAGE_KO
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ EN: Mapping[str, str] = {
         "`{prefix}forget me`: delete your messages in this workspace\n"
         "`{prefix}model`: show this conversation's model and the ones to pick from\n"
         "`{prefix}model <name>`: answer with another model here\n"
+        "`{prefix}tools`: list the tools I can use here\n"
         "`{prefix}help`: show this list"
     ),
     "reset_done": "Done. I've forgotten this conversation, so let's start fresh.",
@@ -165,6 +168,7 @@ KO: Mapping[str, str] = {
         "`{prefix}forget me`: 이 워크스페이스에서 보낸 내 메시지를 지워요\n"
         "`{prefix}model`: 이 대화의 모델과 고를 수 있는 모델을 보여 줘요\n"
         "`{prefix}model <이름>`: 이 대화에서 다른 모델로 답해요\n"
+        "`{prefix}tools`: 여기서 쓸 수 있는 도구를 보여 줘요\n"
         "`{prefix}help`: 이 목록을 보여 줘요"
     ),
     "reset_done": "이 대화 내용을 모두 잊었어요. 새로 시작해요.",
@@ -278,9 +282,10 @@ KO: Mapping[str, str] = {
     "cut_by_restart": "— 재시작 때문에 답이 중간에 끊겼어요. 다시 켜지면 다시 답할게요.",
 }
 
+# Features keep their texts beside them (bot/usage_texts.py, bot/tools/texts.py).
 CATALOG: Mapping[str, Mapping[str, str]] = {
-    "en": {**EN, **USAGE_EN},
-    "ko": {**KO, **USAGE_KO},
+    "en": {**EN, **USAGE_EN, **TOOL_EN},
+    "ko": {**KO, **USAGE_KO, **TOOL_KO},
 }
 
 

@@ -7,9 +7,11 @@ message came from. Nothing here knows any platform library.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
+
+from .tool_calls import ToolCallAccumulator
 
 Role = Literal["user", "assistant"]
 Platform = Literal["discord", "slack", "console"]
@@ -185,6 +187,9 @@ class Turn:
     id: int = 0  # assigned by the store
     reply_to: int | None = None  # for assistant turns: the user turn they answer
     delivered: bool = True  # an answer is stored before its last write lands, then marked
+    # For an answer that used tools: its tool calls and results (JSON list of the
+    # assistant/tool messages, bot/tool_use.py), sent again before it in later prompts.
+    tools: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +210,16 @@ class Answer:
     # openai.show_reasoning.
     reasoning: str = ""
     model: str = ""  # the model to ask (bot/models.py); "": the configured one
+    # Function tools offered for this call (bot/tool_loop.py), and the calls the
+    # model made, put together from the stream (bot/tool_calls.py).
+    tools: Sequence[Mapping[str, Any]] = ()
+    tool_calls: ToolCallAccumulator | None = None
 
 
-# {"role": ..., "content": ..., optionally "name": ...}; a user message with images has
-# a list of content parts (text and image_url) instead of a string (bot/media_flow.py).
+# {"role": ..., "content": ..., optionally "name"}; a user message with images has a
+# list of content parts (text and image_url) instead of a string (bot/media_flow.py);
+# tool use adds "tool_calls" (a list) to assistant messages and "tool_call_id" to "tool"
+# messages (bot/tool_loop.py).
 ChatMessage = dict[str, Any]
 
 

@@ -68,6 +68,7 @@ PERM_MANAGE_GUILD = 1 << 5
 PERM_EVERYONE_DEFAULT = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 38)  # view, send, history, thr
 
 EPHEMERAL_FLAG = 1 << 6
+UPDATE_MESSAGE = 7  # interaction callback type: edit the message whose button was pressed
 MAX_CONTENT = 2000  # Discord rejects longer message content with 400 / 50035
 
 JsonDict = dict[str, Any]
@@ -307,6 +308,7 @@ class FakeDiscord(Served):
         self._windows: dict[str, tuple[float, int]] = {}  # channel -> (opened, writes)
         self._links = {shard: _Link() for shard in range(shard_count)}
         self._live: set[int] = set()  # shards sent READY or RESUMED since their last drop
+        self._pressed: dict[str, str] = {}  # interaction token -> the pressed message's id
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
         self.port = 0
@@ -480,6 +482,26 @@ class FakeDiscord(Served):
         else:
             data["user"] = author
         return data
+
+    def button_press(self, message_id: str, author: JsonDict, custom_id: str) -> JsonDict:
+        """An INTERACTION_CREATE payload for a press on a button of a bot message."""
+        message = self.messages[message_id]
+        channel_id = message["channel_id"]
+        data = self.interaction(channel_id, author, "")
+        data["type"] = 3  # MESSAGE_COMPONENT
+        data["message"] = message
+        data["data"] = {"custom_id": custom_id, "component_type": 2}
+        self._pressed[data["token"]] = message_id
+        return data
+
+    async def press_button(self, message_id: str, author: JsonDict, custom_id: str) -> None:
+        """Press a button on a bot message as ``author`` (dispatches INTERACTION_CREATE)."""
+        await self.dispatch("INTERACTION_CREATE", self.button_press(message_id, author, custom_id))
+
+    def buttons(self, message_id: str) -> list[JsonDict]:
+        """The buttons on a message, as the bot sent them (empty once removed)."""
+        rows = self.messages[message_id].get("components") or []
+        return [c for row in rows for c in row.get("components", []) if c.get("type") == 2]
 
     def _mention(self, guild_id: str | None, who: JsonDict) -> JsonDict:
         data = dict(who)
@@ -878,7 +900,7 @@ class FakeDiscord(Served):
             "pinned": False,
             "type": 0,
             "flags": body.get("flags") or 0,
-            "components": [],
+            "components": body.get("components") or [],
         }
         if "guild_id" in ch:
             data["guild_id"] = ch["guild_id"]
@@ -956,6 +978,11 @@ class FakeDiscord(Served):
     async def _interaction_callback(self, body: Any, interaction_id: str, token: str) -> Reply:
         kind = body.get("type")
         inner = body.get("data") or {}
+        pressed = self._pressed.pop(token, None)
+        if kind == UPDATE_MESSAGE and pressed is not None:  # a button press edits its message
+            target = self.messages[pressed]
+            target.update({k: inner[k] for k in ("content", "components") if k in inner})
+            return 204, None, {}
         if (rejected := _too_long(inner)) is not None:
             return rejected
         message = self._ephemeral_message(inner)

@@ -71,6 +71,31 @@ class Behaviour:
     thinking_interval_s: float = 0.0
     thinking_field: str = "reasoning_content"
     gzip: bool = False  # compress the stream (Content-Encoding: gzip), as some proxies do
+    # Function calls streamed after the text (see tool_calls()); their arguments are
+    # sent in TOOL_ARGUMENT_PIECES fragments, as real servers do.
+    tool_calls: tuple[FakeToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FakeToolCall:
+    """One function call the fake model makes; ``arguments`` is sent as it is."""
+
+    name: str
+    arguments: str
+    id: str = ""
+
+
+TOOL_ARGUMENT_PIECES = 3
+
+
+def tool_calls(*calls: tuple[str, Any], text: str = "") -> Behaviour:
+    """A round in which the model calls tools: (name, arguments) pairs, where
+    arguments is a dict (sent as JSON) or a string (sent as it is, e.g. malformed)."""
+    made = tuple(
+        FakeToolCall(name, args if isinstance(args, str) else json.dumps(args), f"call_{i}")
+        for i, (name, args) in enumerate(calls)
+    )
+    return Behaviour(text=text, tool_calls=made, finish_reason="tool_calls")
 
 
 def reply(text: str | ReplyFn, **kw: Any) -> Behaviour:
@@ -372,6 +397,9 @@ class FakeOpenAI(Served):
                 await resp.write(plan.garbage)
             if plan.drop_after is not None and plan.drop_after >= len(pieces):
                 return await self._drop(request, resp)
+            for index, call in enumerate(plan.tool_calls):
+                for fragment in _call_fragments(index, call):
+                    await resp.write(frames.delta({"tool_calls": [fragment]}))
             await resp.write(frames.finish(plan.finish_reason))
             if include_usage:
                 await resp.write(frames.usage(*self._usage(body, text, plan)))
@@ -417,6 +445,8 @@ class FakeOpenAI(Served):
             self._changed.notify_all()
 
     def _text_for(self, plan: Behaviour, body: JsonDict) -> str:
+        if plan.tool_calls and plan.text is None:
+            return ""
         source = plan.text if plan.text is not None else self.reply_fn
         if source is None:
             return DEFAULT_TEXT
@@ -488,6 +518,18 @@ class _Frames:
 
     def usage(self, prompt: int, completion: int) -> bytes:
         return self._frame("[]", f',"usage":{json.dumps(_usage_obj(prompt, completion))}}}')
+
+
+def _call_fragments(index: int, call: FakeToolCall) -> list[JsonDict]:
+    """One call as a real server streams it: id and name first, then argument pieces."""
+    head: JsonDict = {
+        "index": index,
+        "id": call.id or f"call_{index}",
+        "type": "function",
+        "function": {"name": call.name, "arguments": ""},
+    }
+    pieces = _split(call.arguments, TOOL_ARGUMENT_PIECES) if call.arguments else []
+    return [head] + [{"index": index, "function": {"arguments": p}} for p in pieces]
 
 
 def _usage_obj(prompt: int, completion: int) -> JsonDict:

@@ -69,7 +69,7 @@ class Posted:
     streaming: bool = False
     deleted: bool = False
     updates: int = 0
-    blocks: list[Any] = field(default_factory=list)  # Block Kit blocks, when sent
+    blocks: list[JsonDict] = field(default_factory=list)  # Block Kit, as last sent
 
 
 @dataclass(slots=True)
@@ -324,6 +324,47 @@ class FakeSlack(Served):
         await ws.send_str(json.dumps(envelope))
         return envelope_id
 
+    def block_action(self, posted: Posted, action_id: str, *, user: str = "U0ALICE") -> JsonDict:
+        """A block_actions payload: ``user`` pressed the button ``action_id`` of ``posted``."""
+        return {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "fake"},
+            "user": {"id": user, "team_id": self.team_id},
+            "api_app_id": "A0FAKE",
+            "token": "verification-token-unused",
+            "trigger_id": uuid.uuid4().hex,
+            "channel": {"id": posted.channel, "name": "general"},
+            "container": {"type": "message", "message_ts": posted.ts, "channel_id": posted.channel},
+            "message": {
+                "type": "message",
+                "ts": posted.ts,
+                "text": posted.text,
+                "blocks": posted.blocks,
+            },
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b1",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    async def press(self, posted: Posted, action_id: str, *, user: str = "U0ALICE") -> str:
+        """Press a button over Socket Mode (an ``interactive`` envelope); its envelope id."""
+        await self.wait_until(lambda: any(not ws.closed for ws in self._sockets))
+        ws = next(ws for ws in reversed(self._sockets) if not ws.closed)
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": "interactive",
+            "payload": self.block_action(posted, action_id, user=user),
+            "accepts_response_payload": False,
+        }
+        await ws.send_str(json.dumps(envelope))
+        return envelope_id
+
     async def wait_ack(self, envelope_id: str, within: float = WAIT_LIMIT_S) -> None:
         """Wait until the app acknowledged an envelope."""
         await self.wait_until(lambda: envelope_id in self.acks, within)
@@ -465,8 +506,9 @@ class FakeSlack(Served):
         if problem:
             return {"ok": False, "error": problem}
         posted.text = text
-        posted.blocks = _blocks(args)
         posted.updates += 1
+        if "blocks" in args:  # left out: Slack keeps the message's blocks
+            posted.blocks = _blocks(args)
         return {"ok": True, "channel": posted.channel, "ts": posted.ts, "text": text}
 
     def _delete(self, args: JsonDict) -> JsonDict:
@@ -597,6 +639,14 @@ async def _read_args(request: web.Request) -> JsonDict:
     return args
 
 
+def _blocks(args: JsonDict) -> list[JsonDict]:
+    """Blocks as slack_sdk sends them: a list in a JSON body, JSON text in a form."""
+    blocks = args.get("blocks")
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    return list(blocks) if isinstance(blocks, list) else []
+
+
 def _bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
@@ -614,13 +664,6 @@ def _message_text(args: JsonDict) -> tuple[str, str | None]:
     if markdown is not None and len(text) > MARKDOWN_LIMIT:
         return "", "msg_too_long"
     return text, None
-
-
-def _blocks(args: JsonDict) -> list[Any]:
-    blocks = args.get("blocks")
-    if isinstance(blocks, str):  # form-encoded calls send them as JSON text
-        blocks = json.loads(blocks)
-    return list(blocks) if isinstance(blocks, list) else []
 
 
 def _stream_text(args: JsonDict) -> tuple[str, str | None]:

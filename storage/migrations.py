@@ -149,5 +149,9 @@ _V7 = (
     "CREATE INDEX media_by_age ON media (created_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# v8: an answer that used tools keeps its tool calls and results (a JSON list of
+# chat messages, bot/tool_use.py), so later prompts show them before it.
+_V8 = ("ALTER TABLE turns ADD COLUMN tools TEXT",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -179,10 +179,11 @@ class PostgresStore:
         """Store an answer right after ``turn.reply_to``; None if that turn is gone."""
         check_role(turn, "assistant")
         params = _turn_params(conversation, turn)
+        tools = _text(turn.tools)
         if turn.reply_to is None:
-            row = await self._fetchrow(sql.SQL_ADD_ANSWER_ALONE, *params)
+            row = await self._fetchrow(sql.SQL_ADD_ANSWER_ALONE, *params, tools)
         else:
-            row = await self._fetchrow(sql.SQL_ADD_ANSWER, *params, turn.reply_to)
+            row = await self._fetchrow(sql.SQL_ADD_ANSWER, *params, turn.reply_to, tools)
         return None if row is None else int(row["id"])
 
     async def claim(self, conversation: str, message_id: str) -> bool:

@@ -125,15 +125,21 @@ _V3 = (
     "CREATE INDEX media_by_age ON media (created_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# v4: an answer that used tools keeps its tool calls and results (a JSON list of
+# chat messages, bot/tool_use.py), so later prompts show them before it.
+_V4 = ("ALTER TABLE turns ADD COLUMN tools TEXT",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
-TURN_COLUMNS = "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"
+TURN_COLUMNS = (
+    "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to, tools"
+)
 _T_COLUMNS = ", ".join("t." + c.strip() for c in TURN_COLUMNS.split(","))
 _A_COLUMNS = ", ".join("a." + c.strip() for c in TURN_COLUMNS.split(","))
 _INSERT_COLUMNS = """
     id, conversation, role, content, tokens, author_id, author_name, message_id,
-    created_at, reply_to, anchor, delivered
+    created_at, reply_to, anchor, delivered, tools
 """
 
 # A user turn in one statement, so one round trip and atomic: the dedupe row
@@ -152,7 +158,7 @@ SQL_ADD_USER = f"""
     )
     INSERT INTO turns ({_INSERT_COLUMNS}, reply_target, is_dm)
     SELECT id, $1::text, $2::text, $3::text, $4::int, $5::text, $6::text, $7::text, $8::float8,
-           NULL, id, $9::bool, $12::text, $13::bool
+           NULL, id, $9::bool, NULL, $12::text, $13::bool
     FROM new
     RETURNING anchor, {TURN_COLUMNS}
 """
@@ -160,12 +166,12 @@ SQL_ADD_USER = f"""
 SQL_ADD_ANSWER_ALONE = f"""
     INSERT INTO turns ({_INSERT_COLUMNS})
     SELECT n, $1::text, $2::text, $3::text, $4::int, $5::text, $6::text, $7::text, $8::float8,
-           NULL, n, $9::bool
+           NULL, n, $9::bool, $10::text
     FROM nextval('turns_id') AS n
     RETURNING anchor, {TURN_COLUMNS}
 """
-# An answer to user turn $10: nothing if that turn is gone. FOR SHARE holds the
-# question until this commits, so a reset deleting it waits (see SQL_RESET).
+# An answer to user turn $10 ($11: its tool exchange): nothing if that turn is gone.
+# FOR SHARE holds the question until this commits, so a reset deleting it waits (see SQL_RESET).
 SQL_ADD_ANSWER = f"""
     WITH question AS (
         SELECT id FROM turns WHERE id = $10 AND conversation = $1 FOR SHARE
@@ -173,7 +179,7 @@ SQL_ADD_ANSWER = f"""
     INSERT INTO turns ({_INSERT_COLUMNS})
     SELECT nextval('turns_id'),
            $1::text, $2::text, $3::text, $4::int, $5::text, $6::text, $7::text, $8::float8,
-           id, id, $9::bool
+           id, id, $9::bool, $11::text
     FROM question
     RETURNING anchor, {TURN_COLUMNS}
 """

@@ -22,7 +22,9 @@ _T = TypeVar("_T")
 # nothing was stored (a redelivered message, or an answer to a reset turn).
 Stored = tuple[int, Any] | None
 
-TURN_COLUMNS = "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to"
+TURN_COLUMNS = (
+    "id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to, tools"
+)
 SQL_RECENT = f"""
     SELECT {TURN_COLUMNS} FROM turns
     WHERE conversation = ? AND anchor <= ? AND delivered = 1
@@ -47,8 +49,8 @@ SQL_MARK_DELIVERED = "UPDATE turns SET delivered = 1 WHERE id = ? AND conversati
 SQL_MARK_DONE = "UPDATE seen SET done = 1 WHERE conversation = ? AND message_id = ?"
 SQL_INSERT_TURN = f"""
     INSERT INTO turns (conversation, role, content, tokens, author_id, author_name,
-                       message_id, created_at, reply_to, anchor, delivered)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?)
+                       message_id, created_at, reply_to, anchor, delivered, tools)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, 0), ?, ?)
     RETURNING {TURN_COLUMNS}
 """
 SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
@@ -260,6 +262,7 @@ def insert_turn(con: sqlite3.Connection, conversation: str, turn: Turn, anchor: 
         turn.reply_to,
         anchor,
         int(turn.delivered),
+        turn.tools,
     )
     return con.execute(SQL_INSERT_TURN, params).fetchone()
 
@@ -283,7 +286,18 @@ def load_newest(
 
 
 def row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:
-    turn_id, role, content, tokens, author_id, author_name, message_id, created_at, reply_to = row
+    (
+        turn_id,
+        role,
+        content,
+        tokens,
+        author_id,
+        author_name,
+        message_id,
+        created_at,
+        reply_to,
+        tools,
+    ) = row
     # Positional, in Turn's field order: an answer converts up to HISTORY_TURNS rows,
     # and keywords cost a third more per row.
     return Turn(
@@ -297,6 +311,7 @@ def row_to_turn(row: Iterable[Any], delivered: bool = True) -> Turn:
         turn_id,
         reply_to,
         delivered,
+        tools,
     )
 
 

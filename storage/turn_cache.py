@@ -56,7 +56,8 @@ class _Entry:
 
 def turn_bytes(turn: Turn) -> int:
     """What holding ``turn`` costs, approximately (module docstring)."""
-    return sys.getsizeof(turn.content) + TURN_OVERHEAD_BYTES
+    tools = 0 if turn.tools is None else sys.getsizeof(turn.tools)  # a stored tool exchange
+    return sys.getsizeof(turn.content) + tools + TURN_OVERHEAD_BYTES
 
 
 class TurnCache:

@@ -49,6 +49,7 @@ from bot.reasoning import ReasoningMode
 from bot.store import Store
 from bot.texts import Texts
 from bot.tokens import token_counter_for
+from bot.tool_loop import LoopLimits, ToolSource
 from bot.types import ChatModel, ConversationKey, IncomingMessage, PlatformLimits, Turn
 from fakes.fake_discord import (
     PERM_MANAGE_GUILD,
@@ -179,6 +180,8 @@ def make_core(
     attachments: AttachmentLimits | None = None,
     models: Catalog | None = None,
     model_policy: PromptPolicy = "admins",
+    tools: ToolSource | None = None,  # tests/tools_support.py
+    tool_limits: LoopLimits | None = None,
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
 
@@ -223,6 +226,8 @@ def make_core(
             models=models,
             model_policy=model_policy,
         ),
+        tools=tools,
+        tool_limits=tool_limits,
     )
 
 

@@ -175,7 +175,7 @@ async def test_a_reset_also_forgets_an_answer_committed_while_it_waited(schema_u
         asked = await store.add_user_turn(CONV, user("m1", "question"))
         transaction = other.transaction()
         await transaction.start()
-        params = (CONV, "assistant", "late answer", 1, None, None, None, 0.0, True, asked)
+        params = (CONV, "assistant", "late answer", 1, None, None, None, 0.0, True, asked, None)
         assert await other.fetchrow(SQL_ADD_ANSWER, *params) is not None  # not committed
         resetting = asyncio.create_task(store.reset(CONV))
         await asyncio.wait_for(waiting_for_a_lock(schema_url, name), WAIT_S)

@@ -33,11 +33,12 @@ def test_scopes_and_events_are_exactly_what_is_used() -> None:
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == EVENTS
 
 
-def test_socket_mode_on_interactivity_off_and_dms_allowed() -> None:
+def test_socket_mode_on_interactivity_on_and_dms_allowed() -> None:
     manifest = load()
     settings, features = manifest["settings"], manifest["features"]
     assert settings["socket_mode_enabled"] is True
-    assert settings["interactivity"]["is_enabled"] is False
+    # Interactivity: the Allow/Deny buttons of tools that need approval (block actions).
+    assert settings["interactivity"]["is_enabled"] is True
     assert features["bot_user"]["display_name"]
     assert features["app_home"]["messages_tab_enabled"] is True
     # Slack grants assistant:write only together with the assistant view.

@@ -15,6 +15,7 @@ from discord import app_commands
 from bot.errors import ShuttingDown, StartupError, StorageError
 from bot.shards import ShardPlan, describe, shard_plan
 from bot.shutdown import INTAKE_GRACE_S
+from bot.tools.approval import parse_action_id
 from bot.types import PlatformLimits
 
 from . import compat, target
@@ -47,30 +48,39 @@ NOT_ALLOWED_KEY = "not_allowed_here"
 NOT_ALLOWED_FALLBACK = "I can't be used here."
 
 
-class _GatewayClient(discord.Client):
+MessageHandler = Callable[[discord.Message], Awaitable[None]]
+InteractionHandler = Callable[[discord.Interaction], Awaitable[None]]
+
+
+class _Forwarding:
+    """What both gateway clients do: every message to the adapter, and a button
+    press (a tool's approval question) to the handler the adapter sets."""
+
+    _forward: MessageHandler
+    on_component: InteractionHandler | None = None
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._forward(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if interaction.type is discord.InteractionType.component and self.on_component:
+            await self.on_component(interaction)
+
+
+class _GatewayClient(_Forwarding, discord.Client):
     """A discord.Client that hands every message to the adapter."""
 
-    def __init__(
-        self, on_message: Callable[[discord.Message], Awaitable[None]], **options: Any
-    ) -> None:
+    def __init__(self, on_message: MessageHandler, **options: Any) -> None:
         super().__init__(**options)
         self._forward = on_message
 
-    async def on_message(self, message: discord.Message) -> None:
-        await self._forward(message)
 
-
-class _ShardedGatewayClient(discord.AutoShardedClient):
+class _ShardedGatewayClient(_Forwarding, discord.AutoShardedClient):
     """The same over one gateway connection per shard (``discord.shard_count``)."""
 
-    def __init__(
-        self, on_message: Callable[[discord.Message], Awaitable[None]], **options: Any
-    ) -> None:
+    def __init__(self, on_message: MessageHandler, **options: Any) -> None:
         super().__init__(**options)
         self._forward = on_message
-
-    async def on_message(self, message: discord.Message) -> None:
-        await self._forward(message)
 
 
 class DiscordAdapter:
@@ -175,7 +185,7 @@ class DiscordAdapter:
         reply_to = None if where.reply_to is None else channel.get_partial_message(where.reply_to)
         return ChannelSink(client, channel, self._limits, reply_to)
 
-    def _new_client(self, message_content: bool) -> discord.Client:
+    def _new_client(self, message_content: bool) -> _GatewayClient | _ShardedGatewayClient:
         options: dict[str, Any] = {
             "intents": gateway_intents(message_content),
             "allowed_mentions": NO_PINGS,
@@ -193,6 +203,7 @@ class DiscordAdapter:
 
     async def _connect(self, *, message_content: bool) -> None:
         client = self._new_client(message_content)
+        client.on_component = self.on_component
         self._client = client
         self._tree = None
         if self._cfg.slash_commands:
@@ -278,6 +289,22 @@ class DiscordAdapter:
             if thread is not None:
                 msg, channel, reply_to = moved_to_thread(msg, thread.id), thread, None
         await self._hand_over(msg, ChannelSink(client, channel, self._limits, reply_to))
+
+    async def on_component(self, interaction: discord.Interaction) -> None:
+        """A button press: the answer to a tool's approval question, from its asker only."""
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = data.get("custom_id")
+        parsed = parse_action_id(custom_id) if isinstance(custom_id, str) else None
+        if parsed is None:
+            return
+        token, yes = parsed
+        answered = self._core.answer_approval(token, str(interaction.user.id), yes)
+        with contextlib.suppress(discord.HTTPException):
+            if answered:  # the buttons go; the bot says what was decided
+                await interaction.response.edit_message(view=None)
+            else:
+                text = self._core.texts.get("tool_no_question")
+                await interaction.response.send_message(text, ephemeral=True)
 
     async def on_command(self, interaction: discord.Interaction, name: str, arg: str) -> None:
         """A slash command, answered privately in the conversation it was used in."""

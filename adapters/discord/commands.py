@@ -1,4 +1,4 @@
-"""The slash commands /reset, /system, /usage, /forget, /model and /help, on a CommandTree.
+"""The slash commands /reset, /system, /usage, /forget, /model, /tools and /help.
 
 Each one hands ``(interaction, name, argument)`` to the adapter, which turns it
 into a core command for the conversation of the channel or thread it was used in.
@@ -32,6 +32,9 @@ def build_tree(
     async def help_(interaction: discord.Interaction) -> None:
         await on_command(interaction, "help", "")
 
+    async def tools(interaction: discord.Interaction) -> None:
+        await on_command(interaction, "tools", "")
+
     @app_commands.describe(text=texts.get("slash_system_text"))
     async def system(interaction: discord.Interaction, text: str | None = None) -> None:
         await on_command(interaction, "system", (text or "").strip())
@@ -57,6 +60,7 @@ def build_tree(
         "usage": usage,
         "forget": forget,
         "model": model,
+        "tools": tools,
         "help": help_,
     }
     for spec in COMMANDS.values():

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import discord
 
 from bot.attachments import DownloadFailed, download
+from bot.tools.approval import action_id
 from bot.types import Attachment, PlatformLimits
 
 from . import compat
@@ -125,6 +126,20 @@ class ChannelSink:
         await compat.edit_message(
             self._client, self._channel.id, int(message_id), text, allowed_mentions=NO_PINGS
         )
+
+    async def ask_approval(self, text: str, token: str, allow: str, deny: str) -> str:
+        """A tool's approval question with two buttons (bot/tools/approval.py); the
+        press comes back as a component interaction (adapter.on_approval)."""
+        view = discord.ui.View(timeout=None)  # not stored: the adapter reads the press
+        for yes, label, style in (
+            (True, allow, discord.ButtonStyle.success),
+            (False, deny, discord.ButtonStyle.danger),
+        ):
+            view.add_item(
+                discord.ui.Button(label=label, style=style, custom_id=action_id(token, yes))
+            )
+        sent = await self._channel.send(text, view=view, allowed_mentions=NO_PINGS)
+        return str(sent.id)
 
 
 class InteractionSink:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import ShuttingDown, StartupError, StorageError
 from bot.redact import redact_url
 from bot.shutdown import INTAKE_GRACE_S
+from bot.tools.approval import ACTION_PREFIX
 from bot.types import PlatformLimits
 
 from . import target
+from .approval import answer_blocks, pressed
 from .bolt_setup import bolt_logger, tokenless_twin
 from .names import UserNames, display_name
 from .pacing import ReadsRateLimitRetry, SlackPaces
@@ -225,6 +228,12 @@ class SlackAdapter:
 
         app.event("app_mention")(on_event)
         app.event("message")(on_event)
+
+        async def on_action(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+            await ack()
+            await self._on_action(body, client)
+
+        app.action(re.compile(f"^{ACTION_PREFIX}:"))(on_action)
         app.error(_on_error)
         return app
 
@@ -348,6 +357,24 @@ class SlackAdapter:
         if inbound is None:
             return
         await self._core.handle(inbound.message, self._sink_for(inbound))
+
+    async def _on_action(self, body: Mapping[str, Any], client: AsyncWebClient) -> None:
+        """A button press on a tool's approval question: its asker's answer only."""
+        found = pressed(body)
+        if found is None:
+            return
+        token, yes, user = found
+        if not self._core.answer_approval(token, user, yes):
+            return  # someone else's press, or a question already closed
+        channel, message = body.get("channel") or {}, body.get("message") or {}
+        text = str(message.get("text") or "")
+        with contextlib.suppress(SlackApiError):  # the buttons go; the bot says the rest
+            await client.chat_update(
+                channel=str(channel.get("id") or ""),
+                ts=str(message.get("ts") or ""),
+                text=text,
+                blocks=answer_blocks(text),
+            )
 
     def _after_ack(self) -> None:
         if self._names is not None and not self._stopping:

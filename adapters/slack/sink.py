@@ -24,6 +24,7 @@ from bot.events import EVENTS
 from bot.pacing import Pace, Pacer
 from bot.types import Attachment, NativeStreamUnavailable, PlatformLimits
 
+from .approval import question_blocks
 from .mentions import neutralise, split_ready
 from .pacing import (
     METHOD_FOR_OP,
@@ -301,6 +302,20 @@ class SlackSink:
             ts=stream_id,
             markdown_text=rest or None,
         )
+
+    async def ask_approval(self, text: str, token: str, allow: str, deny: str) -> str:
+        """A tool's approval question with Allow/Deny buttons; the press comes back as a
+        block action (adapter._on_action)."""
+        shown = neutralise(text)
+        kwargs: dict[str, Any] = {
+            "channel": self._channel,
+            "text": shown,
+            "blocks": question_blocks(shown, token, allow, deny),
+        }
+        if self._thread is not None:
+            kwargs["thread_ts"] = self._thread
+        response = await self._write(POST, self._client.chat_postMessage, **kwargs)
+        return str(response["ts"])
 
     async def _post(self, text: str) -> str:
         kwargs: dict[str, Any] = {"channel": self._channel, "markdown_text": neutralise(text)}

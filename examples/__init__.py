@@ -1,0 +1,1 @@
+"""Example programs that work with the bot (an MCP server for its tools)."""
