@@ -48,7 +48,7 @@ from bot.models import Catalog, ModelRouter
 from bot.reasoning import ReasoningMode
 from bot.store import Store
 from bot.texts import Texts
-from bot.tokens import token_counter_for
+from bot.tokens import TokenCounter, token_counter_for
 from bot.tool_loop import LoopLimits, ToolSource
 from bot.types import ChatModel, ConversationKey, IncomingMessage, PlatformLimits, Turn
 from fakes.fake_discord import (
@@ -182,6 +182,7 @@ def make_core(
     model_policy: PromptPolicy = "admins",
     tools: ToolSource | None = None,  # tests/tools_support.py
     tool_limits: LoopLimits | None = None,
+    counter: TokenCounter | None = None,  # None: gpt-4o-mini's
 ) -> Core:
     """A real core on the given client and store, with short deadlines for tests."""
 
@@ -208,7 +209,7 @@ def make_core(
         model=model
         if max_concurrent_requests is None
         else CappedModel(model, max_concurrent_requests),
-        counter=token_counter_for("gpt-4o-mini"),
+        counter=counter or token_counter_for("gpt-4o-mini"),
         texts=Texts(language),
         settings=CoreSettings(
             system_prompt=system_prompt,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import cast
 
 import pytest
 
 from bot.core import Core
 from bot.texts import Texts
-from bot.tokens import TokenCounter
+from bot.tokens import TokenCounter, token_counter_for
 from fakes.fake_openai import FakeOpenAI, echo_last_user
 from tests.support import CoreFactory, RecordingSink, message, settle
 
@@ -85,6 +84,7 @@ class ExplodingCounter:
 
     def __init__(self, real: TokenCounter, trigger: str) -> None:
         self._real, self._trigger = real, trigger
+        self.encoding_name = real.encoding_name
 
     def count(self, text: str) -> int:
         if self._trigger in text:
@@ -98,8 +98,8 @@ class ExplodingCounter:
 async def test_a_failure_while_building_the_prompt_gets_the_error_reply(
     core_factory: CoreFactory, fake_openai: FakeOpenAI
 ) -> None:
-    core = await core_factory(policy="anyone")
-    core.counter = cast(TokenCounter, ExplodingCounter(core.counter, "KABOOM"))
+    exploding = ExplodingCounter(token_counter_for("gpt-4o-mini"), "KABOOM")
+    core = await core_factory(policy="anyone", counter=exploding)
     sink = RecordingSink()
     await core.handle(message("!system KABOOM rules"), sink)
     await core.handle(message("hello?", message_id="m-broken"), sink)
