@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,9 @@ _NO_VISION_ERROR = re.compile(r"image|vision|multimodal|multi-modal", re.I)
 # Messages whose attachments are read at once, process-wide: each may hold up to
 # max_files_per_message * max_file_bytes in memory while it is read.
 MAX_PARALLEL_READS = 4
+# Conversations already told that their model cannot see images (told once each);
+# past this many the oldest may be told again.
+MAX_TOLD_BLIND = 10_000
 _MARKER = re.compile(r"\[image [^\]\n]* #(\d+)\.(\d+)\]")
 
 
@@ -72,6 +76,7 @@ class Taken:
     kept: int = 0  # media stored
     notes: list[str] = dataclasses.field(default_factory=list)  # shown after the answer
     had_images: bool = False
+    conversation: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ class MediaFlow:
         self._limits = limits
         self._visions: dict[str, Vision] = {}  # per model, bounded by the catalog
         self._reading = asyncio.Semaphore(MAX_PARALLEL_READS)
+        self._told_blind: OrderedDict[str, None] = OrderedDict()
 
     def vision_for(self, model: str, mode: VisionMode) -> Vision:
         """Whether ``model`` is sent images (learned per model)."""
@@ -114,7 +120,7 @@ class MediaFlow:
         self, conv: str, msg: IncomingMessage, sink: ReplySink, turn_id: int, vision: Vision
     ) -> Taken:
         """Download, read and store ``msg``'s attachments as user turn ``turn_id``'s."""
-        taken = Taken()
+        taken = Taken(conversation=conv)
         if not msg.attachments:
             return taken
         if not self.enabled or not isinstance(sink, FileSource):
@@ -135,8 +141,17 @@ class MediaFlow:
         if result.skipped:
             taken.notes.append(self._skipped(result.skipped))
         if taken.had_images and not vision.on:
-            taken.notes.append(self._texts.get("images_not_read"))
+            self._tell_blind(taken)
         return taken
+
+    def _tell_blind(self, taken: Taken) -> None:
+        """Say once per conversation that its model did not see the images."""
+        if taken.conversation in self._told_blind:
+            return
+        self._told_blind[taken.conversation] = None
+        if len(self._told_blind) > MAX_TOLD_BLIND:
+            self._told_blind.popitem(last=False)
+        taken.notes.append(self._texts.get("images_not_read"))
 
     async def fold(self, conv: str, turns: list[Turn]) -> Folded:
         """``turns`` with their media: image markers, then each file's text."""
@@ -199,7 +214,7 @@ class MediaFlow:
             if shown or not _has_images(messages) or not vision.refused(exc):
                 raise
         if taken.had_images:
-            taken.notes.append(self._texts.get("images_not_read"))
+            self._tell_blind(taken)
         async with contextlib.aclosing(model.stream(text_only(messages), answer)) as deltas:
             async for delta in deltas:
                 yield delta

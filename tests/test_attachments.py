@@ -194,7 +194,8 @@ async def test_a_model_without_vision_learns_from_the_400_and_says_so(
     assert "[image a.png" in last_user(retried)  # the model still hears there was one
     first, second = discord_texts(fake_discord, GENERAL)
     assert first.startswith("I only see your words.")
-    assert "can't see images" in first and "can't see images" in second
+    assert "can't see images" in first
+    assert "can't see images" not in second  # told once per conversation
 
 
 async def test_vision_off_in_config_sends_text_only(
