@@ -104,5 +104,26 @@ _V5 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6: several instances on one database (bot/handoff.py, bot/shared_limit.py). A
+# lease names the instance answering a conversation now; a person's count is their
+# messages in the current minute. One instance alone writes a row now and then;
+# the tables exist on every backend so the schema is the same everywhere.
+_V6 = (
+    """
+    CREATE TABLE leases (
+        conversation TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE person_counts (
+        person TEXT PRIMARY KEY,
+        minute INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -244,6 +244,45 @@ class PostgresStore:
         )
         return _rowcount(status) == 1
 
+    # -- several instances (bot/coordination.py) --
+
+    async def take_lease(self, conversation: str, stale_s: float) -> bool:
+        """Hold ``conversation`` unless another live instance does (one UPSERT)."""
+        now = self._clock()
+        status = await self._execute(
+            sql.SQL_TAKE_LEASE, conversation, self.instance_id, now, now - stale_s
+        )
+        return _rowcount(status) == 1
+
+    async def release_lease(self, conversation: str) -> None:
+        """Give ``conversation`` up if this instance holds it."""
+        await self._execute(sql.SQL_RELEASE_LEASE, conversation, self.instance_id)
+
+    async def waiting_turns(self, conversation: str, since: float, limit: int) -> list[Unanswered]:
+        """The conversation's unanswered user turns stored since ``since``, in order."""
+        rows = await self._fetch(sql.SQL_WAITING_TURNS, conversation, since, limit)
+        return [
+            Unanswered(str(row[0]), row_to_turn(tuple(row)[3:]), Origin(row[1], bool(row[2])))
+            for row in rows
+        ]
+
+    async def orphaned(self, since: float, stale_s: float, limit: int) -> list[str]:
+        """Conversations with waiting turns that no live instance holds."""
+        rows = await self._fetch(sql.SQL_ORPHANED, since, self._clock() - stale_s, limit)
+        return [str(row[0]) for row in rows]
+
+    async def alive_instances(self, stale_s: float) -> int:
+        """Instances whose heartbeat is younger than ``stale_s``."""
+        return int((await self._fetchrow(sql.SQL_ALIVE, self._clock() - stale_s))[0])
+
+    async def count_message(self, person: str, minute: int) -> int:
+        """One more message of ``person`` in ``minute``; their count in it."""
+        return int((await self._fetchrow(sql.SQL_COUNT_MESSAGE, person, minute))[0])
+
+    async def uncount_message(self, person: str, minute: int) -> None:
+        """Take one message of ``person`` in ``minute`` back."""
+        await self._execute(sql.SQL_UNCOUNT_MESSAGE, person, minute)
+
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay."""
         with self._translated():
@@ -283,6 +322,8 @@ class PostgresStore:
     async def _prune(self) -> None:
         await self.prune_seen()
         await self.prune_turns()
+        minute = int(self._clock() // 60) - 1  # counts of minutes before the last one
+        await self._execute(sql.SQL_PRUNE_COUNTS, minute)
 
     async def _beat(self) -> None:
         await self._execute(sql.SQL_BEAT, self.instance_id, self._clock(), self._host, self._pid)
