@@ -25,6 +25,7 @@ from .adapter import Adapter
 from .config import Config
 from .core import Core, CoreSettings
 from .errors import StartupError, StorageError
+from .handoff import HandoffSettings, share_store
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
 from .recovery import recovering
@@ -123,6 +124,7 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
     _on_signals(stop.set)
     started: list[Adapter] = []  # shut down by running_core, in order, on the way out
     async with local_model_if(cfg, local) as cfg, running_core(cfg, started) as core:
+        handoff = await share_store(core, _handoff_settings(cfg), cfg.limits.user_messages_per_minute)
         adapters = [a for name in platforms if (a := create_adapter(name, cfg, core)) is not None]
         if not adapters:
             raise StartupError(core.texts.get("no_platforms"))
@@ -131,9 +133,18 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
             await adapter.start()
             log.info("%s adapter running", adapter.name)
         _tune_collector()
-        async with recovering(core, started, cfg.recovery.max_age_minutes):
+        leftovers = (
+            recovering(core, started, cfg.recovery.max_age_minutes)
+            if handoff is None
+            else handoff.sweeping(started)  # answers what other instances left, too
+        )
+        async with leftovers:
             ended = await _until_stopped(stop, started)
     return EXIT_STORAGE if any(_storage_failed(w) for w in ended) else 0
+
+
+def _handoff_settings(cfg: Config) -> HandoffSettings:
+    return HandoffSettings(cfg.instances.failover_s, cfg.recovery.max_age_minutes * 60.0)
 
 
 def _tune_collector() -> None:

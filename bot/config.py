@@ -237,6 +237,14 @@ class RecoveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InstancesConfig:
+    """Several bot processes on one PostgreSQL database (docs/scale-out.md)."""
+
+    # A dead instance's conversations are taken over by another within this long.
+    failover_s: float = field(default=30.0, metadata={"min": 6, "max": 3600})
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, as loaded and checked."""
 
@@ -250,6 +258,7 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
 
 
 # -- loading -------------------------------------------------------------------

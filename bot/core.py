@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from .answer_cap import AnswerCap
 from .commands import CommandEnv, command_text, forgets_conversation
@@ -29,7 +30,7 @@ from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
-from .ratelimit import UserLimiter
+from .ratelimit import Decision, UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
 from .storage_guard import STORE_FAILURES, storing
@@ -43,6 +44,28 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
 CUT_NOTE_TIMEOUT_S = 2.0  # shutdown: most an answer cut by it spends on its closing note
 CUT_WAIT_S = CUT_NOTE_TIMEOUT_S + 1.0  # close() waits this long for the cut answers' notes
+
+
+class Arrivals(Protocol):
+    """Who answers stored turns when several instances share the database
+    (bot/handoff.py): told of each turn stored here, with its sink."""
+
+    def arrived(self, conv: str, local: tuple[IncomingMessage, ReplySink] | None = None) -> None:
+        """A turn of ``conv`` was stored."""
+
+
+class PersonLimit(Protocol):
+    """A per-person limit kept outside this process (bot/shared_limit.py)."""
+
+    async def admit(self, person: str) -> Decision:
+        """Count one message of ``person``."""
+
+    async def give_back(self, person: str) -> None:
+        """Uncount one (a duplicate)."""
+
+
+async def _nothing() -> None:
+    """The lane job of a turn the handoff answers: it only holds the place."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +115,26 @@ class Core:
         self._closing = False
         # History messages, by stored turn id.
         self._memo = HistoryMemo(max_bytes=settings.history_memo_bytes)
+        # Several instances on one database (share()): None while this one is alone.
+        self._arrivals: Arrivals | None = None
+        self._shared_limit: PersonLimit | None = None
+
+    def share(self, arrivals: Arrivals, limit: PersonLimit) -> None:
+        """Answer through ``arrivals`` and count people in ``limit`` (bot/handoff.py)."""
+        self._arrivals, self._shared_limit = arrivals, limit
+
+    @property
+    def closing(self) -> bool:
+        """Whether ``close`` began."""
+        return self._closing
+
+    def run_in_lane(self, conv: str, job: Job) -> None:
+        """Queue ``job`` in ``conv``'s lane (the handoff's pump)."""
+        self._lanes.reserve(conv).fill(job)
+
+    async def answer_pending(self, msg: IncomingMessage, sink: ReplySink, pending: Pending) -> None:
+        """Answer a stored turn now (the handoff's pump, already in its lane)."""
+        await self._resume(msg.key.as_str(), msg, sink, pending)()
 
     @property
     def busy_conversations(self) -> int:
@@ -118,7 +161,8 @@ class Core:
         command = parse_command(text, self.settings.command_prefix)
         person = f"{msg.key.platform}:{msg.key.workspace}:{msg.author_id}"
         # Commands and empty messages count too: a flood of them is still a flood.
-        decision = self._limiter.admit(person)
+        shared = self._shared_limit
+        decision = self._limiter.admit(person) if shared is None else await shared.admit(person)
         if not decision.allowed:
             if decision.notify:
                 seconds = math.ceil(decision.wait_s)
@@ -132,6 +176,8 @@ class Core:
             counted = await self._queue_answer(conv, msg, sink, text, person)
         if not counted:  # a redelivery costs no allowance
             self._limiter.give_back(person)
+            if shared is not None:
+                await shared.give_back(person)
 
     async def _queue_answer(
         self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str, person: str
@@ -188,6 +234,12 @@ class Core:
         )
         origin = Origin(msg.reply_target, msg.is_dm)
         turn_id = await self.store.add_user_turn(conv, turn, origin)
+        if self._arrivals is not None:  # the handoff answers it, here or elsewhere
+            if turn_id is None and await self.store.pending_turn(conv, msg.message_id) is None:
+                return None
+            self._arrivals.arrived(conv, (msg, sink))
+            self._accepted.discard((conv, msg.message_id))  # stored: the store dedupes now
+            return _nothing
         if turn_id is not None:
             return lambda: self._answer(msg, sink, turn_id)
         # Seen before: answered or told it failed, so drop it; or a crash cut its

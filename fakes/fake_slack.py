@@ -110,6 +110,7 @@ class FakeSlack(Served):
     channel_teams: dict[str, str] = field(default_factory=dict)  # channel -> workspace
     limited: int = 0  # 429s sent because a limit was reached (not scripted ones)
     _book: LimitBook | None = None
+    _spread: itertools.count[int] = field(default_factory=itertools.count)  # next socket
 
     # -- lifecycle --------------------------------------------------------
 
@@ -269,9 +270,12 @@ class FakeSlack(Served):
         envelope_id: str | None = None,
         within: float = WAIT_LIMIT_S,
     ) -> str:
-        """Send an events_api envelope to the connected app; return its envelope id."""
+        """Send an events_api envelope to the connected app; return its envelope id.
+
+        With several connections open (several instances, or one app's several
+        sockets), envelopes go to them in turn, as Slack spreads an app's events."""
         await self.wait_until(lambda: any(not ws.closed for ws in self._sockets), within)
-        ws = next(ws for ws in reversed(self._sockets) if not ws.closed)
+        ws = self._next_socket()
         envelope_id = envelope_id or str(uuid.uuid4())
         envelope = {
             "envelope_id": envelope_id,
@@ -283,6 +287,26 @@ class FakeSlack(Served):
         }
         await ws.send_str(json.dumps(envelope))
         return envelope_id
+
+    def _next_socket(self) -> web.WebSocketResponse:
+        live = [ws for ws in self._sockets if not ws.closed]
+        return live[next(self._spread) % len(live)]
+
+    async def push_until_acked(
+        self, body: JsonDict, *, ack_within: float = WAIT_LIMIT_S, attempts: int = 4
+    ) -> int:
+        """Push ``body``; while it is not acknowledged within ``ack_within``, push it
+        again (``retry_attempt`` + 1, reason ``timeout``) on the next connection, as
+        Slack retries an unacknowledged event. How many envelopes were sent."""
+        for attempt in range(attempts):
+            reason = "timeout" if attempt else ""
+            envelope = await self.push(body, retry_attempt=attempt, retry_reason=reason)
+            try:
+                await self.wait_ack(envelope, ack_within)
+            except TimeoutError:
+                continue
+            return attempt + 1
+        raise TimeoutError(f"event {body.get('event_id')} never acknowledged")
 
     async def wait_ack(self, envelope_id: str, within: float = WAIT_LIMIT_S) -> None:
         """Wait until the app acknowledged an envelope."""

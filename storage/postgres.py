@@ -74,6 +74,9 @@ OPEN_FAILURES: tuple[type[BaseException], ...] = (*DRIVER_FAILURES, ValueError)
 class PostgresStore:
     """A :class:`bot.store.Store` in a PostgreSQL database (the URL's schema)."""
 
+    # Several instances share it: they answer through bot/handoff.py's leases.
+    shared = True
+
     def __init__(
         self,
         url: str,
