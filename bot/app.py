@@ -124,7 +124,7 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
     _on_signals(stop.set)
     started: list[Adapter] = []  # shut down by running_core, in order, on the way out
     async with local_model_if(cfg, local) as cfg, running_core(cfg, started) as core:
-        handoff = await share_store(core, _handoff_settings(cfg), cfg.limits.user_messages_per_minute)
+        handoff = await share_store(core, _handoff_settings(cfg), cfg.limits)
         adapters = [a for name in platforms if (a := create_adapter(name, cfg, core)) is not None]
         if not adapters:
             raise StartupError(core.texts.get("no_platforms"))
@@ -144,6 +144,7 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
 
 
 def _handoff_settings(cfg: Config) -> HandoffSettings:
+    """instances.failover_s, and recovery's age limit for what the handoff answers."""
     return HandoffSettings(cfg.instances.failover_s, cfg.recovery.max_age_minutes * 60.0)
 
 

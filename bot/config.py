@@ -241,7 +241,7 @@ class InstancesConfig:
     """Several bot processes on one PostgreSQL database (docs/scale-out.md)."""
 
     # A dead instance's conversations are taken over by another within this long.
-    failover_s: float = field(default=30.0, metadata={"min": 6, "max": 3600})
+    failover_s: float = field(default=30.0, metadata={"min": 10, "max": 3600})
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from .types import IncomingMessage, ReplySink
 
 if TYPE_CHECKING:
     from .adapter import Adapter
+    from .config import LimitsConfig
     from .core import Core
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class HandoffSettings:
     @property
     def stale_s(self) -> float:
         """Heartbeat silence after which a lease holder is taken as dead."""
-        return max(self.failover_s * STALE_SHARE, 2 * HEARTBEAT_S)
+        return max(self.failover_s * STALE_SHARE, 3 * HEARTBEAT_S)
 
     @property
     def sweep_s(self) -> float:
@@ -123,10 +124,12 @@ class Handoff:
         tried: set[int] = set()  # turns answered (or failed) by this pump
         try:
             while not self._core.closing:
-                if not await self._coord.take_lease(conv, self._settings.stale_s):
-                    return  # a live instance holds it: its next read finds our turn
                 self._again.discard(conv)
                 while not self._core.closing and (item := await self._next(conv, tried)):
+                    # Taken (or kept) before every answer: if this instance looked dead
+                    # for a moment and another took the conversation, it stops here.
+                    if not await self._coord.take_lease(conv, self._settings.stale_s):
+                        return  # a live instance holds it: its next read finds our turn
                     tried.add(item.turn.id)
                     await self._answer(item)
                 await self._coord.release_lease(conv)
@@ -212,7 +215,9 @@ async def announce(coordination: Coordination, settings: HandoffSettings) -> int
     return alive
 
 
-async def share_store(core: Core, settings: HandoffSettings, per_minute: int) -> Handoff | None:
+async def share_store(
+    core: Core, settings: HandoffSettings, limits: LimitsConfig
+) -> Handoff | None:
     """Log who this instance is; if its store is shared with other instances, make
     the core answer through a Handoff and count people in the store."""
     store = core.store
@@ -222,5 +227,5 @@ async def share_store(core: Core, settings: HandoffSettings, per_minute: int) ->
     if not getattr(store, "shared", False):
         return None
     handoff = Handoff(core, store, settings)
-    core.share(handoff, SharedLimiter(store, per_minute))
+    core.share(handoff, SharedLimiter(store, limits.user_messages_per_minute))
     return handoff

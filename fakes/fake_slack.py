@@ -26,7 +26,7 @@ import itertools
 import json
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +111,8 @@ class FakeSlack(Served):
     limited: int = 0  # 429s sent because a limit was reached (not scripted ones)
     _book: LimitBook | None = None
     _spread: itertools.count[int] = field(default_factory=itertools.count)  # next socket
+    acks_by_connection: Counter[int] = field(default_factory=Counter)  # connection no. -> acks
+    _acked: set[str] = field(default_factory=set)  # acks as a set: many tests wait at once
 
     # -- lifecycle --------------------------------------------------------
 
@@ -310,7 +312,7 @@ class FakeSlack(Served):
 
     async def wait_ack(self, envelope_id: str, within: float = WAIT_LIMIT_S) -> None:
         """Wait until the app acknowledged an envelope."""
-        await self.wait_until(lambda: envelope_id in self.acks, within)
+        await self.wait_until(lambda: envelope_id in self._acked, within)
 
     async def drop_sockets(self, *, graceful: bool = False) -> None:
         """Close every websocket (or ask the app to reconnect, like Slack's refresh)."""
@@ -546,6 +548,7 @@ class FakeSlack(Served):
         await ws.prepare(request)
         self._sockets.append(ws)
         self.connections += 1
+        number = self.connections
         await ws.send_str(json.dumps(_hello()))
         await self._notify()
         try:
@@ -555,6 +558,8 @@ class FakeSlack(Served):
                 data = json.loads(frame.data)
                 if isinstance(data, Mapping) and data.get("envelope_id"):
                     self.acks.append(str(data["envelope_id"]))
+                    self._acked.add(str(data["envelope_id"]))
+                    self.acks_by_connection[number] += 1
                     self.calls_at_ack[str(data["envelope_id"])] = len(self.calls)
                     await self._notify()
         finally:

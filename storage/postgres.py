@@ -332,12 +332,25 @@ class PostgresStore:
         await self._execute(sql.SQL_BEAT, self.instance_id, self._clock(), self._host, self._pid)
 
     async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
-            try:
-                await self._beat()
-            except StoreFailure as exc:  # the next beat tries again
-                log.warning("storage: heartbeat failed: %s", exc)
+        """Beat on a connection of its own: under load every pooled connection may be
+        busy for seconds, and a beat queued behind them would make this instance look
+        dead to the others (bot/handoff.py would take its conversations)."""
+        con: Any = None
+        try:
+            while True:
+                await asyncio.sleep(self._heartbeat_s)
+                try:
+                    with self._translated():
+                        if con is None or con.is_closed():
+                            con = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+                        beat = (self.instance_id, self._clock(), self._host, self._pid)
+                        await con.execute(sql.SQL_BEAT, *beat, timeout=self._heartbeat_s)
+                except StoreFailure as exc:  # the next beat tries again
+                    log.warning("storage: heartbeat failed: %s", exc)
+                    _dropped(con)
+                    con = None
+        finally:
+            _dropped(con)
 
     async def _forget_gone_processes(self) -> None:
         """Delete the rows of instances whose process is gone from this machine."""
@@ -374,6 +387,12 @@ class PostgresStore:
     async def _execute(self, statement: str, *args: object) -> str:
         with self._translated():
             return str(await self._open_pool().execute(statement, *args))
+
+
+def _dropped(con: Any) -> None:
+    """Close a connection at once (it failed, or its task ends)."""
+    if con is not None:
+        con.terminate()
 
 
 def _text(value: str | None) -> str | None:
