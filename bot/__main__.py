@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .app import PLATFORMS, check_storage, serve
+from .app import PLATFORMS, check_storage, describe_instances, serve
 from .config import Config, format_config, load_config
 from .errors import StartupError
 from .redact import install_log_redaction
@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             check_storage(cfg.storage.url)
             print(format_config(cfg))
+            print(asyncio.run(describe_instances(cfg.storage.url)))
             return 0
         if args.command == "run" and not (cfg.discord.enabled or cfg.slack.enabled):
             # Say it before anything starts (no database file, no model client).

@@ -20,11 +20,12 @@ from dataclasses import replace
 
 from adapters.registry import PLATFORMS, create_adapter
 from storage import check_url, open_store
+from storage.alive import alive_ids
 
 from .adapter import Adapter
 from .config import Config
 from .core import Core, CoreSettings
-from .errors import StartupError, StorageError
+from .errors import StartupError, StorageError, StoreFailure
 from .handoff import HandoffSettings, share_store
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
@@ -36,7 +37,14 @@ from .types import Platform
 
 # PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
 # only this module of the wiring.
-__all__ = ["EXIT_STORAGE", "PLATFORMS", "check_storage", "running_core", "serve"]
+__all__ = [
+    "EXIT_STORAGE",
+    "PLATFORMS",
+    "check_storage",
+    "describe_instances",
+    "running_core",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,19 @@ MIB = 1024 * 1024
 def check_storage(url: str) -> None:
     """Raise the ConfigError opening ``storage.url`` would, creating nothing (for ``check``)."""
     check_url(url)
+
+
+async def describe_instances(url: str) -> str:
+    """One line for ``check``: how many instances are alive on ``storage.url``."""
+    try:
+        ids = await alive_ids(url)
+    except StoreFailure as exc:
+        return f"instances: cannot read the database: {exc}"
+    listed = f" ({', '.join(ids)})" if ids else ""
+    return (
+        f"instances: {len(ids)} alive on this database{listed}; "
+        "one started now would be another, with a new id"
+    )
 
 
 @contextlib.asynccontextmanager
