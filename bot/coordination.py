@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from .ratelimit import Decision
 from .store import Unanswered
+from .types import IncomingMessage, ReplySink
 
 
 @runtime_checkable
@@ -43,3 +45,21 @@ class Coordination(Protocol):
 
     async def uncount_message(self, person: str, minute: int) -> None:
         """Take one message back (it was a duplicate)."""
+
+
+class Arrivals(Protocol):
+    """Who answers stored turns when several instances share the database
+    (bot/handoff.py): told of each turn stored here, with its sink."""
+
+    def arrived(self, conv: str, local: tuple[IncomingMessage, ReplySink] | None = None) -> None:
+        """A turn of ``conv`` was stored."""
+
+
+class PersonLimit(Protocol):
+    """A per-person limit kept outside this process (bot/shared_limit.py)."""
+
+    async def admit(self, person: str) -> Decision:
+        """Count one message of ``person``."""
+
+    async def give_back(self, person: str) -> None:
+        """Uncount one (a duplicate)."""

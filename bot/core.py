@@ -17,12 +17,12 @@ import math
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from .answer_cap import AnswerCap
 from .commands import CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy
 from .context import build_messages
+from .coordination import Arrivals, PersonLimit
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
 from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
@@ -30,7 +30,7 @@ from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .lanes import Job, Lanes, Slot
 from .pacing import Pacer
-from .ratelimit import Decision, UserLimiter
+from .ratelimit import UserLimiter
 from .sanitize import clean_text, parse_command
 from .split import split_text
 from .storage_guard import STORE_FAILURES, storing
@@ -44,24 +44,6 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
 CUT_NOTE_TIMEOUT_S = 2.0  # shutdown: most an answer cut by it spends on its closing note
 CUT_WAIT_S = CUT_NOTE_TIMEOUT_S + 1.0  # close() waits this long for the cut answers' notes
-
-
-class Arrivals(Protocol):
-    """Who answers stored turns when several instances share the database
-    (bot/handoff.py): told of each turn stored here, with its sink."""
-
-    def arrived(self, conv: str, local: tuple[IncomingMessage, ReplySink] | None = None) -> None:
-        """A turn of ``conv`` was stored."""
-
-
-class PersonLimit(Protocol):
-    """A per-person limit kept outside this process (bot/shared_limit.py)."""
-
-    async def admit(self, person: str) -> Decision:
-        """Count one message of ``person``."""
-
-    async def give_back(self, person: str) -> None:
-        """Uncount one (a duplicate)."""
 
 
 async def _nothing() -> None:
