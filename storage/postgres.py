@@ -325,7 +325,7 @@ class PostgresStore:
     async def _prune(self) -> None:
         await self.prune_seen()
         await self.prune_turns()
-        minute = int(self._clock() // 60) - 1  # counts of minutes before the last one
+        minute = int(self._clock() // 60) - 1  # per-person counts of older minutes
         await self._execute(sql.SQL_PRUNE_COUNTS, minute)
 
     async def _beat(self) -> None:

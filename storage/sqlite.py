@@ -386,7 +386,8 @@ class SqliteStore:
         """Forget dedupe rows older than the retention (on the worker thread); how many."""
         self._prunes.postpone()
         cutoff = self._clock() - SEEN_RETENTION_S
-        pruned = await self._write(ops.execute, ops.SQL_PRUNE, (cutoff,))
+        minute = int(self._clock() // 60) - 1  # per-person counts of older minutes go too
+        pruned = await self._write(shared.prune_seen, cutoff, minute)
         if pruned:
             log.info("storage: pruned %d old dedupe rows", pruned)
         return pruned
@@ -411,8 +412,6 @@ class SqliteStore:
     async def _prune(self) -> None:
         await self.prune_seen()
         await self.prune_turns()
-        minute = int(self._clock() // 60) - 1  # counts of minutes before the last one
-        await self._write(ops.execute, shared.SQL_PRUNE_COUNTS, (minute,))
 
     def _data_version_now(self) -> int:
         """SQLite's count of commits by other connections (ours do not change it);

@@ -3,7 +3,9 @@ bot/shared_limit.py); they mean what storage/postgres_sql.py's do."""
 
 from __future__ import annotations
 
-from .sqlite_ops import TURN_COLUMNS
+import sqlite3
+
+from .sqlite_ops import SQL_PRUNE, TURN_COLUMNS
 
 _T_COLUMNS = ", ".join("t." + c.strip() for c in TURN_COLUMNS.split(","))
 
@@ -48,3 +50,10 @@ SQL_UNCOUNT_MESSAGE = """
     UPDATE person_counts SET count = count - 1 WHERE person = ? AND minute = ? AND count > 0
 """
 SQL_PRUNE_COUNTS = "DELETE FROM person_counts WHERE minute < ?"
+
+
+def prune_seen(con: sqlite3.Connection, cutoff: float, minute: int) -> int:
+    """Dedupe rows older than ``cutoff`` and counts of minutes before ``minute``, in
+    one write; how many dedupe rows went."""
+    con.execute(SQL_PRUNE_COUNTS, (minute,))
+    return con.execute(SQL_PRUNE, (cutoff,)).rowcount
