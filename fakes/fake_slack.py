@@ -113,6 +113,7 @@ class FakeSlack(Served):
     _spread: itertools.count[int] = field(default_factory=itertools.count)  # next socket
     acks_by_connection: Counter[int] = field(default_factory=Counter)  # connection no. -> acks
     _acked: set[str] = field(default_factory=set)  # acks as a set: many tests wait at once
+    _retiring: set[int] = field(default_factory=set)  # ids of sockets asked to reconnect
 
     # -- lifecycle --------------------------------------------------------
 
@@ -291,8 +292,11 @@ class FakeSlack(Served):
         return envelope_id
 
     def _next_socket(self) -> web.WebSocketResponse:
+        """The next open connection in turn; one asked to reconnect gets nothing
+        while another is open (Slack sends to the connection that replaces it)."""
         live = [ws for ws in self._sockets if not ws.closed]
-        return live[next(self._spread) % len(live)]
+        staying = [ws for ws in live if id(ws) not in self._retiring] or live
+        return staying[next(self._spread) % len(staying)]
 
     async def push_until_acked(
         self, body: JsonDict, *, ack_within: float = WAIT_LIMIT_S, attempts: int = 4
@@ -318,6 +322,7 @@ class FakeSlack(Served):
         """Close every websocket (or ask the app to reconnect, like Slack's refresh)."""
         for ws in list(self._sockets):
             if graceful:
+                self._retiring.add(id(ws))
                 await ws.send_str(json.dumps({"type": "disconnect", "reason": "refresh_requested"}))
             else:
                 await ws.close()
@@ -564,6 +569,7 @@ class FakeSlack(Served):
                     await self._notify()
         finally:
             self._sockets.remove(ws)
+            self._retiring.discard(id(ws))
             await self._notify()
         return ws
 
