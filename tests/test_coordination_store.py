@@ -13,8 +13,18 @@ import pytest
 
 from bot.coordination import Coordination
 from bot.store import Origin, Unanswered
-from tests.store_support import CONV, KINDS, OTHER, AnyStore, FakeClock, answer, opened_store, user
-from tests.test_recovery_store import database, shared_stores
+from tests.store_support import (
+    CONV,
+    KINDS,
+    OTHER,
+    AnyStore,
+    FakeClock,
+    answer,
+    database,
+    opened_store,
+    shared_stores,
+    user,
+)
 
 __all__ = ["database"]  # the fixture, shared with the recovery tests
 
