@@ -114,6 +114,9 @@ class FakeSlack(Served):
     acks_by_connection: Counter[int] = field(default_factory=Counter)  # connection no. -> acks
     _acked: set[str] = field(default_factory=set)  # acks as a set: many tests wait at once
     _retiring: set[int] = field(default_factory=set)  # ids of sockets asked to reconnect
+    live_connections: set[int] = field(default_factory=set)  # numbers of open connections
+    acked_events: dict[str, int] = field(default_factory=dict)  # event_id -> connection no.
+    _event_of: dict[str, str] = field(default_factory=dict)  # envelope_id -> event_id
 
     # -- lifecycle --------------------------------------------------------
 
@@ -280,6 +283,7 @@ class FakeSlack(Served):
         await self.wait_until(lambda: any(not ws.closed for ws in self._sockets), within)
         ws = self._next_socket()
         envelope_id = envelope_id or str(uuid.uuid4())
+        self._event_of[envelope_id] = str(body.get("event_id"))
         envelope = {
             "envelope_id": envelope_id,
             "type": "events_api",
@@ -554,6 +558,7 @@ class FakeSlack(Served):
         self._sockets.append(ws)
         self.connections += 1
         number = self.connections
+        self.live_connections.add(number)
         await ws.send_str(json.dumps(_hello()))
         await self._notify()
         try:
@@ -565,11 +570,15 @@ class FakeSlack(Served):
                     self.acks.append(str(data["envelope_id"]))
                     self._acked.add(str(data["envelope_id"]))
                     self.acks_by_connection[number] += 1
+                    event = self._event_of.pop(str(data["envelope_id"]), None)
+                    if event is not None:
+                        self.acked_events.setdefault(event, number)
                     self.calls_at_ack[str(data["envelope_id"])] = len(self.calls)
                     await self._notify()
         finally:
             self._sockets.remove(ws)
             self._retiring.discard(id(ws))
+            self.live_connections.discard(number)
             await self._notify()
         return ws
 

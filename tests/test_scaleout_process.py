@@ -42,6 +42,9 @@ RETRY_EVERY = 5  # every 5th: retried on the other instance after it was answere
 # A busy machine (two bots, PostgreSQL and the fakes on two cores) may take seconds
 # to acknowledge; an event not acknowledged this long is pushed again elsewhere.
 ACK_WITHIN_S = 20.0
+# Slack's own wait before it retries an event elsewhere: in the SIGKILL test an event
+# pushed to the dying socket is retried on the other after this long.
+KILLED_ACK_WITHIN_S = 3.0
 QUESTION = re.compile(r"q(\d+)-(\d+)")
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
@@ -88,16 +91,26 @@ class Burst:
     def __init__(self, fake: FakeSlack) -> None:
         self.fake = fake
         self.parents = [fake.next_ts() for _ in range(THREADS)]
+        self._bodies: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         for t in range(THREADS):
             fake.add_user(f"U{t:04d}", f"Person {t}")
 
     def bodies(self, thread: int, number: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        return self.fake.mention(
-            f"q{thread}-{number} what now?",
-            thread_ts=self.parents[thread],
-            user=f"U{thread:04d}",
-            channel=channel(thread),
-        )
+        """The question's two twins (``app_mention``, ``message``), made once."""
+        made = self._bodies.get((thread, number))
+        if made is None:
+            made = self._bodies[(thread, number)] = self.fake.mention(
+                f"q{thread}-{number} what now?",
+                thread_ts=self.parents[thread],
+                user=f"U{thread:04d}",
+                channel=channel(thread),
+            )
+        return made
+
+    @property
+    def event_ids(self) -> dict[tuple[int, int], str]:
+        """Each question's ``app_mention`` event id."""
+        return {key: str(bodies[0]["event_id"]) for key, bodies in self._bodies.items()}
 
     def answers(self, thread: int) -> list[str]:
         return self.fake.texts(channel(thread), self.parents[thread])
@@ -258,23 +271,24 @@ async def test_socket_mode_instances_share_a_burst_once_each_in_order(
 # -- SIGKILL one instance mid-burst ------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["http", "socket"])
 async def test_the_survivor_answers_what_a_killed_instance_left(
-    fake_openai: FakeOpenAI, tmp_path: Path
+    fake_openai: FakeOpenAI, tmp_path: Path, mode: str
 ) -> None:
     fast_model(fake_openai)
     async with (
         FakeSlack(limits=None) as fake,
-        two_bots(tmp_path, fake_openai, fake, "http", FAILOVER_S) as (
-            bots,
-            ports,
-        ),
+        two_bots(tmp_path, fake_openai, fake, mode, FAILOVER_S) as (bots, ports),
     ):
+        if mode == "socket":
+            await fake.wait_until(lambda: fake.open_sockets >= 2, START_LIMIT_S)
         burst = Burst(fake)
         killed = asyncio.Event()
         taken_by_killed: set[str] = set()  # questions the killed instance acknowledged
         left_by_killed: set[str] = set()  # ... and had not answered when it died
+        first_connections = set(fake.live_connections)
 
-        async def send(t: int, n: int) -> None:
+        async def post_to_either(t: int, n: int) -> None:
             mention_body, _ = burst.bodies(t, n)
             for port in (ports[1],) if killed.is_set() else (ports[(t + n) % 2], ports[1]):
                 with contextlib.suppress(aiohttp.ClientError):  # the load balancer moves on
@@ -284,14 +298,25 @@ async def test_the_survivor_answers_what_a_killed_instance_left(
                         return
             raise AssertionError(f"q{t}-{n} was not taken")
 
+        async def push_to_either(t: int, n: int) -> None:
+            mention_body, _ = burst.bodies(t, n)
+            await fake.push_until_acked(mention_body, ack_within=KILLED_ACK_WITHIN_S)
+
         async def kill_mid_burst() -> None:
             quarter = THREADS * PER_THREAD // 4
             await until(lambda: len(burst.all_answers()) >= quarter, [bots[0]], BURST_LIMIT_S)
             bots[0].proc.send_signal(signal.SIGKILL)
             killed.set()
             await bots[0].proc.wait()
+            if mode == "socket":  # the killed instance's socket: the one that closed
+                await fake.wait_until(lambda: len(fake.live_connections) == 1, START_LIMIT_S)
+                (gone,) = first_connections - fake.live_connections
+                for (t, n), event in burst.event_ids.items():  # the questions sent so far
+                    if fake.acked_events.get(event) == gone:
+                        taken_by_killed.add(f"A q{t}-{n}")
             left_by_killed.update(taken_by_killed - set(burst.all_answers()))
 
+        send = post_to_either if mode == "http" else push_to_either
         await bots[1].alive_until(
             asyncio.gather(run_threads(send), kill_mid_burst()), BURST_LIMIT_S
         )
