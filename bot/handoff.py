@@ -3,16 +3,18 @@ at a time, in stored order, and taken over when that instance dies.
 
 The stored user turns are the queue. An instance that stores a turn (any of them:
 Slack HTTP replicas behind a load balancer, Socket Mode connections, a redelivery)
-starts a *pump* for its conversation, which first takes the conversation's lease
-(``Coordination.take_lease``: one conditional UPSERT, so one instance wins). The
-holder answers the conversation's waiting turns one by one, lowest stored id first,
-reading the next one from the database after each answer, so turns that other
-instances stored meanwhile are answered in their place. When none is left it
-releases the lease and looks once more: a turn stored by an instance that found
-the lease still held is committed before that instance tried, so this second look
-sees it (or that instance got the lease). An instance that loses the race simply
-leaves the turn: the holder's next read finds it. No connection is held per
-waiting conversation, and no wake-up message is needed.
+starts a *pump* for its conversation. The pump reads the conversation's waiting
+turns, lowest stored id first, and before each answer takes (or keeps) the
+conversation's lease (``Coordination.take_lease``: one conditional UPSERT, so one
+instance wins; taken again each time so that an instance that merely looked dead
+for a moment stops after at most the answer in flight). The holder reads the next
+turn from the database after each answer, so turns that other instances stored
+meanwhile are answered in their place. When none is left it releases the lease and
+looks once more: a turn stored by an instance that found the lease still held was
+committed before that instance tried, so this last look sees it (or that instance
+got the lease). An instance that loses the race simply leaves the turn: the
+holder's next read finds it. No connection is held per waiting conversation, and
+no wake-up message (LISTEN/NOTIFY) is needed.
 
 Failover: a lease counts only while its holder's heartbeat (bot/instances.py) is
 younger than ``stale_s``. Every ``sweep_s`` each instance asks for conversations
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STALE_SHARE = 2 / 3  # of failover_s: a holder silent this long is taken as dead
+STALE_SHARE = 0.6  # of failover_s: a holder silent this long is taken as dead
 SWEEP_SHARE = 1 / 6  # of failover_s: how often orphaned conversations are looked for
 WAITING_BATCH = 8  # waiting turns read at a time (the first not yet tried is answered)
 ORPHANS_PER_SWEEP = 200  # conversations one sweep takes up; the rest at the next
