@@ -166,7 +166,9 @@ class Core:
     ) -> bool:
         """Store the message and queue its answer; False for a duplicate."""
         accepted = (conv, msg.message_id)
-        if accepted in self._accepted:  # the same event twice at once (a retry)
+        # The same event twice at once (a retry): dropped here, unless the store orders
+        # answers (several instances): then the retry's ack must wait until it is stored.
+        if accepted in self._accepted and self._arrivals is None:
             return False
         place = self._enter(conv, person, sink)
         if place is None:

@@ -310,10 +310,10 @@ class FakeSlack(Served):
         Slack retries an unacknowledged event. How many envelopes were sent."""
         for attempt in range(attempts):
             reason = "timeout" if attempt else ""
-            envelope = await self.push(body, retry_attempt=attempt, retry_reason=reason)
             try:
+                envelope = await self.push(body, retry_attempt=attempt, retry_reason=reason)
                 await self.wait_ack(envelope, ack_within)
-            except TimeoutError:
+            except (TimeoutError, ConnectionResetError):  # a connection closing under it
                 continue
             return attempt + 1
         raise TimeoutError(f"event {body.get('event_id')} never acknowledged")

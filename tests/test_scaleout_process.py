@@ -327,4 +327,5 @@ async def test_the_survivor_answers_what_a_killed_instance_left(
         # is shown again: at most one per conversation the killed instance held.
         assert sum(count - 1 for count in given.values()) <= THREADS
         for t in range(THREADS):  # in order, with any repeat right after itself
-            assert list(dict.fromkeys(burst.answers(t))) == burst.expected(t), f"thread {t}"
+            shown = burst.answers(t)
+            assert list(dict.fromkeys(shown)) == burst.expected(t), f"thread {t}: {shown}"
