@@ -164,9 +164,10 @@ async def two_bots(
                 SLACK_SIGNING_SECRET=fake.signing_secret,
                 SLACK_API_URL=fake.api_url,
             )
-            bots.append(await stack.enter_async_context(bot_process(env, tmp_path / f"bot{i}.log")))
-        for bot in bots:
+            bot = await stack.enter_async_context(bot_process(env, tmp_path / f"bot{i}.log"))
+            # One after the other, so the second one's start-up log counts both.
             await bot.alive_until(logged(bot, "Slack: signed in"), START_LIMIT_S)
+            bots.append(bot)
         yield bots, ports
         for bot in bots:
             if bot.proc.returncode is None:
