@@ -204,15 +204,19 @@ class Handoff:
                 await task
 
 
-async def announce(coordination: Coordination, settings: HandoffSettings) -> int:
+async def announce(coordination: Coordination, settings: HandoffSettings, shared: bool) -> int:
     """Log which instance this is and how many are alive; that count."""
     alive = await coordination.alive_instances(settings.stale_s)
+    how = (
+        f"conversations are shared; a dead instance's move within {settings.failover_s:.0f} s"
+        if shared
+        else "conversations are not handed between instances (PostgreSQL only)"
+    )
     log.info(
-        "instance %s: %d instance(s) alive on this database; a dead one's conversations "
-        "move within %.0f s",
+        "instance %s: %d instance(s) alive on this database; %s",
         coordination.instance_id,
         alive,
-        settings.failover_s,
+        how,
     )
     return alive
 
@@ -225,8 +229,9 @@ async def share_store(
     store = core.store
     if not isinstance(store, Coordination):
         return None
-    await announce(store, settings)
-    if not getattr(store, "shared", False):
+    shared = bool(getattr(store, "shared", False))
+    await announce(store, settings, shared)
+    if not shared:
         return None
     handoff = Handoff(core, store, settings)
     core.share(handoff, SharedLimiter(store, limits.user_messages_per_minute))
