@@ -108,7 +108,10 @@ _V5 = (
 # lease names the instance answering a conversation now; a person's count is their
 # messages in the current minute. One instance alone writes a row now and then;
 # the tables exist on every backend so the schema is the same everywhere.
+# ``seen_by_conversation_age``: a conversation's recent messages, so finding its
+# waiting turns reads the last minutes' rows, not its whole history.
 _V6 = (
+    "CREATE INDEX seen_by_conversation_age ON seen (conversation, at)",
     """
     CREATE TABLE leases (
         conversation TEXT PRIMARY KEY,

@@ -83,8 +83,10 @@ _V1 = (
 )
 
 # v2: several instances on one database (SQLite's v6): conversation leases
-# (bot/handoff.py) and per-person counts (bot/shared_limit.py).
+# (bot/handoff.py) and per-person counts (bot/shared_limit.py), and an index for a
+# conversation's recent messages (the waiting turns are found among them).
 _V2 = (
+    "CREATE INDEX seen_by_conversation_age ON seen (conversation, at)",
     """
     CREATE TABLE leases (
         conversation TEXT PRIMARY KEY,
