@@ -267,10 +267,20 @@ _WAITING = """
     WHERE t.role = 'user' AND t.anchor = t.id AND NOT s.done AND s.at >= {since}
       AND (a.id IS NULL OR NOT a.delivered)
 """
-# Conversation $1's unanswered user turns stored since $2, in stored order.
+# Conversation $1's unanswered user turns stored since $2, in stored order. Its
+# recent dedupe rows first (an index range), then their turns: a long history is
+# not walked (the planner would start from the turns). A user turn's anchor is its
+# id; saying so here would only make the planner misjudge how many rows match.
 SQL_WAITING_TURNS = f"""
+    WITH recent AS MATERIALIZED (
+        SELECT message_id FROM seen WHERE conversation = $1 AND at >= $2 AND NOT done
+    )
     SELECT t.conversation, t.reply_target, t.is_dm, {_T_COLUMNS}
-    {_WAITING.format(since="$2")} AND t.conversation = $1
+    FROM recent AS r
+    JOIN turns AS t ON t.conversation = $1 AND t.message_id = r.message_id
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE t.role = 'user' AND (a.id IS NULL OR NOT a.delivered)
     ORDER BY t.id LIMIT $3
 """
 # Conversations with unanswered turns stored since $1 that no live instance
