@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .app import PLATFORMS, check_storage, migrate_store, serve
+from .app import PLATFORMS, check_storage, describe_instances, migrate_store, serve
 from .config import Config, format_config, load_config
 from .errors import StartupError
 from .jsonlog import use_json
@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             check_storage(cfg.storage.url)
             servers = [f"# tools server {line}" for line in check_tools_servers(cfg.tools)]
-            return print_to_stdout("\n".join([format_config(cfg), *servers]))
+            instances = asyncio.run(describe_instances(cfg.storage.url))
+            return print_to_stdout("\n".join([format_config(cfg), *servers, instances]))
         if args.command == "run" and not (cfg.discord.enabled or cfg.slack.enabled):
             # Say it before anything starts (no database file, no model client).
             raise StartupError(Texts(cfg.language).get("no_platforms"))

@@ -20,14 +20,16 @@ from dataclasses import replace
 
 from adapters.registry import PLATFORMS, create_adapter
 from storage import check_url, open_store
+from storage.alive import alive_ids
 
 from .accounting import accounting_for
 from .adapter import Adapter
 from .attachments import attachment_limits
 from .config import Config
 from .core import Core, CoreSettings
-from .errors import StartupError, StorageError
+from .errors import StartupError, StorageError, StoreFailure
 from .events import MeasuredModel
+from .handoff import HandoffSettings, share_store
 from .llm import OpenAIChat, make_client
 from .modelcap import CappedModel
 from .models import Catalog, chat_model
@@ -41,7 +43,15 @@ from .types import ChatModel, Platform
 
 # PLATFORMS is re-exported for the command line (bot/__main__.py), which imports
 # only this module of the wiring.
-__all__ = ["EXIT_STORAGE", "PLATFORMS", "check_storage", "migrate_store", "running_core", "serve"]
+__all__ = [
+    "EXIT_STORAGE",
+    "PLATFORMS",
+    "check_storage",
+    "describe_instances",
+    "migrate_store",
+    "running_core",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,19 @@ def migrate_store(source: str | None, target: str | None, batch_rows: int | None
     from storage.migrate import run_migration  # loaded for this command only
 
     return run_migration(source, target, batch_rows)
+
+
+async def describe_instances(url: str) -> str:
+    """One line for ``check``: how many instances are alive on ``storage.url``."""
+    try:
+        ids = await alive_ids(url)
+    except StoreFailure as exc:
+        return f"instances: cannot read the database: {exc}"
+    listed = f" ({', '.join(ids)})" if ids else ""
+    return (
+        f"instances: {len(ids)} alive on this database{listed}; "
+        "one started now would be another, with a new id"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -167,6 +190,7 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
     _on_signals(stop.set)
     started: list[Adapter] = []  # shut down by running_core, in order, on the way out
     async with local_model_if(cfg, local) as cfg, running_core(cfg, started) as core:
+        handoff = await share_store(core, _handoff_settings(cfg), cfg.limits)
         adapters = [a for name in platforms if (a := create_adapter(name, cfg, core)) is not None]
         if not adapters:
             raise StartupError(core.texts.get("no_platforms"))
@@ -175,12 +199,19 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
             await adapter.start()
             log.info("%s adapter running", adapter.name)
         _tune_collector()
-        async with (
-            recovering(core, started, cfg.recovery.max_age_minutes),
-            metrics_if(cfg.metrics, core, started),
-        ):
+        leftovers = (
+            recovering(core, started, cfg.recovery.max_age_minutes)
+            if handoff is None
+            else handoff.sweeping(started)  # answers what other instances left, too
+        )
+        async with leftovers, metrics_if(cfg.metrics, core, started):
             ended = await _until_stopped(stop, started)
     return EXIT_STORAGE if any(_storage_failed(w) for w in ended) else 0
+
+
+def _handoff_settings(cfg: Config) -> HandoffSettings:
+    """instances.failover_s, and recovery's age limit for what the handoff answers."""
+    return HandoffSettings(cfg.instances.failover_s, cfg.recovery.max_age_minutes * 60.0)
 
 
 def _tune_collector() -> None:

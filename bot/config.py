@@ -322,6 +322,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InstancesConfig:
+    """Several bot processes on one PostgreSQL database (docs/scale-out.md)."""
+
+    # A dead instance's conversations are taken over by another within this long.
+    failover_s: float = field(default=30.0, metadata={"min": 10, "max": 3600})
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, as loaded and checked."""
 
@@ -340,6 +348,7 @@ class Config:
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)  # bot/tools/config.py
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
 
 
 # -- loading -------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .attachments import AttachmentLimits
 from .commands import FORGET_COMMAND, CommandEnv, command_text, forgets_conversation
 from .config import PromptPolicy, ResetPolicy, VisionMode
 from .context import build_messages
+from .coordination import Arrivals, PersonLimit
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
 from .events import EVENTS
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 200  # most turns loaded per answer; tokens trim further
 CUT_NOTE_TIMEOUT_S = 2.0  # shutdown: most an answer cut by it spends on its closing note
 CUT_WAIT_S = CUT_NOTE_TIMEOUT_S + 1.0  # close() waits this long for the cut answers' notes
+
+
+async def _nothing() -> None:
+    """The lane job of a turn the handoff answers: it only holds the place."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,26 @@ class Core:
         )
         self.tools = tools
         self.tool_use = ToolUse(tools, tool_limits or LoopLimits(), counter, texts)
+        # Several instances on one database (share()): None while this one is alone.
+        self._arrivals: Arrivals | None = None
+        self._shared_limit: PersonLimit | None = None
+
+    def share(self, arrivals: Arrivals, limit: PersonLimit) -> None:
+        """Answer through ``arrivals`` and count people in ``limit`` (bot/handoff.py)."""
+        self._arrivals, self._shared_limit = arrivals, limit
+
+    @property
+    def closing(self) -> bool:
+        """Whether ``close`` began."""
+        return self._closing
+
+    def run_in_lane(self, conv: str, job: Job) -> None:
+        """Queue ``job`` in ``conv``'s lane (the handoff's pump)."""
+        self._lanes.reserve(conv).fill(job)
+
+    async def answer_pending(self, msg: IncomingMessage, sink: ReplySink, pending: Pending) -> None:
+        """Answer a stored turn now (the handoff's pump, already in its lane)."""
+        await self._resume(msg.key.as_str(), msg, sink, pending)()
 
     @property
     def busy_conversations(self) -> int:
@@ -161,7 +186,8 @@ class Core:
         command = parse_command(text, self.settings.command_prefix)
         person = f"{msg.key.platform}:{msg.key.workspace}:{msg.author_id}"
         # Commands and empty messages count too: a flood of them is still a flood.
-        decision = self._limiter.admit(person)
+        shared = self._shared_limit
+        decision = self._limiter.admit(person) if shared is None else await shared.admit(person)
         if not decision.allowed:
             if decision.notify:
                 seconds = math.ceil(decision.wait_s)
@@ -175,13 +201,17 @@ class Core:
             counted = await self._queue_answer(conv, msg, sink, text, person)
         if not counted:  # a redelivery costs no allowance
             self._limiter.give_back(person)
+            if shared is not None:
+                await shared.give_back(person)
 
     async def _queue_answer(
         self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str, person: str
     ) -> bool:
         """Store the message and queue its answer; False for a duplicate."""
         accepted = (conv, msg.message_id)
-        if accepted in self._accepted:  # the same event twice at once (a retry)
+        # The same event twice at once (a retry): dropped here, unless the store orders
+        # answers (several instances): then the retry's ack must wait until it is stored.
+        if accepted in self._accepted and self._arrivals is None:
             EVENTS.dedupe_hits += 1
             return False
         place = self._enter(conv, person, sink)
@@ -232,6 +262,12 @@ class Core:
         )
         origin = Origin(msg.reply_target, msg.is_dm)
         turn_id = await self.store.add_user_turn(conv, turn, origin)
+        if self._arrivals is not None:  # the handoff answers it, here or elsewhere
+            if turn_id is None and await self.store.pending_turn(conv, msg.message_id) is None:
+                return None
+            self._arrivals.arrived(conv, (msg, sink))
+            self._accepted.discard((conv, msg.message_id))  # stored: the store dedupes now
+            return _nothing
         if turn_id is not None:
             return lambda: self._answer(msg, sink, turn_id)
         # Seen before: answered or told it failed, so drop it; or a crash cut its

@@ -23,7 +23,11 @@ an LRU, and a rebuild costs one answer's worth of work. A run or entry larger
 than its share is not kept.
 
 Every build with a memo equals one from scratch (tests/test_context.py compares
-them); the memo only saves work. It is mutated by every build that uses it, so
+them); the memo only saves work. That holds with several instances writing one
+conversation (bot/handoff.py): turn ids are never reused and a turn's text never
+changes, each build starts from the turns the store just loaded, and a run is reused
+only where those ids repeat it exactly (``_overlap``); turns another instance wrote
+in between make it start over (tests/test_handoff.py). It is mutated by every build that uses it, so
 one memo belongs to one event loop (the core's).
 """
 

@@ -122,7 +122,7 @@ async def recover(
     platforms = {adapter.name: adapter for adapter in adapters}
     answers = []
     for item in items:
-        rebuilt = _rebuild(item, platforms)
+        rebuilt = rebuild_message(item, platforms)
         if rebuilt is not None:
             answers.append(core.answer_stored(*rebuilt, retry_after=retry_after))
     # Each starts at once and holds its place in its conversation before it waits.
@@ -137,7 +137,7 @@ async def recover(
     return done
 
 
-def _rebuild(
+def rebuild_message(
     item: Unanswered, platforms: Mapping[str, Adapter]
 ) -> tuple[IncomingMessage, ReplySink] | None:
     """The message as its adapter once handed it in, and a sink to answer it."""

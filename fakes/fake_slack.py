@@ -26,7 +26,7 @@ import itertools
 import json
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +115,13 @@ class FakeSlack(Served):
     files: dict[str, tuple[JsonDict, bytes]] = field(default_factory=dict)  # id -> (info, bytes)
     file_downloads: list[tuple[str, bool]] = field(default_factory=list)  # (id, authorised)
     refuse_files: bool = False  # answer url_private with the sign-in page (no files:read)
+    _spread: itertools.count[int] = field(default_factory=itertools.count)  # next socket
+    acks_by_connection: Counter[int] = field(default_factory=Counter)  # connection no. -> acks
+    _acked: set[str] = field(default_factory=set)  # acks as a set: many tests wait at once
+    _retiring: set[int] = field(default_factory=set)  # ids of sockets asked to reconnect
+    live_connections: set[int] = field(default_factory=set)  # numbers of open connections
+    acked_events: dict[str, int] = field(default_factory=dict)  # event_id -> connection no.
+    _event_of: dict[str, str] = field(default_factory=dict)  # envelope_id -> event_id
 
     # -- lifecycle --------------------------------------------------------
 
@@ -309,10 +316,14 @@ class FakeSlack(Served):
         envelope_id: str | None = None,
         within: float = WAIT_LIMIT_S,
     ) -> str:
-        """Send an events_api envelope to the connected app; return its envelope id."""
+        """Send an events_api envelope to the connected app; return its envelope id.
+
+        With several connections open (several instances, or one app's several
+        sockets), envelopes go to them in turn, as Slack spreads an app's events."""
         await self.wait_until(lambda: any(not ws.closed for ws in self._sockets), within)
-        ws = next(ws for ws in reversed(self._sockets) if not ws.closed)
+        ws = self._next_socket()
         envelope_id = envelope_id or str(uuid.uuid4())
+        self._event_of[envelope_id] = str(body.get("event_id"))
         envelope = {
             "envelope_id": envelope_id,
             "type": "events_api",
@@ -365,14 +376,38 @@ class FakeSlack(Served):
         await ws.send_str(json.dumps(envelope))
         return envelope_id
 
+    def _next_socket(self) -> web.WebSocketResponse:
+        """The next open connection in turn; one asked to reconnect gets nothing
+        while another is open (Slack sends to the connection that replaces it)."""
+        live = [ws for ws in self._sockets if not ws.closed]
+        staying = [ws for ws in live if id(ws) not in self._retiring] or live
+        return staying[next(self._spread) % len(staying)]
+
+    async def push_until_acked(
+        self, body: JsonDict, *, ack_within: float = WAIT_LIMIT_S, attempts: int = 4
+    ) -> int:
+        """Push ``body``; while it is not acknowledged within ``ack_within``, push it
+        again (``retry_attempt`` + 1, reason ``timeout``) on the next connection, as
+        Slack retries an unacknowledged event. How many envelopes were sent."""
+        for attempt in range(attempts):
+            reason = "timeout" if attempt else ""
+            try:
+                envelope = await self.push(body, retry_attempt=attempt, retry_reason=reason)
+                await self.wait_ack(envelope, ack_within)
+            except (TimeoutError, ConnectionResetError):  # a connection closing under it
+                continue
+            return attempt + 1
+        raise TimeoutError(f"event {body.get('event_id')} never acknowledged")
+
     async def wait_ack(self, envelope_id: str, within: float = WAIT_LIMIT_S) -> None:
         """Wait until the app acknowledged an envelope."""
-        await self.wait_until(lambda: envelope_id in self.acks, within)
+        await self.wait_until(lambda: envelope_id in self._acked, within)
 
     async def drop_sockets(self, *, graceful: bool = False) -> None:
         """Close every websocket (or ask the app to reconnect, like Slack's refresh)."""
         for ws in list(self._sockets):
             if graceful:
+                self._retiring.add(id(ws))
                 await ws.send_str(json.dumps({"type": "disconnect", "reason": "refresh_requested"}))
             else:
                 await ws.close()
@@ -607,6 +642,8 @@ class FakeSlack(Served):
         await ws.prepare(request)
         self._sockets.append(ws)
         self.connections += 1
+        number = self.connections
+        self.live_connections.add(number)
         await ws.send_str(json.dumps(_hello()))
         await self._notify()
         try:
@@ -616,10 +653,17 @@ class FakeSlack(Served):
                 data = json.loads(frame.data)
                 if isinstance(data, Mapping) and data.get("envelope_id"):
                     self.acks.append(str(data["envelope_id"]))
+                    self._acked.add(str(data["envelope_id"]))
+                    self.acks_by_connection[number] += 1
+                    event = self._event_of.pop(str(data["envelope_id"]), None)
+                    if event is not None:
+                        self.acked_events.setdefault(event, number)
                     self.calls_at_ack[str(data["envelope_id"])] = len(self.calls)
                     await self._notify()
         finally:
             self._sockets.remove(ws)
+            self._retiring.discard(id(ws))
+            self.live_connections.discard(number)
             await self._notify()
         return ws
 

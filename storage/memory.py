@@ -22,6 +22,7 @@ from .memory_usage import MemoryLedger
 from .migrations import SEEN_RETENTION_S
 
 PRUNE_INTERVAL_S = 3600.0
+MAX_COUNTED_PEOPLE = 100_000  # per-person counts kept; past it, old minutes are dropped
 DAY_S = 24 * 3600.0
 
 _Position = tuple[int, int]  # (anchor, id): the order turns are read back in
@@ -125,6 +126,8 @@ class MemoryStore:
         self._ledger = MemoryLedger()
         # Attachments kept per conversation: (user turn id, created at, media), oldest first.
         self._media: dict[str, list[tuple[int, float, Media]]] = {}
+        self._leases: dict[str, str] = {}  # conversation -> holder (bot/handoff.py)
+        self._counts: dict[str, tuple[int, int]] = {}  # person -> (minute, count)
 
     async def open(self) -> None:
         """A new instance after ``close`` (a restart); nothing else to open."""
@@ -226,6 +229,66 @@ class MemoryStore:
             return False
         self._owners[key] = self.instance_id
         return True
+
+    # -- several instances (bot/coordination.py); here all are in this process --
+
+    async def take_lease(self, conversation: str, stale_s: float) -> bool:
+        """Hold ``conversation`` unless another live instance does."""
+        holder = self._leases.get(conversation)
+        if holder is not None and holder != self.instance_id and holder in self._live:
+            return False
+        self._leases[conversation] = self.instance_id
+        return True
+
+    async def release_lease(self, conversation: str) -> None:
+        """Give ``conversation`` up if this instance holds it."""
+        if self._leases.get(conversation) == self.instance_id:
+            del self._leases[conversation]
+
+    async def waiting_turns(self, conversation: str, since: float, limit: int) -> list[Unanswered]:
+        """The conversation's unanswered user turns stored since ``since``, in order."""
+        history = self._histories.get(conversation)
+        if history is None:
+            return []
+        found = []
+        for turn in sorted(history.turns, key=lambda t: t.id):
+            key = (conversation, turn.message_id or "")
+            if turn.role == "user" and self._seen.get(key, -1.0) >= since:
+                item = self._cut_off(key)
+                if item is not None:
+                    found.append(item)
+        return found[:limit]
+
+    async def orphaned(self, since: float, stale_s: float, limit: int) -> list[str]:
+        """Conversations with waiting turns that no live instance holds."""
+        found: list[str] = []
+        for key, at in self._seen.items():
+            conversation = key[0]
+            holder = self._leases.get(conversation)
+            if at < since or conversation in found or (holder is not None and holder in self._live):
+                continue
+            if self._cut_off(key) is not None:
+                found.append(conversation)
+        return found[:limit]
+
+    async def alive_instances(self, stale_s: float) -> int:
+        """The instances open on this object."""
+        return len(self._live)
+
+    async def count_message(self, person: str, minute: int) -> int:
+        """One more message of ``person`` in ``minute``; their count in it."""
+        if len(self._counts) >= MAX_COUNTED_PEOPLE:
+            self._counts = {p: c for p, c in self._counts.items() if c[0] >= minute - 1}
+        held, count = self._counts.get(person, (minute, 0))
+        count = count + 1 if held >= minute else 1
+        self._counts[person] = (max(held, minute), count)
+        return count
+
+    async def uncount_message(self, person: str, minute: int) -> None:
+        """Take one message of ``person`` in ``minute`` back."""
+        held, count = self._counts.get(person, (minute, 0))
+        if held == minute and count > 0:
+            self._counts[person] = (held, count - 1)
 
     def _takeable(self, key: tuple[str, str]) -> bool:
         owner = self._owners.get(key)

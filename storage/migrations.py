@@ -153,5 +153,29 @@ _V7 = (
 # chat messages, bot/tool_use.py), so later prompts show them before it.
 _V8 = ("ALTER TABLE turns ADD COLUMN tools TEXT",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# v9: several instances on one database (bot/handoff.py, bot/shared_limit.py). A
+# lease names the instance answering a conversation now; a person's count is their
+# messages in the current minute. One instance alone writes a row now and then;
+# the tables exist on every backend so the schema is the same everywhere.
+# ``seen_by_conversation_age``: a conversation's recent messages, so finding its
+# waiting turns reads the last minutes' rows, not its whole history.
+_V9 = (
+    "CREATE INDEX seen_by_conversation_age ON seen (conversation, at)",
+    """
+    CREATE TABLE leases (
+        conversation TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE person_counts (
+        person TEXT PRIMARY KEY,
+        minute INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = len(MIGRATIONS)

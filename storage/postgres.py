@@ -81,6 +81,9 @@ OPEN_FAILURES: tuple[type[BaseException], ...] = (*DRIVER_FAILURES, ValueError)
 class PostgresStore:
     """A :class:`bot.store.Store` in a PostgreSQL database (the URL's schema)."""
 
+    # Several instances share it: they answer through bot/handoff.py's leases.
+    shared = True
+
     def __init__(
         self,
         url: str,
@@ -252,6 +255,45 @@ class PostgresStore:
         )
         return _rowcount(status) == 1
 
+    # -- several instances (bot/coordination.py) --
+
+    async def take_lease(self, conversation: str, stale_s: float) -> bool:
+        """Hold ``conversation`` unless another live instance does (one UPSERT)."""
+        now = self._clock()
+        status = await self._execute(
+            sql.SQL_TAKE_LEASE, conversation, self.instance_id, now, now - stale_s
+        )
+        return _rowcount(status) == 1
+
+    async def release_lease(self, conversation: str) -> None:
+        """Give ``conversation`` up if this instance holds it."""
+        await self._execute(sql.SQL_RELEASE_LEASE, conversation, self.instance_id)
+
+    async def waiting_turns(self, conversation: str, since: float, limit: int) -> list[Unanswered]:
+        """The conversation's unanswered user turns stored since ``since``, in order."""
+        rows = await self._fetch(sql.SQL_WAITING_TURNS, conversation, since, limit)
+        return [
+            Unanswered(str(row[0]), row_to_turn(tuple(row)[3:]), Origin(row[1], bool(row[2])))
+            for row in rows
+        ]
+
+    async def orphaned(self, since: float, stale_s: float, limit: int) -> list[str]:
+        """Conversations with waiting turns that no live instance holds."""
+        rows = await self._fetch(sql.SQL_ORPHANED, since, self._clock() - stale_s, limit)
+        return [str(row[0]) for row in rows]
+
+    async def alive_instances(self, stale_s: float) -> int:
+        """Instances whose heartbeat is younger than ``stale_s``."""
+        return int((await self._fetchrow(sql.SQL_ALIVE, self._clock() - stale_s))[0])
+
+    async def count_message(self, person: str, minute: int) -> int:
+        """One more message of ``person`` in ``minute``; their count in it."""
+        return int((await self._fetchrow(sql.SQL_COUNT_MESSAGE, person, minute))[0])
+
+    async def uncount_message(self, person: str, minute: int) -> None:
+        """Take one message of ``person`` in ``minute`` back."""
+        await self._execute(sql.SQL_UNCOUNT_MESSAGE, person, minute)
+
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay."""
         with self._translated():
@@ -348,17 +390,32 @@ class PostgresStore:
     async def _prune(self) -> None:
         await self.prune_seen()
         await self.prune_turns()
+        minute = int(self._clock() // 60) - 1  # per-person counts of older minutes
+        await self._execute(sql.SQL_PRUNE_COUNTS, minute)
 
     async def _beat(self) -> None:
         await self._execute(sql.SQL_BEAT, self.instance_id, self._clock(), self._host, self._pid)
 
     async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
-            try:
-                await self._beat()
-            except StoreFailure as exc:  # the next beat tries again
-                log.warning("storage: heartbeat failed: %s", exc)
+        """Beat on a connection of its own: under load every pooled connection may be
+        busy for seconds, and a beat queued behind them would make this instance look
+        dead to the others (bot/handoff.py would take its conversations)."""
+        con: Any = None
+        try:
+            while True:
+                await asyncio.sleep(self._heartbeat_s)
+                try:
+                    with self._translated():
+                        if con is None or con.is_closed():
+                            con = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+                        beat = (self.instance_id, self._clock(), self._host, self._pid)
+                        await con.execute(sql.SQL_BEAT, *beat, timeout=self._heartbeat_s)
+                except StoreFailure as exc:  # the next beat tries again
+                    log.warning("storage: heartbeat failed: %s", exc)
+                    _dropped(con)
+                    con = None
+        finally:
+            _dropped(con)
 
     async def _forget_gone_processes(self) -> None:
         """Delete the rows of instances whose process is gone from this machine."""
@@ -395,6 +452,12 @@ class PostgresStore:
     async def _execute(self, statement: str, *args: object) -> str:
         with self._translated():
             return str(await self._open_pool().execute(statement, *args))
+
+
+def _dropped(con: Any) -> None:
+    """Close a connection at once (it failed, or its task ends)."""
+    if con is not None:
+        con.terminate()
 
 
 def _text(value: str | None) -> str | None:

@@ -129,7 +129,28 @@ _V3 = (
 # chat messages, bot/tool_use.py), so later prompts show them before it.
 _V4 = ("ALTER TABLE turns ADD COLUMN tools TEXT",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# v5: several instances on one database (SQLite's v9): conversation leases
+# (bot/handoff.py) and per-person counts (bot/shared_limit.py), and an index for a
+# conversation's recent messages (the waiting turns are found among them).
+_V5 = (
+    "CREATE INDEX seen_by_conversation_age ON seen (conversation, at)",
+    """
+    CREATE TABLE leases (
+        conversation TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE person_counts (
+        person TEXT PRIMARY KEY,
+        minute BIGINT NOT NULL,
+        count INTEGER NOT NULL
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TURN_COLUMNS = (
@@ -299,3 +320,65 @@ SQL_ABANDON = f"""
     )
     SELECT conversation, message_id FROM marked ORDER BY at
 """
+
+# -- several instances (bot/handoff.py, bot/shared_limit.py) --
+# Take conversation $1's lease for instance $2 in one statement: inserted if there
+# is none, kept if $2 holds it, taken if its holder's heartbeat is older than $4.
+# ON CONFLICT locks the row and judges the WHERE on its newest version, so two
+# instances racing for it cannot both win; the row count says who did.
+SQL_TAKE_LEASE = """
+    INSERT INTO leases (conversation, holder, at) VALUES ($1, $2, $3)
+    ON CONFLICT (conversation) DO UPDATE SET holder = excluded.holder, at = excluded.at
+    WHERE leases.holder = excluded.holder OR NOT EXISTS (
+        SELECT 1 FROM instances AS i WHERE i.id = leases.holder AND i.heartbeat >= $4)
+"""
+SQL_RELEASE_LEASE = "DELETE FROM leases WHERE conversation = $1 AND holder = $2"
+_WAITING = """
+    FROM turns AS t
+    JOIN seen AS s ON s.conversation = t.conversation AND s.message_id = t.message_id
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE t.role = 'user' AND t.anchor = t.id AND NOT s.done AND s.at >= {since}
+      AND (a.id IS NULL OR NOT a.delivered)
+"""
+# Conversation $1's unanswered user turns stored since $2, in stored order. Its
+# recent dedupe rows first (an index range), then their turns: a long history is
+# not walked (the planner would start from the turns). A user turn's anchor is its
+# id; saying so here would only make the planner misjudge how many rows match.
+SQL_WAITING_TURNS = f"""
+    WITH recent AS MATERIALIZED (
+        SELECT message_id FROM seen WHERE conversation = $1 AND at >= $2 AND NOT done
+    )
+    SELECT t.conversation, t.reply_target, t.is_dm, {_T_COLUMNS}
+    FROM recent AS r
+    JOIN turns AS t ON t.conversation = $1 AND t.message_id = r.message_id
+    LEFT JOIN turns AS a
+      ON a.conversation = t.conversation AND a.anchor = t.id AND a.role = 'assistant'
+    WHERE t.role = 'user' AND (a.id IS NULL OR NOT a.delivered)
+    ORDER BY t.id LIMIT $3
+"""
+# Conversations with unanswered turns stored since $1 that no live instance
+# ($2: the oldest heartbeat alive) holds: their holder died, or none took them.
+SQL_ORPHANED = f"""
+    SELECT DISTINCT t.conversation
+    {_WAITING.format(since="$1")}
+      AND NOT EXISTS (
+        SELECT 1 FROM leases AS l JOIN instances AS i ON i.id = l.holder
+        WHERE l.conversation = t.conversation AND i.heartbeat >= $2)
+    LIMIT $3
+"""
+SQL_ALIVE = "SELECT count(*) FROM instances WHERE heartbeat >= $1"
+# One more message for person $1 in minute $2; a newer minute starts over, an
+# older one (a clock behind) counts in the newer.
+SQL_COUNT_MESSAGE = """
+    INSERT INTO person_counts (person, minute, count) VALUES ($1, $2, 1)
+    ON CONFLICT (person) DO UPDATE SET
+        count = CASE WHEN person_counts.minute >= excluded.minute
+                     THEN person_counts.count + 1 ELSE 1 END,
+        minute = GREATEST(person_counts.minute, excluded.minute)
+    RETURNING count
+"""
+SQL_UNCOUNT_MESSAGE = """
+    UPDATE person_counts SET count = count - 1 WHERE person = $1 AND minute = $2 AND count > 0
+"""
+SQL_PRUNE_COUNTS = "DELETE FROM person_counts WHERE minute < $1"

@@ -46,6 +46,7 @@ from bot.usage import UsageQuery, UsageRecord, UsageTotals
 
 from . import media_rows, problems, usage_sql
 from . import sqlite_ops as ops
+from . import sqlite_shared as shared
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
 from .sqlite_writer import SqliteWriter
@@ -292,6 +293,48 @@ class SqliteStore:
         params = (me, conversation, message_id, me, self._clock() - STALE_AFTER_S)
         return await self._write(ops.execute, ops.SQL_TAKE_OVER, params) == 1
 
+    # -- several instances (bot/coordination.py) --
+
+    async def take_lease(self, conversation: str, stale_s: float) -> bool:
+        """Hold ``conversation`` unless another live instance does (one UPSERT)."""
+        now = self._clock()
+        params = (conversation, self.instance_id, now, now - stale_s)
+        return await self._write(ops.execute, shared.SQL_TAKE_LEASE, params) == 1
+
+    async def release_lease(self, conversation: str) -> None:
+        """Give ``conversation`` up if this instance holds it."""
+        params = (conversation, self.instance_id)
+        await self._write(ops.execute, shared.SQL_RELEASE_LEASE, params)
+
+    async def waiting_turns(self, conversation: str, since: float, limit: int) -> list[Unanswered]:
+        """The conversation's unanswered user turns stored since ``since``, in order."""
+        params = (conversation, since, limit)
+        rows = await self._run(ops.fetch_all, shared.SQL_WAITING_TURNS, params)
+        return [
+            Unanswered(str(row[0]), ops.row_to_turn(row[3:]), Origin(row[1], bool(row[2])))
+            for row in rows
+        ]
+
+    async def orphaned(self, since: float, stale_s: float, limit: int) -> list[str]:
+        """Conversations with waiting turns that no live instance holds."""
+        params = (since, self._clock() - stale_s, limit)
+        rows = await self._in_worker(ops.fetch_all, shared.SQL_ORPHANED, params)
+        return [str(row[0]) for row in rows]
+
+    async def alive_instances(self, stale_s: float) -> int:
+        """Instances whose heartbeat is younger than ``stale_s``."""
+        params = (self._clock() - stale_s,)
+        return int((await self._run(ops.fetch_one, shared.SQL_ALIVE, params))[0])
+
+    async def count_message(self, person: str, minute: int) -> int:
+        """One more message of ``person`` in ``minute``; their count in it."""
+        rows = await self._write(ops.fetch_all, shared.SQL_COUNT_MESSAGE, (person, minute))
+        return int(rows[0][0])
+
+    async def uncount_message(self, person: str, minute: int) -> None:
+        """Take one message of ``person`` in ``minute`` back."""
+        await self._write(ops.execute, shared.SQL_UNCOUNT_MESSAGE, (person, minute))
+
     async def _beat(self) -> None:
         """Stamp this instance's heartbeat (bot/instances.py)."""
         params = (self.instance_id, self._clock(), self._host, self._pid)
@@ -391,7 +434,8 @@ class SqliteStore:
         """Forget dedupe rows older than the retention (on the worker thread); how many."""
         self._prunes.postpone()
         cutoff = self._clock() - SEEN_RETENTION_S
-        pruned = await self._write(ops.execute, ops.SQL_PRUNE, (cutoff,))
+        minute = int(self._clock() // 60) - 1  # per-person counts of older minutes go too
+        pruned = await self._write(shared.prune_seen, cutoff, minute)
         if pruned:
             log.info("storage: pruned %d old dedupe rows", pruned)
         return pruned

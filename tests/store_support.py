@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import pytest
+
 from bot.types import Turn
 from storage import MemoryStore, SqliteStore
 from storage.postgres import PostgresStore
@@ -69,3 +71,37 @@ async def opened_store(
         await store.open()
         stack.push_async_callback(store.close)
         yield store
+
+
+NO_BEATS_S = 3600.0  # a heartbeat interval no test lives to see
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Where several instances share their data: an SQLite file's path, or the URL
+    of a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "bot.db")
+        return
+    async with postgres_schema() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def shared_stores(
+    database: str, clock: FakeClock, count: int, heartbeat_s: float = NO_BEATS_S
+) -> AsyncIterator[list[SqliteStore | PostgresStore]]:
+    """``count`` stores on one database, as separate processes would open it."""
+    stores: list[SqliteStore | PostgresStore] = [
+        PostgresStore(database, clock=clock, heartbeat_s=heartbeat_s)
+        if database.startswith("postgresql://")
+        else SqliteStore(database, clock=clock, heartbeat_s=heartbeat_s)
+        for _ in range(count)
+    ]
+    for s in stores:
+        await s.open()
+    try:
+        yield stores
+    finally:
+        for s in stores:
+            await s.close()

@@ -18,9 +18,7 @@ import pytest
 from bot.instances import STALE_AFTER_S, process_identity
 from bot.store import Origin, Store, Unanswered
 from bot.types import ConversationKey
-from storage import MemoryStore, SqliteStore
-from storage.postgres import PostgresStore
-from tests.postgres_support import postgres_schema
+from storage import MemoryStore
 from tests.store_support import (
     CONV,
     KINDS,
@@ -29,11 +27,11 @@ from tests.store_support import (
     FakeClock,
     answer,
     opened_store,
+    shared_stores,
     user,
 )
 
 MINUTE = 60.0
-NO_BEATS_S = 3600.0  # a heartbeat interval no test lives to see
 WAIT_S = 10.0  # only reached if something hangs
 
 
@@ -48,37 +46,6 @@ async def store(
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """Where several instances share their data: an SQLite file's path, or the URL
-    of a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "bot.db")
-        return
-    async with postgres_schema() as url:
-        yield url
-
-
-@contextlib.asynccontextmanager
-async def shared_stores(
-    database: str, clock: FakeClock, count: int, heartbeat_s: float = NO_BEATS_S
-) -> AsyncIterator[list[SqliteStore | PostgresStore]]:
-    """``count`` stores on one database, as separate processes would open it."""
-    stores: list[SqliteStore | PostgresStore] = [
-        PostgresStore(database, clock=clock, heartbeat_s=heartbeat_s)
-        if database.startswith("postgresql://")
-        else SqliteStore(database, clock=clock, heartbeat_s=heartbeat_s)
-        for _ in range(count)
-    ]
-    for s in stores:
-        await s.open()
-    try:
-        yield stores
-    finally:
-        for s in stores:
-            await s.close()
 
 
 async def query(database: str, statement: str, *args: object) -> list[tuple[object, ...]]:
