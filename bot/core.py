@@ -567,7 +567,7 @@ class Core:
         counter = await self._tokenizers.for_model(model.name)
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,
-            folded.turns,
+            self._tokenizers.recount(folded.turns, counter),
             model.context_tokens - self.settings.max_output_tokens,  # the chosen model's
             counter,
             group=not msg.is_dm,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,10 @@ from .config import ModelChoice, OpenAIConfig, VisionMode
 from .llm import OpenAIChat
 from .reasoning import ReasoningMode
 from .tokens import TokenCounter, encoding_name_for
-from .types import Answer, ChatMessage, ChatModel
+from .types import Answer, ChatMessage, ChatModel, Turn
+
+# Per-turn count corrections kept for models of another encoding (a few MB at most).
+MAX_RECOUNTED_TURNS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +112,34 @@ class Tokenizers:
     """A token counter per encoding, for trimming to the chosen model's tokenizer.
 
     Stored turns keep the counts made with the default counter when they were
-    stored; the chosen model's counter measures what a build counts itself (the
-    system prompt, name labels, a message that must be shortened).
+    stored; :meth:`recount` corrects them for another encoding (the difference per
+    turn is remembered, bounded), and the chosen model's counter measures what a
+    build counts itself (the system prompt, name labels, a message to shorten).
     """
 
     def __init__(self, default: TokenCounter) -> None:
         self.default = default
         self._others: dict[str, TokenCounter] = {}  # bounded by the known encodings
+        # (encoding, turn id) -> that encoding's count minus the default's, for the text.
+        self._deltas: OrderedDict[tuple[str, int], int] = OrderedDict()
+
+    def recount(self, turns: Sequence[Turn], counter: TokenCounter) -> list[Turn]:
+        """``turns`` with token counts in ``counter``'s encoding (as they are for the
+        default one); what else a count holds (tool calls, images) is kept."""
+        if counter is self.default:
+            return list(turns)
+        out = []
+        for turn in turns:
+            key = (counter.encoding_name, turn.id)  # id 0: not stored, not remembered
+            delta = self._deltas.get(key) if turn.id else None
+            if delta is None:
+                delta = counter.count(turn.content) - self.default.count(turn.content)
+                if turn.id:
+                    self._deltas[key] = delta
+                    if len(self._deltas) > MAX_RECOUNTED_TURNS:
+                        self._deltas.popitem(last=False)
+            out.append(dataclasses.replace(turn, tokens=max(0, turn.tokens + delta)))
+        return out
 
     async def for_model(self, model: str) -> TokenCounter:
         """``model``'s counter, its vocabulary loaded off the event loop the first time."""

@@ -179,7 +179,7 @@ class Turn:
 
     role: Role
     content: str
-    tokens: int  # counted once when stored, never recounted
+    tokens: int  # counted once when stored (another model's encoding: bot/models.py)
     author_id: str | None = None
     author_name: str | None = None
     message_id: str | None = None

@@ -15,6 +15,7 @@ from bot.core import Core
 from bot.models import Catalog, ModelInfo, Tokenizers
 from bot.texts import Texts
 from bot.tokens import token_counter_for
+from bot.types import Turn
 from fakes.fake_discord import PERM_MANAGE_GUILD, FakeDiscord
 from fakes.fake_openai import FakeOpenAI, echo_last_user, reply
 from storage import MemoryStore
@@ -173,5 +174,12 @@ async def test_trimming_counts_with_the_chosen_models_tokenizer() -> None:
     older = await tokenizers.for_model("gpt-4")
     assert older.encoding_name == "cl100k_base"
     assert await tokenizers.for_model("gpt-3.5-turbo") is older  # one per encoding
+    # Stored counts (made with the default encoding) are redone in the chosen one;
+    # what a count holds beyond the text (here 7 tokens of tool calls) stays.
+    text = "안녕하세요, 오늘 회의록을 정리해 주실 수 있나요? " * 20
+    turn = Turn("user", text, default.count(text) + 7, id=41)
+    (redone,) = tokenizers.recount([turn], older)
+    assert redone.tokens == older.count(text) + 7 != turn.tokens
+    assert tokenizers.recount([turn], default) == [turn]
     text = "Grüße aus dem Stream 👋 " * 20
     assert older.count(text) != default.count(text)
