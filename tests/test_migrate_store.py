@@ -33,6 +33,7 @@ BIG_TURNS = 100_000
 SMALL_TURNS = 5_000
 CONVERSATIONS = 500
 SMALL_BATCH = 1_000
+TINY_TURNS, TINY_BATCH = 200, 7
 RESETS_ABOVE = 37  # ids handed out and reset away: the target must not reuse them
 USAGE_ROWS = 200
 MEDIA_EVERY = 20  # one attachment per this many turns
@@ -414,6 +415,7 @@ async def test_postgresql_moves_back_into_a_new_sqlite_file(tmp_path: Path) -> N
     back = tmp_path / "back" / "bot.db"
     async with postgres_schema() as url:
         await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
+        await assert_same(path, url)
         await migrate_store(url, f"sqlite:///{back}", progress_to=_quiet(tmp_path))
         await assert_same(back, url)
     store = SqliteStore(str(back))
@@ -428,6 +430,46 @@ async def test_postgresql_moves_back_into_a_new_sqlite_file(tmp_path: Path) -> N
     finally:
         con.close()
     assert marks["media"] == SMALL_TURNS // MEDIA_EVERY + RESETS_ABOVE
+
+
+async def test_small_batches_page_through_every_key_and_resume_both_ways(
+    tmp_path: Path,
+) -> None:
+    """Batches of 7 rows: the ledger's six-column key (a boolean in it) and the
+    attachments are read page after page, a copy stopped inside the ledger is
+    finished by the next run, and the copy goes back into SQLite the same way."""
+    path = tmp_path / "bot.db"
+    await new_sqlite(path)
+    seed(path, TINY_TURNS)
+    back = tmp_path / "back.db"
+    usage_batches = 0
+
+    def stop_inside_the_ledger(table: str, rows: int) -> None:
+        nonlocal usage_batches
+        usage_batches += table == "usage"
+        if usage_batches == 3:
+            raise Interrupted
+
+    async with postgres_schema() as url:
+        with pytest.raises(Interrupted):
+            await migrate_store(
+                f"sqlite:///{path}",
+                url,
+                batch_rows=TINY_BATCH,
+                progress_to=_quiet(tmp_path),
+                after_batch=stop_inside_the_ledger,
+            )
+        assert await postgres_count(url, "usage") == 3 * TINY_BATCH
+        rest = await migrate_store(
+            f"sqlite:///{path}", url, batch_rows=TINY_BATCH, progress_to=_quiet(tmp_path)
+        )
+        usage = rest.tables[TABLES.index(USAGE)]
+        assert (usage.copied, usage.skipped) == (USAGE_ROWS - 3 * TINY_BATCH, 3 * TINY_BATCH)
+        await assert_same(path, url)
+        await migrate_store(
+            url, f"sqlite:///{back}", batch_rows=TINY_BATCH, progress_to=_quiet(tmp_path)
+        )
+        await assert_same(back, url)
 
 
 async def test_a_database_the_bot_already_used_is_not_mixed_into(tmp_path: Path) -> None:
