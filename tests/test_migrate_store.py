@@ -487,6 +487,21 @@ async def test_a_database_the_bot_already_used_is_not_mixed_into(tmp_path: Path)
         assert await postgres_count(url, "turns") == 1
 
 
+async def test_attachments_the_bot_already_kept_are_not_mixed_into(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await new_sqlite(path)
+    seed(path, SMALL_TURNS)
+    async with postgres_schema() as url:
+        store = PostgresStore(url)
+        await store.open()  # an attachment of its own takes media id 1
+        await store.add_media("slack:T1:C1:", 1, [Media("text", "its-own.txt", "x")], 10**6)
+        await store.close()
+        with pytest.raises(MigrationError) as raised:
+            await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
+        assert "migrate-store: --to: media id (1,) already holds another row" in str(raised.value)
+        assert await postgres_count(url, "media") == 1
+
+
 async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
     running = SqliteStore(str(path))  # as `python -m bot` holds it: beating
