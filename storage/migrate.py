@@ -1,7 +1,8 @@
 """``python -m bot migrate-store --from URL --to URL``: copy one store into another.
 
-Copies system prompts, dedupe records and turns (every column: reply targets,
-delivery marks, order anchors, ids) between SQLite and PostgreSQL, either way.
+Copies conversation settings (system prompt, model), dedupe records, the usage
+ledger, turns (every column: reply targets, delivery marks, order anchors, tool
+calls, ids) and attachments between SQLite and PostgreSQL, either way.
 Rows go in key order and in batches, each batch one transaction that inserts
 only keys the target lacks: run twice, nothing is copied twice; killed midway,
 a second run copies the rest. A target row under a copied key that is another
@@ -41,8 +42,8 @@ class Endpoint(Protocol):
     async def count(self, table: Table) -> int: ...
     async def read(self, table: Table, after: Row | None, limit: int) -> list[Row]: ...
     async def write(self, table: Table, rows: list[Row]) -> int: ...
-    async def id_high_water(self) -> int: ...
-    async def raise_id_high_water(self, value: int) -> None: ...
+    async def id_high_water(self, table: Table) -> int: ...
+    async def raise_id_high_water(self, table: Table, value: int) -> None: ...
     async def live_instances(self, since: float) -> list[tuple[str, float]]: ...
     async def close(self) -> None: ...
 
@@ -107,7 +108,9 @@ async def migrate_store(
                     )
             finally:  # an error line then starts on a line of its own
                 progress.finish()
-            await writer.raise_id_high_water(await reader.id_high_water())
+            for table in TABLES:
+                if table.sequence:
+                    await writer.raise_id_high_water(table, await reader.id_high_water(table))
         finally:
             await writer.close()
     finally:

@@ -13,10 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from .migrate_tables import TURNS, Conflict, Row, Table, conflict_query
+from .migrate_tables import Conflict, Row, Table, conflict_query
 from .postgres import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, NUL_SHOWN_AS
-
-SEQUENCE = "turns_id"  # storage/postgres_sql.py
 
 
 class PostgresEndpoint:
@@ -84,18 +82,18 @@ class PostgresEndpoint:
             self._staged.add(table.name)
         return stage
 
-    async def id_high_water(self) -> int:
-        """The highest turn id ever handed out (a reset deletes turns, not the mark)."""
+    async def id_high_water(self, table: Table) -> int:
+        """The highest id ``table`` ever handed out (a reset deletes rows, not the mark)."""
         value = await self._con.fetchval(
-            f"SELECT greatest((SELECT max(id) FROM {TURNS.name}), "
-            f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {SEQUENCE}), 0)"
+            f"SELECT greatest((SELECT max(id) FROM {table.name}), "
+            f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {table.sequence}), 0)"
         )
         return int(value)
 
-    async def raise_id_high_water(self, value: int) -> None:
-        """New turns here get ids above ``value``: none reuses a copied turn's id."""
-        if value > await self.id_high_water():
-            await self._con.execute(f"SELECT setval('{SEQUENCE}', $1)", value)
+    async def raise_id_high_water(self, table: Table, value: int) -> None:
+        """New rows of ``table`` here get ids above ``value``: none reuses a copied id."""
+        if value > await self.id_high_water(table):
+            await self._con.execute(f"SELECT setval('{table.sequence}', $1)", value)
 
     async def live_instances(self, since: float) -> list[tuple[str, float]]:
         """Open stores (running bots) that beat at or after ``since``: (id, heartbeat)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from .migrate_tables import TURNS, Conflict, Row, Table, conflict_query
+from .migrate_tables import Conflict, Row, Table, conflict_query
 from .sqlite import BUSY_TIMEOUT_MS
 
 
@@ -73,24 +73,27 @@ class SqliteEndpoint:
             self._staged.add(table.name)
         return stage
 
-    async def id_high_water(self) -> int:
-        """The highest turn id ever handed out (a reset deletes turns, not the mark)."""
+    async def id_high_water(self, table: Table) -> int:
+        """The highest id ``table`` ever handed out (a reset deletes rows, not the mark)."""
         row = self._con.execute(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'turns'), 0), "
-            f"coalesce((SELECT max(id) FROM {TURNS.name}), 0))"
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0), "
+            f"coalesce((SELECT max(id) FROM {table.name}), 0))",
+            (table.name,),
         ).fetchone()
         return int(row[0])
 
-    async def raise_id_high_water(self, value: int) -> None:
-        """New turns here get ids above ``value``: none reuses a copied turn's id."""
+    async def raise_id_high_water(self, table: Table, value: int) -> None:
+        """New rows of ``table`` here get ids above ``value``: none reuses a copied id."""
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
             updated = con.execute(
-                "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'turns'", (value,)
+                "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (value, table.name)
             ).rowcount
             if not updated:
-                con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('turns', ?)", (value,))
+                con.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table.name, value)
+                )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -1,8 +1,11 @@
-"""What ``migrate-store`` copies: the tables that hold what users said and set.
+"""What ``migrate-store`` copies: the tables that hold what users said, set and used.
 
 Both backends have these tables with these columns (storage/migrations.py,
 storage/postgres_sql.py). ``instances`` is not copied: it names the processes
 using one database, and a copied row would be a process that never ran there.
+Nor are ``leases`` and ``person_counts``: they coordinate the instances running
+now (who answers a conversation, a person's messages this minute), so a copied
+row would name a holder that never ran on the target, or count a minute long gone.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ class Table:
     # A target row with the same key must agree on these, or it is another row
     # that happens to have the key (a database the bot already used): a conflict.
     identity: tuple[str, ...] = ()
+    # Its ids come from a counter (PostgreSQL: this sequence; SQLite: its
+    # sqlite_sequence row), moved past the copied ids so that none is reused.
+    sequence: str = ""
 
     def index(self, column: str) -> int:
         """The position of ``column`` in a row of this table."""
@@ -33,9 +39,9 @@ class Table:
 
 SETTINGS = Table(
     name="conversation_settings",
-    columns=("conversation", "system_prompt"),
+    columns=("conversation", "system_prompt", "model"),
     key=("conversation",),
-    texts=("system_prompt",),
+    texts=("system_prompt", "model"),
 )
 SEEN = Table(
     name="seen",
@@ -60,14 +66,55 @@ TURNS = Table(
         "delivered",
         "reply_target",
         "is_dm",
+        "tools",
     ),
     key=("id",),
     booleans=("delivered", "is_dm"),
-    texts=("content", "author_id", "author_name"),
+    texts=("content", "author_id", "author_name", "tools"),
     identity=("conversation", "role", "message_id", "created_at"),
+    sequence="turns_id",
 )
-# Turns last: their id sequence is carried over once they are all in.
-TABLES = (SETTINGS, SEEN, TURNS)
+# The ledger quotas read: a row the target holds already is kept (it may be the
+# copied one that a bot went on adding to), as settings and dedupe rows are.
+USAGE = Table(
+    name="usage",
+    columns=(
+        "workspace",
+        "day",
+        "person",
+        "conversation",
+        "model",
+        "estimated",
+        "answers",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "unpriced",
+    ),
+    key=("workspace", "day", "person", "conversation", "model", "estimated"),
+    booleans=("estimated",),
+)
+MEDIA = Table(
+    name="media",
+    columns=(
+        "id",
+        "conversation",
+        "turn_id",
+        "kind",
+        "name",
+        "text",
+        "data",
+        "size",
+        "tokens",
+        "created_at",
+    ),
+    key=("id",),
+    texts=("name", "text"),
+    identity=("conversation", "turn_id", "kind", "created_at"),
+    sequence="media_id",
+)
+# Id counters are carried over once every table is in.
+TABLES = (SETTINGS, SEEN, USAGE, TURNS, MEDIA)
 
 
 class Conflict(Exception):

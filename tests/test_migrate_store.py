@@ -1,23 +1,29 @@
 """``python -m bot migrate-store``: a SQLite file copied into the real PostgreSQL
 (tests/postgres_support.py) row for row, twice without doubling, resumed after an
-interruption, and back the other way; bad URLs are one line and exit 2."""
+interruption, and back the other way (every copied table compared row for row: settings
+with models, dedupe rows, the usage ledger, turns with tool calls, attachments with binary
+data); bad URLs are one line and exit 2."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import signal
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from bot.types import Media
+from bot.usage import UsageQuery
 from storage import SqliteStore
 from storage.migrate import MigrationError, migrate_store
 from storage.migrate_progress import Progress
-from storage.migrate_tables import TABLES, Table
+from storage.migrate_tables import MEDIA, TABLES, TURNS, USAGE
 from storage.postgres import PostgresStore
 from tests.postgres_support import postgres_schema
 from tests.store_support import user
@@ -27,7 +33,10 @@ BIG_TURNS = 100_000
 SMALL_TURNS = 5_000
 CONVERSATIONS = 500
 SMALL_BATCH = 1_000
+TINY_TURNS, TINY_BATCH = 200, 7
 RESETS_ABOVE = 37  # ids handed out and reset away: the target must not reuse them
+USAGE_ROWS = 200
+MEDIA_EVERY = 20  # one attachment per this many turns
 PASSWORD = "LEAK-PG-PASSWORD-5521"
 KILL_LIMIT_S = 60.0  # from start to three batches in: normally about a second
 POLL_S = 0.02
@@ -40,15 +49,27 @@ class Interrupted(Exception):
 
 def seed(path: Path, turns: int) -> None:
     """A SQLite store holding ``turns`` turns (questions and answers, every column
-    used), their dedupe rows, some system prompts, and a turn id mark above them."""
+    used), their dedupe rows, some settings, a usage ledger, attachments, id marks
+    above them, and coordination rows that are not to be copied."""
     con = sqlite3.connect(path)
     with con:
         con.executemany(
             "INSERT INTO turns (id, conversation, role, content, tokens, author_id, "
             "author_name, message_id, created_at, reply_to, anchor, delivered, reply_target, "
-            "is_dm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "is_dm, tools) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (_turn(i) for i in range(1, turns + 1)),
         )
+        con.executemany(
+            f"INSERT INTO media ({', '.join(MEDIA.columns)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_media(n, i) for n, i in enumerate(range(1, turns + 1, MEDIA_EVERY), 1)),
+        )
+        con.executemany(
+            f"INSERT INTO usage ({', '.join(USAGE.columns)}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_usage(i) for i in range(USAGE_ROWS)),
+        )
+        con.execute("INSERT INTO leases (conversation, holder, at) VALUES ('x', 'gone', 1.0)")
+        con.execute("INSERT INTO person_counts (person, minute, count) VALUES ('u1', 5, 3)")
         con.executemany(
             "INSERT INTO seen (conversation, message_id, at, done, owner) VALUES (?, ?, ?, ?, ?)",
             (
@@ -57,11 +78,20 @@ def seed(path: Path, turns: int) -> None:
             ),
         )
         con.executemany(
-            "INSERT INTO conversation_settings (conversation, system_prompt) VALUES (?, ?)",
-            ((_conversation(i), f"be brief {i} 한국어" if i % 7 else None) for i in range(99)),
+            "INSERT INTO conversation_settings (conversation, system_prompt, model) "
+            "VALUES (?, ?, ?)",
+            (
+                (
+                    _conversation(i),
+                    f"be brief {i} 한국어" if i % 7 else None,
+                    f"model-{i % 3}" if i % 5 else None,
+                )
+                for i in range(99)
+            ),
         )
         con.execute(
-            "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'turns'", (RESETS_ABOVE,)
+            "UPDATE sqlite_sequence SET seq = seq + ? WHERE name IN ('turns', 'media')",
+            (RESETS_ABOVE,),
         )
     con.close()
 
@@ -87,6 +117,45 @@ def _turn(i: int) -> Row:
         i % 11 != 0,
         f"channel:{i % 97}:message:{i}" if question else None,
         question and i % 5 == 0,
+        None if question or i % 4 else json.dumps([{"role": "tool", "content": f"r{i} ✓"}]),
+    )
+
+
+def _media(n: int, turn: int) -> Row:
+    """Attachment ``n`` of user turn ``turn``: an image (bytes with NULs) or a file's text."""
+    image = n % 2 == 1
+    data = b"\x00\xff\xd8" + n.to_bytes(4, "big") + b"\x00" * (n % 5) if image else b""
+    name = f"a{n}.jpg" if image else f"notes {n}.txt"
+    text = "" if image else f"file {n} 한국어"
+    created = 1_700_000_000.0 + turn / 3
+    return (
+        n,
+        _conversation(turn),
+        turn,
+        "image" if image else "text",
+        name,
+        text,
+        data,
+        len(data),
+        85 + n % 7,
+        created,
+    )
+
+
+def _usage(i: int) -> Row:
+    """Row ``i`` of the ledger: every key column varied, estimated both ways."""
+    return (
+        f"discord:g{i % 7}",
+        f"2026-12-{1 + i % 28:02d}",
+        f"u{i % 13}",
+        _conversation(i),
+        "gpt-4o-mini" if i % 3 else "local",
+        i % 2,
+        1 + i % 4,
+        10_000_000_000 + i,
+        i * 17,
+        i * 0.000125,
+        i % 3,
     )
 
 
@@ -96,37 +165,87 @@ async def new_sqlite(path: Path) -> None:
     await store.close()
 
 
-def sqlite_rows(path: Path, table: Table) -> list[Row]:
+# Read from the SQLite file's own schema, not from storage/migrate_tables.py: a table
+# or column the copy leaves out shows as a difference.
+COPIED = {"conversation_settings", "seen", "usage", "turns", "media"}
+NOT_COPIED = {"instances", "leases", "person_counts"}  # coordination of running bots
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A table's columns, and its key as an ORDER BY for each database."""
+
+    name: str
+    columns: str
+    sqlite_order: str
+    postgres_order: str  # text keys in byte order, as SQLite sorts them
+
+
+def shapes(path: Path) -> list[Shape]:
     con = sqlite3.connect(path)
     try:
-        query = (
-            f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {', '.join(table.key)}"
-        )
-        return [_normal(table, row) for row in con.execute(query)]
+        names = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert names - {"sqlite_sequence"} == COPIED | NOT_COPIED, "a table to copy or not?"
+        found = []
+        for name in sorted(COPIED):
+            info = con.execute(f"PRAGMA table_info({name})").fetchall()
+            key = [(pk, column, kind) for _, column, kind, _, _, pk in info if pk]
+            ordered = [(column, kind) for _, column, kind in sorted(key)]
+            found.append(
+                Shape(
+                    name,
+                    ", ".join(row[1] for row in info),
+                    ", ".join(column for column, _ in ordered),
+                    ", ".join(
+                        f'{column} COLLATE "C"' if kind == "TEXT" else column
+                        for column, kind in ordered
+                    ),
+                )
+            )
+        return found
     finally:
         con.close()
 
 
-async def postgres_rows(url: str, table: Table) -> list[Row]:
+def sqlite_rows(path: Path, shape: Shape) -> list[Row]:
+    con = sqlite3.connect(path)
+    try:
+        query = f"SELECT {shape.columns} FROM {shape.name} ORDER BY {shape.sqlite_order}"
+        return list(con.execute(query))
+    finally:
+        con.close()
+
+
+async def postgres_rows(url: str, shape: Shape) -> list[Row]:
     con = await asyncpg.connect(url)
     try:
-        keys = ", ".join(f'{k} COLLATE "C"' if k != "id" else k for k in table.key)
-        rows = await con.fetch(
-            f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {keys}"
-        )
-        return [_normal(table, tuple(row)) for row in rows]
+        query = f"SELECT {shape.columns} FROM {shape.name} ORDER BY {shape.postgres_order}"
+        # A BOOLEAN is SQLite's INTEGER 0/1.
+        return [
+            tuple(int(v) if isinstance(v, bool) else v for v in row)
+            for row in await con.fetch(query)
+        ]
     finally:
         await con.close()
 
 
-def _normal(table: Table, row: Row) -> Row:
-    flags = {table.index(c) for c in table.booleans}
-    return tuple(bool(v) if i in flags else v for i, v in enumerate(row))
+async def postgres_count(url: str, table: str) -> int:
+    con = await asyncpg.connect(url)
+    try:
+        return int(await con.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await con.close()
 
 
 async def assert_same(path: Path, url: str) -> None:
-    for table in TABLES:
-        assert await postgres_rows(url, table) == sqlite_rows(path, table), table.name
+    """Every column of every row of every copied table alike on both sides (none of
+    them empty), and no coordination row carried over."""
+    for shape in shapes(path):
+        rows = sqlite_rows(path, shape)
+        assert rows, shape.name
+        assert await postgres_rows(url, shape) == rows, shape.name
+    for name in NOT_COPIED - {"instances"}:
+        assert await postgres_count(url, name) == 0, name
 
 
 async def test_100000_turns_move_into_postgresql_row_for_row(tmp_path: Path) -> None:
@@ -139,25 +258,53 @@ async def test_100000_turns_move_into_postgresql_row_for_row(tmp_path: Path) -> 
             ["migrate-store", "--from", f"sqlite:///{path}", "--to", url], env
         )
         assert code == 0, err
-        assert out.splitlines()[:3] == [
+        media = BIG_TURNS // MEDIA_EVERY
+        assert out.splitlines()[:5] == [
             "conversation_settings: 99 copied, 0 already there",
             "seen: 50,000 copied, 0 already there",
+            f"usage: {USAGE_ROWS} copied, 0 already there",
             "turns: 100,000 copied, 0 already there",
+            f"media: {media:,} copied, 0 already there",
         ]
-        assert "[##############################] 100% 150,099/150,099 rows (turns)" in err
+        total = f"{99 + 50_000 + USAGE_ROWS + BIG_TURNS + media:,}"
+        assert f"[##############################] 100% {total}/{total} rows (media)" in err
         await assert_same(path, url)
-        # The bot goes on in PostgreSQL: new turns take ids above every copied one
-        # (and above the ones reset away), and a copied history loads as it was.
-        store = PostgresStore(url)
-        await store.open()
-        try:
-            new_id = await store.add_user_turn(_conversation(1), user("after-move"))
-            assert new_id == BIG_TURNS + RESETS_ABOVE + 1
-            context = await store.load_context(_conversation(1), new_id, 4)
-            assert context.system_prompt == "be brief 1 한국어"
-            assert [t.content for t in context.turns][-1] == "hi"
-        finally:
-            await store.close()
+        await _goes_on_in_postgresql(path, url)
+
+
+async def _goes_on_in_postgresql(path: Path, url: str) -> None:
+    """New turns and attachments take ids above every copied one (and above the ones
+    reset away); a copied history, model and ledger read as they did in SQLite."""
+    quota = UsageQuery("discord:g1", "2026-12-01", "2027-01-01", person="u1")
+    before = SqliteStore(str(path))
+    await before.open()
+    try:
+        totals = await before.usage_totals(quota)
+    finally:
+        await before.close()
+    assert totals.answers > 0 and totals.estimated > 0
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        new_id = await store.add_user_turn(_conversation(1), user("after-move"))
+        assert new_id == BIG_TURNS + RESETS_ABOVE + 1
+        context = await store.load_context(_conversation(1), new_id, 4)
+        assert context.system_prompt == "be brief 1 한국어"
+        assert [t.content for t in context.turns][-1] == "hi"
+        assert await store.get_model(_conversation(1)) == "model-1"
+        assert await store.usage_totals(quota) == totals
+        assert (await store.media_for(_conversation(1), 1, 1))[1] == [
+            Media("image", "a1.jpg", "", _media(1, 1)[6], _media(1, 1)[8])
+        ]
+        await store.add_media(_conversation(1), new_id, [Media("text", "n", "t")], 10**6)
+    finally:
+        await store.close()
+    con = await asyncpg.connect(url)
+    try:
+        newest = await con.fetchval("SELECT max(id) FROM media")
+        assert newest == BIG_TURNS // MEDIA_EVERY + RESETS_ABOVE + 1
+    finally:
+        await con.close()
 
 
 async def test_a_second_run_copies_nothing_twice(tmp_path: Path) -> None:
@@ -170,7 +317,9 @@ async def test_a_second_run_copies_nothing_twice(tmp_path: Path) -> None:
         assert [(t.table, t.copied, t.skipped) for t in again.tables] == [
             ("conversation_settings", 0, 99),
             ("seen", 0, SMALL_TURNS // 2),
+            ("usage", 0, USAGE_ROWS),
             ("turns", 0, SMALL_TURNS),
+            ("media", 0, SMALL_TURNS // MEDIA_EVERY),
         ]
         await assert_same(path, url)
 
@@ -196,11 +345,11 @@ async def test_an_interrupted_copy_is_finished_by_the_next_run(tmp_path: Path) -
                 progress_to=_quiet(tmp_path),
                 after_batch=stop_after_two_batches_of_turns,
             )
-        assert len(await postgres_rows(url, TABLES[-1])) == 2 * SMALL_BATCH
+        assert await postgres_count(url, "turns") == 2 * SMALL_BATCH
         rest = await migrate_store(
             f"sqlite:///{path}", url, batch_rows=SMALL_BATCH, progress_to=_quiet(tmp_path)
         )
-        turns = rest.tables[-1]
+        turns = rest.tables[TABLES.index(TURNS)]
         assert (turns.copied, turns.skipped) == (SMALL_TURNS - 2 * SMALL_BATCH, 2 * SMALL_BATCH)
         await assert_same(path, url)
 
@@ -266,6 +415,7 @@ async def test_postgresql_moves_back_into_a_new_sqlite_file(tmp_path: Path) -> N
     back = tmp_path / "back" / "bot.db"
     async with postgres_schema() as url:
         await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
+        await assert_same(path, url)
         await migrate_store(url, f"sqlite:///{back}", progress_to=_quiet(tmp_path))
         await assert_same(back, url)
     store = SqliteStore(str(back))
@@ -274,6 +424,52 @@ async def test_postgresql_moves_back_into_a_new_sqlite_file(tmp_path: Path) -> N
         assert await store.add_user_turn("console:x", user("new")) == SMALL_TURNS + RESETS_ABOVE + 1
     finally:
         await store.close()
+    con = sqlite3.connect(back)
+    try:
+        marks = dict(con.execute("SELECT name, seq FROM sqlite_sequence"))
+    finally:
+        con.close()
+    assert marks["media"] == SMALL_TURNS // MEDIA_EVERY + RESETS_ABOVE
+
+
+async def test_small_batches_page_through_every_key_and_resume_both_ways(
+    tmp_path: Path,
+) -> None:
+    """Batches of 7 rows: the ledger's six-column key (a boolean in it) and the
+    attachments are read page after page, a copy stopped inside the ledger is
+    finished by the next run, and the copy goes back into SQLite the same way."""
+    path = tmp_path / "bot.db"
+    await new_sqlite(path)
+    seed(path, TINY_TURNS)
+    back = tmp_path / "back.db"
+    usage_batches = 0
+
+    def stop_inside_the_ledger(table: str, rows: int) -> None:
+        nonlocal usage_batches
+        usage_batches += table == "usage"
+        if usage_batches == 3:
+            raise Interrupted
+
+    async with postgres_schema() as url:
+        with pytest.raises(Interrupted):
+            await migrate_store(
+                f"sqlite:///{path}",
+                url,
+                batch_rows=TINY_BATCH,
+                progress_to=_quiet(tmp_path),
+                after_batch=stop_inside_the_ledger,
+            )
+        assert await postgres_count(url, "usage") == 3 * TINY_BATCH
+        rest = await migrate_store(
+            f"sqlite:///{path}", url, batch_rows=TINY_BATCH, progress_to=_quiet(tmp_path)
+        )
+        usage = rest.tables[TABLES.index(USAGE)]
+        assert (usage.copied, usage.skipped) == (USAGE_ROWS - 3 * TINY_BATCH, 3 * TINY_BATCH)
+        await assert_same(path, url)
+        await migrate_store(
+            url, f"sqlite:///{back}", batch_rows=TINY_BATCH, progress_to=_quiet(tmp_path)
+        )
+        await assert_same(back, url)
 
 
 async def test_a_database_the_bot_already_used_is_not_mixed_into(tmp_path: Path) -> None:
@@ -288,7 +484,22 @@ async def test_a_database_the_bot_already_used_is_not_mixed_into(tmp_path: Path)
         with pytest.raises(MigrationError) as raised:
             await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
         assert "migrate-store: --to: turns id (1,) already holds another row" in str(raised.value)
-        assert len(await postgres_rows(url, TABLES[-1])) == 1
+        assert await postgres_count(url, "turns") == 1
+
+
+async def test_attachments_the_bot_already_kept_are_not_mixed_into(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await new_sqlite(path)
+    seed(path, SMALL_TURNS)
+    async with postgres_schema() as url:
+        store = PostgresStore(url)
+        await store.open()  # an attachment of its own takes media id 1
+        await store.add_media("slack:T1:C1:", 1, [Media("text", "its-own.txt", "x")], 10**6)
+        await store.close()
+        with pytest.raises(MigrationError) as raised:
+            await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
+        assert "migrate-store: --to: media id (1,) already holds another row" in str(raised.value)
+        assert await postgres_count(url, "media") == 1
 
 
 async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None:
@@ -306,7 +517,7 @@ async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None
     done = await migrate_store(
         f"sqlite:///{path}", f"sqlite:///{tmp_path / 'new.db'}", progress_to=_quiet(tmp_path)
     )
-    assert [t.copied for t in done.tables] == [0, 0, 0]
+    assert [t.copied for t in done.tables] == [0] * len(TABLES)
 
 
 @pytest.mark.parametrize(
