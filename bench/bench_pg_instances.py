@@ -14,6 +14,11 @@ run gets a fresh schema; the bots use the shipped defaults except HTTP mode.
   instances one event of each question reaches each replica. Two instances share
   the same two cores as the database, the fakes and the driver: the ratio shows
   what the coordination costs here, not what a second machine would add.
+  ``one_instance_sqlite_*`` is one instance on an SQLite file under the same load:
+  the ceiling of this harness on this machine. The three setups run in ROUNDS
+  (quick: one) whose order turns around; each run starts its bots afresh on a new
+  schema (or file). ``*_pg_cpu_util``: CPU of every ``postgres`` process on this
+  machine (other clients' included), in cores.
 * ``failover_s``: two instances with ``instances.failover_s`` at its default (30;
   the quick run: FAILOVER_QUICK_S, reported as ``failover_config_s``). Instance A
   talks to a model that never answers; HELD questions are sent to A until it holds
@@ -34,7 +39,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -68,6 +73,7 @@ CHANNELS_PER_WORKER = 32
 USERS = 512  # people asking in turn: under the per-person limit (20 a minute) in a run
 RAMP_S, RAMP_S_QUICK = 1.0, 0.5
 PHASE_S, PHASE_S_QUICK = 10.0, 1.5
+ROUNDS, ROUNDS_QUICK = 2, 1
 ANSWER_TIMEOUT_S = 30.0
 FAILOVER_DEFAULT_S = 30.0  # instances.failover_s as shipped
 FAILOVER_QUICK_S = 10.0  # the least the config allows
@@ -229,20 +235,33 @@ async def replicas(
 # -- answers/s, one instance and two ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
-    answers_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    bot_cpu_util: float  # of all instances together, in cores
-    pg_cpu_util: float  # the PostgreSQL server's processes, in cores
+@dataclass(slots=True)
+class Tally:
+    """What the measured windows of one setup saw, summed over rounds."""
+
+    answers: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    bot_cpu_s: float = 0.0  # all its instances together
+    pg_cpu_s: float = 0.0  # the PostgreSQL server's processes
+    pg_wall_s: float = 0.0  # ... over this long (the ramp included)
+    latencies: list[float] = field(default_factory=list)
+
+    def results(self, prefix: str) -> Results:
+        seconds = self.seconds or 1.0
+        return {
+            f"{prefix}_answers_per_s": rounded(self.answers / seconds, 4),
+            f"{prefix}_p50_ms": ms(_percentile(self.latencies, 50)),
+            f"{prefix}_p99_ms": ms(_percentile(self.latencies, 99)),
+            f"{prefix}_bot_cpu_util": rounded(self.bot_cpu_s / seconds),
+            f"{prefix}_pg_cpu_util": rounded(self.pg_cpu_s / (self.pg_wall_s or 1.0)),
+        }
 
 
 async def measure_rate(
-    count: int, workdir: Path, model: FakeServer, schema: SchemaFactory, quick: bool
-) -> Rate:
-    """The closed loop against ``count`` replicas on a fresh schema."""
+    count: int, workdir: Path, model: FakeServer, schema: SchemaFactory, quick: bool, into: Tally
+) -> None:
+    """The closed loop against ``count`` replicas on a fresh database, added to ``into``."""
     ramp_s, seconds = (RAMP_S_QUICK, PHASE_S_QUICK) if quick else (RAMP_S, PHASE_S)
     async with (
         schema() as url,
@@ -270,19 +289,18 @@ async def measure_rate(
             seconds=seconds,
             timeout_s=ANSWER_TIMEOUT_S,
             cpu=cpu,
-            name=f"pg_instances_{count}",
+            name=f"instances_{count}",
         )
-        pg_util = (server_cpu_seconds() - pg_cpu) / (time.monotonic() - started)
+        # Backends that exit meanwhile (other clients') take their CPU time along.
+        into.pg_cpu_s += max(0.0, server_cpu_seconds() - pg_cpu)
+        into.pg_wall_s += time.monotonic() - started
         for r in bots:
             r.bot.check_alive()
-    return Rate(
-        answers_per_s=rounded(phase.rate, 4),
-        p50_ms=ms(_percentile(phase.latencies, 50)),
-        p99_ms=ms(_percentile(phase.latencies, 99)),
-        errors=phase.errors + driver.errors,
-        bot_cpu_util=rounded(phase.bot_cpu_s / phase.seconds),
-        pg_cpu_util=rounded(pg_util),
-    )
+    into.answers += phase.completed
+    into.seconds += phase.seconds
+    into.errors += phase.errors + driver.errors
+    into.bot_cpu_s += phase.bot_cpu_s
+    into.latencies.extend(phase.latencies)
 
 
 def server_cpu_seconds(name: str = PG_PROCESS) -> float:
@@ -368,28 +386,48 @@ async def _answers(pending: list[Pending], within: float) -> list[Pending]:
 # -- the keys -----------------------------------------------------------------------------
 
 
-async def run(schema: SchemaFactory, workdir: Path, quick: bool) -> Results:
-    """One instance, two instances, then the failover: their keys."""
+async def rates(workdir: Path, model: FakeServer, schema: SchemaFactory, quick: bool) -> Results:
+    """SQLite with one instance (the harness's own ceiling), PostgreSQL with one and
+    two, in rounds whose order turns around, so drift hits all alike."""
+
+    files = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def sqlite_file() -> AsyncIterator[str]:  # a new file each time
+        yield f"sqlite:///{workdir / f'instances-{next(files)}.db'}"
+
+    setups = {
+        "one_instance_sqlite": (1, sqlite_file),
+        "one_instance": (1, schema),
+        "two_instances": (2, schema),
+    }
+    tallies = {name: Tally() for name in setups}
+    for number in range(ROUNDS_QUICK if quick else ROUNDS):
+        order = list(setups) if number % 2 == 0 else list(reversed(setups))
+        for name in order:
+            count, factory = setups[name]
+            await measure_rate(count, workdir, model, factory, quick, tallies[name])
     results: Results = {}
+    for name, tally in tallies.items():
+        results.update(tally.results(name))
+    one, two = tallies["one_instance"], tallies["two_instances"]
+    ratio = two.answers / one.answers if one.answers else 0.0  # equal windows
+    results["two_vs_one_instances_ratio"] = rounded(ratio)
+    results["instances_answer_errors"] = sum(t.errors for t in tallies.values())
+    return results
+
+
+async def run(schema: SchemaFactory, workdir: Path, quick: bool) -> Results:
+    """Answers/s of one instance and two, then the failover: their keys."""
     async with fake_openai_process(
         ttft_ms=FAST_MODEL.ttft_ms,
         chunks=FAST_MODEL.chunks,
         chunk_interval_ms=FAST_MODEL.chunk_interval_ms,
         text=FAST_MODEL.text,
     ) as model:
-        one = await measure_rate(1, workdir, model, schema, quick)
-        two = await measure_rate(2, workdir, model, schema, quick)
+        results = await rates(workdir, model, schema, quick)
         failover_s = FAILOVER_QUICK_S if quick else FAILOVER_DEFAULT_S
         failover = await measure_failover(workdir, model, schema, failover_s)
-    for prefix, rate in (("one_instance", one), ("two_instances", two)):
-        results[f"{prefix}_answers_per_s"] = rate.answers_per_s
-        results[f"{prefix}_p50_ms"] = rate.p50_ms
-        results[f"{prefix}_p99_ms"] = rate.p99_ms
-        results[f"{prefix}_bot_cpu_util"] = rate.bot_cpu_util
-        results[f"{prefix}_pg_cpu_util"] = rate.pg_cpu_util
-    ratio = two.answers_per_s / one.answers_per_s if one.answers_per_s else 0.0
-    results["two_vs_one_instances_ratio"] = rounded(ratio)
-    results["instances_answer_errors"] = one.errors + two.errors
     results["failover_config_s"] = failover_s
     results["failover_s"] = failover.first_s
     results["failover_all_s"] = failover.all_s

@@ -17,6 +17,9 @@ the loopback test server). Everything runs in a schema of its own, dropped after
   message when the previous answer is delivered, against one fake model process;
   ``*_bot_cpu_ms_per_answer`` is this process's CPU time per answer (the PostgreSQL
   server's own work is not in it, but shares the machine's cores).
+* ``one_instance_answers_per_s`` / ``two_instances_answers_per_s`` and
+  ``failover_s``: real ``python -m bot`` processes sharing the database
+  (bench/bench_pg_instances.py).
 """
 
 from __future__ import annotations
