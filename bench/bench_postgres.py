@@ -327,6 +327,7 @@ BENCHMARK = Benchmark(
         "pg_bot_cpu_ms_per_answer",
         "sqlite_bot_cpu_ms_per_answer",
         "pg_answer_failures",
+        "one_instance_sqlite_answers_per_s",
         "one_instance_answers_per_s",
         "two_instances_answers_per_s",
         "two_vs_one_instances_ratio",
