@@ -33,6 +33,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import re
 import signal
 import socket
@@ -350,9 +351,9 @@ async def measure_failover(
         done = await _answers(left, failover_s + FAILOVER_MARGIN_S)
         survivor.bot.check_alive()
     finals = sorted(p.final_at - killed_at for p in done if p.final_at is not None)
-    return Failover(
-        first_s=rounded(finals[0]) if finals else 0.0,
-        all_s=rounded(finals[-1]) if finals else 0.0,
+    return Failover(  # none answered: infinite, so the target shows as missed
+        first_s=rounded(finals[0]) if finals else math.inf,
+        all_s=rounded(finals[-1]) if finals else math.inf,
         held=len(left),
         answered=len(finals),
     )
