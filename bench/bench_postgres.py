@@ -17,6 +17,9 @@ the loopback test server). Everything runs in a schema of its own, dropped after
   message when the previous answer is delivered, against one fake model process;
   ``*_bot_cpu_ms_per_answer`` is this process's CPU time per answer (the PostgreSQL
   server's own work is not in it, but shares the machine's cores).
+* ``one_instance_answers_per_s`` / ``two_instances_answers_per_s`` and
+  ``failover_s``: real ``python -m bot`` processes sharing the database
+  (bench/bench_pg_instances.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -45,6 +49,7 @@ from bot.tokens import token_counter_for
 from bot.types import ConversationKey
 from storage.postgres import PostgresStore
 
+from . import bench_pg_instances
 from .bench_history import (
     ASSISTANT_CHARS,
     SEED,
@@ -117,6 +122,9 @@ async def run(opts: RunOptions) -> Results:
         results.update(await measure_loads(url, size, samples))
     async with scratch_schema(server_url()) as url:
         results.update(await answer_rates(url, opts.quick))
+    with tempfile.TemporaryDirectory(prefix="bench-pg-instances-") as tmp:
+        schema = functools.partial(scratch_schema, server_url())
+        results.update(await bench_pg_instances.run(schema, Path(tmp), opts.quick))
     return results
 
 
@@ -300,11 +308,12 @@ async def _answer(core: Core, watch: AnswerWatch, key: ConversationKey, number: 
 
 BENCHMARK = Benchmark(
     name="postgres",
-    title="PostgreSQL: history loads at scale, answers/s against SQLite",
+    title="PostgreSQL: history loads at scale, answers/s against SQLite, two instances, failover",
     run=run,
     targets=(
         Target("pg_history_p99_ms", "<", 3.0),
         Target("pg_vs_sqlite_answers_ratio", ">=", 0.8),
+        Target("failover_s", "<", 30.0),
     ),
     keys=(
         "pg_history_messages",
@@ -318,5 +327,15 @@ BENCHMARK = Benchmark(
         "pg_bot_cpu_ms_per_answer",
         "sqlite_bot_cpu_ms_per_answer",
         "pg_answer_failures",
+        "one_instance_sqlite_answers_per_s",
+        "one_instance_answers_per_s",
+        "two_instances_answers_per_s",
+        "two_vs_one_instances_ratio",
+        "instances_answer_errors",
+        "failover_config_s",
+        "failover_s",
+        "failover_all_s",
+        "failover_held",
+        "failover_answered",
     ),
 )

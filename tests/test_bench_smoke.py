@@ -168,6 +168,13 @@ async def test_the_postgres_benchmark_runs_when_named_and_reports_its_keys(
     assert list(run["benchmarks"]) == list(ON_REQUEST)
     assert_reports_its_keys(run, "postgres")
     assert run["pg_history_messages"] == 100_000 and run["pg_answer_failures"] == 0
+    # Real bot processes answered, one and two of them, and the survivor answered
+    # every question the killed one held (quick: instances.failover_s at its least).
+    assert run["instances_answer_errors"] == 0
+    assert run["one_instance_answers_per_s"] > 0 and run["two_instances_answers_per_s"] > 0
+    assert run["failover_config_s"] == 10
+    assert run["failover_held"] >= 1 and run["failover_answered"] == run["failover_held"]
+    assert 0 < run["failover_s"] <= run["failover_all_s"]
 
 
 def test_main_prints_a_table_with_targets_and_verdicts(
