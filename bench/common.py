@@ -384,15 +384,18 @@ def bench_config(base_url: str, db_path: Path, concurrency: int | None = None) -
 
     ``concurrency``: the conversations the benchmark runs at once. The model cap
     (``openai.max_concurrent_requests``) is raised to it, so answers never wait for a
-    slot and the numbers measure the bot's own cost, as before the cap existed.
+    slot and the numbers measure the bot's own cost, as before the cap existed; and
+    the per-person limit is off, since each conversation's one person asks again as
+    soon as an answer shows, faster than ``limits.user_messages_per_minute`` allows.
     """
     openai: dict[str, object] = {"api_key": BENCH_API_KEY, "base_url": base_url}
-    if concurrency is not None:
-        openai["max_concurrent_requests"] = concurrency
-    data = {
+    data: dict[str, object] = {
         "openai": openai,
         "storage": {"url": f"sqlite:///{db_path}"},  # an absolute path gives sqlite:////...
     }
+    if concurrency is not None:
+        openai["max_concurrent_requests"] = concurrency
+        data["limits"] = {"user_messages_per_minute": 0}
     return config_from_dict(data, env={})
 
 
