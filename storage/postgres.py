@@ -118,6 +118,7 @@ class PostgresStore:
                 max_size=self._pool_size,
                 timeout=CONNECT_TIMEOUT_S,
                 command_timeout=COMMAND_TIMEOUT_S,
+                reset=_nothing_to_reset,
             )
         except OPEN_FAILURES as exc:
             raise self._unusable(exc) from None
@@ -505,3 +506,11 @@ async def _migrate(pool: Any, shown: str) -> None:
             await con.execute(sql.SQL_RECORD_VERSION, number)
     if version < sql.SCHEMA_VERSION:
         log.info("storage: migrated %s from schema v%d to v%d", shown, version, sql.SCHEMA_VERSION)
+
+
+async def _nothing_to_reset(con: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: nothing, as the store keeps no
+    session state (no LISTEN, cursors, SET or session-level advisory locks; the
+    migration lock is transaction-scoped). asyncpg's default sends a reset query,
+    one more round trip per store call; an open transaction it still rolls back
+    itself."""
