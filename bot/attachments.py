@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -39,7 +41,11 @@ log = logging.getLogger(__name__)
 MB = 1_000_000
 IMAGE_MAX_SIDE = 1024  # pixels; larger images are scaled down before they are kept
 JPEG_QUALITY = 80
-MAX_IMAGE_PIXELS = 40_000_000  # Pillow refuses larger images (decompression bombs)
+# Larger images are refused before they are decoded: a small file can claim a huge
+# canvas (a decompression bomb), and Pillow alone only warns below twice its limit.
+MAX_IMAGE_PIXELS = 40_000_000
+# One image decoded at a time: a 40-megapixel RGBA canvas is 160 MB while it lasts.
+_DECODING = threading.Lock()
 DOWNLOAD_CHUNK = 64 * 1024
 # One image, as the model bills a downscaled 1024 px picture (high detail is about
 # 765 tokens for 1024x1024 at OpenAI); used for trimming, not for billing.
@@ -64,11 +70,17 @@ TEXT_EXTENSIONS = frozenset(
 )  # fmt: skip
 
 FileKind = Literal["image", "text", "pdf"]
-SkipReason = Literal["too_many", "too_large", "unsupported", "not_image", "failed", "unreadable"]
+SkipReason = Literal[
+    "too_many", "too_large", "too_many_pixels", "unsupported", "not_image", "failed", "unreadable"
+]
 
 
 class TooLarge(Exception):
     """The download passed its byte cap; reading stopped there."""
+
+
+class TooManyPixels(ValueError):
+    """An image whose header claims more than MAX_IMAGE_PIXELS; it is not decoded."""
 
 
 class DownloadFailed(Exception):
@@ -231,6 +243,9 @@ async def _image(name: str, data: bytes) -> tuple[list[Media], SkipReason | None
         return [], "not_image"
     try:
         jpeg = await asyncio.to_thread(downscale, data)
+    except TooManyPixels as exc:
+        log.info("refused image %r: %s", name, exc)
+        return [], "too_many_pixels"
     except Exception as exc:  # Pillow: truncated, bomb, unknown mode...
         log.info("could not read image %r: %s", name, exc)
         return [], "unreadable"
@@ -242,13 +257,22 @@ def downscale(data: bytes) -> bytes:
     from PIL import Image  # imported here: only messages with images pay for it
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        image.thumbnail((IMAGE_MAX_SIDE, IMAGE_MAX_SIDE))
-        rgb = image.convert("RGB")  # JPEG has no alpha; a transparent area turns black
-        out = io.BytesIO()
-        rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
-        return out.getvalue()
+    with _DECODING:
+        with warnings.catch_warnings():
+            # Pillow warns of what the size check below refuses anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
+            width, height = image.size  # from the header, nothing decoded yet
+            if width * height > MAX_IMAGE_PIXELS:
+                raise TooManyPixels(f"{width}x{height} is over {MAX_IMAGE_PIXELS:,} pixels")
+            image.draft("RGB", (IMAGE_MAX_SIDE, IMAGE_MAX_SIDE))  # JPEG: decode smaller
+            image.load()
+            image.thumbnail((IMAGE_MAX_SIDE, IMAGE_MAX_SIDE))
+            rgb = image.convert("RGB")  # JPEG has no alpha; transparent areas turn black
+            out = io.BytesIO()
+            rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
+            return out.getvalue()
 
 
 def _pdf_text(data: bytes, limits: AttachmentLimits) -> tuple[str, bool]:

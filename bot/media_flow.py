@@ -22,7 +22,14 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .attachments import AttachmentLimits, FileSource, Skipped, file_block, read_all
+from .attachments import (
+    MAX_IMAGE_PIXELS,
+    AttachmentLimits,
+    FileSource,
+    Skipped,
+    file_block,
+    read_all,
+)
 from .config import VisionMode
 from .errors import LLMError
 from .store import Store
@@ -223,6 +230,7 @@ class MediaFlow:
         limits = self._limits
         values = {
             "limit_mb": f"{limits.max_file_bytes / MB:g}",
+            "limit_mp": f"{MAX_IMAGE_PIXELS / 1_000_000:g}",
             "limit_files": limits.max_files_per_message,
             "limit_pages": limits.max_pdf_pages,
             "limit_chars": limits.max_document_chars,

@@ -8,10 +8,12 @@ fake model (which records each request's content parts), real files made here.
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.attachments import AttachmentLimits, DownloadFailed, download
@@ -343,5 +345,25 @@ async def test_a_message_of_only_unreadable_files_is_told_so_without_asking_the_
     assert fake_openai.chat_requests == []
     assert discord_texts(fake_discord, DM_CHANNEL) == [
         "[Not read: photo.png (it is not really an image).]\n"
+        "I couldn't read anything in your message."
+    ]
+
+
+async def test_an_image_claiming_a_huge_canvas_is_refused_before_it_is_decoded(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, core_factory: CoreFactory
+) -> None:
+    """48 megapixels in a file of a few kilobytes (a decompression bomb): Pillow alone
+    only warns below twice its limit, and would decode it."""
+    out = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(out, format="PNG")
+    assert len(out.getvalue()) < 100_000
+    core = await core_factory()
+    bomb = fake_discord.add_file(DM_CHANNEL, "bomb.png", out.getvalue(), "image/png")
+    async with running_discord(fake_discord, core):
+        await fake_discord.send_message(DM_CHANNEL, ALICE, "", attachments=(bomb,))
+        await answered(fake_discord, core, DM_CHANNEL)
+    assert fake_openai.chat_requests == []
+    assert discord_texts(fake_discord, DM_CHANNEL) == [
+        "[Not read: bomb.png (the picture is over 40 megapixels).]\n"
         "I couldn't read anything in your message."
     ]
