@@ -563,7 +563,7 @@ class Core:
         stored = await self.store.load_context(conv, turn_id, HISTORY_TURNS)
         if not stored.turns:
             return None
-        folded = await self._media.fold(conv, stored.turns)
+        folded = await self._media.fold(conv, stored.turns, stored.may_have_media)
         counter = await self._tokenizers.for_model(model.name)
         messages, _stats = build_messages(
             stored.system_prompt or self.settings.system_prompt,

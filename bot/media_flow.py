@@ -160,9 +160,9 @@ class MediaFlow:
             self._told_blind.popitem(last=False)
         taken.notes.append(self._texts.get("images_not_read"))
 
-    async def fold(self, conv: str, turns: list[Turn]) -> Folded:
+    async def fold(self, conv: str, turns: list[Turn], may_have_media: bool = True) -> Folded:
         """``turns`` with their media: image markers, then each file's text."""
-        if not self.enabled:
+        if not self.enabled or not may_have_media:
             return Folded(turns)
         ids = [t.id for t in turns if t.role == "user" and t.id]
         if not ids:

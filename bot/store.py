@@ -49,6 +49,9 @@ class StoredContext:
 
     system_prompt: str | None  # the conversation's own; None: the configured default
     turns: list[Turn]  # as recent_turns returns them
+    # False when the conversation keeps no attachments (media_for need not be asked);
+    # True when it may (a backend that does not say, since it costs it nothing).
+    may_have_media: bool = True
 
 
 class Store(Protocol):

@@ -206,8 +206,9 @@ class PostgresStore:
         """The conversation's own system prompt and its recent turns, in one round trip."""
         rows = await self._fetch(sql.SQL_LOAD_CONTEXT, conversation, upto, max(limit, 0))
         prompt = opt_str(rows[0][0]) if rows else None
-        turns = [row_to_turn(tuple(row)[1:]) for row in reversed(rows) if row["id"] is not None]
-        return StoredContext(prompt, turns)
+        has_media = bool(rows[0][1]) if rows else True
+        turns = [row_to_turn(tuple(row)[2:]) for row in reversed(rows) if row["id"] is not None]
+        return StoredContext(prompt, turns, has_media)
 
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn."""

@@ -210,8 +210,12 @@ SQL_CLAIM = """
 """
 # The prompt and the recent turns in one round trip: always at least one row
 # (the prompt), turn columns NULL when there are none.
+# Whether the conversation keeps attachments rides along, so an answer without any
+# makes no second round trip for them (bot/media_flow.py).
 SQL_LOAD_CONTEXT = f"""
-    SELECT s.system_prompt, {_T_COLUMNS}
+    SELECT s.system_prompt,
+        EXISTS (SELECT 1 FROM media AS m WHERE m.conversation = $1) AS has_media,
+        {_T_COLUMNS}
     FROM (SELECT 1) AS one
     LEFT JOIN conversation_settings AS s ON s.conversation = $1
     LEFT JOIN LATERAL (

@@ -84,3 +84,17 @@ async def test_a_conversations_model_is_kept_apart_and_survives_reset_and_restar
         await store.set_model(CONV, None)
         assert await store.get_model(CONV) is None
         assert await store.get_model(OTHER) == "gpt-4o"
+
+
+async def test_the_context_says_when_a_conversation_keeps_no_media(
+    kind: str, tmp_path: Path
+) -> None:
+    async with opened_store(kind, tmp_path, FakeClock()) as store:
+        turn = await store.add_user_turn(CONV, user("m1"))
+        assert turn is not None
+        before = await store.load_context(CONV, turn, 10)
+        await store.add_media(CONV, turn, [NOTES], image_budget=1000)
+        after = await store.load_context(CONV, turn, 10)
+    assert after.may_have_media  # never "none" where there are some
+    if kind == "postgres":  # it says so in the same round trip; media_for is then skipped
+        assert not before.may_have_media
