@@ -328,23 +328,8 @@ async def test_an_interrupted_copy_is_finished_by_the_next_run(tmp_path: Path) -
     path = tmp_path / "bot.db"
     await new_sqlite(path)
     seed(path, SMALL_TURNS)
-    turn_batches = 0
-
-    def stop_after_two_batches_of_turns(table: str, rows: int) -> None:
-        nonlocal turn_batches
-        turn_batches += table == "turns"
-        if turn_batches == 2:
-            raise Interrupted
-
     async with postgres_schema() as url:
-        with pytest.raises(Interrupted):
-            await migrate_store(
-                f"sqlite:///{path}",
-                url,
-                batch_rows=SMALL_BATCH,
-                progress_to=_quiet(tmp_path),
-                after_batch=stop_after_two_batches_of_turns,
-            )
+        await interrupted_copy(path, url, SMALL_BATCH, "turns", batches=2, quiet=_quiet(tmp_path))
         assert await postgres_count(url, "turns") == 2 * SMALL_BATCH
         rest = await migrate_store(
             f"sqlite:///{path}", url, batch_rows=SMALL_BATCH, progress_to=_quiet(tmp_path)
@@ -442,23 +427,8 @@ async def test_small_batches_page_through_every_key_and_resume_both_ways(
     await new_sqlite(path)
     seed(path, TINY_TURNS)
     back = tmp_path / "back.db"
-    usage_batches = 0
-
-    def stop_inside_the_ledger(table: str, rows: int) -> None:
-        nonlocal usage_batches
-        usage_batches += table == "usage"
-        if usage_batches == 3:
-            raise Interrupted
-
     async with postgres_schema() as url:
-        with pytest.raises(Interrupted):
-            await migrate_store(
-                f"sqlite:///{path}",
-                url,
-                batch_rows=TINY_BATCH,
-                progress_to=_quiet(tmp_path),
-                after_batch=stop_inside_the_ledger,
-            )
+        await interrupted_copy(path, url, TINY_BATCH, "usage", batches=3, quiet=_quiet(tmp_path))
         assert await postgres_count(url, "usage") == 3 * TINY_BATCH
         rest = await migrate_store(
             f"sqlite:///{path}", url, batch_rows=TINY_BATCH, progress_to=_quiet(tmp_path)
@@ -554,6 +524,24 @@ async def test_bad_urls_are_one_line_naming_the_flag_and_exit_2(
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith(expected.format(tmp=tmp)), err
     assert PASSWORD not in out + err
+
+
+async def interrupted_copy(
+    path: Path, url: str, batch_rows: int, table: str, *, batches: int, quiet: io.StringIO
+) -> None:
+    """Copy ``path`` into ``url`` and stop it after ``batches`` batches of ``table``."""
+    seen = 0
+
+    def stop(copied_table: str, rows: int) -> None:
+        nonlocal seen
+        seen += copied_table == table
+        if seen == batches:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await migrate_store(
+            f"sqlite:///{path}", url, batch_rows=batch_rows, progress_to=quiet, after_batch=stop
+        )
 
 
 def _quiet(tmp_path: Path) -> io.StringIO:
