@@ -8,10 +8,12 @@ wait on the disk for long: in WAL mode it never waits for a writer (not even one
 stuck in write() or fsync), and the pages it needs are in the OS page cache or the
 memory map.
 
-Writes run on the writer thread (storage/sqlite_writer.py), on a connection of its
-own, because a write can wait on the disk: a stalled or frozen file system
-(``fsfreeze``) held a write on the event loop's thread for seconds and every
-conversation with it. Only the coroutine that awaits the write waits;
+Writes run on the writer, on a connection of its own, because a write can wait on
+the disk: a stalled or frozen file system (``fsfreeze``) held a write on the event
+loop's thread for seconds and every conversation with it. For a database file the
+writer is a child process (storage/sqlite_writer_process.py: a thread would share
+the GIL with the loop, which costs every answer); for ``:memory:`` a thread
+(storage/sqlite_writer.py). Only the coroutine that awaits the write waits;
 ``add_user_turn`` still returns after its commit. The writer commits every write
 queued since its last wake-up together. It also opens and migrates, checkpoints the
 WAL (fsync), prunes, and waits up to ``BUSY_TIMEOUT_MS`` for a file locked by
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import sqlite3
 import time
 import uuid
@@ -49,7 +52,8 @@ from . import sqlite_ops as ops
 from . import sqlite_shared as shared
 from .migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from .pruning import PRUNE_BATCH, PruneSchedule, delete_in_batches
-from .sqlite_writer import SqliteWriter
+from .sqlite_writer import SqliteWriter, Writer
+from .sqlite_writer_process import ProcessWriter
 from .turn_cache import MAX_BYTES, TurnCache
 
 log = logging.getLogger(__name__)
@@ -71,16 +75,19 @@ SYNCHRONOUS = "NORMAL"
 MMAP_BYTES = 256 * 1024 * 1024
 DAY_S = 24 * 3600.0
 # SQLite would checkpoint inside the commit that fills 1000 pages of WAL, on the
-# event loop. Instead the worker thread checkpoints at most this often after writes.
+# event loop. Instead the writer checkpoints at most this often after writes.
 CHECKPOINT_INTERVAL_S = 1.0
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+# Writes of a database file run in a child process (storage/sqlite_writer_process.py),
+# where the platform has fork/exec pipes the event loop can watch; else on a thread.
+WRITER_PROCESS = os.name == "posix"
 
 
 class SqliteStore:
     """A :class:`bot.store.Store` in an SQLite file (or ``:memory:``).
 
     Two connections: ``_inline`` on the event loop's thread for the statements of
-    every message, ``_worker`` (the writer thread's) for what may wait (module docstring).
+    every message, ``_worker`` (the writer's) for what may wait (module docstring).
     A multi-statement write is one function of ``storage.sqlite_ops`` run in one
     go, so nothing else can land inside its transaction and no lock is needed.
     """
@@ -102,7 +109,7 @@ class SqliteStore:
         self._checkpoint_interval_s = checkpoint_interval_s
         self._retention_s = retention_days * DAY_S  # 0: keep turns forever
         self._on_connect = on_connect  # called with each connection (tests, benchmarks)
-        self._worker: SqliteWriter | None = None
+        self._worker: Writer | None = None
         self._inline: sqlite3.Connection | None = None
         self._next_checkpoint = 0.0
         self._checkpoint: asyncio.Task[None] | None = None
@@ -137,10 +144,15 @@ class SqliteStore:
             target, uri = f"file:chatbridge-{uuid.uuid4().hex}?mode=memory&cache=shared", True
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # A file SQLite cannot open fails here, before the writer starts its thread.
+        # A file SQLite cannot open fails here, before the writer starts.
         # isolation_level=None: no implicit BEGINs; transactions are explicit.
         con = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
-        worker = SqliteWriter(con)
+        worker: Writer
+        if uri or not WRITER_PROCESS:  # an in-memory database lives in this process
+            worker = SqliteWriter(con)
+        else:
+            con.close()
+            worker = ProcessWriter(target)
         try:
             await worker.run(_configure, self.path)
             self._inline = _inline_connection(target, uri)
@@ -271,7 +283,7 @@ class SqliteStore:
         await self._write(ops.execute, ops.SQL_MARK_DONE, (conversation, message_id))
 
     async def unanswered(self, since: float, limit: int) -> list[Unanswered]:
-        """Cut-off user turns stored since ``since`` (on the worker thread: it scans)."""
+        """Cut-off user turns stored since ``since`` (on the writer: it scans)."""
         rows = await self._in_worker(ops.fetch_all, ops.SQL_UNANSWERED, (since, math.inf, limit))
         return [
             Unanswered(str(row[0]), ops.row_to_turn(row[3:]), Origin(row[1], bool(row[2])))
@@ -364,7 +376,7 @@ class SqliteStore:
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay.
 
-        On the worker thread: a long conversation is many rows to delete."""
+        On the writer: a long conversation is many rows to delete."""
         self._cache.forget(conversation)
         try:
             await self._write(ops.execute, ops.SQL_RESET, (conversation,))
@@ -431,7 +443,7 @@ class SqliteStore:
             self._cache.clear()  # held histories may hold their turns
 
     async def prune_seen(self) -> int:
-        """Forget dedupe rows older than the retention (on the worker thread); how many."""
+        """Forget dedupe rows older than the retention (on the writer); how many."""
         self._prunes.postpone()
         cutoff = self._clock() - SEEN_RETENTION_S
         minute = int(self._clock() // 60) - 1  # per-person counts of older minutes go too
@@ -488,11 +500,11 @@ class SqliteStore:
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES:
                 raise
-            log.debug("storage: file busy, %s waits on the worker thread", fn.__name__)
+            log.debug("storage: file busy, %s waits on the writer", fn.__name__)
         return await self._in_worker(fn, *args)
 
     async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(connection, *args)`` on the writer thread, committed when this returns;
+        """``fn(connection, *args)`` on the writer, committed when this returns;
         the WAL is checkpointed after it now and then.
 
         The turn cache must learn of other connections' commits. The inline
@@ -541,13 +553,13 @@ class SqliteStore:
             self._checkpoint = None
 
     async def _in_worker(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(connection, *args)`` alone on the writer thread, in queue order.
+        """``fn(connection, *args)`` alone on the writer, in queue order.
 
         If the caller is cancelled, ``fn`` still completes.
         """
         return await self._writer().run(fn, *args)
 
-    def _writer(self) -> SqliteWriter:
+    def _writer(self) -> Writer:
         if self._worker is None:
             raise RuntimeError(f"store {self.path!r} is not open")
         return self._worker
@@ -592,7 +604,7 @@ def _switch_to_wal(con: sqlite3.Connection) -> str:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(WAL_SWITCH_RETRY_S)  # on the writer thread, not the loop's
+            time.sleep(WAL_SWITCH_RETRY_S)  # on the writer, not the loop's
 
 
 def _migrate(con: sqlite3.Connection, path: str) -> None:

@@ -1,8 +1,9 @@
 """SQLite statements of the store, as plain functions of a ``sqlite3.Connection``.
 
 Each function is one trip to the database: storage/sqlite.py runs it on the event
-loop's thread, or on the writer thread (storage/sqlite_writer.py) when it must be
-able to wait.
+loop's thread, or on the writer (storage/sqlite_writer.py, in a child process for a
+file) when it must be able to wait; a writer's function must pickle, so it is a
+module-level function.
 """
 
 from __future__ import annotations

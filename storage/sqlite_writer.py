@@ -1,22 +1,25 @@
-"""One thread that owns SQLite's write connection and commits writes in groups.
+"""SQLite's write connection, off the event loop, committing writes in groups.
 
 A write can wait on the disk (a frozen file system holds ``write()`` for as long as
-it lasts), so no write runs on the event loop's thread. The writer thread wakes,
-takes every job queued since its last wake-up, and runs them in order:
+it lasts), so no write runs on the event loop's thread. The writer wakes, takes
+every job queued since its last wake-up, and runs them in order
+(:func:`run_jobs`, the same in both hosts):
 
 * a *write* (:meth:`SqliteWriter.write`) joins the group: one ``BEGIN IMMEDIATE``,
-  a ``SAVEPOINT`` per job, one ``COMMIT``. A job that raises is rolled back to its
-  savepoint and fails alone. If SQLite rolled back the whole transaction itself
-  (a full disk, an I/O error) or the COMMIT fails, every job of the group fails
-  with that error: nothing is reported done that was not committed.
+  a ``SAVEPOINT`` per job when there are several, one ``COMMIT``. A job that raises
+  is rolled back to its savepoint and fails alone. If SQLite rolled back the whole
+  transaction itself (a full disk, an I/O error) or the COMMIT fails, every job of
+  the group fails with that error: nothing is reported done that was not committed.
 * a *solo* job (:meth:`SqliteWriter.run`: a checkpoint, a scan, the schema set-up)
   runs outside any transaction, after the group before it is committed.
 
 Each job's future is resolved only after its commit, all of a wake-up's futures in
 one hand-over to the event loop (PERFORMANCE.md, "SQLite writes are committed in
-groups on one thread"). At most ``max_pending`` jobs wait or run; one more fails at
-once with :class:`WriteQueueFull` (a storage error: the message is refused and the
-user told) instead of piling up behind a stalled disk.
+groups, in a process of their own"). The host here is a thread of this process,
+used for an in-memory database (and off POSIX); a database file gets a child
+process (storage/sqlite_writer_process.py). At most ``max_pending`` jobs wait or
+run; one more fails at once with :class:`WriteQueueFull` (a storage error: the
+message is refused and the user told) instead of piling up behind a stalled disk.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 _T = TypeVar("_T")
 
@@ -41,18 +44,56 @@ class WriteQueueFull(sqlite3.OperationalError):
     too slow): this write is refused, not queued."""
 
 
+class Writer(Protocol):
+    """What the store needs of a writer, on a thread (here) or in a process of its
+    own (storage/sqlite_writer_process.py)."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def write(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[tuple[int, _T]]: ...
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None  # None in the writer process (no loop there)
     solo: bool
     stop: bool = False
     value: Any = None
     error: BaseException | None = field(default=None)
 
 
-class SqliteWriter:
+class WriterBase:
+    """``write`` and ``run`` over a host's ``_submit`` (a thread here, a process in
+    storage/sqlite_writer_process.py)."""
+
+    def write(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[tuple[int, _T]]:
+        """``fn(con, *args)`` inside a group's transaction; the future resolves once
+        committed, with the ``data_version`` read when that transaction began (it
+        changes exactly when another connection committed since this connection's
+        previous group). Raises :class:`WriteQueueFull` at once when full.
+
+        The job runs and commits even if the future is cancelled; a caller that must
+        know when can ``asyncio.shield`` it and add a done callback."""
+        return cast(asyncio.Future[tuple[int, _T]], self._submit(fn, args, solo=False))
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(con, *args)`` alone, outside any transaction, in queue order."""
+        return cast(_T, await self._submit(fn, args, solo=True))
+
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], solo: bool
+    ) -> asyncio.Future[Any]:
+        raise NotImplementedError
+
+
+class SqliteWriter(WriterBase):
     """Runs functions of one ``sqlite3.Connection`` on a thread of its own."""
 
     def __init__(self, con: sqlite3.Connection, *, max_pending: int = MAX_PENDING) -> None:
@@ -71,20 +112,6 @@ class SqliteWriter:
     def pending(self) -> int:
         """Jobs queued or running."""
         return self._pending
-
-    def write(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[tuple[int, _T]]:
-        """``fn(con, *args)`` inside a group's transaction; the future resolves once
-        committed, with the ``data_version`` read when that transaction began (it
-        changes exactly when another connection committed since this connection's
-        previous group). Raises :class:`WriteQueueFull` at once when full.
-
-        The job runs and commits even if the future is cancelled; a caller that must
-        know when can ``asyncio.shield`` it and add a done callback."""
-        return cast(asyncio.Future[tuple[int, _T]], self._submit(fn, args, solo=False))
-
-    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(con, *args)`` alone, outside any transaction, in queue order."""
-        return cast(_T, await self._submit(fn, args, solo=True))
 
     async def close(self) -> None:
         """Run what is queued, close the connection, end the thread; safe twice."""
@@ -116,7 +143,7 @@ class SqliteWriter:
     def _settle(self, jobs: list[_Job]) -> None:
         self._pending -= len(jobs)
         for job in jobs:
-            if job.future.done():  # the caller was cancelled; the job ran anyway
+            if job.future is None or job.future.done():  # the caller was cancelled
                 continue
             if job.error is not None:
                 job.future.set_exception(job.error)
@@ -133,42 +160,50 @@ class SqliteWriter:
                 while True:
                     jobs.append(self._jobs.get_nowait())
             stop = any(job.stop for job in jobs)
-            self._work(jobs)
+            run_jobs(self._con, jobs)
             try:
                 self._loop.call_soon_threadsafe(self._settle, jobs)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
-    def _work(self, jobs: list[_Job]) -> None:
-        group: list[_Job] = []
-        for job in jobs:
-            if not job.solo:
-                group.append(job)
-                continue
-            if group:
-                self._commit_group(group)
-                group = []
-            _run_solo(self._con, job)
-        if group:
-            self._commit_group(group)
 
-    def _commit_group(self, group: list[_Job]) -> None:
-        con = self._con
-        try:
-            if con.in_transaction:  # an earlier rollback failed: start clean
-                con.rollback()
-            con.execute("BEGIN IMMEDIATE")
-            version = int(con.execute("PRAGMA data_version").fetchone()[0])
+def run_jobs(con: sqlite3.Connection, jobs: list[_Job]) -> None:
+    """Run one wake-up's jobs in order: consecutive writes as one group (one
+    transaction), each solo job alone after the group before it is committed. Each
+    job's ``value`` or ``error`` is set; nothing raises."""
+    group: list[_Job] = []
+    for job in jobs:
+        if not job.solo:
+            group.append(job)
+            continue
+        if group:
+            _commit_group(con, group)
+            group = []
+        _run_solo(con, job)
+    if group:
+        _commit_group(con, group)
+
+
+def _commit_group(con: sqlite3.Connection, group: list[_Job]) -> None:
+    try:
+        if con.in_transaction:  # an earlier rollback failed: start clean
+            con.rollback()
+        con.execute("BEGIN IMMEDIATE")
+        version = int(con.execute("PRAGMA data_version").fetchone()[0])
+        if len(group) == 1:  # its failure loses only its own work: no savepoint needed
+            only = group[0]
+            only.value = (version, only.fn(con, *only.args))
+        else:
             for job in group:
                 _run_in_savepoint(con, job, version)
-            con.execute("COMMIT")
-        except Exception as exc:  # the transaction is lost: so is every job of it
-            if con.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    con.rollback()
-            for job in group:
-                if job.error is None:
-                    job.value, job.error = None, exc
+        con.execute("COMMIT")
+    except Exception as exc:  # the transaction is lost: so is every job of it
+        if con.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                con.rollback()
+        for job in group:
+            if job.error is None:
+                job.value, job.error = None, exc
 
 
 def _run_in_savepoint(con: sqlite3.Connection, job: _Job, version: int) -> None:

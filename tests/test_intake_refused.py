@@ -176,6 +176,15 @@ async def test_discord_answer_the_store_failed_mid_answer_says_storage_failed(
     assert tracebacks(caplog) == []
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of ``pid`` (Linux: /proc/<pid>/task/*/children)."""
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").glob("*")
+        for child in (task / "children").read_text().split()
+    ]
+
+
 @pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux prlimit")
 async def test_console_reports_a_failing_disk_in_one_line_and_exits_non_zero(
     fake_openai: FakeOpenAI, tmp_path: Path
@@ -188,9 +197,11 @@ async def test_console_reports_a_failing_disk_in_one_line_and_exits_non_zero(
     line = await asyncio.wait_for(proc.stdout.readline(), RUN_LIMIT_S)
     assert line == b"answer: First answer.\n"
     await until(lambda: delivered_answers(tmp_path / "bot.db") == 1, "the answer's last write")
-    # From now on the kernel refuses every write to a file by this process (EFBIG),
-    # as a full disk would: SQLite fails the next commit with a real I/O error.
-    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+    # From now on the kernel refuses every write to a file by the bot and its SQLite
+    # writer process (EFBIG), as a full disk would: SQLite fails the next commit with a
+    # real I/O error.
+    for pid in (proc.pid, *child_pids(proc.pid)):
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
     proc.stdin.write(b"second question\n")
     await proc.stdin.drain()
     out, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from bot.errors import StorageError
+from fakes.disk_stall import WriterGate
 from storage import SqliteStore
 from storage.sqlite_writer import MAX_PENDING, THREAD_NAME, SqliteWriter, WriteQueueFull
 from tests.support import CoreFactory, RecordingSink, message
@@ -229,10 +230,10 @@ async def test_a_full_write_queue_is_a_storage_error_for_the_message(
     store = SqliteStore(str(path))
     await store.open()
     core = await core_factory(store)
-    blocker = Blocker()
+    gate = WriterGate(HANG_GUARD_S)  # the store's writer runs in a child process
     writer = store._worker
     assert writer is not None
-    held = asyncio.create_task(store._in_worker(blocker))
+    held = asyncio.create_task(store._in_worker(gate))
     filler: list[asyncio.Task[None]] = []
     try:
         while writer.pending < MAX_PENDING:  # the store's own jobs may hold a place too
@@ -241,8 +242,9 @@ async def test_a_full_write_queue_is_a_storage_error_for_the_message(
         with pytest.raises(StorageError, match="waiting for the disk"):
             await core.handle(message("hello"), RecordingSink())
     finally:
-        blocker.release.set()
+        gate.open()
         await held
+        gate.remove()
         await asyncio.gather(*filler)
         await core.close(1.0)
         await store.close()

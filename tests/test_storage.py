@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from bot.errors import ConfigError, StartupError
 from bot.store import Store
 from bot.types import Turn
+from fakes.disk_stall import WriterGate
 from storage import MemoryStore, SqliteStore, open_store, sqlite_ops
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, SEEN_RETENTION_S
 from storage.postgres import PostgresStore
@@ -587,8 +587,8 @@ async def test_sqlite_reads_do_not_queue_behind_the_worker_thread(tmp_path: Path
     turn_id = await store.add_user_turn(CONV, user("m1"))
     assert turn_id is not None
     await store.set_system_prompt(CONV, "be brief")
-    release = threading.Event()
-    blocker = asyncio.create_task(store._in_worker(lambda _con: release.wait(HANG_GUARD_S)))
+    gate = WriterGate(HANG_GUARD_S)
+    blocker = asyncio.create_task(store._in_worker(gate))
     write = asyncio.create_task(store.add_user_turn(CONV, user("m2", "later")))
     try:
         async with asyncio.timeout(HANG_GUARD_S):
@@ -600,8 +600,9 @@ async def test_sqlite_reads_do_not_queue_behind_the_worker_thread(tmp_path: Path
         assert context.system_prompt == "be brief"
         assert not blocker.done() and not write.done()
     finally:
-        release.set()
+        gate.open()
         await blocker
+        gate.remove()
     second = await write
     assert second is not None
     assert contents(await store.recent_turns(CONV, END, 10)) == ["hi", "later"]
@@ -663,7 +664,7 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> N
         for batch in range(30):
             for i in range(10):
                 await store.add_user_turn(CONV, user(f"m{batch}-{i}", text))
-            await asyncio.sleep(0.05)  # the worker thread gets to checkpoint
+            await asyncio.sleep(0.05)  # the writer gets to checkpoint
         written = 300 * len(text)
         wal = path.with_name(path.name + "-wal").stat().st_size
         assert wal < written / 3, (wal, written)

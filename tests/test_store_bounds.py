@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import pytest
 
 from bot.store import Store
 from bot.types import Turn
-from fakes.disk_stall import DiskStall
+from fakes.disk_stall import DiskStall, StatementLog, WriterGate
 from fakes.fake_openai import DEFAULT_TEXT, FakeOpenAI, reply
 from storage import MemoryStore, SqliteStore, sqlite_ops
 from storage.postgres import PostgresStore
@@ -79,7 +79,7 @@ async def test_a_stalled_disk_stalls_only_the_write_waiting_for_it(
         await wait_until(lambda: sink_b.texts == [answer_b])
         assert stall.stuck >= 1 and not handle_a.done()  # all of it while A was stuck
         assert ticks > ticks_when_stuck
-        assert threading.main_thread().name not in stall.held_on
+        assert stall.held_on and f"{os.getpid()}/MainThread" not in stall.held_on
         stall.thaw()
         await asyncio.wait_for(handle_a, HANG_GUARD_S)
         await settle(core)
@@ -92,6 +92,7 @@ async def test_a_stalled_disk_stalls_only_the_write_waiting_for_it(
         ticking.cancel()
         await core.close(1.0)
         await store.close()
+        stall.remove()
 
 
 async def test_a_redelivered_event_finds_its_turn_through_an_index(tmp_path: Path) -> None:
@@ -137,11 +138,7 @@ async def test_turns_past_the_retention_are_deleted_in_the_background(
 
 async def check_retention(kind: str, tmp_path: Path, url: str) -> None:
     clock = Clock()
-    statements: list[str] = []
-
-    def watch(con: sqlite3.Connection) -> None:
-        con.set_trace_callback(statements.append)
-
+    statements = StatementLog()
     store: Store
     if kind == "memory":
         store = MemoryStore(clock=clock, retention_days=2)
@@ -149,7 +146,7 @@ async def check_retention(kind: str, tmp_path: Path, url: str) -> None:
         store = PostgresStore(url, clock=clock, retention_days=2)
     else:
         path = str(tmp_path / "bot.db")
-        store = SqliteStore(path, clock=clock, retention_days=2, on_connect=watch)
+        store = SqliteStore(path, clock=clock, retention_days=2, on_connect=statements.install)
     await store.open()
     if isinstance(store, SqliteStore | PostgresStore) and store._prunes.task is not None:
         await store._prunes.task  # the prune every start begins with (nothing to do yet)
@@ -165,7 +162,9 @@ async def check_retention(kind: str, tmp_path: Path, url: str) -> None:
             assert store._prunes.task is not None
             await asyncio.wait_for(store._prunes.task, HANG_GUARD_S)
         if isinstance(store, SqliteStore):
-            batches = [s for s in statements if s.lstrip().startswith("DELETE FROM turns")]
+            batches = [
+                s for s in statements.statements() if s.lstrip().startswith("DELETE FROM turns")
+            ]
             assert len(batches) == 3  # 500 + 500 + 10: one short transaction each
         left = await store.recent_turns(CONV, 2**62, 10_000)
         assert [t.content for t in left] == ["new 0", "new 1"]
@@ -174,6 +173,7 @@ async def check_retention(kind: str, tmp_path: Path, url: str) -> None:
         assert await store.pending_turn(CONV, "o0") is None
     finally:
         await store.close()
+        statements.remove()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -220,8 +220,8 @@ async def test_a_cancelled_write_is_still_seen_once_it_commits(tmp_path: Path) -
     try:
         await store.add_user_turn(CONV, says("one"))
         assert [t.content for t in await store.recent_turns(CONV, 2**62, 10)] == ["one"]
-        release = threading.Event()
-        blocker = asyncio.create_task(store._in_worker(lambda _con: release.wait(HANG_GUARD_S)))
+        gate = WriterGate(HANG_GUARD_S)
+        blocker = asyncio.create_task(store._in_worker(gate))
         write = asyncio.create_task(store.add_user_turn(CONV, says("two")))
         await asyncio.sleep(POLL_S)  # the write waits behind the blocker
         write.cancel()
@@ -230,8 +230,9 @@ async def test_a_cancelled_write_is_still_seen_once_it_commits(tmp_path: Path) -
         later = asyncio.create_task(store.add_user_turn(CONV, says("three")))
         await asyncio.sleep(POLL_S)
         assert [t.content for t in await store.recent_turns(CONV, 2**62, 10)] == ["one"]
-        release.set()
+        gate.open()
         await blocker
+        gate.remove()
         assert await later is not None
         got = await store.recent_turns(CONV, 2**62, 10)
         assert [t.content for t in got] == ["one", "two", "three"]
