@@ -10,7 +10,7 @@
   was frozen for ``loop_stall_disk_s`` (fakes/disk_stall.py holds every COMMIT,
   as ``fsfreeze`` holds write() and fsync()) with 8 conversations talking. A
   ticker sleeps ``TICK_S`` over and over and records how late it wakes. Writes run
-  on the store's worker thread, so a stalled commit stalls only the coroutine
+  on the store's writer, so a stalled commit stalls only the coroutine
   awaiting it; ``loop_stall_commits_held`` says how many commits were held.
 """
 

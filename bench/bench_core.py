@@ -49,6 +49,7 @@ from .common import (
     bench_config,
     bench_core,
     bench_message,
+    core_cpu_seconds,
     fake_openai_process,
     percentile,
     rounded,
@@ -242,9 +243,9 @@ class _Harness:
 
     async def _sample_cpu(self, window: Window, phase: Phase) -> None:
         await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-        cpu0, fake0 = time.process_time(), self.fake.cpu_seconds()
+        cpu0, fake0 = core_cpu_seconds(), self.fake.cpu_seconds()
         await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        phase.cpu_s = time.process_time() - cpu0
+        phase.cpu_s = core_cpu_seconds() - cpu0
         phase.fake_cpu_s = self.fake.cpu_seconds() - fake0
 
     def _sdk_message(self, name: str) -> OneMessage:

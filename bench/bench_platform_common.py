@@ -197,6 +197,24 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """The same for a process and its live children: the bot's SQLite writer process
+    is part of the bot."""
+    total = proc_cpu_seconds(pid)
+    for child in _children(pid):
+        with contextlib.suppress(OSError):  # it may have just exited
+            total += tree_cpu_seconds(child)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    pids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
 def proc_rss_mb(pid: int) -> float:
     """Resident memory of a process (VmRSS), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -217,7 +235,7 @@ class BotProcess:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid)
+        return tree_cpu_seconds(self.pid)
 
     def rss_mb(self) -> float:
         return proc_rss_mb(self.pid)

@@ -70,6 +70,7 @@ from .common import (
     bench_config,
     bench_core,
     bench_message,
+    core_cpu_seconds,
     fake_openai_process,
     percentile,
     rounded,
@@ -291,9 +292,9 @@ async def one_phase(cfg: Config, tag: str, seconds: float) -> Tally:
                 if start <= time.perf_counter() < end:
                     tally.counted += 1
 
-        cpu = time.process_time()
+        cpu = core_cpu_seconds()
         await asyncio.gather(*(conversation(i) for i in range(CONCURRENCY)))
-        tally.cpu_s = time.process_time() - cpu
+        tally.cpu_s = core_cpu_seconds() - cpu
         await core.drain()
     return tally
 

@@ -6,7 +6,7 @@ Prints, for an SQLite file holding N answered messages spread over the last week
 * ``store_message_us``: one user turn stored (what every message pays; schema v4
   adds the reply target, the owner and one index entry to it);
 * ``unanswered_ms`` / ``abandon_ms``: the two queries recovery runs once at start,
-  on the store's worker thread (the event loop goes on meanwhile).
+  on the store's writer (the event loop goes on meanwhile).
 
 Not in ``python -m bench``: it measures start-up work, not serving.
 """

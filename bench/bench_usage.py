@@ -4,8 +4,9 @@ Two cores built by ``bot.app.running_core``, each on its own SQLite file and the
 same fake OpenAI server (its own process): "on" records every answer in the usage
 ledger, times its stream for the metrics endpoint (served, and scraped once per
 phase); "off" has ``usage.enabled: false`` and no ``metrics.port``. Phases
-alternate (on off off on ...), so drift hits both alike; CPU is this process's
-``process_time`` over each measured window, divided by the answers finished in it.
+alternate (on off off on ...), so drift hits both alike; CPU is this process's and
+its SQLite writer's (``core_cpu_seconds``) over each measured window, divided by the
+answers finished in it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .common import (
     bench_config,
     bench_core,
     bench_message,
+    core_cpu_seconds,
     fake_openai_process,
     rounded,
 )
@@ -99,9 +101,9 @@ class _Side:
     async def phase(self, number: int, seconds: float) -> Tally:
         tally = Tally()
         end = time.perf_counter() + seconds
-        cpu0 = time.process_time()
+        cpu0 = core_cpu_seconds()
         await asyncio.gather(*(self._worker(number, i, end, tally) for i in range(CONCURRENCY)))
-        tally.cpu_s = time.process_time() - cpu0
+        tally.cpu_s = core_cpu_seconds() - cpu0
         if self.port is not None:  # a scrape, as Prometheus would make now and then
             async with (
                 aiohttp.ClientSession() as http,

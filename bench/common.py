@@ -118,6 +118,9 @@ class Report:
 # -- timing --------------------------------------------------------------------
 
 
+WRITER_MARK = b"storage.sqlite_writer_process"  # in the writer process's command line
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """The ``pct``-th percentile (0..100) with linear interpolation; NaN for no values."""
     if not values:
@@ -132,6 +135,25 @@ def percentile(values: Sequence[float], pct: float) -> float:
 def rounded(value: float, digits: int = 3) -> float:
     """Round for display while keeping a float (JSON stays numeric)."""
     return float(f"{value:.{digits}g}") if value and math.isfinite(value) else value
+
+
+def core_cpu_seconds() -> float:
+    """CPU time of this process and of its SQLite writer processes (a core built in
+    the benchmark's process writes through one; the fake servers are not counted)."""
+    total = time.process_time()
+    for task in Path("/proc/self/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for pid in (task / "children").read_text().split():
+                total += _writer_cpu_seconds(int(pid))
+    return total
+
+
+def _writer_cpu_seconds(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        if WRITER_MARK in Path(f"/proc/{pid}/cmdline").read_bytes():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def rss_mb(status: Path = Path("/proc/self/status")) -> float:
