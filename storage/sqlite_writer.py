@@ -87,10 +87,25 @@ class WriterBase:
         """``fn(con, *args)`` alone, outside any transaction, in queue order."""
         return cast(_T, await self._submit(fn, args, solo=True))
 
+    _closing: bool
+    _max_pending: int
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        raise NotImplementedError
+
     def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], solo: bool
     ) -> asyncio.Future[Any]:
         raise NotImplementedError
+
+    def _admit(self) -> None:
+        """Refuse one more job when closed, or at once when ``max_pending`` wait."""
+        if self._closing:
+            raise RuntimeError("the SQLite writer is closed")
+        if self.pending >= self._max_pending:
+            raise WriteQueueFull(f"{self.pending} writes are waiting for the disk; refusing more")
 
 
 class SqliteWriter(WriterBase):
@@ -129,10 +144,7 @@ class SqliteWriter(WriterBase):
     def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], solo: bool
     ) -> asyncio.Future[Any]:
-        if self._closing:
-            raise RuntimeError("the SQLite writer is closed")
-        if self._pending >= self._max_pending:
-            raise WriteQueueFull(f"{self._pending} writes are waiting for the disk; refusing more")
+        self._admit()
         future = self._loop.create_future()
         self._pending += 1
         self._jobs.put(_Job(fn, args, future, solo))

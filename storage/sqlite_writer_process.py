@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from .sqlite_writer import MAX_PENDING, WriteQueueFull, WriterBase, _Job, run_jobs
+from .sqlite_writer import MAX_PENDING, WriterBase, _Job, run_jobs
 
 FRAME = struct.Struct("<I")  # each message: its length, then a pickle
 READ_BYTES = 1 << 20
@@ -106,10 +106,7 @@ class ProcessWriter(WriterBase):
     def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], solo: bool
     ) -> asyncio.Future[Any]:
-        if self._closing:
-            raise RuntimeError("the SQLite writer is closed")
-        if self.pending >= self._max_pending:
-            raise WriteQueueFull(f"{self.pending} writes are waiting for the disk; refusing more")
+        self._admit()
         if self._proc is None:  # the last one died: start again
             self._spawn()
         return self._enqueue(fn, args, solo, stop=False)

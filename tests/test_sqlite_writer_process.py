@@ -70,6 +70,23 @@ async def process_writer(path: Path) -> AsyncIterator[ProcessWriter]:
         await writer.close()
 
 
+@contextlib.asynccontextmanager
+async def held_writer(
+    path: Path,
+) -> AsyncIterator[tuple[ProcessWriter, WriterGate, asyncio.Future[None]]]:
+    """A writer whose child a gate job holds (what a stalled disk does) until
+    ``gate.open()``; the gate job's future last."""
+    gate = WriterGate(GUARD_S)
+    async with process_writer(path) as writer:
+        held = asyncio.ensure_future(writer.run(gate))
+        try:
+            await wait_for(lambda: gate.holding, "the gate job did not start")
+            yield writer, gate, held
+        finally:
+            gate.open()
+    gate.remove()
+
+
 def gone(pid: int) -> bool:
     """The process ended (a zombie waiting for its parent counts as ended)."""
     try:
@@ -146,12 +163,9 @@ async def test_a_killed_writer_fails_what_it_held_and_the_next_write_starts_anot
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "w.db"
-    gate = WriterGate(GUARD_S)
-    async with process_writer(path) as writer:
+    async with held_writer(path) as (writer, _, held):
         first_pid = writer.pid
         assert first_pid is not None
-        held = asyncio.ensure_future(writer.run(gate))
-        await wait_for(lambda: gate.holding, "the gate job did not start")
         queued = writer.write(_insert, "lost")
         os.kill(first_pid, signal.SIGKILL)
         for job in (held, queued):
@@ -160,7 +174,6 @@ async def test_a_killed_writer_fails_what_it_held_and_the_next_write_starts_anot
         assert writer.pending == 0
         await writer.write(_insert, "kept")
         assert writer.pid not in (None, first_pid)
-    gate.remove()
     assert stored(path) == ["kept"]
 
 
@@ -216,10 +229,7 @@ async def test_a_stalled_writer_takes_more_than_a_pipe_holds_without_blocking_th
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "w.db"
-    gate = WriterGate(GUARD_S)
-    async with process_writer(path) as writer:
-        held = asyncio.ensure_future(writer.run(gate))
-        await wait_for(lambda: gate.holding, "the gate job did not start")
+    async with held_writer(path) as (writer, gate, held):
         ticks = 0
 
         async def ticker() -> None:
@@ -238,6 +248,5 @@ async def test_a_stalled_writer_takes_more_than_a_pipe_holds_without_blocking_th
         await held
         results = [await asyncio.wait_for(w, GUARD_S) for w in writes]
         ticking.cancel()
-    gate.remove()
     assert [value for _, value in results] == [len(f"{n}{BIG_VALUE}") for n in range(20)]
     assert [v[:2].rstrip("x") for v in stored(path)] == [str(n) for n in range(20)]
