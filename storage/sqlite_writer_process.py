@@ -214,15 +214,14 @@ class ProcessWriter(WriterBase):
                 future.set_exception(error)
 
     def _detach(self, proc: subprocess.Popen[bytes]) -> None:
-        for pipe, remove in ((proc.stdout, self._loop.remove_reader), (proc.stdin, None)):
-            if pipe is None:
-                continue
-            if remove is not None:
-                remove(pipe.fileno())
-            elif self._awaiting_pipe:
-                self._loop.remove_writer(pipe.fileno())
-            pipe.close()
-        self._awaiting_pipe = False
+        """Stop watching the child's pipes and close our ends."""
+        assert proc.stdin is not None and proc.stdout is not None
+        self._loop.remove_reader(proc.stdout.fileno())
+        if self._awaiting_pipe:
+            self._loop.remove_writer(proc.stdin.fileno())
+            self._awaiting_pipe = False
+        proc.stdout.close()
+        proc.stdin.close()
 
     async def _reap(self) -> None:
         """Wait for the child to exit after its last job, without blocking the loop."""
@@ -232,7 +231,7 @@ class ProcessWriter(WriterBase):
         self._detach(proc)
         deadline = time.monotonic() + EXIT_WAIT_S
         while proc.poll() is None:
-            if time.monotonic() > deadline and proc.returncode is None:
+            if time.monotonic() > deadline:
                 proc.kill()  # it did not exit after its last job: a stuck disk
                 deadline = float("inf")
             await asyncio.sleep(EXIT_POLL_S)
