@@ -194,7 +194,7 @@ class SqliteStore:
         if inline is not None:
             inline.close()
         if worker is not None:
-            await worker.close()  # the last to close: SQLite checkpoints on its thread
+            await worker.close()  # the last to close: SQLite checkpoints in the writer
 
     async def add_user_turn(
         self, conversation: str, turn: Turn, origin: Origin | None = None
@@ -436,7 +436,7 @@ class SqliteStore:
 
     async def forget_person(self, conversation_prefix: str, person: str) -> int:
         """Delete a person's turns and the answers to them in one workspace (on the
-        worker thread: it scans the turns); how many of theirs."""
+        writer: it scans the turns); how many of theirs."""
         try:
             return await self._write(ops.forget_person, conversation_prefix, person)
         finally:
@@ -490,8 +490,8 @@ class SqliteStore:
         """``fn(connection, *args)`` on the inline connection, at once.
 
         If another connection holds the lock, ``fn`` fails at its start (the inline
-        connection does not wait) or rolls back, and runs again on the worker
-        thread, which waits for the lock while the event loop goes on.
+        connection does not wait) or rolls back, and runs again on the writer,
+        which waits for the lock while the event loop goes on.
         """
         if self._inline is None:
             raise RuntimeError(f"store {self.path!r} is not open")
