@@ -578,8 +578,8 @@ async def test_sqlite_cancelled_writes_leave_no_half_transaction(tmp_path: Path)
         await store.close()
 
 
-async def test_sqlite_reads_do_not_queue_behind_the_worker_thread(tmp_path: Path) -> None:
-    # The worker thread is busy (a commit waiting on the disk, a checkpoint's fsync):
+async def test_sqlite_reads_do_not_queue_behind_the_writer(tmp_path: Path) -> None:
+    # The writer is busy (a commit waiting on the disk, a checkpoint's fsync):
     # reads run on the event loop's own connection meanwhile; a write waits its turn
     # on the worker and returns once committed.
     store = SqliteStore(str(tmp_path / "inline.db"))
@@ -613,7 +613,7 @@ async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
     tmp_path: Path,
 ) -> None:
     # Another process holds the write lock. The store must wait for it on the
-    # worker thread: waiting on the event loop's thread would stop everything,
+    # writer: waiting on the event loop's thread would stop everything,
     # here the very callback that releases the lock.
     path = str(tmp_path / "locked.db")
     store = SqliteStore(path)
