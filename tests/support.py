@@ -41,7 +41,7 @@ from bot.adapter import Adapter
 from bot.attachments import AttachmentLimits
 from bot.config import DiscordConfig, Language, PromptPolicy, ResetPolicy, SlackConfig, VisionMode
 from bot.core import Core, CoreSettings
-from bot.llm import OpenAIChat
+from bot.llm import OpenAIChat, make_client
 from bot.local_model import INSTALL_COMMAND
 from bot.modelcap import CappedModel
 from bot.models import Catalog, ModelRouter
@@ -914,3 +914,49 @@ def assert_history_consistent(turns: list[Turn]) -> None:
 def marker_reply(body: dict[str, Any]) -> str:
     """Echo the marker ("c7-m3") of the newest user message."""
     return str(MARK.findall(echo_last_user(body))[-1])
+
+
+def make_chat(client: openai.AsyncOpenAI, **overrides: Any) -> OpenAIChat:
+    """An OpenAIChat with small deadlines and tiny backoff, so each model test stays
+    well under a second or two (tests/test_llm.py, tests/test_reasoning.py)."""
+    params: dict[str, Any] = {
+        "model": "gpt-test",
+        "temperature": 0.3,
+        "max_output_tokens": 128,
+        "request_timeout_s": 2.0,
+        "first_token_timeout_s": 0.5,
+        "max_retries": 3,
+        "backoff_base_s": 0.01,
+        "backoff_cap_s": 0.04,
+        "retry_after_cap_s": 0.3,
+    }
+    params.update(overrides)
+    return OpenAIChat(client, **params)
+
+
+@dataclass(frozen=True, slots=True)
+class _LocalClientSettings:
+    base_url: str
+    api_key: str = ""  # the local server needs none
+    request_timeout_s: float = 60.0
+
+
+@contextlib.asynccontextmanager
+async def local_chat(
+    base_url: str, model: str, max_output_tokens: int
+) -> AsyncIterator[OpenAIChat]:
+    """An OpenAIChat on the bundled local model's server (greedy, patient, no retries);
+    its client is closed afterwards."""
+    client = make_client(_LocalClientSettings(base_url=base_url))
+    try:
+        yield OpenAIChat(
+            client,
+            model=model,
+            temperature=0.0,
+            max_output_tokens=max_output_tokens,
+            request_timeout_s=60.0,
+            first_token_timeout_s=30.0,
+            max_retries=0,
+        )
+    finally:
+        await client.close()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
@@ -36,6 +35,7 @@ from fakes.fake_openai import (
     unsupported_parameter,
 )
 from fakes.fixtures import FAKE_API_KEY, sdk_client
+from tests.support import make_chat
 
 MESSAGES: list[ChatMessage] = [
     {"role": "system", "content": "You are terse."},
@@ -45,23 +45,6 @@ MESSAGES: list[ChatMessage] = [
 ]
 HANG_GUARD_S = 5.0  # only so a broken test fails instead of hanging; never a timing check
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_chat(client: openai.AsyncOpenAI, **overrides: Any) -> OpenAIChat:
-    """Small deadlines and tiny backoff so every test stays well under a second or two."""
-    params: dict[str, Any] = {
-        "model": "gpt-test",
-        "temperature": 0.3,
-        "max_output_tokens": 128,
-        "request_timeout_s": 2.0,
-        "first_token_timeout_s": 0.5,
-        "max_retries": 3,
-        "backoff_base_s": 0.01,
-        "backoff_cap_s": 0.04,
-        "retry_after_cap_s": 0.3,
-    }
-    params.update(overrides)
-    return OpenAIChat(client, **params)
 
 
 async def collect(

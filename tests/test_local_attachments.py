@@ -4,12 +4,11 @@ core, and the model's answer can only quote it if it saw it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
 
 import pytest
 
 from bot.core import Core, CoreSettings
-from bot.llm import OpenAIChat, make_client
 from bot.local_model import start_local_model
 from bot.texts import Texts
 from bot.tokens import token_counter_for
@@ -21,6 +20,7 @@ from tests.support import (
     answered,
     discord_texts,
     fake_discord,
+    local_chat,
     running_discord,
     skip_unless_local_model_installed,
 )
@@ -29,13 +29,6 @@ __all__ = ["fake_discord"]  # the fixture, used by name
 
 CODE_WORD = "ZEBRA"
 MAX_OUTPUT_TOKENS = 24
-
-
-@dataclass(frozen=True, slots=True)
-class _ClientSettings:
-    base_url: str
-    api_key: str = ""
-    request_timeout_s: float = 60.0
 
 
 @pytest.fixture(autouse=True)
@@ -50,16 +43,10 @@ async def test_a_text_files_content_reaches_the_local_model(fake_discord: FakeDi
     secret = fake_discord.add_file(
         DM_CHANNEL, "secret.txt", f"The secret code word is {CODE_WORD}.\n".encode()
     )
-    async with start_local_model() as model:
-        client = make_client(_ClientSettings(base_url=model.base_url))
-        chat = OpenAIChat(
-            client,
-            model=model.model,
-            temperature=0.0,
-            max_output_tokens=MAX_OUTPUT_TOKENS,
-            request_timeout_s=60.0,
-            first_token_timeout_s=30.0,
-            max_retries=0,
+    async with contextlib.AsyncExitStack() as stack:
+        model = await stack.enter_async_context(start_local_model())
+        chat = await stack.enter_async_context(
+            local_chat(model.base_url, model.model, MAX_OUTPUT_TOKENS)
         )
         core = Core(
             store=store,
@@ -82,6 +69,5 @@ async def test_a_text_files_content_reaches_the_local_model(fake_discord: FakeDi
             )
             await answered(fake_discord, core, DM_CHANNEL)
         await core.close(1.0)
-        await client.close()
     (shown,) = discord_texts(fake_discord, DM_CHANNEL)
     assert CODE_WORD.lower() in shown.lower()

@@ -6,7 +6,6 @@ unset. CI sets it, so a missing install fails there instead of passing silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -15,11 +14,10 @@ import pytest
 from bot import local_model
 from bot.context import build_messages
 from bot.errors import StartupError
-from bot.llm import OpenAIChat, make_client
-from bot.local_model import INSTALL_COMMAND, LocalModel, start_local_model
+from bot.local_model import INSTALL_COMMAND, start_local_model
 from bot.tokens import token_counter_for
 from bot.types import Answer, Turn
-from tests.support import skip_unless_local_model_installed
+from tests.support import local_chat, skip_unless_local_model_installed
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 MAX_OUTPUT_TOKENS = 48
@@ -30,26 +28,6 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _ClientSettings:
-    base_url: str
-    api_key: str = ""  # a local server needs none
-    request_timeout_s: float = 60.0
-
-
-def _chat(model: LocalModel) -> OpenAIChat:
-    client = make_client(_ClientSettings(base_url=model.base_url))
-    return OpenAIChat(
-        client,
-        model=model.model,
-        temperature=0.0,
-        max_output_tokens=MAX_OUTPUT_TOKENS,
-        request_timeout_s=60.0,
-        first_token_timeout_s=30.0,
-        max_retries=0,
-    )
 
 
 async def test_streams_a_real_answer_from_the_local_model() -> None:
@@ -73,7 +51,8 @@ async def test_streams_a_real_answer_from_the_local_model() -> None:
         )
         assert stats.dropped_turns == 0
         answer = Answer()
-        deltas = [delta async for delta in _chat(model).stream(messages, answer)]
+        async with local_chat(model.base_url, model.model, MAX_OUTPUT_TOKENS) as chat:
+            deltas = [delta async for delta in chat.stream(messages, answer)]
 
         assert len(deltas) > 1  # streamed, not delivered in one piece
         assert all(isinstance(d, str) for d in deltas)

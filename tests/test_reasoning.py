@@ -32,6 +32,7 @@ from tests.support import (
     fake_discord,
     fake_slack,
     history,
+    make_chat,
     mention,
     running_discord,
     running_slack,
@@ -39,22 +40,6 @@ from tests.support import (
 from tests.support import SLACK_CHANNEL as CHANNEL
 
 __all__ = ["fake_discord", "fake_slack"]  # fixtures, used by name
-
-
-def make_chat(client: openai.AsyncOpenAI, **overrides: Any) -> OpenAIChat:
-    """Short deadlines, tiny backoff (as tests/test_llm.py does)."""
-    params: dict[str, Any] = {
-        "model": "gpt-test",
-        "temperature": 0.3,
-        "max_output_tokens": 128,
-        "request_timeout_s": 2.0,
-        "first_token_timeout_s": 0.5,
-        "max_retries": 3,
-        "backoff_base_s": 0.01,
-        "backoff_cap_s": 0.04,
-    }
-    params.update(overrides)
-    return OpenAIChat(client, **params)
 
 
 async def collect(chat: OpenAIChat) -> tuple[list[str], Answer]:
