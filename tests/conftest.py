@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
 from fakes.fixtures import fake_openai, no_proxy_env, openai_client
+from tests.loopback_guard import loopback_only
 from tests.store_support import database
 from tests.support import core_factory, fake_model, memory_core, model_core, sqlite_store
 
@@ -17,3 +22,10 @@ __all__ = [
     "openai_client",
     "sqlite_store",
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def traffic_stays_on_loopback() -> Iterator[None]:
+    """No test of this process connects anywhere but this machine."""
+    with loopback_only():
+        yield
