@@ -74,8 +74,10 @@ SYNCHRONOUS = "NORMAL"
 # space is reserved; pages count as memory once touched, and the OS can drop them.
 MMAP_BYTES = 256 * 1024 * 1024
 DAY_S = 24 * 3600.0
-# SQLite would checkpoint inside the commit that fills 1000 pages of WAL, on the
-# event loop. Instead the writer checkpoints at most this often after writes.
+# SQLite would checkpoint inside the commit that fills 1000 pages of WAL (two fsyncs
+# that the commit's caller waits for). Both connections turn that off; instead the
+# writer checkpoints at most this often after writes (tests/test_storage.py,
+# test_sqlite_commits_never_checkpoint_on_their_own).
 CHECKPOINT_INTERVAL_S = 1.0
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 # Writes of a database file run in a child process (storage/sqlite_writer_process.py),
@@ -588,6 +590,7 @@ def _configure(con: sqlite3.Connection, path: str) -> None:
         log.warning("storage: journal_mode is %s, not WAL (filesystem without WAL?)", mode)
     con.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
     con.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+    con.execute("PRAGMA wal_autocheckpoint = 0")  # see CHECKPOINT_INTERVAL_S
     _migrate(con, path)
 
 

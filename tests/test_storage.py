@@ -676,6 +676,22 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(tmp_path: Path) -> N
     db.close()
 
 
+async def test_sqlite_commits_never_checkpoint_on_their_own(tmp_path: Path) -> None:
+    # SQLite's default would checkpoint (two fsyncs) inside the commit that fills
+    # 1000 pages of WAL; the store checkpoints on its own schedule instead, so with
+    # that schedule far off every page written is still in the WAL.
+    path = tmp_path / "wal.db"
+    store = SqliteStore(str(path), checkpoint_interval_s=3600.0)
+    await store.open()
+    try:
+        for i in range(300):  # about 1,500 pages, each write committed on return
+            await store.add_user_turn(CONV, user(f"m{i}", "x" * 16000))
+        wal_pages = path.with_name(path.name + "-wal").stat().st_size // 4096
+    finally:
+        await store.close()
+    assert wal_pages > 1500, wal_pages
+
+
 # --- URLs ------------------------------------------------------------------------------
 
 
