@@ -2,8 +2,10 @@
 
 Installed for the whole run by tests/conftest.py: a socket of the test process that
 connects to an internet address outside the loopback range raises instead of sending
-anything. (Processes a test starts, such as ``python -m bot``, get only loopback URLs
-from the tests' fakes; this catches a test of ours that would reach out.)
+anything, and so does looking up a host name other than ``localhost`` (the lookup
+itself would ask a DNS server elsewhere). Processes a test starts, such as
+``python -m bot``, get only loopback URLs from the tests' fakes; this catches a test
+of ours that would reach out.
 """
 
 from __future__ import annotations
@@ -36,6 +38,27 @@ def check_address(family: int, address: Any) -> None:
         raise OutsideTraffic(f"tests talk to loopback only; refused a connection to {address!r}")
 
 
+def check_name(host: Any) -> None:
+    """Raise OutsideTraffic for a host name whose lookup would leave this machine."""
+    if host is None:
+        return  # a passive (bind) lookup
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name in ("", *LOCAL_NAMES):
+        return
+    try:
+        ipaddress.ip_address(name.split("%")[0])  # a number is not looked up
+    except ValueError:
+        raise OutsideTraffic(f"tests talk to loopback only; refused to look up {name!r}") from None
+
+
+def _checked_lookup(lookup: Callable[..., Any]) -> Callable[..., Any]:
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        check_name(host)
+        return lookup(host, *args, **kwargs)
+
+    return getaddrinfo
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     def connect(sock: socket.socket, address: Any) -> Any:
         check_address(sock.family, address)
@@ -48,9 +71,12 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 def loopback_only() -> Iterator[None]:
     """Refuse non-loopback connections from this process while the block runs."""
     originals = socket.socket.connect, socket.socket.connect_ex
+    lookup = socket.getaddrinfo
     socket.socket.connect = _guarded(originals[0])  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded(originals[1])  # type: ignore[method-assign]
+    socket.getaddrinfo = _checked_lookup(lookup)
     try:
         yield
     finally:
         socket.socket.connect, socket.socket.connect_ex = originals  # type: ignore[method-assign]
+        socket.getaddrinfo = lookup

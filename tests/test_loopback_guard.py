@@ -28,3 +28,19 @@ async def test_loopback_connections_go_through() -> None:
     async with server:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.close()
+
+
+@pytest.mark.parametrize("name", ["h", "example.com", b"models.example"])
+def test_looking_up_a_name_is_refused_before_a_dns_query(name: str | bytes) -> None:
+    with pytest.raises(OutsideTraffic):
+        socket.getaddrinfo(name, 80)
+
+
+async def test_asyncio_lookups_of_names_are_refused_too() -> None:
+    with pytest.raises(OutsideTraffic):
+        await asyncio.open_connection("ok", 80)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1", None])
+def test_local_lookups_go_through(host: str | None) -> None:
+    assert socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)
