@@ -19,6 +19,9 @@ from bot.errors import ConfigError
 CONFIG_KEY = "storage.url"
 MEMORY_PATH = ":memory:"
 _EXAMPLE = "e.g. sqlite:///data/bot.db"
+# Less free space than this, and a failure to open is put down to a full disk: SQLite
+# then fails on its first page or its WAL index, often as a plain "disk I/O error".
+MIN_FREE_BYTES = 1 << 20
 
 
 def describe(path: str, exc: BaseException) -> ConfigError:
@@ -39,6 +42,8 @@ def describe(path: str, exc: BaseException) -> ConfigError:
         )
     if "readonly" in text or "read-only" in text:
         return ConfigError(CONFIG_KEY, f"{path} cannot be written: {text}")
+    if "disk is full" in text or _free_bytes(where.parent) < MIN_FREE_BYTES:
+        return ConfigError(CONFIG_KEY, f"cannot use {path}: its disk is full ({text})")
     if "unable to open" in text:
         return ConfigError(
             CONFIG_KEY,
@@ -79,6 +84,17 @@ def _probe_file(path: str) -> None:
         raise describe(path, exc) from None
     if not os.access(path, os.W_OK):
         raise describe(path, sqlite3.OperationalError("attempt to write a readonly database"))
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged process may still write where ``folder`` is (or would be)."""
+    try:
+        stats = os.statvfs(_nearest_existing(folder))
+    except OSError:
+        return MIN_FREE_BYTES  # unknown: not called full
+    if stats.f_blocks == 0:  # no size at all (/proc and the like): not a disk
+        return MIN_FREE_BYTES
+    return stats.f_bavail * stats.f_frsize
 
 
 def _nearest_existing(folder: Path) -> Path:
