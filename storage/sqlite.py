@@ -79,6 +79,12 @@ DAY_S = 24 * 3600.0
 # writer checkpoints at most this often after writes (tests/test_storage.py,
 # test_sqlite_commits_never_checkpoint_on_their_own).
 CHECKPOINT_INTERVAL_S = 1.0
+# Set on the writer's connection and the event loop's alike.
+BOTH_CONNECTIONS = (
+    f"synchronous = {SYNCHRONOUS}",
+    f"mmap_size = {MMAP_BYTES}",
+    "wal_autocheckpoint = 0",  # see CHECKPOINT_INTERVAL_S
+)
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 # Writes of a database file run in a child process (storage/sqlite_writer_process.py),
 # where the platform has fork/exec pipes the event loop can watch; else on a thread.
@@ -571,12 +577,7 @@ def _inline_connection(target: str, uri: bool) -> sqlite3.Connection:
     """The event loop's connection: it only reads, never waits for a lock (``_run``
     hands such work to the worker) and never checkpoints (``_write`` asks the worker to)."""
     con = sqlite3.connect(target, uri=uri, isolation_level=None)
-    for pragma in (
-        "busy_timeout = 0",
-        f"synchronous = {SYNCHRONOUS}",
-        f"mmap_size = {MMAP_BYTES}",
-        "wal_autocheckpoint = 0",
-    ):
+    for pragma in ("busy_timeout = 0", *BOTH_CONNECTIONS):
         con.execute(f"PRAGMA {pragma}")
     return con
 
@@ -588,9 +589,8 @@ def _configure(con: sqlite3.Connection, path: str) -> None:
     mode = _switch_to_wal(con)
     if mode not in ("wal", "memory"):
         log.warning("storage: journal_mode is %s, not WAL (filesystem without WAL?)", mode)
-    con.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
-    con.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-    con.execute("PRAGMA wal_autocheckpoint = 0")  # see CHECKPOINT_INTERVAL_S
+    for pragma in BOTH_CONNECTIONS:
+        con.execute(f"PRAGMA {pragma}")
     _migrate(con, path)
 
 
