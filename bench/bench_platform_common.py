@@ -280,7 +280,8 @@ def bot_env(base_url: str, db_path: Path, platform_env: Mapping[str, str]) -> di
             "OPENAI_BASE_URL": base_url,
             # The workloads run up to 64 conversations at once: with the shipped cap of
             # 32 model requests, half of them would wait for a slot and the numbers would
-            # measure the cap, not the bot (PERFORMANCE.md, "Targets").
+            # measure the cap, not the bot (PERFORMANCE.md, "Targets, and
+            # why each exists").
             "OPENAI_MAX_CONCURRENT_REQUESTS": str(BENCH_MODEL_SLOTS),
             "DATABASE_URL": f"sqlite:///{db_path}",
             "PYTHONUNBUFFERED": "1",
