@@ -361,7 +361,7 @@ SECRETS = {
 RUN_LIMIT_S = 60
 
 
-def bot_env(tmp_path: Path, fake: FakeOpenAI | None = None, **extra: str) -> dict[str, str]:
+def bot_env(tmp_path: Path, fake: FakeOpenAI | None = None, /, **extra: str) -> dict[str, str]:
     """A clean environment: only what a user would set, plus loopback for the model."""
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_PROXY", "_proxy"))}
     for name in (*SECRETS, "OPENAI_BASE_URL", "SLACK_SIGNING_SECRET", "BOT_CONFIG"):
@@ -794,8 +794,8 @@ async def running_slack(
 
 @contextlib.asynccontextmanager
 async def http_app(fake: FakeSlack, core: Core) -> AsyncIterator[tuple[SlackAdapter, str]]:
-    overrides = {"mode": "http", "http_host": "127.0.0.1", "http_port": 0}
-    async with running_slack(fake, core, **overrides) as adapter:
+    http = running_slack(fake, core, mode="http", http_host="127.0.0.1", http_port=0)
+    async with http as adapter:
         yield adapter, f"http://127.0.0.1:{adapter.http_port}/slack/events"
 
 

@@ -99,7 +99,7 @@ async def test_the_bot_as_built_always_sends_an_output_token_limit(
 
         cfg = replace(cfg, openai=replace(cfg.openai, max_output_tokens=max_output_tokens))
     async with running_core(cfg) as core:
-        key = ConversationKey("bench", "w1", "c1")
+        key = ConversationKey("console", "w1", "c1")
         sink = FastSink(key.channel)
         await core.handle(bench_message(key, "m1", "hello"), sink)
         await settle(core)

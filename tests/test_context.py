@@ -386,7 +386,8 @@ def test_a_conversations_history_from_the_memo_is_what_a_fresh_build_gives(
         key = "ab"[n % 2]
         text = f"w{n} " * words
         if op == "say":
-            shown[key].append(replace(turn(role, text, f"name{n % 3}"), id=next(ids)))
+            said = turn("user" if role == "user" else "assistant", text, f"name{n % 3}")
+            shown[key].append(replace(said, id=next(ids)))
         elif op == "late":
             late[key].append(replace(turn("assistant", text), id=next(ids)))
         elif op == "deliver" and late[key]:
@@ -411,7 +412,7 @@ def test_a_memo_cuts_every_small_history_where_a_walk_from_scratch_does() -> Non
     at budgets around each cut (every budget for up to three turns, so some fit
     exactly), then with its oldest turn gone: the memo's binary search keeps what the
     walk keeps, drops the same answers that would lead, and counts the same cost."""
-    pieces = [
+    pieces: list[tuple[Role, str]] = [
         ("user", "w " * 40),
         ("user", "w " * 3),
         ("user", ""),

@@ -51,7 +51,7 @@ class World:
         self.client = discord.Client(intents=gateway_intents(True))
         self.state: ConnectionState[discord.Client] = self.client._connection
         self.captured: list[Any] = []
-        self.state.dispatch = self._capture  # type: ignore[method-assign]
+        self.state.dispatch = self._capture
         ready = load("ready")
         self.state.user = discord.ClientUser(state=self.state, data=ready["user"])
         self.client._connection.application_id = int(ready["application"]["id"])
@@ -61,7 +61,7 @@ class World:
         self.captured.append((event, args))
 
     def message(self, name: str, **changes: Any) -> discord.Message:
-        data = dict(load(name), **changes)
+        data: Any = {**load(name), **changes}  # a MESSAGE_CREATE payload
         self.state.parse_message_create(data)
         event, args = self.captured.pop()
         assert event == "message"

@@ -62,7 +62,7 @@ async def check_next_and_history(chat: SlackChat) -> None:
 # -- Web API rate limits: waited out, the answer arrives whole ----------------------------
 
 # method -> (adapter overrides, a DM?) that make the answer go through that method
-RATE_LIMITED = {
+RATE_LIMITED: dict[str, tuple[dict[str, Any], bool]] = {
     "chat.postMessage": ({"streaming": False}, False),  # whole parts, one post
     "chat.update": ({}, True),  # a DM: placeholder, then edits
     "chat.appendStream": ({}, False),  # a thread: native streaming

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from bot.config import ConfigError, config_from_dict
+from bot.config import config_from_dict
 from bot.core import Core
+from bot.errors import ConfigError
 from bot.floodgate import Refusal, WaitingCaps
 from bot.modelcap import CappedModel
 from bot.ratelimit import NOTICE_WINDOW_S, UserLimiter

@@ -72,11 +72,14 @@ async def expect_error(chat: OpenAIChat, kind: str) -> tuple[LLMError, Answer]:
 
 def retry_delays(caplog: pytest.LogCaptureFixture) -> list[float]:
     """The delays OpenAIChat logged before each retry."""
-    return [
-        float(r.args[2])  # type: ignore[index]
-        for r in caplog.records
-        if r.name == "bot.llm" and r.msg.startswith("model call attempt")
-    ]
+    delays = []
+    for record in caplog.records:
+        if record.name == "bot.llm" and record.msg.startswith("model call attempt"):
+            assert isinstance(record.args, tuple)
+            delay = record.args[2]
+            assert isinstance(delay, int | float)
+            delays.append(float(delay))
+    return delays
 
 
 # -- the happy path ------------------------------------------------------------------

@@ -218,7 +218,7 @@ async def test_http_replicas_answer_a_burst_once_each_in_order(
                 statuses = await asyncio.gather(
                     post(fake, here, mention_body), post(fake, there, message_body)
                 )
-                assert statuses == [200, 200]
+                assert list(statuses) == [200, 200]
                 return
             assert await post(fake, here, mention_body) == 200
             if (t * PER_THREAD + n) % RETRY_EVERY == 0:  # Slack's retry, to the other

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import httpx2
 import openai
@@ -41,7 +42,7 @@ class Pieces(httpx2.AsyncByteStream):
 
 def body(texts: Sequence[str], newline: bytes = b"\n") -> bytes:
     """An OpenAI-style stream: role chunk, one chunk per text, usage, [DONE]."""
-    events = [{"choices": [{"delta": {"role": "assistant", "content": ""}}]}]
+    events: list[dict[str, Any]] = [{"choices": [{"delta": {"role": "assistant", "content": ""}}]}]
     events += [{"choices": [{"delta": {"content": text}}]} for text in texts]
     events.append({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}})
     lines = [b"data: " + json.dumps(event, ensure_ascii=False).encode() for event in events]

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -113,7 +114,7 @@ async def test_answer_without_reply_to_sorts_by_arrival(store: Store) -> None:
     assert u1 is not None
     a = await store.add_assistant_turn(CONV, answer(None, "note"))
     u2 = await store.add_user_turn(CONV, user("m2", "u2"))
-    assert u2 is not None and u1 < a < u2
+    assert u2 is not None and a is not None and u1 < a < u2
     assert contents(await store.recent_turns(CONV, u2, 10)) == ["u1", "note", "u2"]
     assert contents(await store.recent_turns(CONV, u1, 10)) == ["u1"]
 
@@ -137,6 +138,7 @@ async def test_turn_fields_round_trip(store: Store) -> None:
     assert uid is not None
     reply = answer(uid, "hi there", tokens=3)
     aid = await store.add_assistant_turn(CONV, reply)
+    assert aid is not None
     got = await store.recent_turns(CONV, uid, 10)
     assert got == [
         Turn(
@@ -382,8 +384,8 @@ def _queried(store: SqliteStore, conv: str, upto: int, limit: int) -> list[Turn]
 def test_random_operations_match_the_model(ops: list[tuple[str, str, int]], kind: str) -> None:
     async def run(directory: str) -> None:
         if kind == "postgres":  # a fresh schema for every example
-            async with opened_store(kind, Path(directory), time.time) as store:
-                await _walk(store, ops)
+            async with opened_store(kind, Path(directory), time.time) as shared:
+                await _walk(shared, ops)
             return
         store: AnyStore = MemoryStore()
         if kind != "memory":
@@ -772,7 +774,7 @@ async def test_an_unreadable_data_version_means_no_cached_turns(
         def __init__(self, con: sqlite3.Connection) -> None:
             self._con = con
 
-        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
             if "data_version" in sql:
                 raise sqlite3.OperationalError("database is locked")
             return self._con.execute(sql, *args)
@@ -784,6 +786,7 @@ async def test_an_unreadable_data_version_means_no_cached_turns(
     u1 = await store.add_user_turn(CONV, user("m1", "one"))
     assert u1 is not None
     real = store._inline
+    assert real is not None
     store._inline = NoVersion(real)  # type: ignore[assignment]
     try:
         assert contents(await store.recent_turns(CONV, END, 10)) == ["one"]

@@ -29,7 +29,7 @@ def _disk(free_blocks: int, total_blocks: int = 1000) -> os.statvfs_result:
 def disk(monkeypatch: pytest.MonkeyPatch) -> list[os.statvfs_result]:
     """The file system every path is on; set ``disk[0]``."""
     current = [_disk(free_blocks=10_000, total_blocks=100_000)]
-    monkeypatch.setattr(problems.os, "statvfs", lambda _path: current[0])
+    monkeypatch.setattr(os, "statvfs", lambda _path: current[0])
     return current
 
 

@@ -16,7 +16,7 @@ from tests.support import CoreFactory, RecordingSink, message, settle, until
 from tests.tools_support import connected_hub, stdio_server, tools_config
 
 SAVE = ("save_note", {"title": "plan", "text": "ship it"})
-READ = ("list_notes", {})
+READ: tuple[str, dict[str, Any]] = ("list_notes", {})
 
 
 @pytest_asyncio.fixture

@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 from bot.tools.config import ToolsConfig, ToolServerConfig
 from bot.tools.hub import ToolHub
@@ -18,14 +19,14 @@ SERVER_MODULE = "examples.mcp_notes_server"
 CONNECT_WAIT_S = 20.0  # the stdio server is a Python process: its imports take a while
 
 
-def stdio_server(name: str = "notes", **kw: object) -> ToolServerConfig:
+def stdio_server(name: str = "notes", **kw: Any) -> ToolServerConfig:
     """The example server, started over stdio by the hub."""
     return replace(
         ToolServerConfig(name=name, command=sys.executable, args=("-m", SERVER_MODULE)), **kw
     )
 
 
-def tools_config(*servers: ToolServerConfig, **kw: object) -> ToolsConfig:
+def tools_config(*servers: ToolServerConfig, **kw: Any) -> ToolsConfig:
     return replace(ToolsConfig(servers=servers, connect_timeout_s=CONNECT_WAIT_S), **kw)
 
 
