@@ -52,7 +52,7 @@ from .errors import ConfigError
 from .prices import EXAMPLE_PRICES, EXAMPLE_PRICES_AS_OF
 from .quotas import check_usage
 from .reasoning import ReasoningEffort, ReasoningMode
-from .redact import redact_url
+from .redact import redact_url, userinfo_end
 from .shards import MAX_SHARDS, shard_plan
 from .tools.config import ToolsConfig, check_tools
 
@@ -764,11 +764,7 @@ def _check_openai(ai: OpenAIConfig) -> None:
             f"must not exceed openai.request_timeout_s ({ai.request_timeout_s:g}), "
             f"got {ai.first_token_timeout_s:g}",
         )
-    if ai.base_url and not ai.base_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            "openai.base_url",
-            f"must start with http:// or https://, got {redact_url(ai.base_url)!r}",
-        )
+    _check_api_url("openai.base_url", ai.base_url or "")
 
 
 def _check_prompt_budget(ai: OpenAIConfig) -> None:
@@ -786,15 +782,16 @@ def _check_prompt_budget(ai: OpenAIConfig) -> None:
 
 
 def _check_api_url(path: str, url: str) -> None:
-    """A platform API URL: http(s), and no credentials (the token goes in a header)."""
+    """An API URL: http(s), and no credentials (the key or token goes in a header)."""
     if not url:
         return
     shown = redact_url(url)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(path, f"must start with http:// or https://, got {shown!r}")
-    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+    if userinfo_end(url.split("://", 1)[1]) >= 0:
         raise ConfigError(
-            path, f"must not hold user:password@ (the token is sent as a header), got {shown!r}"
+            path,
+            f"must not hold user:password@ (the key or token is sent as a header), got {shown!r}",
         )
 
 

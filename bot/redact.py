@@ -26,22 +26,53 @@ _SECRET_PARAM = re.compile(
 _SECRET_VALUE = re.compile(r"([?&#;])([^=&#;]*)=([^&#;]*)")
 # A URL inside free text: scheme://, then anything up to whitespace or a quote,
 # less a trailing punctuation mark that ends the sentence around it.
+_AUTHORITY_END = re.compile(r"[/?#]")
+_USERINFO_AT = re.compile(r"(?<!/)@")
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]*[^\s'\"<>`.,;:!?)\]]")
 
 
 def redact_url(url: str) -> str:
     """``url`` with its userinfo and secret-looking parameters shown as ``***``."""
     scheme, sep, rest = url.partition("://")
-    if not sep:  # no authority: maybe "user:pass@host/..." written without a scheme
-        head, slash, tail = url.partition("/")
-        if "@" in head:
-            return f"{HIDDEN}@{head.rpartition('@')[2]}{slash}{tail}"
-        return url
-    end = re.search(r"[/?#]", rest)
-    authority, tail = (rest, "") if end is None else (rest[: end.start()], rest[end.start() :])
+    if not sep:  # "user:pass@host" without a scheme, or a mistyped one ("http:/u:p@h")
+        at = _last_userinfo_at(url)
+        return url if at < 0 else f"{HIDDEN}@{url[at + 1 :]}"
+    at = userinfo_end(rest)
+    if at >= 0:
+        rest = rest[at + 1 :]
+    end = _AUTHORITY_END.search(rest)
+    host, tail = (rest, "") if end is None else (rest[: end.start()], rest[end.start() :])
+    shown_host = host if at < 0 else f"{HIDDEN}@{host}"
+    return f"{scheme}{sep}{shown_host}{_SECRET_VALUE.sub(_param, tail)}"
+
+
+def userinfo_end(rest: str) -> int:
+    """Where the userinfo of ``rest`` (a URL after its "://") ends: its "@", or -1.
+
+    A password may hold a "/", "?" or "#" that was not percent-encoded; the URL is
+    then invalid, but the person still typed a secret. So when the authority looks
+    like ``user:...`` and an "@" follows later, everything up to that "@" is taken
+    for the userinfo: hiding too much beats printing a password.
+    """
+    end = _AUTHORITY_END.search(rest)
+    authority = rest if end is None else rest[: end.start()]
     if "@" in authority:
-        authority = f"{HIDDEN}@{authority.rpartition('@')[2]}"
-    return f"{scheme}{sep}{authority}{_SECRET_VALUE.sub(_param, tail)}"
+        return authority.rindex("@")
+    return _last_userinfo_at(rest) if ":" in authority else -1
+
+
+def has_unencoded_userinfo(url: str) -> bool:
+    """True when ``url``'s userinfo runs past its authority: a password holding a
+    "/", "?" or "#" that was not percent-encoded (libraries misread such a URL)."""
+    rest = url.partition("://")[2]
+    end = _AUTHORITY_END.search(rest)
+    return end is not None and userinfo_end(rest) > end.start()
+
+
+def _last_userinfo_at(text: str) -> int:
+    # An "@" that starts a path segment ("/users/@me") ends no userinfo.
+    ats = [m.start() for m in _USERINFO_AT.finditer(text)]
+    return ats[-1] if ats else -1
 
 
 def redact_text(text: str) -> str:

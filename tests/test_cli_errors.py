@@ -20,12 +20,53 @@ RACE_RUNS = 5
 SECRET_BASE_URL = f"https://user:{PASSWORD}@models.example/v1?api-key={KEY}&region=eu"
 
 
-async def test_check_redacts_user_password_and_key_in_base_url(tmp_path: Path) -> None:
-    env = bot_env(tmp_path, OPENAI_BASE_URL=SECRET_BASE_URL)
+async def test_check_redacts_the_key_in_base_url(tmp_path: Path) -> None:
+    env = bot_env(tmp_path, OPENAI_BASE_URL=f"https://models.example/v1?api-key={KEY}&region=eu")
     code, out, err = await run_bot(["check"], env)
     assert code == 0, err
-    assert "base_url: https://***@models.example/v1?api-key=***&region=eu" in out
-    assert PASSWORD not in out + err and KEY not in out + err and "user:" not in out
+    assert "base_url: https://models.example/v1?api-key=***&region=eu" in out
+    assert KEY not in out + err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        SECRET_BASE_URL,
+        f"http://alice:{PASSWORD}/x@127.0.0.1:9/v1",  # a "/" in the password, not encoded
+        f"http:/alice:{PASSWORD}@127.0.0.1:9/v1",  # a mistyped scheme
+    ],
+)
+async def test_a_base_url_with_a_password_is_refused_without_showing_it(
+    tmp_path: Path, url: str
+) -> None:
+    """The SDK's HTTP client cannot send both the key and URL credentials: every
+    answer would fail, so the URL is refused at start."""
+    code, out, err = await run_bot(["check"], bot_env(tmp_path, OPENAI_BASE_URL=url))
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("error: config: openai.base_url (OPENAI_BASE_URL): ")
+    assert PASSWORD not in out + err
+
+
+@pytest.mark.parametrize("command", ["check", "console"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://bob:{PASSWORD}/x@127.0.0.1:1/db",  # "/", "?", "#" not percent-encoded
+        f"postgresql://bob:{PASSWORD}?x@127.0.0.1:1/db",
+        f"postgresql://bob:{PASSWORD}#x@127.0.0.1:1/db",
+        f"postgresql//bob:{PASSWORD}@127.0.0.1:1/db",  # mistyped schemes
+        f"postgresql:/bob:{PASSWORD}@127.0.0.1:1/db",
+    ],
+)
+async def test_a_database_url_with_a_misread_password_is_one_line_without_it(
+    tmp_path: Path, command: str, url: str
+) -> None:
+    code, out, err = await run_bot([command], bot_env(tmp_path, DATABASE_URL=url))
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("error: config: storage.url (DATABASE_URL): ")
+    assert PASSWORD not in out + err and PASSWORD[:8] not in out + err
 
 
 @pytest.mark.parametrize("command", ["check", "console"])

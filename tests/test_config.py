@@ -476,6 +476,13 @@ def test_format_config_is_yaml_of_the_redacted_config() -> None:
             "wss://wss.slack.com/link/?ticket=***&app_id=A1",
         ),
         ("bot:pw@db/x", "***@db/x"),  # no scheme, still a password
+        ("postgresql://u:pa/ss@h:1/db", "postgresql://***@h:1/db"),  # "/" not encoded
+        ("postgresql://u:pa?ss@h/db", "postgresql://***@h/db"),
+        ("https://u:pa#ss@h/v1?key=K", "https://***@h/v1?key=***"),
+        ("postgresql//u:pass@h/db", "***@h/db"),  # mistyped schemes
+        ("http:/u:pass@h/v1", "***@h/v1"),
+        ("http://h:9/api/users/@me", "http://h:9/api/users/@me"),  # a path segment
+        ("https://h/x?email=a@b", "https://h/x?email=a@b"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
@@ -484,16 +491,19 @@ def test_redact_url(url: str, shown: str) -> None:
 
 def test_every_url_key_is_redacted_in_check_output_and_errors() -> None:
     url = "https://LEAKUSER:LEAKPW@proxy.example/v1?api-key=LEAKKEY&region=eu"
+    keyed = "https://proxy.example/v1?api-key=LEAKKEY&region=eu"
     api = "https://proxy.example/api/?sig=LEAKSIG&v=2"
     cfg = build(
-        {"openai": {"base_url": url}, "slack": {"api_url": api}, "discord": {"api_url": api}}
+        {"openai": {"base_url": keyed}, "slack": {"api_url": api}, "discord": {"api_url": api}}
     )
     shown = format_config(cfg) + repr(cfg)
     assert "LEAK" not in shown
-    assert "https://***@proxy.example/v1?api-key=***&region=eu" in shown
+    assert "https://proxy.example/v1?api-key=***&region=eu" in shown
     assert shown.count("https://proxy.example/api/?sig=***&v=2") == 2
-    err = error_of({"slack": {"api_url": url}})
-    assert err.path == "slack.api_url" and "LEAK" not in str(err)
+    for path in ("slack.api_url", "openai.base_url"):  # credentials go in headers
+        section, key = path.split(".")
+        err = error_of({section: {key: url}})
+        assert err.path == path and "LEAK" not in str(err)
     err = error_of({"openai": {"base_url": "ftp://user:LEAKPW@h/?token=LEAKKEY"}})
     assert err.path == "openai.base_url" and "LEAK" not in str(err)
 
