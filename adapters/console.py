@@ -7,15 +7,19 @@ message in a single console conversation whose history persists across runs.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import getpass
 import logging
 import os
 import sys
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, TextIO
 
 from bot.errors import StorageError
+from bot.sanitize import parse_command
+from bot.tool_use import NO, YES
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
 
 if TYPE_CHECKING:
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
     from bot.config import ConsoleConfig
 
 log = logging.getLogger(__name__)
+
+# Lines read from stdin and not yet handed in, at most (each of the two buffers).
+READ_AHEAD_LINES = 256
 
 # The reply target of every console message: there is one terminal to answer in.
 CONSOLE_TARGET = "console"
@@ -127,18 +134,16 @@ class ConsoleAdapter:
 
     async def _loop(self) -> None:
         lines = _read_lines_in_thread(self._stdin)
+        held: deque[str | None] = deque()  # a pipe's lines read while an answer ran
         while True:
             if self._interactive:
                 self._stdout.write(self._core.texts.get("console_question"))
                 self._stdout.flush()
-            line = await lines.get()
+            line = held.popleft() if held else await lines.get()
             if line is None:
                 return
             await self._hand_in(line)
-            # Lines typed while the answer runs go in at once: `!yes` / `!no` answer a
-            # tool's approval question (bot/tool_use.py); others wait their turn.
-            if not await self._drain_reading(lines):
-                return
+            await self._drain_reading(lines, held)
 
     async def _hand_in(self, line: str) -> None:
         if not line.strip():
@@ -153,26 +158,38 @@ class ConsoleAdapter:
             self._stderr.flush()
             raise
 
-    async def _drain_reading(self, lines: asyncio.Queue[str | None]) -> bool:
-        """Wait for every answer, handing in lines as they come; False at the input's end."""
+    async def _drain_reading(
+        self, lines: asyncio.Queue[str | None], held: deque[str | None]
+    ) -> None:
+        """Wait for every answer, taking in the lines that arrive meanwhile.
+
+        A person at a terminal types while an answer runs, and each line goes in at
+        once (as on any chat platform). A pipe hands over all its lines at once, so
+        its questions are asked one after another instead (it would otherwise hit
+        the per-person waiting cap at its fourth line); only ``!yes`` / ``!no``, the
+        reply to a tool waiting for approval (bot/tool_use.py), goes in at once.
+        Lines held back, and the input's end, go to ``held`` in order.
+        """
         drained = asyncio.ensure_future(self._core.drain())
-        more = True
         try:
-            while more and not drained.done():
+            while not drained.done() and _more_to_read(held):
                 getter = asyncio.ensure_future(lines.get())
                 await asyncio.wait({drained, getter}, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
                     getter.cancel()  # a cancelled get takes nothing from the queue
                     break
                 line = getter.result()
-                if line is None:
-                    more = False
-                else:
+                if line is not None and (self._interactive or self._is_approval(line)):
                     await self._hand_in(line)
+                else:
+                    held.append(line)
             await drained
         finally:
             drained.cancel()
-        return more
+
+    def _is_approval(self, line: str) -> bool:
+        command = parse_command(line.strip(), self._core.settings.command_prefix)
+        return command is not None and command.name.lower() in (YES, NO)
 
     def _message(self, line: str) -> IncomingMessage:
         self._count += 1
@@ -190,15 +207,24 @@ class ConsoleAdapter:
         )
 
 
+def _more_to_read(held: deque[str | None]) -> bool:
+    """Whether to read on while an answer runs: not past the input's end, and not
+    more than READ_AHEAD_LINES ahead (a long pipe waits in the pipe, not in memory)."""
+    return not held or (held[-1] is not None and len(held) < READ_AHEAD_LINES)
+
+
 def _read_lines_in_thread(stream: TextIO) -> asyncio.Queue[str | None]:
-    """Read ``stream`` on a daemon thread (works for terminals, pipes and files)."""
+    """Read ``stream`` on a daemon thread (works for terminals, pipes and files).
+
+    The thread waits while READ_AHEAD_LINES lines are waiting to be taken.
+    """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    queue: asyncio.Queue[str | None] = asyncio.Queue(READ_AHEAD_LINES)
 
     def put(item: str | None) -> None:
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the loop closed while we were blocked on input
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):  # the loop closed
             pass
 
     def reader() -> None:

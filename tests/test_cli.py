@@ -46,6 +46,20 @@ async def test_console_reads_a_pipe_streams_answers_and_exits_0(
     assert SECRETS["OPENAI_API_KEY"] not in out + err
 
 
+async def test_a_piped_console_asks_its_questions_one_after_another(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A pipe hands over six lines at once; each waits for the answer before it, so
+    none meets the per-person waiting cap (3) and every one is answered, in order."""
+    fake_openai.script(*(reply(f"answer {n}", chunks=3) for n in range(1, 7)))
+    lines = "".join(f"question {n}\n" for n in range(1, 7)).encode()
+    code, out, err = await run_bot(["console"], bot_env(tmp_path, fake_openai), lines)
+    assert code == 0, err
+    assert answers(out) == [f"answer {n}" for n in range(1, 7)]
+    asked = [r["messages"][-1]["content"] for r in fake_openai.chat_requests]
+    assert asked == [f"question {n}" for n in range(1, 7)]
+
+
 async def test_console_history_survives_a_restart(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     env = bot_env(tmp_path, fake_openai)
     code, _, err = await run_bot(["console"], env, b"remember the word pineapple\n")

@@ -3,11 +3,16 @@ else's yes leave them unrun, and the model is told which."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
 
+from adapters.console import ConsoleAdapter
+from bot.config import ConsoleConfig
 from bot.core import Core
 from bot.tool_loop import LoopLimits
 from bot.tools.hub import ToolHub
@@ -102,3 +107,26 @@ async def test_tools_says_when_tools_are_off(core_factory: CoreFactory) -> None:
     await core.handle(message("!tools"), sink)
     await settle(core)
     assert sink.texts == ["Tools are not enabled in this conversation."]
+
+
+async def test_a_piped_yes_reaches_the_question_before_the_lines_held_behind_it(
+    core_factory: CoreFactory, hub: ToolHub, fake_openai: FakeOpenAI
+) -> None:
+    """A pipe's questions wait for the answer before them, but its ``!yes`` goes in
+    at once: the approval it answers is what that answer is waiting for."""
+    core = await core_with(core_factory, hub)
+    fake_openai.script(tool_calls(SAVE), reply("Saved."), reply("Next: ship it."))
+    read_fd, write_fd = os.pipe()  # not a terminal
+    out = io.StringIO()
+    with os.fdopen(read_fd, "r", encoding="utf-8") as stdin:
+        adapter = ConsoleAdapter(ConsoleConfig(), core, stdin, out)
+        await adapter.start()
+        os.write(write_fd, b"save my plan\nwhat next?\n")
+        await until(lambda: "wants to run `save_note`" in out.getvalue(), "the approval question")
+        os.write(write_fd, b"!yes\n")
+        os.close(write_fd)
+        await asyncio.wait_for(adapter.wait_closed(), 20.0)
+    await settle(core)
+    assert results(fake_openai, 1) == ["saved note 'plan'"]
+    assert fake_openai.chat_requests[2]["messages"][-1]["content"] == "what next?"
+    assert out.getvalue().index("Saved.") < out.getvalue().index("Next: ship it.")
