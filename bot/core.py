@@ -484,7 +484,7 @@ class Core:
             raise
         except STORE_FAILURES as exc:  # storing the answer: one line, the storage text
             log.error("storage failed while answering in %s: %s", conv, exc)
-            await self._report(stream, sink, self.texts.get("error_storage"))
+            await self._report(stream, sink, self.texts.get("error_storage_answer"))
             return False
         except Exception:
             log.exception("unexpected error while answering in %s", conv)
@@ -514,7 +514,7 @@ class Core:
             messages = await self._context(conv, msg, turn_id, model, vision)
         except STORE_FAILURES as exc:
             log.error("storage failed loading the history in %s: %s", conv, exc)
-            await self._send_quietly(sink, self.texts.get("error_storage"))
+            await self._send_quietly(sink, self.texts.get("error_storage_read"))
             return None
         except Exception:
             log.exception("could not build the prompt for %s", conv)

@@ -153,6 +153,13 @@ EN: Mapping[str, str] = {
         "I couldn't save your message, so I can't answer it right now. "
         "Please try again in a moment."
     ),
+    "error_storage_read": (
+        "I couldn't read this conversation from my storage, so I can't answer right now. "
+        "Please try again in a moment."
+    ),
+    "error_storage_answer": (
+        "I couldn't save this answer (my storage failed), so I may give it again after a restart."
+    ),
     "console_storage_failed": "error: could not save your message ({detail}); stopping.",
     "cut_by_restart": "— cut short by a restart; I'll answer again when I'm back.",
 }
@@ -279,6 +286,13 @@ KO: Mapping[str, str] = {
     # -- storage failures and shutdown --
     "error_storage": (
         "메시지를 저장하지 못해서 지금은 답할 수 없어요. 잠시 뒤에 다시 보내 주세요."
+    ),
+    "error_storage_read": (
+        "저장소에서 이 대화를 읽지 못해서 지금은 답할 수 없어요. 잠시 뒤에 다시 보내 주세요."
+    ),
+    "error_storage_answer": (
+        "저장소에 문제가 생겨 이 답을 저장하지 못했어요. "
+        "재시작 뒤에 같은 답을 다시 드릴 수도 있어요."
     ),
     "console_storage_failed": "오류: 메시지를 저장하지 못해서 ({detail}) 종료해요.",
     "cut_by_restart": "— 재시작 때문에 답이 중간에 끊겼어요. 다시 켜지면 다시 답할게요.",

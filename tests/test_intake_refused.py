@@ -161,8 +161,8 @@ async def test_discord_answer_the_store_failed_mid_answer_says_storage_failed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The question was stored, then loading its history or storing its answer (after
-    streaming it) failed: the user reads the storage text, not "something went
-    wrong", and the log has one line."""
+    streaming it) failed: the user reads which of the two failed, not "something went
+    wrong" nor that the message was not saved, and the log has one line."""
     core = await core_factory(broken_store, language="ko")
     fake_openai.script(reply("An answer that cannot be kept."))
     async with discord_at(monkeypatch) as fake, running_discord(fake, core):
@@ -170,7 +170,9 @@ async def test_discord_answer_the_store_failed_mid_answer_says_storage_failed(
         await fake.send_message(GENERAL, ALICE, mention(fake, "hello"), mentions=(fake.bot,))
         await answered(fake, core, GENERAL)
     shown = "\n".join(texts(fake, GENERAL))
-    assert Texts("ko").get("error_storage") in shown, shown
+    said = {"answer_failure": "error_storage_answer", "load_failure": "error_storage_read"}
+    assert Texts("ko").get(said[failing]) in shown, shown
+    assert Texts("ko").get("error_storage") not in shown
     assert Texts("ko").get("error_internal") not in shown
     assert len(storage_lines(caplog)) == 1
     assert tracebacks(caplog) == []

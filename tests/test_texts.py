@@ -32,6 +32,8 @@ REQUIRED = {
     "console_welcome",
     "no_platforms",
     "error_storage",
+    "error_storage_read",
+    "error_storage_answer",
     "console_storage_failed",
     "cut_by_restart",
     *(f"error_{kind}" for kind in get_args(LLMErrorKind)),
