@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 
+from .failure_log import FailureLog
 from .storage_guard import STORE_FAILURES
 from .usage import UsageLedger, UsageQuery, UsageRecord, UsageTotals
 
@@ -38,6 +39,7 @@ class UsageBuffer:
         self._flushing = False  # a write is under way: close() waits for it, never cuts it
         self._closing = False
         self._dropped = 0  # rows dropped since the last report (the buffer was full)
+        self._failures = FailureLog(log, "usage: not recorded yet (kept, retrying)", logging.ERROR)
 
     def add(self, record: UsageRecord) -> None:
         """Add ``record`` to its row in memory; a flush follows within the interval."""
@@ -78,11 +80,12 @@ class UsageBuffer:
         self._flushing = True
         try:
             await self._ledger.record_usage(batch)
+            self._failures.succeeded()
         except STORE_FAILURES as exc:
             if final:
                 log.info("at shutdown, the usage of %d rows was not recorded: %s", len(batch), exc)
                 return
-            log.error("could not record the usage of %d rows (retrying): %s", len(batch), exc)
+            self._failures.failed(exc)
             for record in batch:  # back into memory, merged with what came meanwhile
                 held = self._pending.get(record.key)
                 self._pending[record.key] = record if held is None else _merged(record, held)

@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from bot.errors import ConfigError, StartupError, StoreFailure
+from bot.failure_log import FailureLog
 from bot.instances import (
     FORGET_AFTER_S,
     HEARTBEAT_S,
@@ -403,6 +404,7 @@ class PostgresStore:
         busy for seconds, and a beat queued behind them would make this instance look
         dead to the others (bot/handoff.py would take its conversations)."""
         con: Any = None
+        failures = FailureLog(log, "storage: heartbeat failed")
         try:
             while True:
                 await asyncio.sleep(self._heartbeat_s)
@@ -413,9 +415,11 @@ class PostgresStore:
                         beat = (self.instance_id, self._clock(), self._host, self._pid)
                         await con.execute(sql.SQL_BEAT, *beat, timeout=self._heartbeat_s)
                 except StoreFailure as exc:  # the next beat tries again
-                    log.warning("storage: heartbeat failed: %s", exc)
+                    failures.failed(exc)
                     _dropped(con)
                     con = None
+                else:
+                    failures.succeeded()
         finally:
             _dropped(con)
 

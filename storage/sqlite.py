@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.errors import StartupError
+from bot.failure_log import FailureLog
 from bot.instances import (
     FORGET_AFTER_S,
     HEARTBEAT_S,
@@ -374,12 +375,15 @@ class SqliteStore:
                 await self._in_worker(ops.execute, ops.SQL_UNREGISTER, (instance,))
 
     async def _beat_forever(self) -> None:
+        failures = FailureLog(log, "storage: heartbeat failed")
         while True:
             await asyncio.sleep(self._heartbeat_s)
             try:
                 await self._beat()
             except sqlite3.Error as exc:  # the next beat tries again
-                log.warning("storage: heartbeat failed: %s", exc)
+                failures.failed(exc)
+            else:
+                failures.succeeded()
 
     async def reset(self, conversation: str) -> None:
         """Delete the conversation's turns; dedupe rows and settings stay.
