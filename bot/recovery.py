@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .instances import HEARTBEAT_S, STALE_AFTER_S
+from .storage_guard import STORE_FAILURES
 from .store import Unanswered
 from .types import IncomingMessage, ReplySink
 
@@ -93,7 +94,9 @@ async def recovering(
 async def _quietly(work: Awaitable[Recovered]) -> None:
     try:
         await work
-    except Exception:  # a storage failure here must not stop the bot
+    except STORE_FAILURES as exc:  # a full disk, say: one line, and the bot goes on
+        log.error("recovery: storage failed (%s); cut-off messages stay unanswered", exc)
+    except Exception:  # anything else must not stop the bot either
         log.exception("recovery: failed; cut-off messages stay unanswered")
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from bot.config import load_config
 from bot.core import Core
 from bot.instances import STALE_AFTER_S
-from bot.recovery import recover
+from bot.recovery import recover, recovering
 from bot.store import Origin
 from bot.types import IncomingMessage, ReplySink, Turn
 from fakes.fake_openai import Behaviour, FakeOpenAI, echo_last_user, reply
@@ -193,3 +196,26 @@ async def test_a_message_held_by_a_silent_instance_is_taken_once_it_goes_stale(
         await store.close()
         await owner.close()
     assert sink.texts == ["Alice: lost question", "Alice: newer question"]
+
+
+async def test_a_store_failing_during_recovery_is_one_line_and_the_bot_goes_on(
+    core_factory: CoreFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk at start fails recovery's first write: one line, no traceback."""
+    async with instance(tmp_path / "bot.db") as store:
+        core = await core_factory(store)
+
+        async def full_disk(*_args: object) -> int:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(store, "abandon_unanswered", full_disk)
+        async with recovering(core, [SinkAdapter("console", {})], max_age_minutes=15):
+            await asyncio.sleep(0.2)
+    lines = [r for r in caplog.records if r.name == "bot.recovery"]
+    assert [r.getMessage() for r in lines] == [
+        "recovery: storage failed (database or disk is full); cut-off messages stay unanswered"
+    ]
+    assert lines[0].exc_info is None
