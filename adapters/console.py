@@ -11,6 +11,7 @@ import concurrent.futures
 import getpass
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 
 # Lines read from stdin and not yet handed in, at most (each of the two buffers).
 READ_AHEAD_LINES = 256
+
+# Control characters a terminal acts on (ESC starts sequences that clear the screen,
+# set the window title or remap keys; CR overwrites a line): a model's text is shown,
+# never obeyed. Tab and newline stay.
+TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # The reply target of every console message: there is one terminal to answer in.
 CONSOLE_TARGET = "console"
@@ -57,7 +63,7 @@ class ConsoleSink:
         self._count = 0
 
     def _write(self, text: str) -> None:
-        self._out.write(text)
+        self._out.write(TERMINAL_CONTROLS.sub("", text))
         self._out.flush()
 
     def _next_id(self) -> str:
