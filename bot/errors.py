@@ -32,7 +32,8 @@ class ConfigError(StartupError):
     """Invalid configuration; the message names the key path and the problem."""
 
     def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"config: {path}: {problem}")
+        # "config" is the file as a whole: "config: file not found", not "config: config: ..."
+        super().__init__(f"config: {problem}" if path == "config" else f"config: {path}: {problem}")
         self.path = path
         self.problem = problem
 

@@ -193,6 +193,8 @@ def test_top_level_must_be_a_mapping() -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(["openai"], KEY_ENV)  # type: ignore[arg-type]
     assert info.value.path == "config"
+    # The file as a whole is named once: "config: the top level...", not "config: config:".
+    assert str(info.value).startswith("config: the top level must be key: value lines")
 
 
 def test_minimal_config_gets_every_default() -> None:
