@@ -11,6 +11,7 @@ LLMErrorKind = Literal[
     "timeout",  # no answer within the total deadline
     "interrupted",  # the stream broke after text had arrived
     "auth",  # 401/403: bad key
+    "not_found",  # 404: no such model, or base_url is not the API's address
     "bad_request",  # any other 4xx
 ]
 

@@ -542,6 +542,8 @@ def _classify_status(exc: openai.APIStatusError, secret: str) -> _Verdict:
         return _Verdict("unavailable", True, detail, retry_after)
     if status == 413 or _CONTEXT.search(f"{code} {message}"):
         return _Verdict("context_too_long", False, detail)
+    if status == 404:  # a setting is wrong, not the message: rephrasing cannot help
+        return _Verdict("not_found", False, detail)
     if 400 <= status < 500:
         return _Verdict("bad_request", False, detail, adapt=_rejected_param(exc))
     return _Verdict("unavailable", True, detail)

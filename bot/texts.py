@@ -89,6 +89,10 @@ EN: Mapping[str, str] = {
         "The model service rejected the bot's API key. Trying again won't help; "
         "please tell whoever runs this bot."
     ),
+    "error_not_found": (
+        "The model service doesn't know the model or the address this bot is set up "
+        "with. Please tell whoever runs this bot (openai.base_url, the model's name)."
+    ),
     "error_bad_request": (
         "The model service refused this request. Try rephrasing your message; "
         "if it keeps happening, please tell whoever runs this bot."
@@ -222,6 +226,10 @@ KO: Mapping[str, str] = {
     "error_auth": (
         "모델 서비스가 봇의 API 키를 거부했어요. 다시 시도해도 해결되지 않으니 "
         "봇을 운영하는 분께 알려 주세요."
+    ),
+    "error_not_found": (
+        "모델 서비스가 이 봇에 설정된 모델이나 주소를 몰라요. "
+        "봇을 운영하는 분께 알려 주세요 (openai.base_url, 모델 이름)."
     ),
     "error_bad_request": (
         "모델 서비스가 이 요청을 거절했어요. 메시지를 바꿔서 다시 보내 보시고, "

@@ -329,13 +329,21 @@ async def test_openai_style_401(fake_openai: FakeOpenAI, openai_client: openai.A
     await expect_error(make_chat(openai_client), "auth")
 
 
-async def test_other_4xx_is_bad_request(
+async def test_a_404_says_a_setting_is_wrong_not_the_message(
     fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
 ) -> None:
     fake_openai.script(
         error(404, "The model `gpt-nope` does not exist.", type_="invalid_request_error",
               code="model_not_found")
     )  # fmt: skip
+    await expect_error(make_chat(openai_client), "not_found")
+    assert fake_openai.request_count == 1
+
+
+async def test_other_4xx_is_bad_request(
+    fake_openai: FakeOpenAI, openai_client: openai.AsyncOpenAI
+) -> None:
+    fake_openai.script(error(422, "Unprocessable.", type_="invalid_request_error", code=None))
     await expect_error(make_chat(openai_client), "bad_request")
     assert fake_openai.request_count == 1
 
