@@ -9,8 +9,8 @@ Three ways to run it:
 * pytest: ``async with FakeOpenAI() as fake:`` (see ``fakes/fixtures.py``);
 * a benchmark script: the same ``async with``, then ``fake.base_url``;
 * its own process: ``python -m fakes.fake_openai --port 0 --ttft-ms 50 --chunks 20
-  --chunk-interval-ms 5`` prints ``listening on http://127.0.0.1:PORT`` and serves until
-  SIGINT/SIGTERM.
+  --chunk-interval-ms 5`` prints ``listening on http://127.0.0.1:PORT``, then the
+  ``OPENAI_BASE_URL`` to give the bot, and serves until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -589,6 +589,8 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with fake:
         print(f"listening on {fake.base_url}", flush=True)
+        # What to point the bot at: the API lives under /v1, as OpenAI's does.
+        print(f"OPENAI_BASE_URL={fake.base_url}/v1", flush=True)
         await stop.wait()
     print(f"served {fake.request_count} requests", flush=True)
 

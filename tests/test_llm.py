@@ -643,6 +643,8 @@ def test_fake_runs_as_its_own_process(no_proxy_env: None) -> None:
             line = proc.stdout.readline().strip()
             assert line.startswith("listening on http://127.0.0.1:")
             base_url = line.removeprefix("listening on ")
+            # The second line is what a newcomer pastes: it must be the API's address.
+            assert proc.stdout.readline().strip() == f"OPENAI_BASE_URL={base_url}/v1"
 
             async def ask() -> str:
                 client = sdk_client(base_url + "/v1")
