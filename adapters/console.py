@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import getpass
 import logging
 import os
@@ -61,10 +62,20 @@ class ConsoleSink:
         self._out = out
         self._label = answer_label
         self._count = 0
+        self.closed = False  # the reader of our output is gone (`... console | head`)
 
     def _write(self, text: str) -> None:
-        self._out.write(TERMINAL_CONTROLS.sub("", text))
-        self._out.flush()
+        if self.closed:
+            return
+        try:
+            self._out.write(TERMINAL_CONTROLS.sub("", text))
+            self._out.flush()
+        except BrokenPipeError:
+            # Nothing more can be shown; the adapter stops reading. What is still
+            # buffered would fail again as Python exits: send it nowhere.
+            self.closed = True
+            with contextlib.suppress(OSError, ValueError):  # not a file: nothing to do
+                _discard_output(self._out.fileno())
 
     def _next_id(self) -> str:
         self._count += 1
@@ -150,6 +161,8 @@ class ConsoleAdapter:
                 return
             await self._hand_in(line)
             await self._drain_reading(lines, held)
+            if self._sink.closed:
+                return  # output goes nowhere: stop as `check | head` does, quietly
 
     async def _hand_in(self, line: str) -> None:
         if not line.strip():
@@ -211,6 +224,14 @@ class ConsoleAdapter:
             author_is_admin=True,  # it is the operator's own terminal
             reply_target=CONSOLE_TARGET,
         )
+
+
+def _discard_output(fd: int) -> None:
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _more_to_read(held: deque[str | None]) -> bool:

@@ -151,6 +151,24 @@ async def test_check_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     assert proc.returncode == EXIT_BROKEN_PIPE
 
 
+async def test_console_into_a_closed_pipe_stops_quietly(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """``python -m bot console < questions | head -c 5``: once the reader is gone
+    the console stops reading and exits 0, with no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        env = bot_env(tmp_path, fake_openai)
+        proc = await spawn_bot("console", env=env, stdout=write_end)
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(b"one\ntwo\nthree\n"), RUN_LIMIT_S)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err.decode() and "Error" not in err.decode(), err
+    assert fake_openai.request_count == 1  # the first answer found no reader; then it stopped
+
+
 async def test_no_platform_configured_says_what_to_set(tmp_path: Path) -> None:
     code, _, err = await run_bot([], bot_env(tmp_path))
     assert code == 2
