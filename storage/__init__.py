@@ -68,6 +68,10 @@ def _sqlite_path(url: str, rest: str) -> str:
             f"{redact_url(url)!r} has no file path; write sqlite:///relative/path.db, "
             "sqlite:////absolute/path.db or sqlite:///:memory:",
         )
+    if "?" in rest:  # it would become part of the file's name
+        raise ConfigError(
+            CONFIG_KEY, f"{redact_url(url)!r}: a SQLite URL takes no ?options, only a path"
+        )
     return rest[1:]
 
 

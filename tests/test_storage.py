@@ -729,6 +729,16 @@ def test_open_store_rejects_other_urls_clearly(url: str) -> None:
     assert "sqlite:///" in caught.value.problem
 
 
+def test_a_sqlite_url_with_options_is_refused_not_made_a_file_name(tmp_path: Path) -> None:
+    """``sqlite:///x.db?password=...`` would have created a file of that name."""
+    with pytest.raises(ConfigError) as caught:
+        open_store(f"sqlite:///{tmp_path}/x.db?password=Hunter2secret")
+    assert caught.value.path == "storage.url"
+    assert "takes no ?options" in caught.value.problem
+    assert "Hunter2secret" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_open_store_sqlite_creates_the_file_relative_to_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
