@@ -11,6 +11,7 @@ import pytest
 
 from bot.failure_log import FailureLog
 from storage.sqlite import SqliteStore
+from tests.store_support import FakeClock
 
 LOGGER = logging.getLogger("tests.failure_log")
 
@@ -19,16 +20,22 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == LOGGER.name]
 
 
-def test_a_repeating_failure_is_one_line_a_minute_and_one_when_it_clears(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.fixture
+def clock(caplog: pytest.LogCaptureFixture) -> FakeClock:
     caplog.set_level(logging.INFO, LOGGER.name)
-    now = [0.0]
-    failures = FailureLog(LOGGER, "storage: heartbeat failed", clock=lambda: now[0])
+    clock = FakeClock()
+    clock.now = 0.0
+    return clock
+
+
+def test_a_repeating_failure_is_one_line_a_minute_and_one_when_it_clears(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures = FailureLog(LOGGER, "storage: heartbeat failed", clock=clock)
     for second in range(150):  # a try a second for 150 s
-        now[0] = float(second)
+        clock.now = float(second)
         failures.failed("database or disk is full")
-    now[0] = 150.0
+    clock.now = 150.0
     failures.succeeded()
     failures.succeeded()  # working, and already said so
     assert lines(caplog) == [
@@ -42,15 +49,13 @@ def test_a_repeating_failure_is_one_line_a_minute_and_one_when_it_clears(
 
 
 def test_a_new_failure_after_recovery_is_logged_at_once(
-    caplog: pytest.LogCaptureFixture,
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, LOGGER.name)
-    now = [0.0]
-    failures = FailureLog(LOGGER, "usage", clock=lambda: now[0])
+    failures = FailureLog(LOGGER, "usage", clock=clock)
     failures.failed("one")
-    now[0] = 1.0
+    clock.now = 1.0
     failures.succeeded()
-    now[0] = 2.0
+    clock.now = 2.0
     failures.failed("two")
     assert lines(caplog) == ["usage: one", "usage: working again after 1 s", "usage: two"]
 
