@@ -122,6 +122,7 @@ class SqliteStore:
         self._inline: sqlite3.Connection | None = None
         self._next_checkpoint = 0.0
         self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpoint_failures = FailureLog(log, "storage: WAL checkpoint failed")
         self._prunes = PruneSchedule(clock, self._prune)
         self._cache = TurnCache(max_bytes=cache_bytes) if turn_cache is None else turn_cache
         self._data_version = -1  # the inline connection's, as of the cache's last use
@@ -560,7 +561,9 @@ class SqliteStore:
         try:
             await self._in_worker(ops.checkpoint)
         except Exception as exc:  # the WAL just grows until the next try; nothing is lost
-            log.warning("storage: WAL checkpoint failed: %s", exc)
+            self._checkpoint_failures.failed(exc)
+        else:
+            self._checkpoint_failures.succeeded()
         finally:
             self._checkpoint = None
 
