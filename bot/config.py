@@ -713,6 +713,7 @@ def _check(cfg: Config, require_api_key: bool) -> Config:
     check_tools(cfg.tools)
     _check_slack(cfg.slack)
     _check_api_url("discord.api_url", cfg.discord.api_url)
+    _check_discord_ids(cfg.discord)
     shard_plan(cfg.discord.shard_count, cfg.discord.shard_ids)
     _check_api_url("slack.api_url", cfg.slack.api_url)
     check_usage(cfg.usage, cfg.quotas, cfg.openai.model)
@@ -802,6 +803,18 @@ def _check_storage(storage: StorageConfig) -> None:
             "must look like sqlite:///data/bot.db, memory:// or postgresql://host/db, "
             f"got {redact_url(storage.url)!r}",
         )
+
+
+def _check_discord_ids(discord: DiscordConfig) -> None:
+    """Discord's allowlists hold IDs (numbers): a name would match nothing, and the
+    bot would silently ignore every server, channel or person it was meant to admit."""
+    for key in ("allowed_guilds", "allowed_channels", "allowed_roles", "admin_roles"):
+        for entry in getattr(discord, key):
+            if not entry.isdigit():
+                raise ConfigError(
+                    f"discord.{key}",
+                    f"holds IDs (numbers; Developer Mode, then Copy ID), got {entry!r}",
+                )
 
 
 def _check_slack(slack: SlackConfig) -> None:

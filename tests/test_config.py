@@ -531,3 +531,13 @@ def test_a_prompt_budget_without_room_for_the_system_prompt_is_rejected() -> Non
         "openai.context_tokens"
     )
     assert build({"openai": {"context_tokens": 1300, "max_output_tokens": 1024}})
+
+
+@pytest.mark.parametrize(
+    "key", ["allowed_guilds", "allowed_channels", "allowed_roles", "admin_roles"]
+)
+def test_discord_allowlists_hold_ids_not_names(key: str) -> None:
+    """A name would match nothing: the bot would ignore everyone, with no word why."""
+    err = error_of({"discord": {key: ["123456789012345678", "my-server"]}})
+    assert err.path == f"discord.{key}" and "'my-server'" in err.problem
+    assert build({"discord": {key: [123456789012345678, "223456789012345678"]}})
