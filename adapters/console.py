@@ -20,8 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, TextIO
 
 from bot.errors import StorageError
-from bot.sanitize import parse_command
-from bot.tool_use import NO, YES
+from bot.tool_use import approval_reply
 from bot.types import ConversationKey, IncomingMessage, PlatformLimits
 
 if TYPE_CHECKING:
@@ -207,8 +206,7 @@ class ConsoleAdapter:
             drained.cancel()
 
     def _is_approval(self, line: str) -> bool:
-        command = parse_command(line.strip(), self._core.settings.command_prefix)
-        return command is not None and command.name.lower() in (YES, NO)
+        return approval_reply(line, self._core.settings.command_prefix) is not None
 
     def _message(self, line: str) -> IncomingMessage:
         self._count += 1

@@ -48,7 +48,7 @@ from typing import (
 
 import yaml
 
-from .errors import ConfigError
+from .errors import WHOLE_FILE, ConfigError
 from .prices import EXAMPLE_PRICES, EXAMPLE_PRICES_AS_OF
 from .quotas import check_usage
 from .reasoning import ReasoningEffort, ReasoningMode
@@ -362,11 +362,11 @@ def load_config(
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("config", f"file not found: {file}") from None
+        raise ConfigError(WHOLE_FILE, f"file not found: {file}") from None
     except UnicodeDecodeError:
-        raise ConfigError("config", f"{file} is not UTF-8 text") from None
+        raise ConfigError(WHOLE_FILE, f"{file} is not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError("config", f"cannot read {file}: {exc.strerror or exc}") from None
+        raise ConfigError(WHOLE_FILE, f"cannot read {file}: {exc.strerror or exc}") from None
     return config_from_dict(_parse_yaml(text, str(file)), env, require_api_key=require_api_key)
 
 
@@ -377,7 +377,7 @@ def config_from_dict(
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError("config", f"the top level must be key: value lines, got {_kind(data)}")
+        raise ConfigError(WHOLE_FILE, f"the top level must be key: value lines, got {_kind(data)}")
     return _check(_build(Config, data, "", env), require_api_key)
 
 
@@ -410,9 +410,9 @@ def _parse_yaml(text: str, name: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError("config", f"{name}: YAML syntax error{where}: {problem}") from None
+        raise ConfigError(WHOLE_FILE, f"{name}: YAML syntax error{where}: {problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError("config", f"{name}: YAML syntax error: {exc}") from None
+        raise ConfigError(WHOLE_FILE, f"{name}: YAML syntax error: {exc}") from None
 
 
 # -- building: the dataclasses above are the schema ----------------------------

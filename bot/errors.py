@@ -29,12 +29,17 @@ class StartupError(Exception):
     """A problem found at start (bad token, missing intent): one line, exit 2."""
 
 
+# The path of a problem with the config file as a whole (not found, not YAML, ...).
+WHOLE_FILE = "config"
+
+
 class ConfigError(StartupError):
     """Invalid configuration; the message names the key path and the problem."""
 
     def __init__(self, path: str, problem: str) -> None:
-        # "config" is the file as a whole: "config: file not found", not "config: config: ..."
-        super().__init__(f"config: {problem}" if path == "config" else f"config: {path}: {problem}")
+        # "config: file not found", not "config: config: file not found"
+        where = "" if path == WHOLE_FILE else f"{path}: "
+        super().__init__(f"config: {where}{problem}")
         self.path = path
         self.problem = problem
 

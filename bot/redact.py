@@ -24,10 +24,10 @@ _SECRET_PARAM = re.compile(
 )
 # name=value after ?, &, # or ; (query, fragment and matrix parameters)
 _SECRET_VALUE = re.compile(r"([?&#;])([^=&#;]*)=([^&#;]*)")
-# A URL inside free text: scheme://, then anything up to whitespace or a quote,
-# less a trailing punctuation mark that ends the sentence around it.
 _AUTHORITY_END = re.compile(r"[/?#]")
 _USERINFO_AT = re.compile(r"(?<!/)@")
+# A URL inside free text: scheme://, then anything up to whitespace or a quote,
+# less a trailing punctuation mark that ends the sentence around it.
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]*[^\s'\"<>`.,;:!?)\]]")
 
 

@@ -29,6 +29,14 @@ YES, NO = "yes", "no"
 MAX_STORED_CHARS = 200_000  # a stored exchange bigger than this is left out of history
 
 
+def approval_reply(text: str, prefix: str) -> bool | None:
+    """True for ``!yes``, False for ``!no`` (any case), None for any other text."""
+    command = parse_command(text.strip(), prefix)
+    if command is None or command.name.lower() not in (YES, NO):
+        return None
+    return command.name.lower() == YES
+
+
 class ToolUse:
     """The core's one handle on tools (a no-op when no servers are configured)."""
 
@@ -46,10 +54,10 @@ class ToolUse:
         conv = msg.key.as_str()
         if not self.approvals.waiting(conv):
             return False
-        command = parse_command(msg.text.strip(), prefix)
-        if command is None or command.name.lower() not in (YES, NO):
+        allowed = approval_reply(msg.text, prefix)
+        if allowed is None:
             return False
-        return self.approvals.answer(conv, msg.author_id, command.name.lower() == YES)
+        return self.approvals.answer(conv, msg.author_id, allowed)
 
     def model_for(
         self, model: ChatModel, msg: IncomingMessage, sink: ReplySink
