@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from .app import PLATFORMS, check_storage, describe_instances, migrate_store, serve
 from .config import Config, format_config, load_config
-from .errors import StartupError
+from .errors import ConfigError, StartupError
 from .jsonlog import use_json
 from .redact import install_log_redaction
 from .startup import error_line
@@ -23,6 +23,7 @@ log = logging.getLogger("bot")
 DEFAULT_CONFIG = "config.yaml"
 EXIT_USAGE = 2  # bad config, bad token, nothing to run: the user must fix something
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
+API_KEY_PATH = "openai.api_key"
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "websockets")
 
 
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate-store":  # needs no config: both URLs are given
             return migrate_store(args.source, args.target, args.batch_size)
-        cfg = load_config(args.config, os.environ, require_api_key=not args.local)
+        cfg = _load_config(args)
         if args.command == "check":
             check_storage(cfg.storage.url)
             servers = [f"# tools server {line}" for line in check_tools_servers(cfg.tools)]
@@ -119,6 +120,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    """The config. A first ``make run`` with nothing set names the key and the
+    platform variables together, not one per attempt."""
+    try:
+        return load_config(args.config, os.environ, require_api_key=not args.local)
+    except ConfigError as exc:
+        if args.command != "run" or exc.path != API_KEY_PATH:
+            raise
+        keyless = load_config(args.config, os.environ, require_api_key=False)
+        if keyless.discord.enabled or keyless.slack.enabled:
+            raise
+        no_platforms = Texts(keyless.language).get("no_platforms")
+        raise StartupError(f"{exc}\nerror: {no_platforms}") from exc
 
 
 if __name__ == "__main__":

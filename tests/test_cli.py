@@ -177,6 +177,26 @@ async def test_no_platform_configured_says_what_to_set(tmp_path: Path) -> None:
     assert not (tmp_path / "bot.db").exists()  # nothing was started or created
 
 
+async def test_nothing_set_names_the_key_and_the_platforms_at_once(tmp_path: Path) -> None:
+    env = bot_env(tmp_path)
+    del env["OPENAI_API_KEY"]
+    code, _, err = await run_bot([], env)
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines), err
+    assert "OPENAI_API_KEY" in lines[0]
+    assert "DISCORD_BOT_TOKEN" in lines[1] and "SLACK_BOT_TOKEN" in lines[1]
+    assert not (tmp_path / "bot.db").exists()
+
+
+async def test_a_platform_set_without_a_key_names_only_the_key(tmp_path: Path) -> None:
+    env = bot_env(tmp_path, DISCORD_BOT_TOKEN="x" * 40)
+    del env["OPENAI_API_KEY"]
+    code, _, err = await run_bot([], env)
+    assert code == 2, err
+    assert "OPENAI_API_KEY" in err and "DISCORD_BOT_TOKEN" not in err, err
+
+
 async def test_sigterm_lets_the_answer_in_flight_finish(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
