@@ -9,14 +9,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .app import PLATFORMS, check_storage, describe_instances, migrate_store, serve
-from .config import Config, format_config, load_config
-from .errors import ConfigError, StartupError
-from .jsonlog import use_json
-from .redact import install_log_redaction
-from .startup import error_line
-from .texts import Texts
-from .tools.wiring import check_tools_servers
+try:  # the libraries take a moment to load; Ctrl-C then exits as it does later
+    from .app import PLATFORMS, check_storage, describe_instances, migrate_store, serve
+    from .config import Config, format_config, load_config
+    from .errors import ConfigError, StartupError
+    from .jsonlog import use_json
+    from .redact import install_log_redaction
+    from .startup import error_line
+    from .texts import Texts
+    from .tools.wiring import check_tools_servers
+except KeyboardInterrupt:
+    sys.exit(130)
 
 log = logging.getLogger("bot")
 

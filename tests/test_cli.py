@@ -21,6 +21,8 @@ from tests.support import (
     spawn_bot,
 )
 
+IMPORTING_S = 0.2  # after start-up, while ``python -m bot`` still imports its libraries
+
 
 def answers(stdout: str) -> list[str]:
     return [line.removeprefix("answer: ") for line in stdout.splitlines() if line]
@@ -195,6 +197,19 @@ async def test_a_platform_set_without_a_key_names_only_the_key(tmp_path: Path) -
     code, _, err = await run_bot([], env)
     assert code == 2, err
     assert "OPENAI_API_KEY" in err and "DISCORD_BOT_TOKEN" not in err, err
+
+
+async def test_ctrl_c_while_the_libraries_load_exits_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # The imports take a few tenths of a second; Ctrl-C there used to print a
+    # KeyboardInterrupt traceback from deep inside them.
+    proc = await spawn_bot("console", env=bot_env(tmp_path))
+    await asyncio.sleep(IMPORTING_S)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)
+    assert proc.returncode in (0, 130), err.decode()  # 0: it had reached the prompt
+    assert "Traceback" not in err.decode(), err.decode()
 
 
 async def test_sigterm_lets_the_answer_in_flight_finish(
