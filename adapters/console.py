@@ -151,17 +151,27 @@ class ConsoleAdapter:
     async def _loop(self) -> None:
         lines = _read_lines_in_thread(self._stdin)
         held: deque[str | None] = deque()  # a pipe's lines read while an answer ran
-        while True:
-            if self._interactive:
-                self._stdout.write(self._core.texts.get("console_question"))
-                self._stdout.flush()
-            line = held.popleft() if held else await lines.get()
-            if line is None:
-                return
-            await self._hand_in(line)
-            await self._drain_reading(lines, held)
-            if self._sink.closed:
-                return  # output goes nowhere: stop as `check | head` does, quietly
+        try:
+            while True:
+                if self._interactive:
+                    self._stdout.write(self._core.texts.get("console_question"))
+                    self._stdout.flush()
+                line = held.popleft() if held else await lines.get()
+                if line is None:
+                    return
+                await self._hand_in(line)
+                await self._drain_reading(lines, held)
+                if self._sink.closed:
+                    return  # output goes nowhere: stop as `check | head` does, quietly
+        except asyncio.CancelledError:  # stop_intake: say what was read and not asked
+            self._tell_not_asked([*held, *_taken_now(lines)])
+            raise
+
+    def _tell_not_asked(self, lines: list[str | None]) -> None:
+        count = sum(1 for line in lines if line is not None and line.strip())
+        if count:
+            self._stderr.write(self._core.texts.get("console_not_asked", count=count) + "\n")
+            self._stderr.flush()
 
     async def _hand_in(self, line: str) -> None:
         if not line.strip():
@@ -230,6 +240,14 @@ def _discard_output(fd: int) -> None:
         os.dup2(null, fd)
     finally:
         os.close(null)
+
+
+def _taken_now(lines: asyncio.Queue[str | None]) -> list[str | None]:
+    """What the reader thread has queued so far."""
+    taken: list[str | None] = []
+    while not lines.empty():
+        taken.append(lines.get_nowait())
+    return taken
 
 
 def _more_to_read(held: deque[str | None]) -> bool:

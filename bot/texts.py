@@ -165,6 +165,7 @@ EN: Mapping[str, str] = {
         "I couldn't save this answer (my storage failed), so I may give it again after a restart."
     ),
     "console_storage_failed": "error: could not save your message ({detail}); stopping.",
+    "console_not_asked": "stopping: {count} line(s) read but not asked.",
     "cut_by_restart": "— cut short by a restart; I'll answer again when I'm back.",
 }
 
@@ -303,6 +304,7 @@ KO: Mapping[str, str] = {
         "재시작 뒤에 같은 답을 다시 드릴 수도 있어요."
     ),
     "console_storage_failed": "오류: 메시지를 저장하지 못해서 ({detail}) 종료해요.",
+    "console_not_asked": "종료해요: 읽었지만 묻지 않은 줄이 {count}개 있어요.",
     "cut_by_restart": "— 재시작 때문에 답이 중간에 끊겼어요. 다시 켜지면 다시 답할게요.",
 }
 

@@ -199,6 +199,22 @@ async def test_a_platform_set_without_a_key_names_only_the_key(tmp_path: Path) -
     assert "OPENAI_API_KEY" in err and "DISCORD_BOT_TOKEN" not in err, err
 
 
+async def test_sigterm_says_how_many_piped_lines_were_not_asked(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.script(reply("the first and only answer", ttft_s=1.0, chunks=3))
+    proc = await spawn_bot("console", env=bot_env(tmp_path, fake_openai))
+    assert proc.stdin is not None
+    proc.stdin.write(b"one\ntwo\n\nthree\nfour\n")  # the empty line is no question
+    await proc.stdin.drain()
+    await fake_openai.wait_for(lambda f: f.request_count == 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)
+    assert proc.returncode == 0, err.decode()
+    assert answers(out.decode()) == ["the first and only answer"]
+    assert "stopping: 3 line(s) read but not asked." in err.decode()
+
+
 async def test_ctrl_c_while_the_libraries_load_exits_without_a_traceback(
     tmp_path: Path,
 ) -> None:

@@ -35,6 +35,7 @@ REQUIRED = {
     "error_storage_read",
     "error_storage_answer",
     "console_storage_failed",
+    "console_not_asked",
     "cut_by_restart",
     *(f"error_{kind}" for kind in get_args(LLMErrorKind)),
 }
