@@ -194,19 +194,27 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
         adapters = [a for name in platforms if (a := create_adapter(name, cfg, core)) is not None]
         if not adapters:
             raise StartupError(core.texts.get("no_platforms"))
-        for adapter in adapters:
-            started.append(adapter)  # a failed start still gets closed
-            await adapter.start()
-            log.info("%s adapter running", adapter.name)
-        _tune_collector()
-        leftovers = (
-            recovering(core, started, cfg.recovery.max_age_minutes)
-            if handoff is None
-            else handoff.sweeping(started)  # answers what other instances left, too
-        )
-        async with leftovers, metrics_if(cfg.metrics, core, started):
-            ended = await _until_stopped(stop, started)
+        # Without a handoff, a restart's cut-off messages hold their places before
+        # any adapter takes messages; the handoff sweeps instead (also what other
+        # instances left).
+        max_age = cfg.recovery.max_age_minutes if handoff is None else 0
+        async with recovering(core, max_age) as recovery:
+            await _start(adapters, started)
+            _tune_collector()
+            leftovers = (
+                recovery.answering(started) if handoff is None else handoff.sweeping(started)
+            )
+            async with leftovers, metrics_if(cfg.metrics, core, started):
+                ended = await _until_stopped(stop, started)
     return EXIT_STORAGE if any(_storage_failed(w) for w in ended) else 0
+
+
+async def _start(adapters: Sequence[Adapter], started: list[Adapter]) -> None:
+    """Start each adapter; ``started`` lists those to close, a failed one included."""
+    for adapter in adapters:
+        started.append(adapter)
+        await adapter.start()
+        log.info("%s adapter running", adapter.name)
 
 
 def _handoff_settings(cfg: Config) -> HandoffSettings:

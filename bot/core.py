@@ -290,21 +290,41 @@ class Core:
             return lambda: self._guarded(msg, self._show_again(conv, sink, stored))
         return lambda: self._answer(msg, sink, pending.user_turn_id)
 
+    def hold_place(self, conv: str, message_id: str) -> Slot | None:
+        """Hold a stored message's place in its conversation's lane (bot/recovery.py
+        does so before any adapter takes messages): later messages there wait for
+        it. None if it already has one (a redelivery got here first). Give the
+        place to ``answer_stored`` or back with ``release_place``."""
+        accepted = (conv, message_id)
+        if self._closing or accepted in self._accepted:
+            return None
+        self._accepted.add(accepted)
+        return self._lanes.reserve(conv)
+
+    def release_place(self, conv: str, message_id: str, place: Slot) -> None:
+        """Give back a place ``hold_place`` held, unanswered."""
+        self._accepted.discard((conv, message_id))
+        place.cancel()
+
     async def answer_stored(
-        self, msg: IncomingMessage, sink: ReplySink, retry_after: Sequence[float] = ()
+        self,
+        msg: IncomingMessage,
+        sink: ReplySink,
+        retry_after: Sequence[float] = (),
+        place: Slot | None = None,
     ) -> bool:
         """Answer a stored message a restart cut off (bot/recovery.py); True if queued.
 
-        Its place in its conversation's lane is taken at once, so messages that
-        arrive later are answered after it. It is answered only once this instance
-        takes it over (``store.take_over``), tried again after each of
-        ``retry_after`` seconds while another instance holds it."""
+        It answers in ``place`` (from ``hold_place``), or takes its place in its
+        conversation's lane at once, so messages that arrive later are answered
+        after it. It is answered only once this instance takes it over
+        (``store.take_over``), tried again after each of ``retry_after`` seconds
+        while another instance holds it."""
         conv = msg.key.as_str()
-        accepted = (conv, msg.message_id)
-        if self._closing or accepted in self._accepted:  # a redelivery got here first
-            return False
-        self._accepted.add(accepted)
-        slot = self._lanes.reserve(conv)
+        if place is None:
+            place = self.hold_place(conv, msg.message_id)
+            if place is None:
+                return False
         job: Job | None = None
         try:
             for wait in (0.0, *retry_after):
@@ -317,11 +337,10 @@ class Core:
                     break
         finally:
             if job is None:
-                self._accepted.discard(accepted)
-                slot.cancel()
+                self.release_place(conv, msg.message_id, place)
         if job is None:
             return False
-        slot.fill(job)
+        place.fill(job)
         return True
 
     async def run_command(self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink) -> None:

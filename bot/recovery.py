@@ -3,10 +3,11 @@
 Neither Discord nor Slack replays a message to a new session, so a question whose
 answer was cut off (SIGKILL, power loss, the shutdown grace period ran out) would
 stay unanswered forever. Every user turn is stored with where its answer goes
-(``IncomingMessage.reply_target``, a string only its adapter reads). After the
-adapters have started, ``recovering`` lists the cut-off turns stored within
-``recovery.max_age_minutes`` and hands each to ``Core.answer_stored`` with a sink
-its adapter rebuilt from the stored target (``Adapter.sink_for``). The core then
+(``IncomingMessage.reply_target``, a string only its adapter reads). Before the
+adapters start, ``recovering`` lists the cut-off turns stored within
+``recovery.max_age_minutes`` and holds their places; once they have started, it
+hands each to ``Core.answer_stored`` with a sink its adapter rebuilt from the
+stored target (``Adapter.sink_for``). The core then
 answers it through its normal path: in its conversation's lane, with the history
 up to that question, or by showing again an answer that was stored but not
 delivered.
@@ -27,9 +28,10 @@ Decisions:
   that died elsewhere looks alive until its heartbeat goes stale, so its message
   is tried again after that. Its place in its conversation is held meanwhile,
   so a newer message there waits for it.
-- Recovery starts once the adapters are up (its sinks need their clients), so a
-  message that arrives in the moment before it holds its places is answered
-  first; it still sees the history up to it, the cut-off question included.
+- Places before intake: each cut-off message's place in its conversation is held
+  before any adapter takes messages (``recovering``), and it is answered once the
+  adapters are up (its sink needs their client). A message that arrives meanwhile,
+  even the first line of a console pipe, is answered after it, in order.
 - A redelivery (``Core.handle``) that finds its message held by an instance that
   looks alive drops it at once instead of waiting: two live instances that both
   receive every Discord message must not stall each other. If that owner was in
@@ -50,6 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .instances import HEARTBEAT_S, STALE_AFTER_S
+from .lanes import Slot
 from .storage_guard import STORE_FAILURES
 from .store import Unanswered
 from .types import IncomingMessage, ReplySink
@@ -77,18 +80,68 @@ class Recovered:
     abandoned: int  # older than the age limit: marked done, not answered
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Cut-off messages whose places in their conversations are held, to answer."""
+
+    places: list[tuple[Unanswered, Slot]]
+    listed: int  # cut-off messages found within the age limit
+    abandoned: int  # older ones, marked done
+
+
+class Recovery:
+    """Holds the cut-off messages' places before the adapters take messages, and
+    answers them once the adapters are up (their sinks need their clients)."""
+
+    def __init__(self, core: Core, max_age_minutes: int) -> None:
+        self._core = core
+        self._max_age_s = max_age_minutes * 60.0
+        self._held = Held([], 0, 0)
+
+    async def hold(self) -> None:
+        """List and hold; a storage failure is one line and holds nothing."""
+        try:
+            self._held = await hold_cut_off(self._core, self._max_age_s)
+        except STORE_FAILURES as exc:  # a full disk, say: the bot goes on
+            log.error("recovery: storage failed (%s); cut-off messages stay unanswered", exc)
+
+    @contextlib.asynccontextmanager
+    async def answering(self, adapters: Sequence[Adapter]) -> AsyncIterator[None]:
+        """Answer what is held, in the background while the body runs."""
+        if self._max_age_s <= 0:  # recovery is off
+            yield
+            return
+        held, self._held = self._held, Held([], 0, 0)
+        answers = answer_held(self._core, held, adapters, retry_after=RETRY_AFTER_S)
+        task = asyncio.create_task(_quietly(answers))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._give_back(held)  # what the task did not get to before it stopped
+
+    def release(self) -> None:
+        """Give back the places still held (the adapters never came up)."""
+        held, self._held = self._held, Held([], 0, 0)
+        self._give_back(held)
+
+    def _give_back(self, held: Held) -> None:
+        for item, place in held.places:
+            if not place.ready.is_set():  # neither filled nor given back yet
+                self._core.release_place(item.conversation, item.turn.message_id or "", place)
+
+
 @contextlib.asynccontextmanager
-async def recovering(
-    core: Core, adapters: Sequence[Adapter], max_age_minutes: int
-) -> AsyncIterator[None]:
-    """Run recovery in the background while the body runs; stop it on exit."""
-    task = asyncio.create_task(_quietly(recover(core, adapters, max_age_minutes * 60.0)))
+async def recovering(core: Core, max_age_minutes: int) -> AsyncIterator[Recovery]:
+    """Hold the cut-off messages' places now; ``Recovery.answering`` answers them."""
+    recovery = Recovery(core, max_age_minutes)
+    await recovery.hold()
     try:
-        yield
+        yield recovery
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        recovery.release()
 
 
 async def _quietly(work: Awaitable[Recovered]) -> None:
@@ -111,6 +164,17 @@ async def recover(
     """Answer the cut-off messages younger than ``max_age_s``; mark older ones done."""
     if max_age_s <= 0:
         return Recovered(0, 0, 0)
+    held = await hold_cut_off(core, max_age_s, clock=clock)
+    return await answer_held(core, held, adapters, retry_after=retry_after)
+
+
+async def hold_cut_off(
+    core: Core, max_age_s: float, *, clock: Callable[[], float] = time.time
+) -> Held:
+    """Hold the place of each cut-off message younger than ``max_age_s`` in its
+    conversation, in the order they were stored; mark older ones done."""
+    if max_age_s <= 0:
+        return Held([], 0, 0)
     store = core.store
     since = clock() - max_age_s
     abandoned = await store.abandon_unanswered(since - LOOKBACK_S, since, MAX_LOGGED)
@@ -122,15 +186,28 @@ async def recover(
             _some(f"{mid} in {conv}" for conv, mid in abandoned),
         )
     items = await store.unanswered(since, MAX_RECOVERED)
+    places = []
+    for item in items:
+        place = core.hold_place(item.conversation, item.turn.message_id or "")
+        if place is not None:
+            places.append((item, place))
+    return Held(places, len(items), len(abandoned))
+
+
+async def answer_held(
+    core: Core, held: Held, adapters: Sequence[Adapter], *, retry_after: Sequence[float]
+) -> Recovered:
+    """Answer each held message through its adapter's sink, in its held place."""
     platforms = {adapter.name: adapter for adapter in adapters}
     answers = []
-    for item in items:
+    for item, place in held.places:
         rebuilt = rebuild_message(item, platforms)
-        if rebuilt is not None:
-            answers.append(core.answer_stored(*rebuilt, retry_after=retry_after))
-    # Each starts at once and holds its place in its conversation before it waits.
+        if rebuilt is None:
+            core.release_place(item.conversation, item.turn.message_id or "", place)
+            continue
+        answers.append(core.answer_stored(*rebuilt, retry_after=retry_after, place=place))
     queued = sum(await asyncio.gather(*answers))
-    done = Recovered(queued, len(items) - queued, len(abandoned))
+    done = Recovered(queued, held.listed - queued, held.abandoned)
     log.info(
         "recovery: done: %d cut-off messages queued to be answered, %d skipped, %d too old",
         done.queued,

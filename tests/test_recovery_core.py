@@ -92,6 +92,33 @@ async def test_a_recovered_question_is_answered_before_newer_messages(
     assert sink.texts == ["Alice: lost question", "Alice: newer question"]
 
 
+async def test_a_place_held_before_intake_comes_first_and_is_given_back_if_unused(
+    core_factory: CoreFactory, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.reply_fn = echo_last_user
+    lost, later = message("lost question"), message("newer question")
+    async with instance(tmp_path / "bot.db") as dead:
+        await store_question(dead, lost, "here")
+    async with instance(tmp_path / "bot.db") as store:
+        core: Core = await core_factory(store)
+        sink = RecordingSink()
+        async with recovering(core, max_age_minutes=15) as recovery:
+            await core.handle(later, sink)  # a message while the adapters start
+            await asyncio.sleep(0.2)
+            assert sink.texts == []  # it waits behind the held place
+            async with recovery.answering([SinkAdapter("console", {"here": sink})]):
+                await settle(core)
+        assert sink.texts == ["Alice: lost question", "Alice: newer question"]
+        # Held again at the next start, where the adapters never come up: given back.
+        await store.mark_done(lost.key.as_str(), lost.message_id)
+        await store_question(store, message("lost again"), "here")
+        async with recovering(core, max_age_minutes=15):
+            pass
+        await core.handle(message("after a failed start"), sink)
+        await settle(core)
+    assert sink.texts[-1] == "Alice: after a failed start"
+
+
 async def test_a_live_instances_message_is_not_answered_by_another(
     core_factory: CoreFactory, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -212,7 +239,10 @@ async def test_a_store_failing_during_recovery_is_one_line_and_the_bot_goes_on(
             raise sqlite3.OperationalError("database or disk is full")
 
         monkeypatch.setattr(store, "abandon_unanswered", full_disk)
-        async with recovering(core, [SinkAdapter("console", {})], max_age_minutes=15):
+        async with (
+            recovering(core, max_age_minutes=15) as recovery,
+            recovery.answering([SinkAdapter("console", {})]),
+        ):
             await asyncio.sleep(0.2)
     lines = [r for r in caplog.records if r.name == "bot.recovery"]
     assert [r.getMessage() for r in lines] == [
