@@ -51,19 +51,14 @@ CONSOLE_LIMITS = PlatformLimits(
 )
 
 
-class ConsoleSink:
-    """Prints the answer to a text stream; appends instead of editing."""
+class _Output:
+    """Where answers print; ``closed`` once its reader is gone (``... console | head``)."""
 
-    limits = CONSOLE_LIMITS
-    pace_key = "console"
-
-    def __init__(self, out: TextIO, answer_label: str) -> None:
+    def __init__(self, out: TextIO) -> None:
         self._out = out
-        self._label = answer_label
-        self._count = 0
-        self.closed = False  # the reader of our output is gone (`... console | head`)
+        self.closed = False
 
-    def _write(self, text: str) -> None:
+    def write(self, text: str) -> None:
         if self.closed:
             return
         try:
@@ -75,6 +70,30 @@ class ConsoleSink:
             self.closed = True
             with contextlib.suppress(OSError, ValueError):  # not a file: nothing to do
                 _discard_output(self._out.fileno())
+
+
+class ConsoleSink:
+    """Prints the answer to a text stream; appends instead of editing."""
+
+    limits = CONSOLE_LIMITS
+    pace_key = "console"
+
+    def __init__(self, out: TextIO | _Output, answer_label: str) -> None:
+        self._output = out if isinstance(out, _Output) else _Output(out)
+        self._label = answer_label
+        self._count = 0
+
+    @property
+    def closed(self) -> bool:
+        """The reader of our output is gone."""
+        return self._output.closed
+
+    def labelled(self, answer_label: str) -> ConsoleSink:
+        """A sink to the same output whose answers start with ``answer_label``."""
+        return ConsoleSink(self._output, answer_label)
+
+    def _write(self, text: str) -> None:
+        self._output.write(text)
 
     def _next_id(self) -> str:
         self._count += 1
@@ -123,6 +142,9 @@ class ConsoleAdapter:
         self._user = cfg.user_name or _login_name()
         self._interactive = stdin.isatty()
         self._sink = ConsoleSink(stdout, core.texts.get("console_answer"))
+        # A question cut off by the last run's end is answered at start: say so, as
+        # the terminal no longer shows that question.
+        self._recovery_sink = self._sink.labelled(core.texts.get("console_answer_recovered"))
         self._task: asyncio.Task[None] | None = None
         self._count = 0
 
@@ -143,7 +165,7 @@ class ConsoleAdapter:
 
     def sink_for(self, target: str) -> ConsoleSink | None:
         """The terminal, for a question an earlier run was cut off answering."""
-        return self._sink if target == CONSOLE_TARGET else None
+        return self._recovery_sink if target == CONSOLE_TARGET else None
 
     async def close(self) -> None:
         """Nothing to close: stdin and stdout belong to the process."""

@@ -108,6 +108,7 @@ EN: Mapping[str, str] = {
     # -- console --
     "console_question": "question: ",
     "console_answer": "answer: ",
+    "console_answer_recovered": "answer (to your question before the restart): ",
     "console_welcome": (
         "Chatting in the terminal. Type `{prefix}help` for commands; Ctrl+D or Ctrl+C quits."
     ),
@@ -245,6 +246,7 @@ KO: Mapping[str, str] = {
     # -- console --
     "console_question": "질문: ",
     "console_answer": "답변: ",
+    "console_answer_recovered": "답변 (재시작 전에 하신 질문): ",
     "console_welcome": (
         "터미널에서 대화하고 있어요. 명령어는 `{prefix}help`로 볼 수 있고, "
         "Ctrl+D나 Ctrl+C를 누르면 끝나요."

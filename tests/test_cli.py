@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import EXIT_BROKEN_PIPE
+from bot.texts import Texts
 from fakes.fake_openai import FakeOpenAI, reply
 from tests.support import (
     RUN_LIMIT_S,
@@ -213,6 +214,24 @@ async def test_sigterm_says_how_many_piped_lines_were_not_asked(
     assert proc.returncode == 0, err.decode()
     assert answers(out.decode()) == ["the first and only answer"]
     assert "stopping: 3 line(s) read but not asked." in err.decode()
+
+
+async def test_a_question_cut_off_by_sigkill_is_answered_at_the_next_start_and_says_so(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.script(reply("never shown", ttft_s=30.0), reply("four"), reply("twelve"))
+    env = bot_env(tmp_path, fake_openai)
+    proc = await spawn_bot("console", env=env)
+    assert proc.stdin is not None
+    proc.stdin.write(b"what is two plus two?\n")
+    await proc.stdin.drain()
+    await fake_openai.wait_for(lambda f: f.request_count == 1)
+    proc.kill()
+    await proc.wait()
+    code, out, err = await run_bot(["console"], env, b"and times three?\n")
+    assert code == 0, err
+    recovered = Texts("en").get("console_answer_recovered")
+    assert out.splitlines() == [f"{recovered}four", "answer: twelve"]
 
 
 async def test_ctrl_c_while_the_libraries_load_exits_without_a_traceback(

@@ -29,6 +29,7 @@ REQUIRED = {
     "error_delivery",
     "console_question",
     "console_answer",
+    "console_answer_recovered",
     "console_welcome",
     "no_platforms",
     "error_storage",
