@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 import storage
@@ -407,6 +409,52 @@ async def test_http_rejects_bad_and_stale_signatures(
         assert adapter.events_handled == 0
     assert fake_openai.chat_requests == []
     assert fake_slack.posted() == []
+
+
+async def post_raw(url: str, body: bytes, headers: dict[str, str]) -> int:
+    async with (
+        aiohttp.ClientSession(trust_env=False) as session,
+        session.post(url, data=body, headers=headers) as resp,
+    ):
+        return resp.status
+
+
+async def test_http_refuses_unsigned_garbage_before_reading_it_and_logs_it_once(
+    fake_slack: FakeSlack, memory_core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    now = str(int(time.time()))
+    big = json.dumps({"type": "event_callback", "x": "B" * 500_000}).encode()
+    requests = [
+        (big, {"X-Slack-Request-Timestamp": now}),  # no signature
+        (b"{{{not json", {"X-Slack-Request-Timestamp": now, "X-Slack-Signature": "v0=00"}),
+        (b"payload=%7B", {"Content-Type": "application/x-www-form-urlencoded"}),
+        (b"{}", {"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"}),
+    ]
+    async with http_app(fake_slack, memory_core) as (adapter, url):
+        statuses = [await post_raw(url, body, headers) for body, headers in requests * 5]
+        assert adapter.connected  # still listening
+    assert statuses == [401] * 20
+    assert adapter.events_handled == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1, [r.getMessage() for r in refused]
+    assert max(len(r.getMessage()) for r in caplog.records) < 1000  # no body in the log
+
+
+async def test_http_a_signed_but_unreadable_body_gets_400(
+    fake_slack: FakeSlack, memory_core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    stamp = int(time.time())
+    body = "{{{not json"
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": str(stamp),
+        "X-Slack-Signature": fake_slack.sign(body, stamp),
+    }
+    async with http_app(fake_slack, memory_core) as (_adapter, url):
+        assert await post_raw(url, body.encode(), headers) == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_http_answers_url_verification(fake_slack: FakeSlack, memory_core: Core) -> None:

@@ -40,6 +40,7 @@ from .approval import answer_blocks, pressed
 from .bolt_setup import bolt_logger, tokenless_twin
 from .names import UserNames, display_name
 from .pacing import ReadsRateLimitRetry, SlackPaces
+from .signed import SignatureGate
 from .sink import SinkTexts, SlackSink, TeamFallbacks
 from .translate import BotIdentity, Inbound, Policy, accept, names_in_order, to_inbound
 
@@ -277,8 +278,17 @@ class SlackAdapter:
         return str(response["url"])
 
     async def _start_http(self, app: AsyncApp) -> None:
+        gate = SignatureGate(self._slack.signing_secret)
+
         async def handle(request: web.Request) -> web.Response:
-            bolt_response = await app.async_dispatch(await to_bolt_request(request))
+            if not gate.admits(await request.read(), request.headers):
+                return web.Response(status=401, text="invalid signature")
+            try:
+                bolt_request = await to_bolt_request(request)
+            except ValueError:  # signed, yet neither JSON nor a form: Slack never sends it
+                log.warning("Slack HTTP: a signed request had an unreadable body; refused")
+                return web.Response(status=400, text="unreadable body")
+            bolt_response = await app.async_dispatch(bolt_request)
             response = await to_aiohttp_response(bolt_response)
             await response.prepare(request)  # the ack is sent here, then names are looked up
             await response.write_eof()
