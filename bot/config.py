@@ -71,6 +71,17 @@ LogFormat = Literal["text", "json"]
 VisionMode = Literal["auto", "on", "off"]
 
 NO_KEY_PLACEHOLDER = "not-needed"  # api_key sent to a local server that needs none
+# Slack's token kinds by prefix ("xoxe.xoxb-": a bot token with rotation turned on).
+BOT_TOKEN_PREFIXES = ("xoxb-", "xoxe.xoxb-")
+APP_TOKEN_PREFIX = "xapp-"
+SLACK_TOKEN_KINDS = {
+    "xoxb-": "a bot token (xoxb-...)",
+    "xapp-": "an app-level token (xapp-...)",
+    "xoxp-": "a user token (xoxp-...)",
+    "xoxe-": "a refresh token (xoxe-...)",
+    "xoxc-": "a browser session token (xoxc-...)",
+    "xoxa-": "a workspace app token (xoxa-...)",
+}
 SECRET_SET = "***set***"  # how redacted() shows a secret that has a value
 # The prompt budget (context_tokens - max_output_tokens) must hold the default system
 # prompt and a short message. Config has no tokenizer (loading one is slow), so the
@@ -818,11 +829,7 @@ def _check_discord_ids(discord: DiscordConfig) -> None:
 
 
 def _check_slack(slack: SlackConfig) -> None:
-    if slack.bot_token.startswith("xapp-") or slack.app_token.startswith("xoxb-"):
-        raise ConfigError(
-            "slack.bot_token",
-            "the bot token (xoxb-...) and the app token (xapp-...) look swapped",
-        )
+    _check_slack_token_kinds(slack)
     if not slack.bot_token:
         if slack.app_token:
             raise ConfigError(
@@ -841,6 +848,29 @@ def _check_slack(slack: SlackConfig) -> None:
         raise ConfigError("slack.signing_secret", "HTTP mode needs SLACK_SIGNING_SECRET")
     if not slack.http_path.startswith("/"):
         raise ConfigError("slack.http_path", f"must start with /, got {slack.http_path!r}")
+
+
+def _check_slack_token_kinds(slack: SlackConfig) -> None:
+    """Each token is of its kind: a user token (xoxp-) would make the bot post as that
+    person and take their messages for its own."""
+    bot, app = slack.bot_token, slack.app_token
+    if bot.startswith("xapp-") and app.startswith(BOT_TOKEN_PREFIXES):
+        raise ConfigError(
+            "slack.bot_token",
+            "the bot token (xoxb-...) and the app token (xapp-...) look swapped",
+        )
+    if bot and not bot.startswith(BOT_TOKEN_PREFIXES):
+        kind = SLACK_TOKEN_KINDS.get(bot[:5], "not a Slack token")
+        raise ConfigError(
+            "slack.bot_token",
+            f"must be the Bot User OAuth Token (xoxb-...); this one is {kind}",
+        )
+    if app and not app.startswith(APP_TOKEN_PREFIX):
+        kind = SLACK_TOKEN_KINDS.get(app[:5], "not a Slack token")
+        raise ConfigError(
+            "slack.app_token",
+            f"must be an app-level token (xapp-..., scope connections:write); this one is {kind}",
+        )
 
 
 # -- showing ------------------------------------------------------------------------

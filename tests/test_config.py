@@ -343,6 +343,28 @@ def test_incomplete_slack_setup_says_what_is_missing(env: dict[str, str], path: 
     assert "xoxb-1" not in str(err) and "xapp-1" not in str(err)
 
 
+@pytest.mark.parametrize(
+    ("env", "path", "kind"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxp-1", "SLACK_APP_TOKEN": "xapp-1"}, "slack.bot_token", "user"),
+        ({"SLACK_BOT_TOKEN": "1234", "SLACK_APP_TOKEN": "xapp-1"}, "slack.bot_token", "not a"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-2"}, "slack.app_token", "bot"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxp-2"}, "slack.app_token", "user"),
+    ],
+)
+def test_a_slack_token_of_the_wrong_kind_is_named(
+    env: dict[str, str], path: str, kind: str
+) -> None:
+    err = error_of({}, {**KEY_ENV, **env})
+    assert err.path == path and kind in err.problem
+    assert not any(secret in str(err) for secret in ("xoxp-1", "1234", "xoxb-2", "xoxp-2"))
+
+
+def test_a_rotating_bot_token_is_a_bot_token() -> None:
+    env = {**KEY_ENV, "SLACK_BOT_TOKEN": "xoxe.xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+    assert build({}, env).slack.enabled
+
+
 def test_slack_http_mode_needs_the_signing_secret() -> None:
     env = {**KEY_ENV, "SLACK_BOT_TOKEN": "xoxb-1"}
     assert error_of({"slack": {"mode": "http"}}, env).path == "slack.signing_secret"
