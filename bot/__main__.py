@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 try:  # the libraries take a moment to load; Ctrl-C then exits as it does later
     from .app import PLATFORMS, check_storage, describe_instances, migrate_store, serve
     from .config import Config, format_config, load_config
-    from .errors import ConfigError, StartupError
+    from .errors import ConfigError, PlatformUnavailable, StartupError
     from .jsonlog import use_json
     from .redact import install_log_redaction
     from .startup import error_line
@@ -25,6 +25,7 @@ log = logging.getLogger("bot")
 
 DEFAULT_CONFIG = "config.yaml"
 EXIT_USAGE = 2  # bad config, bad token, nothing to run: the user must fix something
+EXIT_UNAVAILABLE = 1  # a platform kept failing at start: start again later
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
 API_KEY_PATH = "openai.api_key"
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "openai", "websockets")
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner.run(serve(cfg, platforms, local=args.local))
     except StartupError as exc:
         print(error_line(exc, os.environ), file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_UNAVAILABLE if isinstance(exc, PlatformUnavailable) else EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -29,6 +29,11 @@ class StartupError(Exception):
     """A problem found at start (bad token, missing intent): one line, exit 2."""
 
 
+class PlatformUnavailable(StartupError):
+    """A platform kept failing at start with an error that may pass (a rate limit, a
+    server error), tried a few times: one line, exit 1, since no setting is wrong."""
+
+
 # The path of a problem with the config file as a whole (not found, not YAML, ...).
 WHOLE_FILE = "config"
 

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import EXIT_BROKEN_PIPE
+from bot.errors import PlatformUnavailable
 from bot.texts import Texts
 from fakes.fake_openai import FakeOpenAI, reply
 from tests.support import (
+    ROOT,
     RUN_LIMIT_S,
     SECRETS,
     bot_env,
@@ -279,6 +281,23 @@ async def test_console_local_model_end_to_end(tmp_path: Path) -> None:
     # One answer; the small model sometimes writes it in several paragraphs.
     assert out.count("answer: ") == 1, out
     assert out.split("answer: ", 1)[1].strip(), out
+
+
+def test_a_platform_that_stays_unavailable_at_start_exits_1_not_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bot.__main__ as cli
+
+    async def unavailable(*_args: object, **_kwargs: object) -> int:
+        raise PlatformUnavailable("slack: auth.test kept failing (internal_error)")
+
+    monkeypatch.setattr(cli, "serve", unavailable)
+    monkeypatch.delenv("DISCORD_BOT_TOKEN", raising=False)
+    for name in ("OPENAI_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        monkeypatch.setenv(name, SECRETS[name])
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/bot.db")
+    assert cli.main(["--config", str(ROOT / "config.yaml")]) == 1
+    assert capsys.readouterr().err == "error: slack: auth.test kept failing (internal_error)\n"
 
 
 def test_the_bot_runs_on_uvloop_where_it_is_installed() -> None:

@@ -19,9 +19,10 @@ import pytest
 import storage
 from adapters.registry import create_adapter
 from adapters.slack import SlackAdapter
+from adapters.slack import adapter as slack_adapter
 from bot.config import Config, SlackConfig
 from bot.core import Core
-from bot.errors import StartupError
+from bot.errors import PlatformUnavailable, StartupError
 from bot.indicator import TYPING_DELAY_S
 from fakes.fake_openai import FakeOpenAI, reply, unauthorized
 from fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
@@ -352,6 +353,30 @@ async def test_start_logs_in_with_auth_test(fake_slack: FakeSlack, memory_core: 
         assert adapter.bot is not None and adapter.bot.user_id == "U0BOT"
         assert fake_slack.connections == 1
     assert [c.method for c in fake_slack.calls][:2] == ["auth.test", "apps.connections.open"]
+
+
+async def test_a_passing_error_at_start_is_tried_again(
+    fake_slack: FakeSlack, memory_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slack_adapter, "START_RETRY_WAITS_S", (0.01, 0.01, 0.01))
+    fake_slack.fail("auth.test", "ratelimited")
+    fake_slack.fail("auth.test", "internal_error")
+    async with running(fake_slack, memory_core) as adapter:
+        assert adapter.bot is not None and adapter.bot.user_id == "U0BOT"
+    assert len(fake_slack.calls_to("auth.test")) == 3
+
+
+async def test_an_error_that_does_not_pass_stops_the_start_as_unavailable(
+    fake_slack: FakeSlack, memory_core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slack_adapter, "START_RETRY_WAITS_S", (0.01, 0.01))
+    fake_slack.fail("auth.test", "internal_error", times=3)
+    adapter = SlackAdapter(slack_config(fake_slack), memory_core, api_base_url=fake_slack.api_url)
+    with pytest.raises(PlatformUnavailable) as caught:
+        await adapter.start()
+    assert "internal_error" in str(caught.value) and "start again later" in str(caught.value)
+    assert len(fake_slack.calls_to("auth.test")) == 3
+    await adapter.stop()
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import ShuttingDown, StartupError, StorageError
+from bot.errors import PlatformUnavailable, ShuttingDown, StartupError, StorageError
 from bot.redact import redact_url
 from bot.shutdown import INTAKE_GRACE_S
 from bot.tools.approval import ACTION_PREFIX
@@ -58,6 +58,13 @@ AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
 TEXT_KEYS = {"status": "slack_status", "placeholder": "slack_placeholder"}
+# auth.test at start: errors that may pass are tried again after these waits.
+START_RETRY_WAITS_S = (1.0, 2.0, 4.0, 8.0)
+PASSING_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+HTTP_TOO_MANY = 429
+HTTP_SERVER_ERROR = 500
 
 
 class SlackAdapter:
@@ -186,18 +193,31 @@ class SlackAdapter:
     # -- start-up ------------------------------------------------------------
 
     async def _auth_test(self, client: AsyncWebClient) -> Mapping[str, Any]:
-        try:
-            response = await client.auth_test()
-        except SlackApiError as exc:
-            error = _error(exc)
-            if error in AUTH_ERRORS:
-                raise StartupError(
-                    f"slack: the bot token (SLACK_BOT_TOKEN) was rejected: {error}"
-                ) from None
-            raise StartupError(f"slack: auth.test failed: {error or exc}") from None
-        except aiohttp.ClientError as exc:
-            raise StartupError(f"slack: cannot reach {self._base_url}: {exc}") from None
-        return response.data if isinstance(response.data, dict) else {}
+        """Who the token belongs to; an error that may pass is tried again a few times."""
+        for wait in (*START_RETRY_WAITS_S, None):
+            try:
+                response = await client.auth_test()
+            except SlackApiError as exc:
+                error = _error(exc)
+                if error in AUTH_ERRORS:
+                    raise StartupError(
+                        f"slack: the bot token (SLACK_BOT_TOKEN) was rejected: {error}"
+                    ) from None
+                if not _may_pass(exc):
+                    raise StartupError(f"slack: auth.test failed: {error or exc}") from None
+                if wait is None:
+                    raise PlatformUnavailable(
+                        f"slack: auth.test kept failing ({error or exc}); start again later"
+                    ) from None
+                log.warning("Slack: auth.test failed (%s); trying again in %.0f s", error, wait)
+            except aiohttp.ClientError as exc:
+                if wait is None:
+                    raise StartupError(f"slack: cannot reach {self._base_url}: {exc}") from None
+                log.warning("Slack: cannot reach the API (%s); trying again in %.0f s", exc, wait)
+            else:
+                return response.data if isinstance(response.data, dict) else {}
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _build_app(self, client: AsyncWebClient, auth: Mapping[str, Any]) -> AsyncApp:
         identity = AuthorizeResult.from_auth_test_response(
@@ -462,6 +482,12 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
     return configured
+
+
+def _may_pass(exc: SlackApiError) -> bool:
+    """A rate limit or a server-side error: the same call may work in a moment."""
+    status = getattr(exc.response, "status_code", 200)
+    return _error(exc) in PASSING_ERRORS or status == HTTP_TOO_MANY or status >= HTTP_SERVER_ERROR
 
 
 def _error(exc: SlackApiError) -> str:
