@@ -51,9 +51,10 @@ class Fence:
         """The line that reopens this fence at the start of the next part."""
         return f"{self.marker}{self.info[:MAX_INFO]}\n"
 
-    def closer(self) -> str:
-        """The suffix that closes this fence at the end of a part."""
-        return "\n" + self.marker
+    def closer(self, body: str) -> str:
+        """The suffix that closes this fence at the end of a part ending in ``body``;
+        a body that ends its line gets no second newline (a blank line in the code)."""
+        return self.marker if body.endswith("\n") else "\n" + self.marker
 
 
 def split_text(text: str, max_len: int) -> list[Part]:
@@ -100,7 +101,7 @@ def take_part(
         cut = _choose_cut(text, start, end, floor)
         cut = _avoid_fence_split(text, start, cut, floor, fence)
         after = fence_at(text, start, cut, fence)
-        suffix = after.closer() if after and _repairs(after, max_len) else ""
+        suffix = after.closer(text[start:cut]) if after and _repairs(after, max_len) else ""
         if len(prefix) + (cut - start) + len(suffix) <= max_len:
             break
     return Part(prefix, text[start:cut], suffix), cut, after

@@ -135,11 +135,31 @@ def test_code_block_across_the_limit_is_closed_and_reopened() -> None:
     parts = split_text(text, 1000)
     _assert_invariants(text, parts, 1000)
     assert len(parts) >= 3
-    assert parts[0].suffix == "\n```"
+    assert parts[0].body.endswith("\n") and parts[0].suffix == "```"  # no blank line
     assert parts[1].prefix == "```python\n"
     assert parts[0].render().endswith("```")
     assert parts[1].render().startswith("```python\n")
     assert parts[-1].render().endswith("That is all.\n")
+    # The code copied out of the messages is the code, with no line added.
+    shown = [_code_lines(part.render()) for part in parts]
+    assert [line for lines in shown for line in lines] == code.splitlines()
+
+
+def test_a_cut_inside_a_line_of_code_closes_the_fence_on_a_line_of_its_own() -> None:
+    text = "```\n" + "x" * 300 + "\n```\n"
+    parts = split_text(text, 120)
+    assert parts[0].suffix == "\n```" and not parts[0].body.endswith("\n")
+
+
+def _code_lines(rendered: str) -> list[str]:
+    """The lines between a message's fences."""
+    inside, lines = False, []
+    for line in rendered.splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif inside:
+            lines.append(line)
+    return lines
 
 
 def test_tilde_fence_is_reopened_with_its_marker() -> None:
