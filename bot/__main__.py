@@ -71,6 +71,9 @@ def setup_logging(cfg: Config, console: bool) -> None:
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    # While PostgreSQL is down the pool logs a traceback at every reconnect try; the
+    # store's own heartbeat already says so, once a minute (bot/failure_log.py).
+    logging.getLogger("asyncpg.pool").setLevel(max(level, logging.ERROR))
     install_log_redaction()
     if cfg.logging.format == "json":
         use_json()

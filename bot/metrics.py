@@ -26,6 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .events import EVENTS, Events, Histogram
+from .failure_log import FailureLog
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,10 @@ def build_app(probe: Probe, gauges: Gauges, events: Events = EVENTS) -> web.Appl
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    store_failures = FailureLog(log, "readyz: the store did not answer")  # once a minute
+
     async def readyz(_request: web.Request) -> web.Response:
-        store = await _store_ok(probe)
+        store = await _store_ok(probe, store_failures)
         adapters = probe.adapters_ok()
         status = 200 if store and adapters else 503
         text = f"store: {'ok' if store else 'unreachable'}\n"
@@ -143,13 +146,16 @@ def build_app(probe: Probe, gauges: Gauges, events: Events = EVENTS) -> web.Appl
     return app
 
 
-async def _store_ok(probe: Probe) -> bool:
+async def _store_ok(probe: Probe, failures: FailureLog) -> bool:
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            return await probe.store_ok()
+            ok = await probe.store_ok()
     except Exception as exc:  # any failure means not ready; the reason goes to the log
-        log.warning("readyz: the store did not answer: %s", exc)
+        failures.failed(str(exc) or type(exc).__name__)
         return False
+    if ok:
+        failures.succeeded()
+    return ok
 
 
 @contextlib.asynccontextmanager

@@ -178,6 +178,19 @@ async def test_readyz_says_what_is_not_ready_and_discord_429s_are_counted() -> N
     assert value(scraped, 'chatbridge_platform_rate_limited_total{platform="discord"}') == 1
 
 
+async def test_readyz_probed_every_second_while_the_store_is_down_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with (
+        serving_metrics("127.0.0.1", 0, DownProbe(), dict, Events()) as port,
+        aiohttp.ClientSession() as http,
+    ):
+        for _ in range(12):  # a load balancer's probes
+            assert (await get(http, f"http://127.0.0.1:{port}/readyz"))[0] == 503
+    lines = [r.getMessage() for r in caplog.records if "readyz" in r.getMessage()]
+    assert lines == ["readyz: the store did not answer: connection refused"]
+
+
 async def test_discord_429s_and_redeliveries_move_the_counters(
     fake_discord: FakeDiscord, fake_openai: FakeOpenAI, memory_core: Core
 ) -> None:
