@@ -29,7 +29,7 @@ from .coordination import Arrivals, PersonLimit
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, ShuttingDown
 from .events import EVENTS
-from .floodgate import CountedSlot, Notices, Refusal, WaitingCaps
+from .floodgate import CountedSlot, Notices, NoticeWindow, Refusal, WaitingCaps
 from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .jsonlog import answering
@@ -46,7 +46,15 @@ from .texts import Texts
 from .tokens import TokenCounter
 from .tool_loop import LoopLimits, ToolSource
 from .tool_use import ToolUse
-from .types import Answer, ChatMessage, ChatModel, IncomingMessage, ReplySink, Turn
+from .types import (
+    Answer,
+    ChatMessage,
+    ChatModel,
+    ConversationKey,
+    IncomingMessage,
+    ReplySink,
+    Turn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +134,7 @@ class Core:
             settings.max_waiting_per_conversation, settings.max_waiting_per_person
         )
         self._notices = Notices()
+        self._told = NoticeWindow()  # one flood notice a minute per person, of any kind
         self._accepted: set[tuple[str, str]] = set()  # (conversation, message id) in a lane
         self._typing_calls: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -189,7 +198,7 @@ class Core:
         shared = self._shared_limit
         decision = self._limiter.admit(person) if shared is None else await shared.admit(person)
         if not decision.allowed:
-            if decision.notify:
+            if decision.notify and self._told.allow(person):
                 seconds = math.ceil(decision.wait_s)
                 self._notices.send(sink, self.texts.get("user_rate_limited", seconds=seconds))
             return
@@ -214,7 +223,7 @@ class Core:
         if accepted in self._accepted and self._arrivals is None:
             EVENTS.dedupe_hits += 1
             return False
-        place = self._enter(conv, person, sink)
+        place = self._enter(msg.key, person, sink)
         if place is None:
             return True
         self._accepted.add(accepted)
@@ -231,20 +240,22 @@ class Core:
         place.fill(job)
         return True
 
-    def _enter(self, conv: str, person: str, sink: ReplySink) -> CountedSlot | None:
+    def _enter(self, key: ConversationKey, person: str, sink: ReplySink) -> CountedSlot | None:
         """A place in the lane, or None when a waiting cap refuses the message.
 
         A refused message is not stored and never answered (so it is not deduped
-        either: a redelivery is judged afresh); its sender is told once.
+        either: a redelivery is judged afresh); its sender is told once, and at most
+        once a minute together with the per-minute limit's notice.
         """
-        refused = self._waiting.admit(conv, person)
+        conv, place = key.as_str(), key.place()
+        refused = self._waiting.admit(conv, person, place)
         if refused is None:
-            return CountedSlot(self._lanes.reserve(conv), self._waiting, conv, person)
+            return CountedSlot(self._lanes.reserve(conv), self._waiting, conv, person, place)
         log.info("conversation %s: message refused (%s)", conv, refused.reason.value)
-        if refused.notify:
+        if refused.notify and self._told.allow(person):
             limit = self.settings.max_waiting_per_person
-            key = "busy" if refused.reason is Refusal.CONVERSATION_FULL else "too_many_waiting"
-            self._notices.send(sink, self.texts.get(key, count=limit))
+            text = "busy" if refused.reason is Refusal.CONVERSATION_FULL else "too_many_waiting"
+            self._notices.send(sink, self.texts.get(text, count=limit))
         return None
 
     async def _accept(
@@ -357,8 +368,7 @@ class Core:
         self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink, person: str
     ) -> bool:
         """A text command, counted in the conversation's waiting caps; False if seen."""
-        conv = msg.key.as_str()
-        place = self._enter(conv, person, sink)
+        place = self._enter(msg.key, person, sink)
         if place is None:
             return True
         try:

@@ -33,6 +33,10 @@ class ConversationKey:
         parts = (self.platform, self.workspace, self.channel, self.thread or "", self.user or "")
         return ":".join(p.replace("\\", "\\\\").replace(":", "\\:") for p in parts)
 
+    def place(self) -> str:
+        """The channel the conversation is in (its threads and DMs' people left out)."""
+        return ConversationKey(self.platform, self.workspace, self.channel).as_str()
+
     @classmethod
     def parse(cls, text: str) -> ConversationKey:
         """The key whose ``as_str()`` is ``text`` (restart recovery reads it back)."""

@@ -6,10 +6,11 @@ import asyncio
 
 from adapters.slack.names import MAX_LOOKUPS_PER_MESSAGE
 from bot.core import Core
-from fakes.fake_openai import FakeOpenAI, reply
+from bot.texts import Texts
+from fakes.fake_openai import FakeOpenAI, echo_last_user, reply
 from fakes.fake_slack import FakeSlack
 from tests.support import SLACK_WAIT_S as WAIT_S
-from tests.support import deliver, fake_slack, until, user_contents
+from tests.support import CoreFactory, deliver, fake_slack, settle, until, user_contents
 from tests.support import running_slack as running
 
 __all__ = ["fake_slack"]  # the fixture, used by name
@@ -52,3 +53,32 @@ async def test_three_thousand_mentions_cost_a_capped_lookup_after_the_ack(
     # Names not known yet stay ids: the author and every person mentioned.
     assert user_contents(first).startswith(f"U0ALICE: hello @{people[0]} @{people[1]} ")
     assert "alice: thanks @person0" in user_contents(second)
+
+
+async def test_a_flood_of_top_level_mentions_holds_three_places_in_the_channel(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, core_factory: CoreFactory
+) -> None:
+    # Each top-level mention is a conversation (a thread) of its own; the answers of
+    # one channel share its posting pace. The cap on a person's waiting messages
+    # holds in the channel, so Bob waits behind three of Alice's, not twenty.
+    core = await core_factory(
+        user_messages_per_minute=20,
+        max_waiting_per_person=3,
+        first_token_timeout_s=30.0,
+        request_timeout_s=60.0,
+    )
+    fake_openai.script(*(reply(echo_last_user) for _ in range(30)))
+    fake_openai.gate.clear()
+    flood = [fake_slack.mention(f"spam {i}")[0] for i in range(20)]
+    bob, _ = fake_slack.mention("what time is it?", user="U0BOB")
+    async with running(fake_slack, core) as adapter:
+        for body in [*flood, bob]:
+            await fake_slack.wait_ack(await fake_slack.push(body))
+        await until(lambda: adapter.events_handled == len(flood) + 1, "the listener")
+        too_many = Texts("en").get("too_many_waiting", count=3)
+        await until(lambda: fake_slack.texts().count(too_many) == 1, "the notice")
+        fake_openai.gate.set()
+        await settle(core)
+    asked = [user_contents(r) for r in fake_openai.chat_requests]
+    assert len(asked) == 4 and asked[-1].endswith("what time is it?")
+    assert fake_slack.texts().count(too_many) == 1  # one notice, not seventeen
