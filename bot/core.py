@@ -27,7 +27,7 @@ from .config import PromptPolicy, ResetPolicy, VisionMode
 from .context import build_messages
 from .coordination import Arrivals, PersonLimit
 from .delivery import DeliveryError, ReplyStream
-from .errors import LLMError, ShuttingDown
+from .errors import LLMError, PlatformRefused, ShuttingDown
 from .events import EVENTS
 from .floodgate import CountedSlot, Notices, NoticeWindow, Refusal, WaitingCaps
 from .history_memo import MEMO_BYTES, HistoryMemo
@@ -504,8 +504,7 @@ class Core:
             await self._report(stream, sink, self.texts.get(f"error_{exc.kind}"))
             return False
         except DeliveryError as exc:
-            log.warning("could not deliver the answer in %s: %s", conv, exc)
-            await self._send_quietly(sink, self.texts.get("error_delivery"))
+            await self._undelivered(conv, sink, exc)
             return False
         except asyncio.CancelledError:  # shutdown after the grace period
             # Not marked done: the user turn stays unanswered for the next start.
@@ -577,8 +576,7 @@ class Core:
             await stream.push(answer.content)
             await stream.finish()
         except DeliveryError as exc:
-            log.warning("could not deliver the answer in %s: %s", conv, exc)
-            await self._send_quietly(sink, self.texts.get("error_delivery"))
+            await self._undelivered(conv, sink, exc)
             return False
         await self.store.mark_delivered(conv, answer.id)
         return True
@@ -632,11 +630,19 @@ class Core:
             log.exception("could not show the error note; trying a plain message")
             await self._send_quietly(sink, note)
 
+    async def _undelivered(self, conv: str, sink: ReplySink, exc: DeliveryError) -> None:
+        """Log why an answer did not get through; say so where a notice still can."""
+        log.warning("could not deliver the answer in %s: %s", conv, exc)
+        if not exc.refused:  # refused: the notice would be refused too
+            await self._send_quietly(sink, self.texts.get("error_delivery"))
+
     async def _send_quietly(self, sink: ReplySink, text: str) -> None:
         """Send a fixed text (split at the sink's limit); log instead of raising."""
         try:
             for part in split_text(text, sink.limits.max_len):
                 await sink.send(part.render())
+        except PlatformRefused as exc:  # one line that says what to fix, no traceback
+            log.warning("could not send a message to the conversation: %s", exc)
         except Exception:
             log.exception("could not send a message to the conversation")
 

@@ -38,6 +38,7 @@ from .delivery_plan import (
     initial_mode,
 )
 from .delivery_turns import Turns
+from .errors import PlatformRefused
 from .pacing import Pacer
 from .split import Part, fence_at_end, part_prefix, split_text
 from .types import NativeStreamSink, NativeStreamUnavailable, ReplySink
@@ -61,7 +62,12 @@ T = TypeVar("T")
 
 
 class DeliveryError(Exception):
-    """A sink call failed twice; the answer could not be delivered in full."""
+    """A sink call failed twice, or was refused (``refused``: no retry or error
+    notice can get through either); the answer could not be delivered in full."""
+
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused
 
 
 class ReplyStream:
@@ -277,6 +283,8 @@ class ReplyStream:
             return await call()
         except passthrough:
             raise
+        except PlatformRefused as exc:
+            raise DeliveryError(str(exc), refused=True) from exc
         except Exception as exc:
             log.warning("%s on %s failed, retrying once: %r", what, self._sink.pace_key, exc)
         await self._pacer.sleep(self._retry_delay)
@@ -286,6 +294,8 @@ class ReplyStream:
             return await call()
         except passthrough:
             raise
+        except PlatformRefused as exc:
+            raise DeliveryError(str(exc), refused=True) from exc
         except Exception as exc:
             raise DeliveryError(f"{what} failed twice: {exc!r}") from exc
 

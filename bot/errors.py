@@ -62,6 +62,12 @@ class StorageError(Exception):
         self.detail = detail
 
 
+class PlatformRefused(Exception):
+    """The platform refused a write for a reason no retry fixes (no permission, the
+    bot is not in the channel, a revoked token). Raised by a sink; its message is one
+    line the operator can act on."""
+
+
 class ShuttingDown(Exception):
     """The core no longer takes messages: the adapter must not acknowledge this one."""
 

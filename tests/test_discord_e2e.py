@@ -527,18 +527,27 @@ async def test_rate_limited_send_is_retried(
     assert statuses == [429, 200]
 
 
-async def test_discord_refusing_the_answer_gets_reported(
-    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, memory_core: Core
+async def test_a_channel_the_bot_may_not_write_in_costs_one_call_and_one_log_line(
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    memory_core: Core,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_openai.script(reply("This will not get through."))
     forbidden = {"message": "Missing Permissions", "code": 50013}
-    fake_discord.fail("POST", rf"/channels/{GENERAL}/messages", status=403, body=forbidden, times=2)
+    fake_discord.fail("POST", rf"/channels/{GENERAL}/messages", status=403, body=forbidden, times=9)
     async with running(fake_discord, memory_core):
         await fake_discord.send_message(
             GENERAL, ALICE, mention(fake_discord, "hi"), mentions=(fake_discord.bot,)
         )
-        await answered(fake_discord, memory_core, GENERAL)
-    assert texts(fake_discord, GENERAL) == [memory_core.texts.get("error_delivery")]
+        posts = rf"/channels/{GENERAL}/messages"
+        await fake_discord.wait_until(lambda: bool(fake_discord.calls_to("POST", posts)), WAIT_S)
+        await settle(memory_core)
+    # A 403 comes back the same on a retry, and so would the error notice: neither is tried.
+    assert len(fake_discord.calls_to("POST", rf"/channels/{GENERAL}/messages")) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    said = [r.getMessage() for r in caplog.records if "refused to write" in r.getMessage()]
+    assert len(said) == 1 and GENERAL in said[0] and "Send Messages" in said[0]
 
 
 async def test_gateway_resume_keeps_the_conversation_going(

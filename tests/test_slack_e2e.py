@@ -345,6 +345,25 @@ async def test_reconnects_after_the_socket_drops(
     assert len(fake_slack.calls_to("apps.connections.open")) >= 2
 
 
+async def test_a_channel_the_bot_is_not_in_costs_one_call_and_one_log_line(
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    memory_core: Core,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_openai.script(reply("This will not get through."))
+    for method in ("chat.postMessage", "chat.startStream", "chat.update"):
+        fake_slack.fail(method, "not_in_channel", times=9)
+    mention, _ = fake_slack.mention("hi")
+    async with running(fake_slack, memory_core) as adapter:
+        await deliver(fake_slack, adapter, memory_core, mention)
+    writes = [c for c in fake_slack.calls if c.method.startswith("chat.")]
+    assert len(writes) == 1  # no retry, and no error notice that would be refused too
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    said = [r.getMessage() for r in caplog.records if "not_in_channel" in r.getMessage()]
+    assert len(said) == 1 and "/invite" in said[0]
+
+
 # -- start-up --------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from adapters.slack.names import (
 )
 from adapters.slack.pacing import STATUS, TIERS, ReadsRateLimitRetry, SlackPaces
 from adapters.slack.sink import MARKDOWN_MAX_LEN, SlackSink, TeamFallbacks
+from bot.errors import PlatformRefused
 from bot.pacing import Pacer
 from bot.types import NativeStreamSink, NativeStreamUnavailable, ReplySink
 from fakes.fake_slack import MARKDOWN_LIMIT, FakeSlack
@@ -152,9 +153,19 @@ async def test_refused_stream_raises_unavailable_and_is_remembered_per_team(
 async def test_other_stream_errors_are_raised_as_they_are(
     fake_slack: FakeSlack, client: AsyncWebClient
 ) -> None:
-    fake_slack.fail("chat.startStream", "channel_not_found")
+    fake_slack.fail("chat.startStream", "msg_too_long")
     fallbacks = TeamFallbacks()
     with pytest.raises(SlackApiError):
+        await make_sink(client, fallbacks).stream_start("Hello")
+    assert not fallbacks.no_stream
+
+
+async def test_an_error_only_the_operator_can_fix_is_refused_with_the_fix(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake_slack.fail("chat.startStream", "channel_not_found")
+    fallbacks = TeamFallbacks()
+    with pytest.raises(PlatformRefused, match="channel_not_found; the channel is gone"):
         await make_sink(client, fallbacks).stream_start("Hello")
     assert not fallbacks.no_stream
 
@@ -169,7 +180,7 @@ async def test_stream_replaces_a_placeholder(fake_slack: FakeSlack, client: Asyn
 
 
 async def test_failed_post_raises(fake_slack: FakeSlack, client: AsyncWebClient) -> None:
-    fake_slack.fail("chat.postMessage", "channel_not_found")
+    fake_slack.fail("chat.postMessage", "internal_error")
     with pytest.raises(SlackApiError):
         await make_sink(client).send("hello")
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import discord
 
 from bot.attachments import DownloadFailed, download
+from bot.errors import PlatformRefused
 from bot.tools.approval import action_id
 from bot.types import Attachment, PlatformLimits
 
@@ -112,20 +113,26 @@ class ChannelSink:
         )
 
     async def send(self, text: str) -> str:
-        sent = await compat.send_message(
-            self._client,
-            self._channel.id,
-            text,
-            allowed_mentions=NO_PINGS,
-            reference=self._reference,
-        )
+        try:
+            sent = await compat.send_message(
+                self._client,
+                self._channel.id,
+                text,
+                allowed_mentions=NO_PINGS,
+                reference=self._reference,
+            )
+        except discord.Forbidden as exc:
+            raise refused(exc, self._channel.id) from exc
         self._reference = None  # only the first message is a reply (a retry still is)
         return sent
 
     async def edit(self, message_id: str, text: str) -> None:
-        await compat.edit_message(
-            self._client, self._channel.id, int(message_id), text, allowed_mentions=NO_PINGS
-        )
+        try:
+            await compat.edit_message(
+                self._client, self._channel.id, int(message_id), text, allowed_mentions=NO_PINGS
+            )
+        except discord.Forbidden as exc:
+            raise refused(exc, self._channel.id) from exc
 
     async def ask_approval(self, text: str, token: str, allow: str, deny: str) -> str:
         """A tool's approval question with two buttons (bot/tools/approval.py); the
@@ -180,3 +187,12 @@ class InteractionSink:
             await interaction.followup.edit_message(
                 int(message_id), content=text, allowed_mentions=NO_PINGS
             )
+
+
+def refused(exc: discord.Forbidden, channel_id: int) -> PlatformRefused:
+    """A 403 as one line the operator can act on (a retry gets the same 403)."""
+    return PlatformRefused(
+        f"Discord refused to write in channel {channel_id}: {exc.text or exc.status}"
+        f" (code {exc.code}); give the bot View Channel, Send Messages and Send"
+        " Messages in Threads there"
+    )

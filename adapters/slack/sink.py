@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.attachments import DownloadFailed, download
+from bot.errors import PlatformRefused
 from bot.events import EVENTS
 from bot.pacing import Pace, Pacer
 from bot.types import Attachment, NativeStreamUnavailable, PlatformLimits
@@ -70,6 +71,17 @@ REFUSAL_ERRORS = frozenset(
         "restricted_action",
     }
 )
+
+
+# Errors no retry fixes, and what the operator can do (one log line, no traceback).
+FIXED_BY_OPERATOR = {
+    "not_in_channel": "invite the bot to the channel (/invite @the-bot)",
+    "channel_not_found": "the channel is gone, or private and the bot is not in it",
+    "is_archived": "the channel is archived",
+    "token_revoked": "the bot token was revoked: reinstall the app, set SLACK_BOT_TOKEN",
+    "invalid_auth": "the bot token no longer works: reinstall the app, set SLACK_BOT_TOKEN",
+    "account_inactive": "the app was removed from the workspace: reinstall it",
+}
 
 
 @dataclass(slots=True)
@@ -330,6 +342,8 @@ class SlackSink:
             try:
                 return await call(**kwargs)
             except SlackApiError as exc:
+                if _error_code(exc) in FIXED_BY_OPERATOR:
+                    raise self._refused(method, _error_code(exc)) from exc
                 wait = retry_after(exc)
                 if wait is not None:
                     EVENTS.platform_429s["slack"] += 1  # the metrics endpoint's count
@@ -339,6 +353,10 @@ class SlackSink:
                 log.info("%s in %s: 429, retrying after %.0f s", method, self._channel, wait)
                 await self._back_off(self._pace(method), wait)
         raise AssertionError("unreachable")
+
+    def _refused(self, method: str, error: str) -> PlatformRefused:
+        fix = FIXED_BY_OPERATOR[error]
+        return PlatformRefused(f"Slack refused {method} in {self._channel}: {error}; {fix}")
 
     async def _back_off(self, pace: Pace, seconds: float) -> None:
         """Every write of ``pace``'s bucket waits out the block; this one waits its turn."""
