@@ -261,7 +261,10 @@ def downscale(data: bytes) -> bytes:
         with warnings.catch_warnings():
             # Pillow warns of what the size check below refuses anyway.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            try:
+                image = Image.open(io.BytesIO(data))
+            except Image.DecompressionBombError as exc:  # over twice the limit: too big
+                raise TooManyPixels(str(exc)) from exc
         with image:
             width, height = image.size  # from the header, nothing decoded yet
             if width * height > MAX_IMAGE_PIXELS:

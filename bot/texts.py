@@ -63,12 +63,13 @@ EN: Mapping[str, str] = {
         "so I skipped yours. Please send it again in a little while."
     ),
     "user_rate_limited": (
-        "You're sending messages faster than I can answer. Please wait {seconds} seconds."
+        "You're sending messages faster than I can answer. Please try again in {seconds} s."
     ),
     "reset_denied": "Only admins can reset this conversation here. Nothing was forgotten.",
     "too_many_waiting": (
-        "You already have {count} messages waiting for an answer here, so I skipped "
-        "this one. Please send it again after I've answered those."
+        "You already have messages waiting for an answer here (I hold at most {count} "
+        "per person), so I skipped this one. Please send it again after I've answered "
+        "those."
     ),
     # -- shown to the model, not the user --
     "message_shortened": "[This message was too long, so {removed} tokens were cut from it.]",

@@ -349,13 +349,18 @@ async def test_a_message_of_only_unreadable_files_is_told_so_without_asking_the_
     ]
 
 
+@pytest.mark.parametrize("size", [(8000, 6000), (12000, 12000)])
 async def test_an_image_claiming_a_huge_canvas_is_refused_before_it_is_decoded(
-    fake_discord: FakeDiscord, fake_openai: FakeOpenAI, core_factory: CoreFactory
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    core_factory: CoreFactory,
+    size: tuple[int, int],
 ) -> None:
     """48 megapixels in a file of a few kilobytes (a decompression bomb): Pillow alone
-    only warns below twice its limit, and would decode it."""
+    only warns below twice its limit, and would decode it; above twice (144), it
+    refuses it itself, which is still "too big", not "damaged"."""
     out = io.BytesIO()
-    Image.new("1", (8000, 6000)).save(out, format="PNG")
+    Image.new("1", size).save(out, format="PNG")
     assert len(out.getvalue()) < 100_000
     core = await core_factory()
     bomb = fake_discord.add_file(DM_CHANNEL, "bomb.png", out.getvalue(), "image/png")

@@ -461,7 +461,7 @@ async def test_start_logs_identity_and_invite_url(
     async with running(fake_discord, memory_core):
         pass
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert f"id {fake_discord.bot['id']}" in logged and "in 1 servers" in logged
+    assert f"id {fake_discord.bot['id']}" in logged and "in 1 server(s)" in logged
     assert "scope=bot+applications.commands&permissions=274877975552" in logged
 
 

@@ -245,7 +245,7 @@ class DiscordAdapter:
         client = self._client
         assert client is not None and client.user is not None
         log.info(
-            "Discord: logged in as %s (id %s) in %d servers%s",
+            "Discord: logged in as %s (id %s) in %d server(s)%s",
             client.user.name,
             client.user.id,
             len(client.guilds),
