@@ -565,6 +565,7 @@ def expand(text: str, path: str, env: Mapping[str, str]) -> str:
                 path,
                 f"environment variable {name} is not set "
                 f"(set it, or write ${{{name}:-default}} to make it optional)",
+                names_source=True,
             )
         return env[name]
 

@@ -41,12 +41,15 @@ WHOLE_FILE = "config"
 class ConfigError(StartupError):
     """Invalid configuration; the message names the key path and the problem."""
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, *, names_source: bool = False) -> None:
+        """``names_source``: the problem names the environment variable the file
+        took this key from (so the usual variable for the key is not added)."""
         # "config: file not found", not "config: config: file not found"
         where = "" if path == WHOLE_FILE else f"{path}: "
         super().__init__(f"config: {where}{problem}")
         self.path = path
         self.problem = problem
+        self.names_source = names_source
 
 
 class StorageError(Exception):

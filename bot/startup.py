@@ -19,7 +19,7 @@ def error_line(exc: StartupError, env: Mapping[str, str]) -> str:
     (``config: storage.url (DATABASE_URL): ...``): that is where the user fixes it.
     """
     text = str(exc)
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError) and not exc.names_source:
         var = env_var_for(exc.path)
         if var is not None and env.get(var):
             text = f"config: {exc.path} ({var}): {exc.problem}"

@@ -283,6 +283,19 @@ async def test_console_local_model_end_to_end(tmp_path: Path) -> None:
     assert out.split("answer: ", 1)[1].strip(), out
 
 
+async def test_an_unset_variable_the_file_names_is_not_blamed_on_the_usual_one(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("openai:\n  api_key: ${NOPE_VAR}\n")
+    code, _, err = await run_bot(["check", "--config", str(config)], bot_env(tmp_path))
+    assert code == 2
+    assert err.splitlines() == [
+        "error: config: openai.api_key: environment variable NOPE_VAR is not set "
+        "(set it, or write ${NOPE_VAR:-default} to make it optional)"
+    ]
+
+
 def test_a_platform_that_stays_unavailable_at_start_exits_1_not_2(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
