@@ -85,15 +85,19 @@ class PostgresEndpoint:
     async def id_high_water(self, table: Table) -> int:
         """The highest id ``table`` ever handed out (a reset deletes rows, not the mark)."""
         value = await self._con.fetchval(
-            f"SELECT greatest((SELECT max(id) FROM {table.name}), "
-            f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {table.sequence}), 0)"
+            f"SELECT greatest((SELECT max(id) FROM {table.name}), ({_handed_out(table)}), 0)"
         )
         return int(value)
 
     async def raise_id_high_water(self, table: Table, value: int) -> None:
-        """New rows of ``table`` here get ids above ``value``: none reuses a copied id."""
-        if value > await self.id_high_water(table):
-            await self._con.execute(f"SELECT setval('{table.sequence}', $1)", value)
+        """New rows of ``table`` here get ids above ``value`` and above every row it
+        holds: none reuses a copied id."""
+        # Against the sequence alone: the table holds the copied rows by now, and
+        # their ids are what the sequence has yet to pass.
+        held = await self._con.fetchval(f"SELECT coalesce(max(id), 0) FROM {table.name}")
+        wanted = max(value, int(held))
+        if wanted > int(await self._con.fetchval(_handed_out(table))):
+            await self._con.execute(f"SELECT setval('{table.sequence}', $1)", wanted)
 
     async def live_instances(self, since: float) -> list[tuple[str, float]]:
         """Open stores (running bots) that beat at or after ``since``: (id, heartbeat)."""
@@ -103,6 +107,11 @@ class PostgresEndpoint:
     async def close(self) -> None:
         """Close the connection."""
         await self._con.close()
+
+
+def _handed_out(table: Table) -> str:
+    """The query for the last id ``table``'s sequence gave (0 before its first)."""
+    return f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {table.sequence}"
 
 
 def _for_postgres(table: Table) -> Callable[[Row], Row]:

@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot.types import Media
+from bot.types import ConversationKey, Media
 from bot.usage import UsageQuery
+from fakes.fake_openai import FakeOpenAI
 from storage import SqliteStore
 from storage.migrate import MigrationError, migrate_store
 from storage.migrate_progress import Progress
@@ -47,10 +48,10 @@ class Interrupted(Exception):
     """Raised after a batch: the copy stops as a kill would stop it."""
 
 
-def seed(path: Path, turns: int) -> None:
+def seed(path: Path, turns: int, resets_above: int = RESETS_ABOVE) -> None:
     """A SQLite store holding ``turns`` turns (questions and answers, every column
     used), their dedupe rows, some settings, a usage ledger, attachments, id marks
-    above them, and coordination rows that are not to be copied."""
+    ``resets_above`` above them, and coordination rows that are not to be copied."""
     con = sqlite3.connect(path)
     with con:
         con.executemany(
@@ -91,7 +92,7 @@ def seed(path: Path, turns: int) -> None:
         )
         con.execute(
             "UPDATE sqlite_sequence SET seq = seq + ? WHERE name IN ('turns', 'media')",
-            (RESETS_ABOVE,),
+            (resets_above,),
         )
     con.close()
 
@@ -305,6 +306,106 @@ async def _goes_on_in_postgresql(path: Path, url: str) -> None:
         assert newest == BIG_TURNS // MEDIA_EVERY + RESETS_ABOVE + 1
     finally:
         await con.close()
+
+
+QUESTIONS = ("remember the word pineapple", "which word?", "and once more?")
+ATTACHMENT = Media("text", "notes.txt", "pineapple notes")
+MEDIA_BUDGET = 10**6
+CONSOLE = ConversationKey("console", "local", "default").as_str()  # its one conversation
+
+
+async def ask(env: dict[str, str], question: str) -> None:
+    """``question`` piped into ``python -m bot console``: stored and answered, exit 0."""
+    code, out, err = await run_bot(["console"], env, f"{question}\n".encode())
+    assert code == 0, err
+    assert out.strip() and "error" not in err.lower(), err
+
+
+async def move(source: str, target: str, tmp_path: Path) -> str:
+    """``python -m bot migrate-store`` from ``source`` into ``target``: its summary."""
+    args = ["migrate-store", "--from", source, "--to", target]
+    code, out, err = await run_bot(args, bot_env(tmp_path))
+    assert code == 0, err
+    return out
+
+
+async def attach(store: SqliteStore | PostgresStore, turn_id: int) -> None:
+    """One attachment of the console conversation's turn ``turn_id``, kept by ``store``."""
+    await store.open()
+    try:
+        await store.add_media(CONSOLE, turn_id, [ATTACHMENT], MEDIA_BUDGET)
+    finally:
+        await store.close()
+
+
+def sqlite_ids(path: Path, table: str) -> list[int]:
+    con = sqlite3.connect(path)
+    try:
+        return [i for (i,) in con.execute(f"SELECT id FROM {table} ORDER BY id")]
+    finally:
+        con.close()
+
+
+async def postgres_ids(url: str, table: str) -> list[int]:
+    con = await asyncpg.connect(url)
+    try:
+        return [int(r[0]) for r in await con.fetch(f"SELECT id FROM {table} ORDER BY id")]
+    finally:
+        await con.close()
+
+
+async def test_a_conversation_moved_both_ways_goes_on_at_each_end(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The bot's own SQLite store (ids from 1, no gap above them) moved by the command
+    into a fresh PostgreSQL, asked there, moved back into a new SQLite file and asked
+    there: each new question is stored under an id above every copied one and answered
+    with the whole history; a new attachment likewise."""
+    path, back = tmp_path / "bot.db", tmp_path / "back.db"
+    env = bot_env(tmp_path, fake_openai)
+    await ask(env, QUESTIONS[0])
+    await attach(SqliteStore(str(path)), 1)
+    async with postgres_schema() as url:
+        await move(f"sqlite:///{path}", url, tmp_path)
+        await ask({**env, "DATABASE_URL": url}, QUESTIONS[1])
+        assert await postgres_ids(url, "turns") == [1, 2, 3, 4]
+        await attach(PostgresStore(url), 3)
+        assert await postgres_ids(url, "media") == [1, 2]
+        await move(url, f"sqlite:///{back}", tmp_path)
+    await ask({**env, "DATABASE_URL": f"sqlite:///{back}"}, QUESTIONS[2])
+    assert sqlite_ids(back, "turns") == [1, 2, 3, 4, 5, 6]
+    await attach(SqliteStore(str(back)), 5)
+    assert sqlite_ids(back, "media") == [1, 2, 3]
+    history = [m["content"] for m in fake_openai.chat_requests[-1]["messages"]]
+    assert [m.partition("\n")[0] for m in history[1::2]] == list(QUESTIONS)  # [0]: system
+    assert ATTACHMENT.text in history[1] and ATTACHMENT.text in history[3]
+
+
+@pytest.mark.parametrize("runs", ["once", "twice", "resumed"])
+async def test_the_next_message_after_a_copy_takes_a_new_id(
+    fake_openai: FakeOpenAI, tmp_path: Path, runs: str
+) -> None:
+    """Copied ids up to the source's own mark (none handed out and reset away), by one
+    run, two runs, or an interrupted run finished by the next: the console's next
+    question and a new attachment in PostgreSQL take the ids after the copied ones."""
+    path = tmp_path / "small.db"
+    await new_sqlite(path)
+    seed(path, SMALL_TURNS, resets_above=0)
+    source = f"sqlite:///{path}"
+    async with postgres_schema() as url:
+        if runs == "resumed":
+            quiet = _quiet(tmp_path)
+            await interrupted_copy(path, url, SMALL_BATCH, "turns", batches=2, quiet=quiet)
+        await move(source, url, tmp_path)
+        if runs == "twice":
+            again = await move(source, url, tmp_path)
+            assert f"turns: 0 copied, {SMALL_TURNS:,} already there" in again
+        await ask({**bot_env(tmp_path, fake_openai), "DATABASE_URL": url}, QUESTIONS[0])
+        last = SMALL_TURNS  # the question and its answer come next
+        assert (await postgres_ids(url, "turns"))[-3:] == [last, last + 1, last + 2]
+        await attach(PostgresStore(url), last + 1)
+        last = SMALL_TURNS // MEDIA_EVERY
+        assert (await postgres_ids(url, "media"))[-2:] == [last, last + 1]
 
 
 async def test_a_second_run_copies_nothing_twice(tmp_path: Path) -> None:
