@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from .migrate_tables import Conflict, Row, Table, conflict_query
+from .migrate_tables import Conflict, Row, Table, conflict_query, held_query
 from .postgres import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, NUL_SHOWN_AS
 
 
@@ -52,24 +52,41 @@ class PostgresEndpoint:
 
         Raises :class:`Conflict` if a row with the same key but another identity
         is there already."""
-        stage = await self._stage(table)
+        stage = await self._stage(table)  # outside: a rollback would drop it
         columns = ", ".join(table.columns)
-        convert = _for_postgres(table)
         async with self._con.transaction():
-            await self._con.copy_records_to_table(
-                stage.removeprefix("pg_temp."),
-                records=[convert(row) for row in rows],
-                columns=list(table.columns),
-                schema_name="pg_temp",
-            )
-            clash = await self._con.fetchrow(conflict_query(table, stage, "IS NOT DISTINCT FROM"))
-            if clash is not None:
-                raise Conflict(table.name, tuple(clash))
+            await self._staged_rows(table, stage, rows)
             status = await self._con.execute(
                 f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage} "
                 "ON CONFLICT DO NOTHING"
             )
         return int(str(status).rsplit(" ", 1)[-1])
+
+    async def compare(self, table: Table, rows: list[Row]) -> int:
+        """How many of the rows this table holds under their key; writes nothing.
+
+        Raises :class:`Conflict` as :meth:`write` would."""
+        stage = await self._stage(table)  # outside: the rollback would drop it
+        tx = self._con.transaction()
+        await tx.start()
+        try:
+            await self._staged_rows(table, stage, rows)
+            return int(await self._con.fetchval(held_query(table, stage)))
+        finally:
+            await tx.rollback()  # the staged rows go with it
+
+    async def _staged_rows(self, table: Table, stage: str, rows: list[Row]) -> None:
+        """The rows in the stage (inside the caller's transaction), checked for a clash."""
+        convert = _for_postgres(table)
+        await self._con.copy_records_to_table(
+            stage.removeprefix("pg_temp."),
+            records=[convert(row) for row in rows],
+            columns=list(table.columns),
+            schema_name="pg_temp",
+        )
+        clash = await self._con.fetchrow(conflict_query(table, stage, "IS NOT DISTINCT FROM"))
+        if clash is not None:
+            raise Conflict(table.name, tuple(clash))
 
     async def _stage(self, table: Table) -> str:
         stage = f"pg_temp.stage_{table.name}"

@@ -238,6 +238,33 @@ async def postgres_count(url: str, table: str) -> int:
         await con.close()
 
 
+SEQUENCES = tuple(table.sequence for table in TABLES if table.sequence)
+
+
+async def postgres_snapshot(url: str, path: Path) -> dict[str, list[Row]]:
+    """Every row of every copied table (as SQLite file ``path`` has them) and the id
+    sequences: what a refused copy must leave as it was."""
+    found = {shape.name: await postgres_rows(url, shape) for shape in shapes(path)}
+    con = await asyncpg.connect(url)
+    try:
+        for name in SEQUENCES:
+            found[name] = [tuple(await con.fetchrow(f"SELECT last_value, is_called FROM {name}"))]
+    finally:
+        await con.close()
+    return found
+
+
+def sqlite_snapshot(path: Path) -> dict[str, list[Row]]:
+    """Every row of every copied table and the id marks, in SQLite file ``path``."""
+    found = {shape.name: sqlite_rows(path, shape) for shape in shapes(path)}
+    con = sqlite3.connect(path)
+    try:
+        found["sqlite_sequence"] = list(con.execute("SELECT * FROM sqlite_sequence ORDER BY 1"))
+    finally:
+        con.close()
+    return found
+
+
 async def assert_same(path: Path, url: str) -> None:
     """Every column of every row of every copied table alike on both sides (none of
     them empty), and no coordination row carried over."""
@@ -552,10 +579,11 @@ async def test_a_database_the_bot_already_used_is_not_mixed_into(tmp_path: Path)
         await store.open()
         await store.add_user_turn("slack:T1:C1:", user("its-own"))  # takes turn id 1
         await store.close()
+        before = await postgres_snapshot(url, path)
         with pytest.raises(MigrationError) as raised:
             await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
         assert "migrate-store: --to: turns id (1,) already holds another row" in str(raised.value)
-        assert await postgres_count(url, "turns") == 1
+        assert await postgres_snapshot(url, path) == before
 
 
 async def test_attachments_the_bot_already_kept_are_not_mixed_into(tmp_path: Path) -> None:
@@ -567,10 +595,52 @@ async def test_attachments_the_bot_already_kept_are_not_mixed_into(tmp_path: Pat
         await store.open()  # an attachment of its own takes media id 1
         await store.add_media("slack:T1:C1:", 1, [Media("text", "its-own.txt", "x")], 10**6)
         await store.close()
+        before = await postgres_snapshot(url, path)
         with pytest.raises(MigrationError) as raised:
             await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
         assert "migrate-store: --to: media id (1,) already holds another row" in str(raised.value)
-        assert await postgres_count(url, "media") == 1
+        # Not even the settings, dedupe rows, ledger and turns that come before media.
+        assert await postgres_snapshot(url, path) == before
+
+
+REFUSED = "error: migrate-store: --to: turns id (1,) already holds another row; "
+
+
+async def test_a_refused_copy_leaves_the_database_the_bot_used_as_it_was(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The console's question and answer in a fresh PostgreSQL (turns 1 and 2), then
+    another store copied into it by the command: one line, exit 2, and not one row of
+    any copied table nor an id mark changed."""
+    path = tmp_path / "small.db"
+    await new_sqlite(path)
+    seed(path, TINY_TURNS)
+    async with postgres_schema() as url:
+        await ask({**bot_env(tmp_path, fake_openai), "DATABASE_URL": url}, QUESTIONS[0])
+        before = await postgres_snapshot(url, path)
+        args = ["migrate-store", "--from", f"sqlite:///{path}", "--to", url]
+        code, _, err = await run_bot(args, bot_env(tmp_path))
+        assert code == 2 and REFUSED in err, err
+        assert await postgres_snapshot(url, path) == before
+        assert err.startswith(REFUSED) and len(err.splitlines()) == 1, err  # no progress line
+
+
+async def test_a_refused_copy_back_leaves_the_sqlite_file_the_bot_used_as_it_was(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The same the other way: PostgreSQL copied into a SQLite file the console used."""
+    path, used = tmp_path / "small.db", tmp_path / "bot.db"
+    await new_sqlite(path)
+    seed(path, TINY_TURNS)
+    await ask(bot_env(tmp_path, fake_openai), QUESTIONS[0])  # into bot.db
+    before = sqlite_snapshot(used)
+    async with postgres_schema() as url:
+        await move(f"sqlite:///{path}", url, tmp_path)
+        args = ["migrate-store", "--from", url, "--to", f"sqlite:///{used}"]
+        code, _, err = await run_bot(args, bot_env(tmp_path))
+    assert code == 2 and REFUSED in err, err
+    assert sqlite_snapshot(used) == before
+    assert err.startswith(REFUSED) and len(err.splitlines()) == 1, err  # no progress line
 
 
 async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None:
