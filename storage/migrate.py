@@ -6,9 +6,10 @@ calls, ids) and attachments between SQLite and PostgreSQL, either way.
 Rows go in key order and in batches, each batch one transaction that inserts
 only keys the target lacks: run twice, nothing is copied twice; killed midway,
 a second run copies the rest. A target row under a copied key that is another
-turn (a database the bot already wrote to) stops the copy instead of being
-mixed with it. Run it with the bot stopped: a store a bot has open (its
-heartbeat in ``instances``, bot/instances.py) is refused.
+turn (a database the bot already wrote to) refuses the copy instead of being
+mixed with it, and is looked for before anything is copied: a refused copy
+leaves the target as it was. Run it with the bot stopped: a store a bot has
+open (its heartbeat in ``instances``, bot/instances.py) is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Endpoint(Protocol):
     async def count(self, table: Table) -> int: ...
     async def read(self, table: Table, after: Row | None, limit: int) -> list[Row]: ...
     async def write(self, table: Table, rows: list[Row]) -> int: ...
+    async def compare(self, table: Table, rows: list[Row]) -> int: ...
     async def id_high_water(self, table: Table) -> int: ...
     async def raise_id_high_water(self, table: Table, value: int) -> None: ...
     async def live_instances(self, since: float) -> list[tuple[str, float]]: ...
@@ -98,6 +100,8 @@ async def migrate_store(
         try:
             await _refuse_if_in_use(reader, SOURCE_FLAG)
             await _refuse_if_in_use(writer, TARGET_FLAG)
+            for table in TABLES:
+                await _refuse_if_mixed(reader, writer, table, batch_rows)
             totals = [await reader.count(table) for table in TABLES]
             progress = Progress(progress_to or sys.stderr, sum(totals))
             results = []
@@ -132,18 +136,42 @@ async def _copy(
     while rows := await reader.read(table, after, batch_rows):
         try:
             added = await writer.write(table, rows)
-        except Conflict as exc:
-            raise MigrationError(
-                TARGET_FLAG,
-                f"{table.name} {', '.join(table.key)} {exc.key} already holds another row; "
-                "copy into an empty database (or the one an earlier run of this copy filled)",
-            ) from None
+        except Conflict as exc:  # written there since the check: a bot started on it
+            raise _mixed(table, exc) from None
         copied, skipped = copied + added, skipped + len(rows) - added
         after = tuple(rows[-1][i] for i in keys)
         progress.advance(len(rows), table.name)
         if after_batch is not None:
             after_batch(table.name, len(rows))
     return Copied(table.name, copied, skipped)
+
+
+async def _refuse_if_mixed(
+    reader: Endpoint, writer: Endpoint, table: Table, batch_rows: int
+) -> None:
+    """Refuse, before anything is copied, a target holding another row under a key
+    of ``table`` the source has: a refused run then leaves the target as it was."""
+    # Read the source only until every target row has been met: nothing for an
+    # empty target, the part copied before for one a killed run of this copy filled.
+    if not table.identity:
+        return  # its rows are kept as they are (see storage/migrate_tables.py)
+    held = await writer.count(table)
+    keys = [table.index(k) for k in table.key]
+    after: Row | None = None
+    while held and (rows := await reader.read(table, after, batch_rows)):
+        try:
+            held -= await writer.compare(table, rows)
+        except Conflict as exc:
+            raise _mixed(table, exc) from None
+        after = tuple(rows[-1][i] for i in keys)
+
+
+def _mixed(table: Table, conflict: Conflict) -> MigrationError:
+    return MigrationError(
+        TARGET_FLAG,
+        f"{table.name} {', '.join(table.key)} {conflict.key} already holds another row; "
+        "copy into an empty database (or the one an earlier run of this copy filled)",
+    )
 
 
 async def _refuse_if_in_use(endpoint: Endpoint, flag: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from .migrate_tables import Conflict, Row, Table, conflict_query
+from .migrate_tables import Conflict, Row, Table, conflict_query, held_query
 from .postgres import COMMAND_TIMEOUT_S, CONNECT_TIMEOUT_S, NUL_SHOWN_AS
 
 
@@ -52,24 +52,41 @@ class PostgresEndpoint:
 
         Raises :class:`Conflict` if a row with the same key but another identity
         is there already."""
-        stage = await self._stage(table)
+        stage = await self._stage(table)  # outside: a rollback would drop it
         columns = ", ".join(table.columns)
-        convert = _for_postgres(table)
         async with self._con.transaction():
-            await self._con.copy_records_to_table(
-                stage.removeprefix("pg_temp."),
-                records=[convert(row) for row in rows],
-                columns=list(table.columns),
-                schema_name="pg_temp",
-            )
-            clash = await self._con.fetchrow(conflict_query(table, stage, "IS NOT DISTINCT FROM"))
-            if clash is not None:
-                raise Conflict(table.name, tuple(clash))
+            await self._staged_rows(table, stage, rows)
             status = await self._con.execute(
                 f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage} "
                 "ON CONFLICT DO NOTHING"
             )
         return int(str(status).rsplit(" ", 1)[-1])
+
+    async def compare(self, table: Table, rows: list[Row]) -> int:
+        """How many of the rows this table holds under their key; writes nothing.
+
+        Raises :class:`Conflict` as :meth:`write` would."""
+        stage = await self._stage(table)  # outside: the rollback would drop it
+        tx = self._con.transaction()
+        await tx.start()
+        try:
+            await self._staged_rows(table, stage, rows)
+            return int(await self._con.fetchval(held_query(table, stage)))
+        finally:
+            await tx.rollback()  # the staged rows go with it
+
+    async def _staged_rows(self, table: Table, stage: str, rows: list[Row]) -> None:
+        """The rows in the stage (inside the caller's transaction), checked for a clash."""
+        convert = _for_postgres(table)
+        await self._con.copy_records_to_table(
+            stage.removeprefix("pg_temp."),
+            records=[convert(row) for row in rows],
+            columns=list(table.columns),
+            schema_name="pg_temp",
+        )
+        clash = await self._con.fetchrow(conflict_query(table, stage, "IS NOT DISTINCT FROM"))
+        if clash is not None:
+            raise Conflict(table.name, tuple(clash))
 
     async def _stage(self, table: Table) -> str:
         stage = f"pg_temp.stage_{table.name}"
@@ -85,15 +102,19 @@ class PostgresEndpoint:
     async def id_high_water(self, table: Table) -> int:
         """The highest id ``table`` ever handed out (a reset deletes rows, not the mark)."""
         value = await self._con.fetchval(
-            f"SELECT greatest((SELECT max(id) FROM {table.name}), "
-            f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {table.sequence}), 0)"
+            f"SELECT greatest((SELECT max(id) FROM {table.name}), ({_handed_out(table)}), 0)"
         )
         return int(value)
 
     async def raise_id_high_water(self, table: Table, value: int) -> None:
-        """New rows of ``table`` here get ids above ``value``: none reuses a copied id."""
-        if value > await self.id_high_water(table):
-            await self._con.execute(f"SELECT setval('{table.sequence}', $1)", value)
+        """New rows of ``table`` here get ids above ``value`` and above every row it
+        holds: none reuses a copied id."""
+        # Against the sequence alone: the table holds the copied rows by now, and
+        # their ids are what the sequence has yet to pass.
+        held = await self._con.fetchval(f"SELECT coalesce(max(id), 0) FROM {table.name}")
+        wanted = max(value, int(held))
+        if wanted > int(await self._con.fetchval(_handed_out(table))):
+            await self._con.execute(f"SELECT setval('{table.sequence}', $1)", wanted)
 
     async def live_instances(self, since: float) -> list[tuple[str, float]]:
         """Open stores (running bots) that beat at or after ``since``: (id, heartbeat)."""
@@ -103,6 +124,11 @@ class PostgresEndpoint:
     async def close(self) -> None:
         """Close the connection."""
         await self._con.close()
+
+
+def _handed_out(table: Table) -> str:
+    """The query for the last id ``table``'s sequence gave (0 before its first)."""
+    return f"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {table.sequence}"
 
 
 def _for_postgres(table: Table) -> Callable[[Row], Row]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from .migrate_tables import Conflict, Row, Table, conflict_query
+from .migrate_tables import Conflict, Row, Table, conflict_query, held_query
 from .sqlite import BUSY_TIMEOUT_MS
 
 
@@ -40,17 +40,12 @@ class SqliteEndpoint:
 
         Raises :class:`Conflict` if a row with the same key
         but another identity is there already."""
-        stage = self._stage(table)
+        stage = self._stage(table)  # outside: a rollback would drop it
         columns = ", ".join(table.columns)
-        marks = ", ".join("?" * len(table.columns))
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute(f"DELETE FROM {stage}")
-            con.executemany(f"INSERT INTO {stage} VALUES ({marks})", map(_for_sqlite(table), rows))
-            clash = con.execute(conflict_query(table, stage, "IS")).fetchone()
-            if clash is not None:
-                raise Conflict(table.name, clash)
+            self._staged_rows(table, stage, rows)
             # WHERE true: without it SQLite would read ON as a join's ON.
             added = con.execute(
                 f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {stage} "
@@ -61,6 +56,29 @@ class SqliteEndpoint:
             con.execute("ROLLBACK")
             raise
         return int(added)
+
+    async def compare(self, table: Table, rows: list[Row]) -> int:
+        """How many of the rows this table holds under their key; writes nothing.
+
+        Raises :class:`Conflict` as :meth:`write` would."""
+        stage = self._stage(table)  # outside: the rollback would drop it
+        self._con.execute("BEGIN")  # deferred: only the temporary stage is written
+        try:
+            self._staged_rows(table, stage, rows)
+            return int(self._con.execute(held_query(table, stage)).fetchone()[0])
+        finally:
+            self._con.execute("ROLLBACK")
+
+    def _staged_rows(self, table: Table, stage: str, rows: list[Row]) -> None:
+        """The rows in the stage (inside the caller's transaction), checked for a clash."""
+        marks = ", ".join("?" * len(table.columns))
+        self._con.execute(f"DELETE FROM {stage}")
+        self._con.executemany(
+            f"INSERT INTO {stage} VALUES ({marks})", map(_for_sqlite(table), rows)
+        )
+        clash = self._con.execute(conflict_query(table, stage, "IS")).fetchone()
+        if clash is not None:
+            raise Conflict(table.name, clash)
 
     def _stage(self, table: Table) -> str:
         stage = f"temp.stage_{table.name}"

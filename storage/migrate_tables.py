@@ -132,8 +132,16 @@ def conflict_query(table: Table, stage: str, same: str) -> str:
     ``same`` is the dialect's NULL-safe equality (``IS``, ``IS NOT DISTINCT FROM``)."""
     if not table.identity:
         return "SELECT 1 WHERE false"
-    on = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
     agree = " AND ".join(f"t.{c} {same} s.{c}" for c in table.identity)
     keys = ", ".join(f"s.{k}" for k in table.key)
-    joined = f"{stage} AS s JOIN {table.name} AS t ON {on}"
-    return f"SELECT {keys} FROM {joined} WHERE NOT ({agree}) LIMIT 1"
+    return f"SELECT {keys} FROM {_joined(table, stage)} WHERE NOT ({agree}) LIMIT 1"
+
+
+def held_query(table: Table, stage: str) -> str:
+    """How many staged rows have a key the table holds."""
+    return f"SELECT count(*) FROM {_joined(table, stage)}"
+
+
+def _joined(table: Table, stage: str) -> str:
+    on = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
+    return f"{stage} AS s JOIN {table.name} AS t ON {on}"

@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot.types import Media
+from bot.types import ConversationKey, Media
 from bot.usage import UsageQuery
+from fakes.fake_openai import FakeOpenAI
 from storage import SqliteStore
 from storage.migrate import MigrationError, migrate_store
 from storage.migrate_progress import Progress
@@ -47,10 +48,10 @@ class Interrupted(Exception):
     """Raised after a batch: the copy stops as a kill would stop it."""
 
 
-def seed(path: Path, turns: int) -> None:
+def seed(path: Path, turns: int, resets_above: int = RESETS_ABOVE) -> None:
     """A SQLite store holding ``turns`` turns (questions and answers, every column
     used), their dedupe rows, some settings, a usage ledger, attachments, id marks
-    above them, and coordination rows that are not to be copied."""
+    ``resets_above`` above them, and coordination rows that are not to be copied."""
     con = sqlite3.connect(path)
     with con:
         con.executemany(
@@ -91,7 +92,7 @@ def seed(path: Path, turns: int) -> None:
         )
         con.execute(
             "UPDATE sqlite_sequence SET seq = seq + ? WHERE name IN ('turns', 'media')",
-            (RESETS_ABOVE,),
+            (resets_above,),
         )
     con.close()
 
@@ -237,6 +238,33 @@ async def postgres_count(url: str, table: str) -> int:
         await con.close()
 
 
+SEQUENCES = tuple(table.sequence for table in TABLES if table.sequence)
+
+
+async def postgres_snapshot(url: str, path: Path) -> dict[str, list[Row]]:
+    """Every row of every copied table (as SQLite file ``path`` has them) and the id
+    sequences: what a refused copy must leave as it was."""
+    found = {shape.name: await postgres_rows(url, shape) for shape in shapes(path)}
+    con = await asyncpg.connect(url)
+    try:
+        for name in SEQUENCES:
+            found[name] = [tuple(await con.fetchrow(f"SELECT last_value, is_called FROM {name}"))]
+    finally:
+        await con.close()
+    return found
+
+
+def sqlite_snapshot(path: Path) -> dict[str, list[Row]]:
+    """Every row of every copied table and the id marks, in SQLite file ``path``."""
+    found = {shape.name: sqlite_rows(path, shape) for shape in shapes(path)}
+    con = sqlite3.connect(path)
+    try:
+        found["sqlite_sequence"] = list(con.execute("SELECT * FROM sqlite_sequence ORDER BY 1"))
+    finally:
+        con.close()
+    return found
+
+
 async def assert_same(path: Path, url: str) -> None:
     """Every column of every row of every copied table alike on both sides (none of
     them empty), and no coordination row carried over."""
@@ -305,6 +333,106 @@ async def _goes_on_in_postgresql(path: Path, url: str) -> None:
         assert newest == BIG_TURNS // MEDIA_EVERY + RESETS_ABOVE + 1
     finally:
         await con.close()
+
+
+QUESTIONS = ("remember the word pineapple", "which word?", "and once more?")
+ATTACHMENT = Media("text", "notes.txt", "pineapple notes")
+MEDIA_BUDGET = 10**6
+CONSOLE = ConversationKey("console", "local", "default").as_str()  # its one conversation
+
+
+async def ask(env: dict[str, str], question: str) -> None:
+    """``question`` piped into ``python -m bot console``: stored and answered, exit 0."""
+    code, out, err = await run_bot(["console"], env, f"{question}\n".encode())
+    assert code == 0, err
+    assert out.strip() and "error" not in err.lower(), err
+
+
+async def move(source: str, target: str, tmp_path: Path) -> str:
+    """``python -m bot migrate-store`` from ``source`` into ``target``: its summary."""
+    args = ["migrate-store", "--from", source, "--to", target]
+    code, out, err = await run_bot(args, bot_env(tmp_path))
+    assert code == 0, err
+    return out
+
+
+async def attach(store: SqliteStore | PostgresStore, turn_id: int) -> None:
+    """One attachment of the console conversation's turn ``turn_id``, kept by ``store``."""
+    await store.open()
+    try:
+        await store.add_media(CONSOLE, turn_id, [ATTACHMENT], MEDIA_BUDGET)
+    finally:
+        await store.close()
+
+
+def sqlite_ids(path: Path, table: str) -> list[int]:
+    con = sqlite3.connect(path)
+    try:
+        return [i for (i,) in con.execute(f"SELECT id FROM {table} ORDER BY id")]
+    finally:
+        con.close()
+
+
+async def postgres_ids(url: str, table: str) -> list[int]:
+    con = await asyncpg.connect(url)
+    try:
+        return [int(r[0]) for r in await con.fetch(f"SELECT id FROM {table} ORDER BY id")]
+    finally:
+        await con.close()
+
+
+async def test_a_conversation_moved_both_ways_goes_on_at_each_end(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The bot's own SQLite store (ids from 1, no gap above them) moved by the command
+    into a fresh PostgreSQL, asked there, moved back into a new SQLite file and asked
+    there: each new question is stored under an id above every copied one and answered
+    with the whole history; a new attachment likewise."""
+    path, back = tmp_path / "bot.db", tmp_path / "back.db"
+    env = bot_env(tmp_path, fake_openai)
+    await ask(env, QUESTIONS[0])
+    await attach(SqliteStore(str(path)), 1)
+    async with postgres_schema() as url:
+        await move(f"sqlite:///{path}", url, tmp_path)
+        await ask({**env, "DATABASE_URL": url}, QUESTIONS[1])
+        assert await postgres_ids(url, "turns") == [1, 2, 3, 4]
+        await attach(PostgresStore(url), 3)
+        assert await postgres_ids(url, "media") == [1, 2]
+        await move(url, f"sqlite:///{back}", tmp_path)
+    await ask({**env, "DATABASE_URL": f"sqlite:///{back}"}, QUESTIONS[2])
+    assert sqlite_ids(back, "turns") == [1, 2, 3, 4, 5, 6]
+    await attach(SqliteStore(str(back)), 5)
+    assert sqlite_ids(back, "media") == [1, 2, 3]
+    history = [m["content"] for m in fake_openai.chat_requests[-1]["messages"]]
+    assert [m.partition("\n")[0] for m in history[1::2]] == list(QUESTIONS)  # [0]: system
+    assert ATTACHMENT.text in history[1] and ATTACHMENT.text in history[3]
+
+
+@pytest.mark.parametrize("runs", ["once", "twice", "resumed"])
+async def test_the_next_message_after_a_copy_takes_a_new_id(
+    fake_openai: FakeOpenAI, tmp_path: Path, runs: str
+) -> None:
+    """Copied ids up to the source's own mark (none handed out and reset away), by one
+    run, two runs, or an interrupted run finished by the next: the console's next
+    question and a new attachment in PostgreSQL take the ids after the copied ones."""
+    path = tmp_path / "small.db"
+    await new_sqlite(path)
+    seed(path, SMALL_TURNS, resets_above=0)
+    source = f"sqlite:///{path}"
+    async with postgres_schema() as url:
+        if runs == "resumed":
+            quiet = _quiet(tmp_path)
+            await interrupted_copy(path, url, SMALL_BATCH, "turns", batches=2, quiet=quiet)
+        await move(source, url, tmp_path)
+        if runs == "twice":
+            again = await move(source, url, tmp_path)
+            assert f"turns: 0 copied, {SMALL_TURNS:,} already there" in again
+        await ask({**bot_env(tmp_path, fake_openai), "DATABASE_URL": url}, QUESTIONS[0])
+        last = SMALL_TURNS  # the question and its answer come next
+        assert (await postgres_ids(url, "turns"))[-3:] == [last, last + 1, last + 2]
+        await attach(PostgresStore(url), last + 1)
+        last = SMALL_TURNS // MEDIA_EVERY
+        assert (await postgres_ids(url, "media"))[-2:] == [last, last + 1]
 
 
 async def test_a_second_run_copies_nothing_twice(tmp_path: Path) -> None:
@@ -451,10 +579,11 @@ async def test_a_database_the_bot_already_used_is_not_mixed_into(tmp_path: Path)
         await store.open()
         await store.add_user_turn("slack:T1:C1:", user("its-own"))  # takes turn id 1
         await store.close()
+        before = await postgres_snapshot(url, path)
         with pytest.raises(MigrationError) as raised:
             await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
         assert "migrate-store: --to: turns id (1,) already holds another row" in str(raised.value)
-        assert await postgres_count(url, "turns") == 1
+        assert await postgres_snapshot(url, path) == before
 
 
 async def test_attachments_the_bot_already_kept_are_not_mixed_into(tmp_path: Path) -> None:
@@ -466,10 +595,52 @@ async def test_attachments_the_bot_already_kept_are_not_mixed_into(tmp_path: Pat
         await store.open()  # an attachment of its own takes media id 1
         await store.add_media("slack:T1:C1:", 1, [Media("text", "its-own.txt", "x")], 10**6)
         await store.close()
+        before = await postgres_snapshot(url, path)
         with pytest.raises(MigrationError) as raised:
             await migrate_store(f"sqlite:///{path}", url, progress_to=_quiet(tmp_path))
         assert "migrate-store: --to: media id (1,) already holds another row" in str(raised.value)
-        assert await postgres_count(url, "media") == 1
+        # Not even the settings, dedupe rows, ledger and turns that come before media.
+        assert await postgres_snapshot(url, path) == before
+
+
+REFUSED = "error: migrate-store: --to: turns id (1,) already holds another row; "
+
+
+async def test_a_refused_copy_leaves_the_database_the_bot_used_as_it_was(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The console's question and answer in a fresh PostgreSQL (turns 1 and 2), then
+    another store copied into it by the command: one line, exit 2, and not one row of
+    any copied table nor an id mark changed."""
+    path = tmp_path / "small.db"
+    await new_sqlite(path)
+    seed(path, TINY_TURNS)
+    async with postgres_schema() as url:
+        await ask({**bot_env(tmp_path, fake_openai), "DATABASE_URL": url}, QUESTIONS[0])
+        before = await postgres_snapshot(url, path)
+        args = ["migrate-store", "--from", f"sqlite:///{path}", "--to", url]
+        code, _, err = await run_bot(args, bot_env(tmp_path))
+        assert code == 2 and REFUSED in err, err
+        assert await postgres_snapshot(url, path) == before
+        assert err.startswith(REFUSED) and len(err.splitlines()) == 1, err  # no progress line
+
+
+async def test_a_refused_copy_back_leaves_the_sqlite_file_the_bot_used_as_it_was(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The same the other way: PostgreSQL copied into a SQLite file the console used."""
+    path, used = tmp_path / "small.db", tmp_path / "bot.db"
+    await new_sqlite(path)
+    seed(path, TINY_TURNS)
+    await ask(bot_env(tmp_path, fake_openai), QUESTIONS[0])  # into bot.db
+    before = sqlite_snapshot(used)
+    async with postgres_schema() as url:
+        await move(f"sqlite:///{path}", url, tmp_path)
+        args = ["migrate-store", "--from", url, "--to", f"sqlite:///{used}"]
+        code, _, err = await run_bot(args, bot_env(tmp_path))
+    assert code == 2 and REFUSED in err, err
+    assert sqlite_snapshot(used) == before
+    assert err.startswith(REFUSED) and len(err.splitlines()) == 1, err  # no progress line
 
 
 async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None:
