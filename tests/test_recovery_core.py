@@ -54,6 +54,14 @@ async def store_question(store: SqliteStore, msg: IncomingMessage, target: str) 
     return turn_id
 
 
+async def killed_with_a_question(path: Path) -> tuple[IncomingMessage, IncomingMessage]:
+    """A question a killed process stored for "here" and never answered; a newer one."""
+    lost, later = message("lost question"), message("newer question")
+    async with instance(path) as dead:
+        await store_question(dead, lost, "here")
+    return lost, later
+
+
 class SinkAdapter:
     """The adapter side of recovery only: one sink per target it knows."""
 
@@ -77,9 +85,7 @@ async def test_a_recovered_question_is_answered_before_newer_messages(
     core_factory: CoreFactory, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     fake_openai.reply_fn = echo_last_user
-    lost, later = message("lost question"), message("newer question")
-    async with instance(tmp_path / "bot.db") as dead:
-        await store_question(dead, lost, "here")
+    lost, later = await killed_with_a_question(tmp_path / "bot.db")
     async with instance(tmp_path / "bot.db") as store:
         core: Core = await core_factory(store)
         sink = RecordingSink()
@@ -96,9 +102,7 @@ async def test_a_place_held_before_intake_comes_first_and_is_given_back_if_unuse
     core_factory: CoreFactory, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     fake_openai.reply_fn = echo_last_user
-    lost, later = message("lost question"), message("newer question")
-    async with instance(tmp_path / "bot.db") as dead:
-        await store_question(dead, lost, "here")
+    lost, later = await killed_with_a_question(tmp_path / "bot.db")
     async with instance(tmp_path / "bot.db") as store:
         core: Core = await core_factory(store)
         sink = RecordingSink()
