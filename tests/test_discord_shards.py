@@ -165,7 +165,7 @@ async def test_two_processes_split_the_shards_and_answer_each_server_once(
         assert len(questions) == len(asked) // SHARDS
         assert {fake.shard_of(m) for m in questions} == {shard}
     for shard, log in enumerate(logs):
-        assert f"servers, on shards {shard} of {SHARDS}" in log.read_text(), log.read_text()
+        assert f"server(s), on shards {shard} of {SHARDS}" in log.read_text(), log.read_text()
 
 
 async def test_an_unsharded_bot_told_to_shard_says_which_setting_to_change(
