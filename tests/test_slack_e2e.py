@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,25 @@ async def test_a_passing_error_at_start_is_tried_again(
     async with running(fake_slack, memory_core) as adapter:
         assert adapter.bot is not None and adapter.bot.user_id == "U0BOT"
     assert len(fake_slack.calls_to("auth.test")) == 3
+
+
+async def test_an_api_that_cannot_be_reached_is_tried_again_then_named(
+    fake_slack: FakeSlack,
+    memory_core: Core,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(slack_adapter, "START_RETRY_WAITS_S", (0.01, 0.01))
+    with socket.socket() as taken:  # a port nothing listens on
+        taken.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{taken.getsockname()[1]}/api/"
+    adapter = SlackAdapter(slack_config(fake_slack), memory_core, api_base_url=nowhere)
+    with pytest.raises(StartupError, match="cannot reach") as caught:
+        await adapter.start()
+    assert not isinstance(caught.value, PlatformUnavailable)  # most likely a wrong URL: 2
+    tries = [r for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(tries) == 2
+    await adapter.stop()
 
 
 async def test_an_error_that_does_not_pass_stops_the_start_as_unavailable(
