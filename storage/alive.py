@@ -34,7 +34,7 @@ async def _postgres_ids(url: str, since: float) -> list[str]:
 
     try:
         con = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, ValueError, asyncpg.PostgresError) as exc:
+    except (OSError, TimeoutError, ValueError, OverflowError, asyncpg.PostgresError) as exc:
         raise StoreFailure(redact_text(str(exc)) or type(exc).__name__) from None
     try:
         return [str(r[0]) for r in await con.fetch(SQL_ALIVE_IDS.format("$1"), since)]

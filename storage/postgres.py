@@ -75,8 +75,9 @@ _TOTALS = usage_sql.numbered(usage_sql.SQL_TOTALS)
 _TOP = usage_sql.numbered(usage_sql.SQL_TOP)
 _FORGET_ANSWERS = usage_sql.numbered(usage_sql.SQL_FORGET_ANSWERS)
 _FORGET_TURNS = usage_sql.numbered(usage_sql.SQL_FORGET_TURNS)
-# At connect, a URL asyncpg cannot parse (a bad port) is a ValueError.
-OPEN_FAILURES: tuple[type[BaseException], ...] = (*DRIVER_FAILURES, ValueError)
+# At connect, a URL asyncpg cannot parse (a bad port) is a ValueError, a port past
+# 65535 an OverflowError from the socket (storage/problems.py refuses both first).
+OPEN_FAILURES: tuple[type[BaseException], ...] = (*DRIVER_FAILURES, ValueError, OverflowError)
 
 
 class PostgresStore:

@@ -70,6 +70,32 @@ async def test_a_database_url_with_a_misread_password_is_one_line_without_it(
 
 
 @pytest.mark.parametrize("command", ["check", "console"])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            f"postgresql://bob:{PASSWORD}@127.0.0.1:99999/db",
+            "'postgresql://***@127.0.0.1:99999/db': port '99999' is not a number from 1 to 65535",
+        ),
+        (
+            f"postgresql://bob:{PASSWORD}@127.0.0.1:5432x/db",
+            "'postgresql://***@127.0.0.1:5432x/db': port '5432x' is not a number from 1 to 65535",
+        ),
+    ],
+    ids=["port-too-big", "port-not-a-number"],
+)
+async def test_a_database_url_the_driver_would_misread_is_refused_naming_it(
+    tmp_path: Path, command: str, url: str, problem: str
+) -> None:
+    """Refused before any connection: the driver would crash on the port."""
+    code, out, err = await run_bot([command], bot_env(tmp_path, DATABASE_URL=url))
+    assert code == 2, err
+    [line] = err.splitlines()
+    assert line.startswith(f"error: config: storage.url (DATABASE_URL): {problem}")
+    assert PASSWORD not in out + err
+
+
+@pytest.mark.parametrize("command", ["check", "console"])
 async def test_unsupported_database_url_is_one_line_without_its_password(
     tmp_path: Path, command: str
 ) -> None:
