@@ -18,7 +18,7 @@ import urllib.parse
 from pathlib import Path
 
 from bot.errors import ConfigError
-from bot.redact import has_unencoded_userinfo, redact_url
+from bot.redact import has_unencoded_at, has_unencoded_userinfo, redact_url
 
 CONFIG_KEY = "storage.url"
 MEMORY_PATH = ":memory:"
@@ -111,13 +111,21 @@ def _nearest_existing(folder: Path) -> Path:
 
 def check_postgres_url(url: str) -> None:
     """Raise a ConfigError naming storage.url for a PostgreSQL URL the driver would
-    misread: an unencoded character in the password, a bad port."""
+    misread: an unencoded character in the user or password, a bad port."""
     shown = repr(redact_url(url))
     if has_unencoded_userinfo(url):
         raise ConfigError(
             CONFIG_KEY,
             f"{shown}: its password holds a / ? or # that is not percent-encoded; "
             "write them as %2F, %3F and %23",
+        )
+    if has_unencoded_at(url):
+        # The driver ends the userinfo at the first "@" and looks the rest of the
+        # password up as a host name: part of the secret would reach the DNS server.
+        raise ConfigError(
+            CONFIG_KEY,
+            f"{shown}: its user or password holds an @ that is not percent-encoded; "
+            "write it as %40",
         )
     try:
         parts = urllib.parse.urlsplit(url)

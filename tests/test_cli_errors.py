@@ -15,6 +15,7 @@ from bot.redact import install_log_redaction
 from tests.support import bot_env, run_bot
 
 PASSWORD = "LEAK-PASSWORD-7781"
+AT_PASSWORD = "LEAK@PW-7783"  # an "@" in it, not percent-encoded
 KEY = "LEAK-KEY-7782"
 RACE_RUNS = 5
 SECRET_BASE_URL = f"https://user:{PASSWORD}@models.example/v1?api-key={KEY}&region=eu"
@@ -74,6 +75,11 @@ async def test_a_database_url_with_a_misread_password_is_one_line_without_it(
     ("url", "problem"),
     [
         (
+            f"postgresql://bob:{AT_PASSWORD}@127.0.0.1:1/db",
+            "'postgresql://***@127.0.0.1:1/db': its user or password holds an @ that is "
+            "not percent-encoded; write it as %40",
+        ),
+        (
             f"postgresql://bob:{PASSWORD}@127.0.0.1:99999/db",
             "'postgresql://***@127.0.0.1:99999/db': port '99999' is not a number from 1 to 65535",
         ),
@@ -82,16 +88,18 @@ async def test_a_database_url_with_a_misread_password_is_one_line_without_it(
             "'postgresql://***@127.0.0.1:5432x/db': port '5432x' is not a number from 1 to 65535",
         ),
     ],
-    ids=["port-too-big", "port-not-a-number"],
+    ids=["second-at", "port-too-big", "port-not-a-number"],
 )
 async def test_a_database_url_the_driver_would_misread_is_refused_naming_it(
     tmp_path: Path, command: str, url: str, problem: str
 ) -> None:
-    """Refused before any connection: the driver would crash on the port."""
+    """Refused before any connection: the driver would look part of the password up
+    as a host name, or crash on the port."""
     code, out, err = await run_bot([command], bot_env(tmp_path, DATABASE_URL=url))
     assert code == 2, err
     [line] = err.splitlines()
     assert line.startswith(f"error: config: storage.url (DATABASE_URL): {problem}")
+    assert not any(part in out + err for part in AT_PASSWORD.split("@"))
     assert PASSWORD not in out + err
 
 

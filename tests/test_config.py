@@ -569,6 +569,7 @@ def test_discord_allowlists_hold_ids_not_names(key: str) -> None:
 @pytest.mark.parametrize(
     "url",
     [
+        "postgresql://u:p%40ss@h:5432/db",  # an encoded "@"
         "postgresql://u@[::1]:5432/db",
         "postgresql://u@h1:5432,h2:5433/db",
         "postgresql://u@h:/db",  # the default port

@@ -517,6 +517,12 @@ async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None
             "error: migrate-store: --to: 'postgresql://***@127.0.0.1:99999/db': port '99999' "
             "is not a number from 1 to 65535",
         ),
+        (
+            "sqlite:///{tmp}/bot.db",
+            f"postgresql://bot:LEAK@{PASSWORD}@127.0.0.1:1/db",
+            "error: migrate-store: --to: 'postgresql://***@127.0.0.1:1/db': its user or "
+            "password holds an @ that is not percent-encoded; write it as %40",
+        ),
     ],
     ids=[
         "unreachable-target",
@@ -525,6 +531,7 @@ async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None
         "memory",
         "same",
         "port-too-big",
+        "second-at",
     ],
 )
 async def test_bad_urls_are_one_line_naming_the_flag_and_exit_2(
