@@ -28,6 +28,10 @@ _EXAMPLE = "e.g. sqlite:///data/bot.db"
 MIN_FREE_BYTES = 1 << 20
 MAX_PORT = 65535
 _PORT = re.compile(r"[0-9]{1,5}")
+# Query parameters asyncpg also takes the database from (as libpq does); with none
+# of them and no path it uses the user's name, often the server's maintenance one.
+DATABASE_PARAMS = ("dbname", "database", "service")
+_PG_EXAMPLE = "e.g. postgresql://host:5432/chatbridge"
 
 
 def describe(path: str, exc: BaseException) -> ConfigError:
@@ -111,8 +115,23 @@ def _nearest_existing(folder: Path) -> Path:
 
 def check_postgres_url(url: str) -> None:
     """Raise a ConfigError naming storage.url for a PostgreSQL URL the driver would
-    misread: an unencoded character in the user or password, a bad port."""
+    misread: an unencoded character in the user or password, a bad port, no database."""
     shown = repr(redact_url(url))
+    _check_userinfo(url, shown)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # an IPv6 address without its closing "]"
+        raise ConfigError(CONFIG_KEY, f"{shown}: {exc}") from None
+    _check_ports(parts.netloc, shown)
+    if not parts.path.strip("/") and not _names_a_database(parts.query):
+        raise ConfigError(
+            CONFIG_KEY,
+            f"{shown} names no database, so the bot's tables would go into the server's "
+            f"default one; add its name after the host ({_PG_EXAMPLE})",
+        )
+
+
+def _check_userinfo(url: str, shown: str) -> None:
     if has_unencoded_userinfo(url):
         raise ConfigError(
             CONFIG_KEY,
@@ -127,11 +146,6 @@ def check_postgres_url(url: str) -> None:
             f"{shown}: its user or password holds an @ that is not percent-encoded; "
             "write it as %40",
         )
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError as exc:  # an IPv6 address without its closing "]"
-        raise ConfigError(CONFIG_KEY, f"{shown}: {exc}") from None
-    _check_ports(parts.netloc, shown)
 
 
 def _check_ports(netloc: str, shown: str) -> None:
@@ -152,3 +166,8 @@ def _ports(netloc: str) -> list[str]:
         if ":" in port:
             ports.append(port.partition(":")[2])
     return [port for port in ports if port]  # "host:" is the default port
+
+
+def _names_a_database(query: str) -> bool:
+    names = urllib.parse.parse_qs(query)
+    return any(names.get(param, [""])[-1] for param in DATABASE_PARAMS)

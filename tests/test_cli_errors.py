@@ -87,14 +87,16 @@ async def test_a_database_url_with_a_misread_password_is_one_line_without_it(
             f"postgresql://bob:{PASSWORD}@127.0.0.1:5432x/db",
             "'postgresql://***@127.0.0.1:5432x/db': port '5432x' is not a number from 1 to 65535",
         ),
+        (f"postgresql://bob:{PASSWORD}@127.0.0.1:1", "'postgresql://***@127.0.0.1:1' names no "),
+        (f"postgresql://bob:{PASSWORD}@127.0.0.1:1/", "'postgresql://***@127.0.0.1:1/' names no "),
     ],
-    ids=["second-at", "port-too-big", "port-not-a-number"],
+    ids=["second-at", "port-too-big", "port-not-a-number", "no-database", "empty-database"],
 )
 async def test_a_database_url_the_driver_would_misread_is_refused_naming_it(
     tmp_path: Path, command: str, url: str, problem: str
 ) -> None:
     """Refused before any connection: the driver would look part of the password up
-    as a host name, or crash on the port."""
+    as a host name, crash on the port, or fill the server's default database."""
     code, out, err = await run_bot([command], bot_env(tmp_path, DATABASE_URL=url))
     assert code == 2, err
     [line] = err.splitlines()

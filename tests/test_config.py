@@ -574,6 +574,7 @@ def test_discord_allowlists_hold_ids_not_names(key: str) -> None:
         "postgresql://u@h1:5432,h2:5433/db",
         "postgresql://u@h:/db",  # the default port
         "postgres:///db?host=/run/postgresql",
+        "postgresql://u@h:5432/?dbname=db",
     ],
 )
 def test_postgresql_urls_the_driver_reads_as_written_are_accepted(url: str) -> None:
