@@ -123,7 +123,7 @@ class PostgresStore:
                 reset=_nothing_to_reset,
             )
         except OPEN_FAILURES as exc:
-            raise self._unusable(exc) from None
+            raise unusable(self.url, exc) from None
         self._pool = pool
         try:
             await _migrate(pool, redact_url(self.url))
@@ -134,16 +134,10 @@ class PostgresStore:
             self._pool = None
             pool.terminate()
             if isinstance(exc, (*DRIVER_FAILURES, StoreFailure)):
-                raise self._unusable(exc) from None
+                raise unusable(self.url, exc) from None
             raise
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
         self._prunes.maybe_start()  # at once (storage/pruning.py)
-
-    def _unusable(self, exc: BaseException) -> ConfigError:
-        reason = redact_text(str(exc)) or type(exc).__name__
-        return ConfigError(
-            CONFIG_KEY, f"cannot use PostgreSQL at {redact_url(self.url)!r}: {reason}"
-        )
 
     async def close(self) -> None:
         """Stop pruning and beating, remove the instance row, close the pool; safe twice."""
@@ -459,6 +453,13 @@ class PostgresStore:
     async def _execute(self, statement: str, *args: object) -> str:
         with self._translated():
             return str(await self._open_pool().execute(statement, *args))
+
+
+def unusable(url: str, exc: BaseException) -> ConfigError:
+    """The error for a database that cannot be used at start (or read by ``check``),
+    naming storage.url with the URL's password hidden."""
+    reason = redact_text(str(exc)) or type(exc).__name__
+    return ConfigError(CONFIG_KEY, f"cannot use PostgreSQL at {redact_url(url)!r}: {reason}")
 
 
 def _dropped(con: Any) -> None:

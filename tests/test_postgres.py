@@ -17,6 +17,7 @@ import pytest
 
 from bot.core import Core
 from bot.errors import StartupError, StorageError, StoreFailure
+from bot.redact import redact_url
 from fakes.fake_openai import FakeOpenAI, reply
 from storage.postgres import PostgresStore
 from storage.postgres_sql import SCHEMA_VERSION, SQL_ADD_ANSWER
@@ -209,27 +210,65 @@ async def test_a_database_failure_while_a_message_arrives_is_a_storage_error(
         await store.close()
 
 
-@pytest.mark.parametrize("where", ["closed port", "unknown role"])
-async def test_a_server_that_cannot_be_used_at_start_is_one_line_and_exit_2(
-    tmp_path: Path, where: str, schema_url: str
-) -> None:
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A loopback port that takes connections and never answers (a hung server)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def unusable_url(where: str) -> str:
+    """A URL of the test server (or beside it) that a start must refuse."""
     if where == "closed port":
-        url = f"postgresql://bot:{PASSWORD}@127.0.0.1:{closed_port()}/test"
-    else:  # the server answers and refuses the login
-        url = f"postgresql://nobody_here:{PASSWORD}@127.0.0.1:5432/test"
-    code, out, err = await run_bot(["console"], bot_env(tmp_path, DATABASE_URL=url), b"hi\n")
+        return f"postgresql://bot:{PASSWORD}@127.0.0.1:{closed_port()}/test"
+    if where == "unknown role":  # the server answers and refuses the login
+        return f"postgresql://nobody_here:{PASSWORD}@127.0.0.1:5432/test"
+    return f"postgresql://postgres:{PASSWORD}@127.0.0.1:5432/no_such_database"
+
+
+@pytest.mark.parametrize("command", ["check", "console"])
+@pytest.mark.parametrize("where", ["closed port", "unknown role", "unknown database"])
+async def test_a_server_that_cannot_be_used_at_start_is_one_line_and_exit_2(
+    tmp_path: Path, command: str, where: str, schema_url: str
+) -> None:
+    """``check`` fails as a start does: it is how a user finds out before starting."""
+    env = bot_env(tmp_path, DATABASE_URL=unusable_url(where))
+    code, out, err = await run_bot([command], env, b"hi\n")
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert "storage.url" in lines[0] and "DATABASE_URL" in lines[0]
+    assert lines[0].startswith("error: config: storage.url (DATABASE_URL): cannot use PostgreSQL")
     assert PASSWORD not in out + err and "***@127.0.0.1" in lines[0]
+    assert "instances:" not in out
 
 
-async def test_check_hides_the_database_password(tmp_path: Path) -> None:
-    url = f"postgresql://bot:{PASSWORD}@db.internal:5432/chat"
+async def test_check_on_a_server_that_never_answers_is_one_line_and_exit_2(
+    tmp_path: Path, silent_port: int
+) -> None:
+    url = f"postgresql://bot:{PASSWORD}@127.0.0.1:{silent_port}/test"
+    code, out, err = await run_bot(["check"], bot_env(tmp_path, DATABASE_URL=url))
+    assert code == 2, err
+    [line] = err.splitlines()
+    assert line.startswith("error: config: storage.url (DATABASE_URL): cannot use PostgreSQL")
+    assert PASSWORD not in out + err
+
+
+async def test_check_hides_the_database_password(tmp_path: Path, schema_url: str) -> None:
+    url = schema_url.replace("@", f":{PASSWORD}@", 1)  # the test server trusts any password
     code, out, err = await run_bot(["check"], bot_env(tmp_path, DATABASE_URL=url))
     assert code == 0, err
-    assert "postgresql://***@db.internal:5432/chat" in out
+    assert f"url: {redact_url(url)}" in out and "***@127.0.0.1" in out
     assert PASSWORD not in out + err
 
 
