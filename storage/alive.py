@@ -33,12 +33,12 @@ async def alive_ids(url: str, *, clock: float | None = None) -> list[str]:
 async def _postgres_ids(url: str, since: float) -> list[str]:
     import asyncpg  # only for a PostgreSQL URL
 
-    from .postgres import DRIVER_FAILURES, OPEN_FAILURES, unusable
+    from .postgres import DRIVER_FAILURES, OPEN_FAILURES, no_answer_to_connect, unusable
 
     try:
         con = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
     except OPEN_FAILURES as exc:
-        raise unusable(url, exc) from None
+        raise unusable(url, exc, no_answer_to_connect(CONNECT_TIMEOUT_S)) from None
     try:
         return [str(r[0]) for r in await con.fetch(SQL_ALIVE_IDS.format("$1"), since)]
     except asyncpg.UndefinedTableError:
