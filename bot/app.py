@@ -27,7 +27,7 @@ from .adapter import Adapter
 from .attachments import attachment_limits
 from .config import Config
 from .core import Core, CoreSettings
-from .errors import StartupError, StorageError, StoreFailure
+from .errors import StartupError, StorageError
 from .events import MeasuredModel
 from .handoff import HandoffSettings, share_store
 from .llm import OpenAIChat, make_client
@@ -79,11 +79,11 @@ def migrate_store(source: str | None, target: str | None, batch_rows: int | None
 
 
 async def describe_instances(url: str) -> str:
-    """One line for ``check``: how many instances are alive on ``storage.url``."""
-    try:
-        ids = await alive_ids(url)
-    except StoreFailure as exc:
-        return f"instances: cannot read the database: {exc}"
+    """One line for ``check``: how many instances are alive on ``storage.url``.
+
+    A database that cannot be read raises the ConfigError a start would (exit 2):
+    ``check`` exists to find what would stop the bot."""
+    ids = await alive_ids(url)
     listed = f" ({', '.join(ids)})" if ids else ""
     return (
         f"instances: {len(ids)} alive on this database{listed}; "

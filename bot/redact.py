@@ -69,6 +69,14 @@ def has_unencoded_userinfo(url: str) -> bool:
     return end is not None and userinfo_end(rest) > end.start()
 
 
+def has_unencoded_at(url: str) -> bool:
+    """True when ``url``'s userinfo holds an "@" that was not percent-encoded
+    (libraries end the userinfo at the first "@", this module at the last)."""
+    rest = url.partition("://")[2]
+    at = userinfo_end(rest)
+    return at > 0 and "@" in rest[:at]
+
+
 def _last_userinfo_at(text: str) -> int:
     # An "@" that starts a path segment ("/users/@me") ends no userinfo.
     ats = [m.start() for m in _USERINFO_AT.finditer(text)]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot.errors import ConfigError
-from bot.redact import has_unencoded_userinfo, redact_url
+from bot.redact import redact_url
 from bot.store import Store
 
 from .memory import MemoryStore
-from .problems import probe
+from .problems import check_postgres_url, probe
 from .sqlite import SqliteStore
 from .turn_cache import MAX_BYTES
 
@@ -45,12 +45,7 @@ def open_store(
         path = _sqlite_path(url, rest)
         return SqliteStore(path, retention_days=retention_days, cache_bytes=cache_bytes)
     if scheme in POSTGRES_SCHEMES and sep and rest:
-        if has_unencoded_userinfo(url):
-            raise ConfigError(
-                CONFIG_KEY,
-                f"{redact_url(url)!r}: its password holds a / ? or # that is not "
-                "percent-encoded; write them as %2F, %3F and %23",
-            )
+        check_postgres_url(url.strip())
         # Imported here: a SQLite or memory store never loads the PostgreSQL driver.
         from .postgres import PostgresStore
 

@@ -8,9 +8,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from bot.errors import StoreFailure
 from bot.instances import STALE_AFTER_S
-from bot.redact import redact_text
+
+from .problems import describe
 
 CONNECT_TIMEOUT_S = 5.0
 SQL_ALIVE_IDS = "SELECT id FROM instances WHERE heartbeat >= {} ORDER BY id"
@@ -19,7 +19,8 @@ SQL_ALIVE_IDS = "SELECT id FROM instances WHERE heartbeat >= {} ORDER BY id"
 async def alive_ids(url: str, *, clock: float | None = None) -> list[str]:
     """Ids of the instances whose heartbeat is younger than ``STALE_AFTER_S``: none
     for ``memory://``, a missing file or a database no instance has opened yet.
-    Raises StoreFailure when the database cannot be read."""
+    Raises the ConfigError naming storage.url that opening the store would when the
+    database cannot be read, so ``check`` fails as a start would."""
     since = (time.time() if clock is None else clock) - STALE_AFTER_S
     scheme, _, rest = url.strip().partition("://")
     if scheme.lower() in ("postgresql", "postgres"):
@@ -32,14 +33,18 @@ async def alive_ids(url: str, *, clock: float | None = None) -> list[str]:
 async def _postgres_ids(url: str, since: float) -> list[str]:
     import asyncpg  # only for a PostgreSQL URL
 
+    from .postgres import DRIVER_FAILURES, OPEN_FAILURES, no_answer_to_connect, unusable
+
     try:
         con = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, ValueError, asyncpg.PostgresError) as exc:
-        raise StoreFailure(redact_text(str(exc)) or type(exc).__name__) from None
+    except OPEN_FAILURES as exc:
+        raise unusable(url, exc, no_answer_to_connect(CONNECT_TIMEOUT_S)) from None
     try:
         return [str(r[0]) for r in await con.fetch(SQL_ALIVE_IDS.format("$1"), since)]
     except asyncpg.UndefinedTableError:
         return []
+    except DRIVER_FAILURES as exc:  # e.g. a role without the right to read the table
+        raise unusable(url, exc) from None
     finally:
         await con.close()
 
@@ -53,4 +58,4 @@ def _sqlite_ids(path: Path, since: float) -> list[str]:
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return []
-        raise StoreFailure(str(exc)) from None
+        raise describe(str(path), exc) from None

@@ -75,8 +75,16 @@ _TOTALS = usage_sql.numbered(usage_sql.SQL_TOTALS)
 _TOP = usage_sql.numbered(usage_sql.SQL_TOP)
 _FORGET_ANSWERS = usage_sql.numbered(usage_sql.SQL_FORGET_ANSWERS)
 _FORGET_TURNS = usage_sql.numbered(usage_sql.SQL_FORGET_TURNS)
-# At connect, a URL asyncpg cannot parse (a bad port) is a ValueError.
-OPEN_FAILURES: tuple[type[BaseException], ...] = (*DRIVER_FAILURES, ValueError)
+# asyncio and uvloop word a refused connection differently; check and a start
+# (which use one each) show the same line.
+REFUSED = "connection refused: no server listens at that host and port"
+# An InternalClientError is what asyncpg raises for a call on a connection the
+# server just terminated ("cannot switch to state 12; another operation (2) is in
+# progress"): it names the driver's state, not what happened.
+LOST = "the connection to the server was lost (the server closed it)"
+# At connect, a URL asyncpg cannot parse (a bad port) is a ValueError, a port past
+# 65535 an OverflowError from the socket (storage/problems.py refuses both first).
+OPEN_FAILURES: tuple[type[BaseException], ...] = (*DRIVER_FAILURES, ValueError, OverflowError)
 
 
 class PostgresStore:
@@ -122,7 +130,7 @@ class PostgresStore:
                 reset=_nothing_to_reset,
             )
         except OPEN_FAILURES as exc:
-            raise self._unusable(exc) from None
+            raise unusable(self.url, exc, no_answer_to_connect(CONNECT_TIMEOUT_S)) from None
         self._pool = pool
         try:
             await _migrate(pool, redact_url(self.url))
@@ -133,16 +141,10 @@ class PostgresStore:
             self._pool = None
             pool.terminate()
             if isinstance(exc, (*DRIVER_FAILURES, StoreFailure)):
-                raise self._unusable(exc) from None
+                raise unusable(self.url, exc) from None
             raise
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
         self._prunes.maybe_start()  # at once (storage/pruning.py)
-
-    def _unusable(self, exc: BaseException) -> ConfigError:
-        reason = redact_text(str(exc)) or type(exc).__name__
-        return ConfigError(
-            CONFIG_KEY, f"cannot use PostgreSQL at {redact_url(self.url)!r}: {reason}"
-        )
 
     async def close(self) -> None:
         """Stop pruning and beating, remove the instance row, close the pool; safe twice."""
@@ -409,9 +411,10 @@ class PostgresStore:
             while True:
                 await asyncio.sleep(self._heartbeat_s)
                 try:
-                    with self._translated():
+                    with self._translated(no_answer_to_connect(CONNECT_TIMEOUT_S)):
                         if con is None or con.is_closed():
                             con = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+                    with self._translated(no_answer_to_statement(self._heartbeat_s)):
                         beat = (self.instance_id, self._clock(), self._host, self._pid)
                         await con.execute(sql.SQL_BEAT, *beat, timeout=self._heartbeat_s)
                 except StoreFailure as exc:  # the next beat tries again
@@ -439,13 +442,13 @@ class PostgresStore:
         return self._pool
 
     @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        """The driver's failures as StoreFailure, a type bot/ knows."""
+    def _translated(self, timed_out: str | None = None) -> Iterator[None]:
+        """The driver's failures as StoreFailure, a type bot/ knows, in one line;
+        ``timed_out`` says what a timeout means (default: a statement's)."""
         try:
             yield
         except DRIVER_FAILURES as exc:
-            detail = redact_text(str(exc)) or type(exc).__name__
-            raise StoreFailure(f"PostgreSQL: {detail}") from exc
+            raise StoreFailure(f"PostgreSQL: {failure_text(exc, timed_out)}") from exc
 
     async def _fetch(self, statement: str, *args: object) -> list[Any]:
         with self._translated():
@@ -458,6 +461,41 @@ class PostgresStore:
     async def _execute(self, statement: str, *args: object) -> str:
         with self._translated():
             return str(await self._open_pool().execute(statement, *args))
+
+
+def unusable(url: str, exc: BaseException, timed_out: str | None = None) -> ConfigError:
+    """The error for a database that cannot be used at start (or read by ``check``),
+    naming storage.url with the URL's password hidden."""
+    if isinstance(exc, StoreFailure) and exc.__cause__ is not None:
+        exc = exc.__cause__  # its text already says "PostgreSQL: "
+    reason = failure_text(exc, timed_out)
+    return ConfigError(CONFIG_KEY, f"cannot use PostgreSQL at {redact_url(url)!r}: {reason}")
+
+
+def failure_text(exc: BaseException, timed_out: str | None = None) -> str:
+    """One line for a driver failure: PostgreSQL's own first line (its DETAIL and HINT
+    lines may quote a stored row), or words for failures whose text says nothing."""
+    if isinstance(exc, TimeoutError):  # its text is empty
+        return timed_out or no_answer_to_statement(COMMAND_TIMEOUT_S)
+    if isinstance(exc, ConnectionRefusedError):
+        return REFUSED
+    if isinstance(exc, asyncpg.InternalClientError):
+        return LOST
+    lines = redact_text(str(exc)).splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def no_answer_to_connect(waited_s: float) -> str:
+    """What a connection attempt that timed out is shown as."""
+    return f"the server did not answer within {waited_s:g} s"
+
+
+def no_answer_to_statement(waited_s: float) -> str:
+    """What a statement that timed out is shown as."""
+    return (
+        f"a statement got no answer within {waited_s:g} s "
+        "(a lock held by another session, or a server that stopped answering)"
+    )
 
 
 def _dropped(con: Any) -> None:

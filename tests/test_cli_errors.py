@@ -15,6 +15,7 @@ from bot.redact import install_log_redaction
 from tests.support import bot_env, run_bot
 
 PASSWORD = "LEAK-PASSWORD-7781"
+AT_PASSWORD = "LEAK@PW-7783"  # an "@" in it, not percent-encoded
 KEY = "LEAK-KEY-7782"
 RACE_RUNS = 5
 SECRET_BASE_URL = f"https://user:{PASSWORD}@models.example/v1?api-key={KEY}&region=eu"
@@ -67,6 +68,41 @@ async def test_a_database_url_with_a_misread_password_is_one_line_without_it(
     [line] = err.splitlines()
     assert line.startswith("error: config: storage.url (DATABASE_URL): ")
     assert PASSWORD not in out + err and PASSWORD[:8] not in out + err
+
+
+@pytest.mark.parametrize("command", ["check", "console"])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            f"postgresql://bob:{AT_PASSWORD}@127.0.0.1:1/db",
+            "'postgresql://***@127.0.0.1:1/db': its user or password holds an @ that is "
+            "not percent-encoded; write it as %40",
+        ),
+        (
+            f"postgresql://bob:{PASSWORD}@127.0.0.1:99999/db",
+            "'postgresql://***@127.0.0.1:99999/db': port '99999' is not a number from 1 to 65535",
+        ),
+        (
+            f"postgresql://bob:{PASSWORD}@127.0.0.1:5432x/db",
+            "'postgresql://***@127.0.0.1:5432x/db': port '5432x' is not a number from 1 to 65535",
+        ),
+        (f"postgresql://bob:{PASSWORD}@127.0.0.1:1", "'postgresql://***@127.0.0.1:1' names no "),
+        (f"postgresql://bob:{PASSWORD}@127.0.0.1:1/", "'postgresql://***@127.0.0.1:1/' names no "),
+    ],
+    ids=["second-at", "port-too-big", "port-not-a-number", "no-database", "empty-database"],
+)
+async def test_a_database_url_the_driver_would_misread_is_refused_naming_it(
+    tmp_path: Path, command: str, url: str, problem: str
+) -> None:
+    """Refused before any connection: the driver would look part of the password up
+    as a host name, crash on the port, or fill the server's default database."""
+    code, out, err = await run_bot([command], bot_env(tmp_path, DATABASE_URL=url))
+    assert code == 2, err
+    [line] = err.splitlines()
+    assert line.startswith(f"error: config: storage.url (DATABASE_URL): {problem}")
+    assert not any(part in out + err for part in AT_PASSWORD.split("@"))
+    assert PASSWORD not in out + err
 
 
 @pytest.mark.parametrize("command", ["check", "console"])

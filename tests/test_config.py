@@ -24,6 +24,7 @@ from bot.config import (
 )
 from bot.errors import ConfigError, StartupError
 from bot.redact import redact_text
+from storage import check_url
 
 SHIPPED = Path(__file__).resolve().parents[1] / "config.yaml"
 KEY_ENV = {"OPENAI_API_KEY": "sk-test-key"}
@@ -563,3 +564,18 @@ def test_discord_allowlists_hold_ids_not_names(key: str) -> None:
     err = error_of({"discord": {key: ["123456789012345678", "my-server"]}})
     assert err.path == f"discord.{key}" and "'my-server'" in err.problem
     assert build({"discord": {key: [123456789012345678, "223456789012345678"]}})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p%40ss@h:5432/db",  # an encoded "@"
+        "postgresql://u@[::1]:5432/db",
+        "postgresql://u@h1:5432,h2:5433/db",
+        "postgresql://u@h:/db",  # the default port
+        "postgres:///db?host=/run/postgresql",
+        "postgresql://u@h:5432/?dbname=db",
+    ],
+)
+def test_postgresql_urls_the_driver_reads_as_written_are_accepted(url: str) -> None:
+    check_url(url)  # raises nothing, connects nowhere

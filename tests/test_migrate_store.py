@@ -682,8 +682,40 @@ async def test_a_store_a_running_bot_has_open_is_refused(tmp_path: Path) -> None
         ),
         ("sqlite:///{tmp}/bot.db", "memory://", "error: migrate-store: --to: an in-memory store"),
         ("sqlite:///{tmp}/bot.db", "sqlite:///{tmp}/bot.db", "error: migrate-store: --to: "),
+        (
+            "sqlite:///{tmp}/bot.db",
+            f"postgresql://bot:{PASSWORD}@127.0.0.1:99999/db",
+            "error: migrate-store: --to: 'postgresql://***@127.0.0.1:99999/db': port '99999' "
+            "is not a number from 1 to 65535",
+        ),
+        (
+            "sqlite:///{tmp}/bot.db",
+            f"postgresql://bot:LEAK@{PASSWORD}@127.0.0.1:1/db",
+            "error: migrate-store: --to: 'postgresql://***@127.0.0.1:1/db': its user or "
+            "password holds an @ that is not percent-encoded; write it as %40",
+        ),
+        (
+            "sqlite:///{tmp}/bot.db",
+            f"postgresql://bot:{PASSWORD}@127.0.0.1:1",
+            "error: migrate-store: --to: 'postgresql://***@127.0.0.1:1' names no database",
+        ),
+        (
+            f"postgresql://bot:{PASSWORD}@127.0.0.1:1/",
+            "sqlite:///{tmp}/new.db",
+            "error: migrate-store: --from: 'postgresql://***@127.0.0.1:1/' names no database",
+        ),
     ],
-    ids=["unreachable-target", "missing-source", "unsupported-source", "memory", "same"],
+    ids=[
+        "unreachable-target",
+        "missing-source",
+        "unsupported-source",
+        "memory",
+        "same",
+        "port-too-big",
+        "second-at",
+        "no-target-database",
+        "no-source-database",
+    ],
 )
 async def test_bad_urls_are_one_line_naming_the_flag_and_exit_2(
     tmp_path: Path, source: str, target: str, expected: str

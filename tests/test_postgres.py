@@ -16,18 +16,28 @@ import asyncpg
 import pytest
 
 from bot.core import Core
-from bot.errors import StartupError, StorageError, StoreFailure
+from bot.errors import ConfigError, StartupError, StorageError, StoreFailure
+from bot.redact import redact_url
 from fakes.fake_openai import FakeOpenAI, reply
+from storage import postgres
 from storage.postgres import PostgresStore
-from storage.postgres_sql import SCHEMA_VERSION, SQL_ADD_ANSWER
+from storage.postgres_sql import MIGRATION_LOCK, SCHEMA_VERSION, SQL_ADD_ANSWER
 from tests.postgres_support import postgres_schema
 from tests.store_support import CONV, answer, user
 from tests.support import CoreFactory, RecordingSink, bot_env, message, run_bot, settle
 
 PASSWORD = "pg-secret-password-98765"
+# What asyncpg says for a call the server cut off mid-way: already one clear line.
+DROPPED = (
+    "connection was closed in the middle of operation: "
+    "terminating connection due to administrator command"
+)
 INSTANCES = 6  # starting at once
 POOL_SIZE = 2
 WAIT_S = 10.0  # only reached if something hangs
+SHORT_TIMEOUT_S = 0.5  # instead of the store's seconds, so a test waits little
+DROP_ROUNDS = 10  # connections terminated, then used at once
+CHECK_CONNECT_S = 5  # storage/alive.py's wait for a server in `check`
 
 
 @pytest.fixture
@@ -209,27 +219,71 @@ async def test_a_database_failure_while_a_message_arrives_is_a_storage_error(
         await store.close()
 
 
-@pytest.mark.parametrize("where", ["closed port", "unknown role"])
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A loopback port that takes connections and never answers (a hung server)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def unusable_url(where: str) -> str:
+    """A URL of the test server (or beside it) that a start must refuse."""
+    if where == "closed port":
+        return f"postgresql://bot:{PASSWORD}@127.0.0.1:{closed_port()}/test"
+    if where == "unknown role":  # the server answers and refuses the login
+        return f"postgresql://nobody_here:{PASSWORD}@127.0.0.1:5432/test"
+    return f"postgresql://postgres:{PASSWORD}@127.0.0.1:5432/no_such_database"
+
+
+@pytest.mark.parametrize("where", ["closed port", "unknown role", "unknown database"])
 async def test_a_server_that_cannot_be_used_at_start_is_one_line_and_exit_2(
     tmp_path: Path, where: str, schema_url: str
 ) -> None:
-    if where == "closed port":
-        url = f"postgresql://bot:{PASSWORD}@127.0.0.1:{closed_port()}/test"
-    else:  # the server answers and refuses the login
-        url = f"postgresql://nobody_here:{PASSWORD}@127.0.0.1:5432/test"
-    code, out, err = await run_bot(["console"], bot_env(tmp_path, DATABASE_URL=url), b"hi\n")
+    """``check`` fails as a start does, with the same line: it is how a user finds
+    out before starting."""
+    env = bot_env(tmp_path, DATABASE_URL=unusable_url(where))
+    shown = []
+    for command in ("check", "console"):
+        code, out, err = await run_bot([command], env, b"hi\n")
+        assert code == 2, err
+        [line] = err.splitlines()  # no traceback
+        assert line.startswith("error: config: storage.url (DATABASE_URL): cannot use PostgreSQL")
+        assert PASSWORD not in out + err and "***@127.0.0.1" in line
+        assert "instances:" not in out
+        shown.append(line)
+    assert shown[0] == shown[1]
+
+
+async def test_check_on_a_server_that_never_answers_is_one_line_and_exit_2(
+    tmp_path: Path, silent_port: int
+) -> None:
+    url = f"postgresql://bot:{PASSWORD}@127.0.0.1:{silent_port}/test"
+    code, out, err = await run_bot(["check"], bot_env(tmp_path, DATABASE_URL=url))
     assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err
-    assert "storage.url" in lines[0] and "DATABASE_URL" in lines[0]
-    assert PASSWORD not in out + err and "***@127.0.0.1" in lines[0]
+    assert err.splitlines() == [
+        "error: config: storage.url (DATABASE_URL): cannot use PostgreSQL at "
+        f"'postgresql://***@127.0.0.1:{silent_port}/test': "
+        f"the server did not answer within {CHECK_CONNECT_S} s"
+    ]
+    assert PASSWORD not in out + err
 
 
-async def test_check_hides_the_database_password(tmp_path: Path) -> None:
-    url = f"postgresql://bot:{PASSWORD}@db.internal:5432/chat"
+async def test_check_hides_the_database_password(tmp_path: Path, schema_url: str) -> None:
+    url = schema_url.replace("@", f":{PASSWORD}@", 1)  # the test server trusts any password
     code, out, err = await run_bot(["check"], bot_env(tmp_path, DATABASE_URL=url))
     assert code == 0, err
-    assert "postgresql://***@db.internal:5432/chat" in out
+    assert f"url: {redact_url(url)}" in out and "***@127.0.0.1" in out
     assert PASSWORD not in out + err
 
 
@@ -253,3 +307,105 @@ async def test_console_on_postgresql_answers_restarts_and_remembers(
         "which word?",
         "It was pineapple.",
     ]
+
+
+async def test_a_server_that_never_answers_at_start_says_so(
+    silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT_S", SHORT_TIMEOUT_S)
+    url = f"postgresql://bot:{PASSWORD}@127.0.0.1:{silent_port}/test"
+    with pytest.raises(ConfigError) as raised:
+        await PostgresStore(url).open()
+    assert raised.value.problem == (
+        f"cannot use PostgreSQL at 'postgresql://***@127.0.0.1:{silent_port}/test': "
+        f"the server did not answer within {SHORT_TIMEOUT_S} s"
+    )
+
+
+async def test_a_migration_lock_held_at_start_says_what_timed_out(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another session holds the lock instances migrate under (a stuck start)."""
+    monkeypatch.setattr(postgres, "COMMAND_TIMEOUT_S", SHORT_TIMEOUT_S)
+    holder = await asyncpg.connect(schema_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        with pytest.raises(ConfigError) as raised:
+            await PostgresStore(schema_url).open()
+    finally:
+        await holder.close()
+    assert raised.value.problem == (
+        f"cannot use PostgreSQL at {redact_url(schema_url)!r}: a statement got no answer "
+        f"within {SHORT_TIMEOUT_S} s (a lock held by another session, or a server that "
+        "stopped answering)"
+    )
+
+
+async def test_a_call_waiting_on_a_lock_says_what_timed_out(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "COMMAND_TIMEOUT_S", SHORT_TIMEOUT_S)
+    store = PostgresStore(schema_url)
+    await store.open()
+    holder = await asyncpg.connect(schema_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE seen IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreFailure) as raised:
+                await store.add_user_turn(CONV, user("m1"))
+    finally:
+        await holder.close()
+        await store.close()
+    assert str(raised.value) == (
+        f"PostgreSQL: a statement got no answer within {SHORT_TIMEOUT_S} s "
+        "(a lock held by another session, or a server that stopped answering)"
+    )
+
+
+async def test_calls_on_connections_the_server_terminated_fail_in_plain_words(
+    schema_url: str,
+) -> None:
+    """Used at once after the server ends them, pooled connections fail with the
+    driver's internal state ("cannot switch to state 12; another operation (2) is in
+    progress") about half the time; the failure says the connection was lost."""
+    name = f"terminated-{closed_port()}"
+    store = PostgresStore(f"{schema_url}&application_name={name}", pool_size=POOL_SIZE)
+    await store.open()
+    admin = await asyncpg.connect(schema_url)
+    failures: list[str] = []
+    try:
+        for round_ in range(DROP_ROUNDS):
+            calls = [store.add_user_turn(CONV, user(f"m{round_}-{i}")) for i in range(POOL_SIZE)]
+            await asyncio.gather(*calls)  # every pooled connection in use once
+            await admin.execute(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE application_name = '{name}'"
+            )
+            calls = [store.add_user_turn(CONV, user(f"n{round_}-{i}")) for i in range(POOL_SIZE)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            failures += [str(r) for r in results if isinstance(r, StoreFailure)]
+    finally:
+        await admin.close()
+        await store.close()
+    assert failures
+    for failure in failures:
+        assert "state" not in failure and "operation (" not in failure, failure
+        assert failure in (f"PostgreSQL: {postgres.LOST}", f"PostgreSQL: {DROPPED}"), failure
+
+
+async def test_a_refused_statement_in_the_console_is_one_line_without_the_row(
+    fake_openai: FakeOpenAI, tmp_path: Path, schema_url: str
+) -> None:
+    """PostgreSQL's DETAIL line quotes the refused row, the person's message in it."""
+    store = PostgresStore(schema_url)
+    await store.open()  # the tables, so a constraint can be added
+    await store.close()
+    await rows(schema_url, "ALTER TABLE turns ADD CONSTRAINT no_plans CHECK (content <> 'plan')")
+    env = bot_env(tmp_path, fake_openai, DATABASE_URL=schema_url)
+    code, _, err = await run_bot(["console"], env, b"plan\n")
+    assert code == 1, err  # bot/app.py's EXIT_STORAGE
+    assert err.splitlines() == [
+        "error: could not save your message (PostgreSQL: new row for relation "
+        '"turns" violates check constraint "no_plans"); stopping.'
+    ]
+    assert fake_openai.request_count == 0
