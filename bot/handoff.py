@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .coordination import Coordination
@@ -62,7 +62,20 @@ MAX_HELD_SINKS = 10_000  # sinks of messages that arrived here, kept until answe
 # a shared queue must keep going across instances (recovery.max_age_minutes = 0).
 MIN_WINDOW_S = 300.0
 
+# A pump that the database fails tries again after this, doubling up to the most.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 5.0
+
 Local = tuple[IncomingMessage, ReplySink]
+
+
+@dataclass(slots=True)
+class _Tries:
+    """What one pump tried, kept across its rounds (and its storage failures)."""
+
+    tried: set[int] = field(default_factory=set)  # turn ids, answered or left
+    # Answered by the core, by turn id, until a read shows its end stored.
+    answered: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,45 +135,78 @@ class Handoff:
         self._core.run_in_lane(conv, lambda: self._pump(conv))
 
     async def _pump(self, conv: str) -> None:
-        """Hold ``conv`` and answer its waiting turns until none is left."""
-        tried: set[int] = set()  # turns answered (or failed) by this pump
+        """Hold ``conv`` and answer its waiting turns until none is left.
+
+        A storage failure does not end the pump: it still holds the lease, and the
+        sweep skips conversations a live instance holds, so nobody else would pick
+        the conversation up. It tries again, with what it tried kept, until the
+        database answers (or the core closes)."""
+        tries = _Tries()
+        delay = RETRY_FIRST_S
         try:
             while not self._core.closing:
-                self._again.discard(conv)
-                while not self._core.closing and (item := await self._next(conv, tried)):
-                    # Taken (or kept) before every answer: if this instance looked dead
-                    # for a moment and another took the conversation, it stops here.
-                    if not await self._coord.take_lease(conv, self._settings.stale_s):
-                        return  # a live instance holds it: its next read finds our turn
-                    tried.add(item.turn.id)
-                    await self._answer(item)
-                await self._coord.release_lease(conv)
-                # The last look, after releasing (module docstring).
-                if await self._next(conv, tried) is None and conv not in self._again:
-                    return
-        except STORE_FAILURES as exc:  # the sweep tries again
-            log.warning("handoff: conversation %s: storage failed: %s", conv, exc)
+                try:
+                    if await self._pump_round(conv, tries):
+                        return
+                    delay = RETRY_FIRST_S
+                except STORE_FAILURES as exc:
+                    log.warning("handoff: conversation %s: storage failed: %s", conv, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
         finally:
             self._pumps.discard(conv)
             self._again.discard(conv)
 
-    async def _next(self, conv: str, tried: set[int]) -> Unanswered | None:
-        """The first waiting turn this pump has not tried. A turn that stays waiting
-        after its try (its platform is not running here, or storing its end failed)
-        is not tried again by this pump."""
-        waiting = await self._coord.waiting_turns(conv, self._since(), WAITING_BATCH)
-        tried &= {item.turn.id for item in waiting}  # bounded by the batch
-        return next((i for i in waiting if i.turn.id not in tried), None)
+    async def _pump_round(self, conv: str, tries: _Tries) -> bool:
+        """Answer while holding the lease, release it, look once more; True when
+        done (nothing left, or a live instance holds ``conv``)."""
+        self._again.discard(conv)
+        while not self._core.closing and (item := await self._next(conv, tries)):
+            # Taken (or kept) before every answer: if this instance looked dead
+            # for a moment and another took the conversation, it stops here.
+            if not await self._coord.take_lease(conv, self._settings.stale_s):
+                return True  # a live instance holds it: its next read finds our turn
+            await self._answer(item, tries)
+        await self._coord.release_lease(conv)
+        # The last look, after releasing (module docstring).
+        return await self._next(conv, tries) is None and conv not in self._again
 
-    async def _answer(self, item: Unanswered) -> None:
+    async def _next(self, conv: str, tries: _Tries) -> Unanswered | None:
+        """The first waiting turn this pump has not tried. A turn that stays waiting
+        after its try is not tried again by this pump: its platform is not running
+        here, or the core could not store its end (``_settle`` does)."""
+        waiting = await self._coord.waiting_turns(conv, self._since(), WAITING_BATCH)
+        ids = {item.turn.id for item in waiting}
+        tries.tried &= ids  # bounded by the batch
+        await self._settle(tries, ids)
+        return next((i for i in waiting if i.turn.id not in tries.tried), None)
+
+    async def _answer(self, item: Unanswered, tries: _Tries) -> None:
+        """Answer ``item``. Tried once the core starts on it, not before: a read that
+        fails first leaves it to the pump's next round."""
         key = (item.conversation, item.turn.message_id or "")
-        local = self._held.pop(key, None) or rebuild_message(item, self._adapters)
-        if local is None:
-            return  # logged by rebuild_message; a later sweep (or start) may answer it
-        msg, sink = local
         pending = await self._core.store.pending_turn(*key)
-        if pending is not None:
-            await self._core.answer_pending(msg, sink, pending)
+        local = self._held.pop(key, None) or rebuild_message(item, self._adapters)
+        tries.tried.add(item.turn.id)
+        if local is None or pending is None:
+            return  # no platform: logged by rebuild_message; a later sweep may answer it
+        tries.answered[item.turn.id] = key
+        await self._core.answer_pending(*local, pending)
+
+    async def _settle(self, tries: _Tries, waiting: set[int]) -> None:
+        """Store the end of each answered turn still ``waiting``: the core could not
+        (the database failed as it finished), yet the answer was shown or the user
+        told it failed. Left waiting, it would be answered again, after the turns
+        behind it. Costs nothing while the core's own writes work."""
+        store = self._core.store
+        for turn_id, key in list(tries.answered.items()):
+            if turn_id in waiting:
+                pending = await store.pending_turn(*key)
+                if pending is not None and pending.answer is not None:
+                    await store.mark_delivered(key[0], pending.answer.id)
+                elif pending is not None:
+                    await store.mark_done(*key)
+            del tries.answered[turn_id]
 
     def _since(self) -> float:
         return self._clock() - max(self._settings.max_age_s, MIN_WINDOW_S)
