@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .coordination import Coordination
+from .failure_log import FailureLog
 from .instances import HEARTBEAT_S
 from .recovery import LOOKBACK_S, MAX_LOGGED, rebuild_message
 from .shared_limit import SharedLimiter
@@ -78,6 +79,29 @@ class _Tries:
     answered: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
+class _PumpFailures:
+    """One FailureLog for every pump: an outage fails them all at once, and a line
+    per pump and try would bury the log. "Working again" once none is failing, so
+    one conversation that keeps failing does not make it flap."""
+
+    def __init__(self) -> None:
+        self._log = FailureLog(log, "handoff: answering stored messages failed")
+        self._failing: set[str] = set()
+
+    def failed(self, conv: str, exc: BaseException) -> None:
+        self._failing.add(conv)
+        self._log.failed(f"conversation {conv}: {exc}")
+
+    def succeeded(self, conv: str) -> None:
+        self._failing.discard(conv)
+        if not self._failing:
+            self._log.succeeded()
+
+    def ended(self, conv: str) -> None:
+        """The pump stopped (shutdown) without working again."""
+        self._failing.discard(conv)
+
+
 @dataclass(frozen=True, slots=True)
 class HandoffSettings:
     """How fast a dead instance's conversations move, and how old a turn may be."""
@@ -114,6 +138,9 @@ class Handoff:
         self._pumps: set[str] = set()  # conversations with a pump queued or running
         self._again: set[str] = set()  # ... that another arrival asked to look again
         self._held: dict[tuple[str, str], Local] = {}  # arrived here, not yet answered
+        # Both are tried again every few seconds while the database is down.
+        self._pump_failures = _PumpFailures()
+        self._sweep_failures = FailureLog(log, "handoff: sweep failed")
 
     def serve(self, adapters: Sequence[Adapter]) -> None:
         """The adapters whose ``sink_for`` answers turns stored elsewhere."""
@@ -146,16 +173,20 @@ class Handoff:
         try:
             while not self._core.closing:
                 try:
-                    if await self._pump_round(conv, tries):
-                        return
-                    delay = RETRY_FIRST_S
+                    done = await self._pump_round(conv, tries)
                 except STORE_FAILURES as exc:
-                    log.warning("handoff: conversation %s: storage failed: %s", conv, exc)
+                    self._pump_failures.failed(conv, exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                self._pump_failures.succeeded(conv)
+                if done:
+                    return
+                delay = RETRY_FIRST_S
         finally:
             self._pumps.discard(conv)
             self._again.discard(conv)
+            self._pump_failures.ended(conv)
 
     async def _pump_round(self, conv: str, tries: _Tries) -> bool:
         """Answer while holding the lease, release it, look once more; True when
@@ -223,7 +254,9 @@ class Handoff:
             try:
                 await self.sweep()
             except STORE_FAILURES as exc:
-                log.warning("handoff: sweep failed: %s", exc)
+                self._sweep_failures.failed(exc)
+            else:
+                self._sweep_failures.succeeded()
             await asyncio.sleep(self._settings.sweep_s)
 
     async def _abandon_old(self) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
 from bot.config import LimitsConfig
 from bot.core import Core
@@ -85,7 +87,16 @@ async def one_instance(url: str, model: FakeModel, platform: Platform) -> AsyncI
         yield core
 
 
-async def test_questions_waiting_through_an_outage_are_answered_once_in_order() -> None:
+def handoff_lines(caplog: pytest.LogCaptureFixture, what: str) -> list[str]:
+    """The handoff's log lines about ``what``."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.handoff"]
+    return [line for line in lines if line.startswith(f"handoff: {what}: ")]
+
+
+async def test_questions_waiting_through_an_outage_are_answered_once_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.handoff")
     gate = asyncio.Event()
     model = FakeModel(Step(respond=numbered, gate=gate), default=Step(respond=numbered))
     platform = Platform()
@@ -104,3 +115,9 @@ async def test_questions_waiting_through_an_outage_are_answered_once_in_order() 
         assert [t.split(" after ")[0] for t in sink.texts] == ["q0", "q1", "q2"]
         assert SAVE_FAILED in sink.texts[0]
         assert sink.texts[1:] == ["q1 after 1", "q2 after 2"]
+    # Each retried every few seconds through the outage: one line when it first
+    # fails and one when it works again, not one a try.
+    for what in ("sweep failed", "answering stored messages failed"):
+        lines = handoff_lines(caplog, what)
+        assert len(lines) == 2, lines
+        assert "working again" in lines[1]
