@@ -24,6 +24,13 @@ as restart recovery does. A dead holder's conversations are thus answered within
 ``failover_s`` (= stale_s + sweep_s + one heartbeat). The sweep also picks up a
 conversation whose storing instance died before it took the lease.
 
+Storage failures (an outage, a statement timeout): a pump keeps its lease and
+tries again until the database answers, so no conversation is left held by a live
+instance that no longer pumps it; it first stores the end of an answer the core
+could not, so that turn is not answered again. For ``stale_s`` after this instance
+last saw the database fail it takes only leases nobody holds: no heartbeat could
+be written meanwhile, so every holder looks dead at first.
+
 The pump runs as a job in the core's lane for its conversation, so shutdown's
 grace period and cancellation (``Core.close``) cover it like any answer.
 """
@@ -33,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +74,10 @@ MIN_WINDOW_S = 300.0
 # A pump that the database fails tries again after this, doubling up to the most.
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 5.0
+# How old a holder's heartbeat must be to take its lease, for stale_s after this
+# instance last saw the database fail: nobody could beat during the outage, so
+# every holder looks dead when it ends. Only leases nobody holds are taken then.
+AFTER_OUTAGE_STALE_S = math.inf
 
 Local = tuple[IncomingMessage, ReplySink]
 
@@ -141,6 +153,7 @@ class Handoff:
         # Both are tried again every few seconds while the database is down.
         self._pump_failures = _PumpFailures()
         self._sweep_failures = FailureLog(log, "handoff: sweep failed")
+        self._failed_at = -math.inf  # time.monotonic() of the last storage failure seen
 
     def serve(self, adapters: Sequence[Adapter]) -> None:
         """The adapters whose ``sink_for`` answers turns stored elsewhere."""
@@ -175,6 +188,7 @@ class Handoff:
                 try:
                     done = await self._pump_round(conv, tries)
                 except STORE_FAILURES as exc:
+                    self._failed_at = time.monotonic()
                     self._pump_failures.failed(conv, exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX_S)
@@ -195,7 +209,7 @@ class Handoff:
         while not self._core.closing and (item := await self._next(conv, tries)):
             # Taken (or kept) before every answer: if this instance looked dead
             # for a moment and another took the conversation, it stops here.
-            if not await self._coord.take_lease(conv, self._settings.stale_s):
+            if not await self._coord.take_lease(conv, self._holder_stale_s()):
                 return True  # a live instance holds it: its next read finds our turn
             await self._answer(item, tries)
         await self._coord.release_lease(conv)
@@ -239,13 +253,20 @@ class Handoff:
                     await store.mark_done(*key)
             del tries.answered[turn_id]
 
+    def _holder_stale_s(self) -> float:
+        """Heartbeat age after which a lease holder is taken as dead, just now."""
+        if time.monotonic() - self._failed_at < self._settings.stale_s:
+            return AFTER_OUTAGE_STALE_S
+        return self._settings.stale_s
+
     def _since(self) -> float:
         return self._clock() - max(self._settings.max_age_s, MIN_WINDOW_S)
 
     async def sweep(self) -> None:
         """Pump the conversations with waiting turns that no live instance holds."""
         since = self._since()
-        for conv in await self._coord.orphaned(since, self._settings.stale_s, ORPHANS_PER_SWEEP):
+        stale_s = self._holder_stale_s()
+        for conv in await self._coord.orphaned(since, stale_s, ORPHANS_PER_SWEEP):
             self.arrived(conv)
 
     async def _sweep_forever(self) -> None:
@@ -254,6 +275,7 @@ class Handoff:
             try:
                 await self.sweep()
             except STORE_FAILURES as exc:
+                self._failed_at = time.monotonic()
                 self._sweep_failures.failed(exc)
             else:
                 self._sweep_failures.succeeded()

@@ -35,6 +35,8 @@ SETTINGS = HandoffSettings(failover_s=10.0, max_age_s=900.0)
 # Refused this long: two sweeps and several pump retries fail, yet shorter than
 # SETTINGS.stale_s, so the instance never looks dead to itself.
 OUTAGE_S = 4.0
+# Refused longer than SETTINGS.stale_s: every instance looks dead when it ends.
+LONG_OUTAGE_S = SETTINGS.stale_s + 2.0
 SETTLE_S = 4.0  # after the answers, long enough for two sweeps to answer anything twice
 SAVE_FAILED = "couldn't save this answer"
 
@@ -74,17 +76,23 @@ async def own_database() -> AsyncIterator[tuple[str, Outage]]:
 
 
 @contextlib.asynccontextmanager
-async def one_instance(url: str, model: FakeModel, platform: Platform) -> AsyncIterator[Core]:
+async def instances(
+    url: str, model: FakeModel, platform: Platform, count: int
+) -> AsyncIterator[list[Core]]:
+    """``count`` cores sharing the database through their handoffs, sweeping."""
     async with contextlib.AsyncExitStack() as stack:
-        store = PostgresStore(url)
-        await store.open()
-        stack.push_async_callback(store.close)
-        core = core_on(model, store)
-        stack.push_async_callback(core.close, 1.0)
-        handoff = await share_store(core, SETTINGS, LimitsConfig())
-        assert isinstance(handoff, Handoff)
-        await stack.enter_async_context(handoff.sweeping([platform]))
-        yield core
+        cores = []
+        for _ in range(count):
+            store = PostgresStore(url)
+            await store.open()
+            stack.push_async_callback(store.close)
+            core = core_on(model, store)
+            stack.push_async_callback(core.close, 1.0)
+            handoff = await share_store(core, SETTINGS, LimitsConfig())
+            assert isinstance(handoff, Handoff)
+            await stack.enter_async_context(handoff.sweeping([platform]))
+            cores.append(core)
+        yield cores
 
 
 def handoff_lines(caplog: pytest.LogCaptureFixture, what: str) -> list[str]:
@@ -101,7 +109,7 @@ async def test_questions_waiting_through_an_outage_are_answered_once_in_order(
     model = FakeModel(Step(respond=numbered, gate=gate), default=Step(respond=numbered))
     platform = Platform()
     sink = platform.sink("thread-1")
-    async with own_database() as (url, outage), one_instance(url, model, platform) as core:
+    async with own_database() as (url, outage), instances(url, model, platform, 1) as [core]:
         for n in range(3):
             await ask(core, platform, f"q{n}")
         await until(lambda: model.active == 1)  # q0 waits on the model
@@ -121,3 +129,24 @@ async def test_questions_waiting_through_an_outage_are_answered_once_in_order(
         lines = handoff_lines(caplog, what)
         assert len(lines) == 2, lines
         assert "working again" in lines[1]
+
+
+async def test_after_an_outage_longer_than_failover_each_question_is_answered_once() -> None:
+    """Every heartbeat is old when the database comes back: the other instance may
+    take the conversation, but no question is answered by both."""
+    gate = asyncio.Event()
+    model = FakeModel(Step(respond=numbered, gate=gate), default=Step(respond=numbered))
+    platform = Platform()
+    sink = platform.sink("thread-1")
+    async with own_database() as (url, outage), instances(url, model, platform, 2) as cores:
+        for n in range(4):  # alternately: the first instance holds the conversation
+            await ask(cores[n % 2], platform, f"q{n}")
+        await until(lambda: model.active == 1)
+        await outage.begin()
+        gate.set()
+        await until(lambda: any(SAVE_FAILED in t for t in sink.texts))
+        await asyncio.sleep(LONG_OUTAGE_S)
+        await outage.end()
+        await until(lambda: len(sink.texts) >= 4)
+        await asyncio.sleep(SETTLE_S)
+        assert [t.split(" after ")[0] for t in sink.texts] == ["q0", "q1", "q2", "q3"]
