@@ -24,6 +24,13 @@ as restart recovery does. A dead holder's conversations are thus answered within
 ``failover_s`` (= stale_s + sweep_s + one heartbeat). The sweep also picks up a
 conversation whose storing instance died before it took the lease.
 
+Storage failures (an outage, a statement timeout): a pump keeps its lease and
+tries again until the database answers, so no conversation is left held by a live
+instance that no longer pumps it; it first stores the end of an answer the core
+could not, so that turn is not answered again. For ``stale_s`` after this instance
+last saw the database fail it takes only leases nobody holds: no heartbeat could
+be written meanwhile, so every holder looks dead at first.
+
 The pump runs as a job in the core's lane for its conversation, so shutdown's
 grace period and cancellation (``Core.close``) cover it like any answer.
 """
@@ -33,12 +40,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .coordination import Coordination
+from .failure_log import FailureLog
 from .instances import HEARTBEAT_S
 from .recovery import LOOKBACK_S, MAX_LOGGED, rebuild_message
 from .shared_limit import SharedLimiter
@@ -62,7 +71,47 @@ MAX_HELD_SINKS = 10_000  # sinks of messages that arrived here, kept until answe
 # a shared queue must keep going across instances (recovery.max_age_minutes = 0).
 MIN_WINDOW_S = 300.0
 
+# A pump that the database fails tries again after this, doubling up to the most.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 5.0
+# How old a holder's heartbeat must be to take its lease, for stale_s after this
+# instance last saw the database fail: nobody could beat during the outage, so
+# every holder looks dead when it ends. Only leases nobody holds are taken then.
+AFTER_OUTAGE_STALE_S = math.inf
+
 Local = tuple[IncomingMessage, ReplySink]
+
+
+@dataclass(slots=True)
+class _Tries:
+    """What one pump tried, kept across its rounds (and its storage failures)."""
+
+    tried: set[int] = field(default_factory=set)  # turn ids, answered or left
+    # Answered by the core, by turn id, until a read shows its end stored.
+    answered: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+
+class _PumpFailures:
+    """One FailureLog for every pump: an outage fails them all at once, and a line
+    per pump and try would bury the log. "Working again" once none is failing, so
+    one conversation that keeps failing does not make it flap."""
+
+    def __init__(self) -> None:
+        self._log = FailureLog(log, "handoff: answering stored messages failed")
+        self._failing: set[str] = set()
+
+    def failed(self, conv: str, exc: BaseException) -> None:
+        self._failing.add(conv)
+        self._log.failed(f"conversation {conv}: {exc}")
+
+    def succeeded(self, conv: str) -> None:
+        self._failing.discard(conv)
+        if not self._failing:
+            self._log.succeeded()
+
+    def ended(self, conv: str) -> None:
+        """The pump stopped (shutdown) without working again."""
+        self._failing.discard(conv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +150,10 @@ class Handoff:
         self._pumps: set[str] = set()  # conversations with a pump queued or running
         self._again: set[str] = set()  # ... that another arrival asked to look again
         self._held: dict[tuple[str, str], Local] = {}  # arrived here, not yet answered
+        # Both are tried again every few seconds while the database is down.
+        self._pump_failures = _PumpFailures()
+        self._sweep_failures = FailureLog(log, "handoff: sweep failed")
+        self._failed_at = -math.inf  # time.monotonic() of the last storage failure seen
 
     def serve(self, adapters: Sequence[Adapter]) -> None:
         """The adapters whose ``sink_for`` answers turns stored elsewhere."""
@@ -122,45 +175,89 @@ class Handoff:
         self._core.run_in_lane(conv, lambda: self._pump(conv))
 
     async def _pump(self, conv: str) -> None:
-        """Hold ``conv`` and answer its waiting turns until none is left."""
-        tried: set[int] = set()  # turns answered (or failed) by this pump
+        """Hold ``conv`` and answer its waiting turns until none is left.
+
+        A storage failure does not end the pump: it still holds the lease, and the
+        sweep skips conversations a live instance holds, so nobody else would pick
+        the conversation up. It tries again, with what it tried kept, until the
+        database answers (or the core closes)."""
+        tries = _Tries()
+        delay = RETRY_FIRST_S
         try:
             while not self._core.closing:
-                self._again.discard(conv)
-                while not self._core.closing and (item := await self._next(conv, tried)):
-                    # Taken (or kept) before every answer: if this instance looked dead
-                    # for a moment and another took the conversation, it stops here.
-                    if not await self._coord.take_lease(conv, self._settings.stale_s):
-                        return  # a live instance holds it: its next read finds our turn
-                    tried.add(item.turn.id)
-                    await self._answer(item)
-                await self._coord.release_lease(conv)
-                # The last look, after releasing (module docstring).
-                if await self._next(conv, tried) is None and conv not in self._again:
+                try:
+                    done = await self._pump_round(conv, tries)
+                except STORE_FAILURES as exc:
+                    self._failed_at = time.monotonic()
+                    self._pump_failures.failed(conv, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                self._pump_failures.succeeded(conv)
+                if done:
                     return
-        except STORE_FAILURES as exc:  # the sweep tries again
-            log.warning("handoff: conversation %s: storage failed: %s", conv, exc)
+                delay = RETRY_FIRST_S
         finally:
             self._pumps.discard(conv)
             self._again.discard(conv)
+            self._pump_failures.ended(conv)
 
-    async def _next(self, conv: str, tried: set[int]) -> Unanswered | None:
+    async def _pump_round(self, conv: str, tries: _Tries) -> bool:
+        """Answer while holding the lease, release it, look once more; True when
+        done (nothing left, or a live instance holds ``conv``)."""
+        self._again.discard(conv)
+        while not self._core.closing and (item := await self._next(conv, tries)):
+            # Taken (or kept) before every answer: if this instance looked dead
+            # for a moment and another took the conversation, it stops here.
+            if not await self._coord.take_lease(conv, self._holder_stale_s()):
+                return True  # a live instance holds it: its next read finds our turn
+            await self._answer(item, tries)
+        await self._coord.release_lease(conv)
+        # The last look, after releasing (module docstring).
+        return await self._next(conv, tries) is None and conv not in self._again
+
+    async def _next(self, conv: str, tries: _Tries) -> Unanswered | None:
         """The first waiting turn this pump has not tried. A turn that stays waiting
-        after its try (its platform is not running here, or storing its end failed)
-        is not tried again by this pump."""
+        after its try is not tried again by this pump: its platform is not running
+        here, or the core could not store its end (``_settle`` does)."""
         waiting = await self._coord.waiting_turns(conv, self._since(), WAITING_BATCH)
-        tried &= {item.turn.id for item in waiting}  # bounded by the batch
-        return next((i for i in waiting if i.turn.id not in tried), None)
+        ids = {item.turn.id for item in waiting}
+        tries.tried &= ids  # bounded by the batch
+        await self._settle(tries, ids)
+        return next((i for i in waiting if i.turn.id not in tries.tried), None)
 
-    async def _answer(self, item: Unanswered) -> None:
+    async def _answer(self, item: Unanswered, tries: _Tries) -> None:
+        """Answer ``item``. Tried once the core starts on it, not before: a read that
+        fails first leaves it to the pump's next round."""
         key = (item.conversation, item.turn.message_id or "")
-        local = self._held.pop(key, None) or rebuild_message(item, self._adapters)
-        if local is None:
-            return  # logged by rebuild_message; a later sweep (or start) may answer it
-        msg, sink = local
         pending = await self._core.store.pending_turn(*key)
-        if pending is not None:
-            await self._core.answer_pending(msg, sink, pending)
+        local = self._held.pop(key, None) or rebuild_message(item, self._adapters)
+        tries.tried.add(item.turn.id)
+        if local is None or pending is None:
+            return  # no platform: logged by rebuild_message; a later sweep may answer it
+        tries.answered[item.turn.id] = key
+        await self._core.answer_pending(*local, pending)
+
+    async def _settle(self, tries: _Tries, waiting: set[int]) -> None:
+        """Store the end of each answered turn still ``waiting``: the core could not
+        (the database failed as it finished), yet the answer was shown or the user
+        told it failed. Left waiting, it would be answered again, after the turns
+        behind it. Costs nothing while the core's own writes work."""
+        store = self._core.store
+        for turn_id, key in list(tries.answered.items()):
+            if turn_id in waiting:
+                pending = await store.pending_turn(*key)
+                if pending is not None and pending.answer is not None:
+                    await store.mark_delivered(key[0], pending.answer.id)
+                elif pending is not None:
+                    await store.mark_done(*key)
+            del tries.answered[turn_id]
+
+    def _holder_stale_s(self) -> float:
+        """Heartbeat age after which a lease holder is taken as dead, just now."""
+        if time.monotonic() - self._failed_at < self._settings.stale_s:
+            return AFTER_OUTAGE_STALE_S
+        return self._settings.stale_s
 
     def _since(self) -> float:
         return self._clock() - max(self._settings.max_age_s, MIN_WINDOW_S)
@@ -168,7 +265,8 @@ class Handoff:
     async def sweep(self) -> None:
         """Pump the conversations with waiting turns that no live instance holds."""
         since = self._since()
-        for conv in await self._coord.orphaned(since, self._settings.stale_s, ORPHANS_PER_SWEEP):
+        stale_s = self._holder_stale_s()
+        for conv in await self._coord.orphaned(since, stale_s, ORPHANS_PER_SWEEP):
             self.arrived(conv)
 
     async def _sweep_forever(self) -> None:
@@ -177,7 +275,10 @@ class Handoff:
             try:
                 await self.sweep()
             except STORE_FAILURES as exc:
-                log.warning("handoff: sweep failed: %s", exc)
+                self._failed_at = time.monotonic()
+                self._sweep_failures.failed(exc)
+            else:
+                self._sweep_failures.succeeded()
             await asyncio.sleep(self._settings.sweep_s)
 
     async def _abandon_old(self) -> None:
