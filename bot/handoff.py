@@ -51,6 +51,7 @@ from .failure_log import FailureLog
 from .instances import HEARTBEAT_S
 from .recovery import LOOKBACK_S, MAX_LOGGED, rebuild_message
 from .shared_limit import SharedLimiter
+from .shutdown import in_background
 from .storage_guard import STORE_FAILURES
 from .store import Unanswered
 from .types import IncomingMessage, ReplySink
@@ -296,13 +297,8 @@ class Handoff:
     async def sweeping(self, adapters: Sequence[Adapter]) -> AsyncIterator[None]:
         """Answer through ``adapters`` and sweep in the background while the body runs."""
         self.serve(adapters)
-        task = asyncio.create_task(self._sweep_forever(), name="handoff-sweep")
-        try:
+        async with in_background(self._sweep_forever(), "handoff-sweep"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def announce(coordination: Coordination, settings: HandoffSettings, shared: bool) -> int:

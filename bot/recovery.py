@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 
 from .instances import HEARTBEAT_S, STALE_AFTER_S
 from .lanes import Slot
+from .shutdown import in_background
 from .storage_guard import STORE_FAILURES
 from .store import Unanswered
 from .types import IncomingMessage, ReplySink
@@ -113,13 +114,10 @@ class Recovery:
             return
         held, self._held = self._held, Held([], 0, 0)
         answers = answer_held(self._core, held, adapters, retry_after=RETRY_AFTER_S)
-        task = asyncio.create_task(_quietly(answers))
         try:
-            yield
+            async with in_background(_quietly(answers), "recovery"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             self._give_back(held)  # what the task did not get to before it stopped
 
     def release(self) -> None:

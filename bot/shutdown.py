@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .adapter import Adapter
@@ -50,3 +52,16 @@ async def _quietly(name: str, what: str, step: Callable[[], Awaitable[None]]) ->
         await step()
     except Exception as exc:
         log.warning("%s adapter: could not %s: %r", name, what, exc)
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run ``work`` as a task while the body runs; on the way out, cancel it and
+    wait until it has stopped."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
