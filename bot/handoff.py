@@ -151,6 +151,7 @@ class Handoff:
         self._pumps: set[str] = set()  # conversations with a pump queued or running
         self._again: set[str] = set()  # ... that another arrival asked to look again
         self._held: dict[tuple[str, str], Local] = {}  # arrived here, not yet answered
+        self._told_unserved: set[tuple[str, str]] = set()  # warned: no platform here
         # Both are tried again every few seconds while the database is down.
         self._pump_failures = _PumpFailures()
         self._sweep_failures = FailureLog(log, "handoff: sweep failed")
@@ -232,12 +233,25 @@ class Handoff:
         fails first leaves it to the pump's next round."""
         key = (item.conversation, item.turn.message_id or "")
         pending = await self._core.store.pending_turn(*key)
-        local = self._held.pop(key, None) or rebuild_message(item, self._adapters)
+        local = self._held.pop(key, None) or self._rebuilt(item, key)
         tries.tried.add(item.turn.id)
         if local is None or pending is None:
             return  # no platform: logged by rebuild_message; a later sweep may answer it
         tries.answered[item.turn.id] = key
         await self._core.answer_pending(*local, pending)
+
+    def _rebuilt(self, item: Unanswered, key: tuple[str, str]) -> Local | None:
+        """``rebuild_message``, warning once per message: every sweep meets a turn
+        whose platform no instance here runs, and a line each time would flood."""
+        told = self._told_unserved
+        local = rebuild_message(
+            item, self._adapters, level=logging.DEBUG if key in told else logging.WARNING
+        )
+        if local is None:
+            if len(told) >= MAX_HELD_SINKS:
+                told.clear()
+            told.add(key)
+        return local
 
     async def _settle(self, tries: _Tries, waiting: set[int]) -> None:
         """Store the end of each answered turn still ``waiting``: the core could not

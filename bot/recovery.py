@@ -216,23 +216,26 @@ async def answer_held(
 
 
 def rebuild_message(
-    item: Unanswered, platforms: Mapping[str, Adapter]
+    item: Unanswered, platforms: Mapping[str, Adapter], *, level: int = logging.WARNING
 ) -> tuple[IncomingMessage, ReplySink] | None:
-    """The message as its adapter once handed it in, and a sink to answer it."""
+    """The message as its adapter once handed it in, and a sink to answer it; if it
+    cannot be rebuilt, None and a line at ``level`` saying why."""
     turn, target = item.turn, item.origin.reply_target
     where = f"message {turn.message_id} in {item.conversation}"
     try:
         key = item.key
     except ValueError:
-        log.warning("recovery: %s: not a conversation key; left alone", where)
+        log.log(level, "recovery: %s: not a conversation key; left alone", where)
         return None
     adapter = platforms.get(key.platform)
     if adapter is None:
-        log.warning("recovery: %s: %s is not running; left for a later start", where, key.platform)
+        log.log(
+            level, "recovery: %s: %s is not running; left for a later start", where, key.platform
+        )
         return None
     sink = None if target is None else adapter.sink_for(target)
     if sink is None:
-        log.warning("recovery: %s: no usable reply target stored; left alone", where)
+        log.log(level, "recovery: %s: no usable reply target stored; left alone", where)
         return None
     msg = IncomingMessage(
         key=key,

@@ -21,11 +21,12 @@ import pytest
 from bot.config import LimitsConfig
 from bot.core import Core
 from bot.handoff import Handoff, HandoffSettings, share_store
-from bot.types import ChatMessage, ReplySink
+from bot.store import Origin
+from bot.types import ChatMessage, ConversationKey, ReplySink, Turn
 from fakes.fake_model import FakeModel, Step
 from storage.postgres import PostgresStore
 from tests.postgres_support import ADMIN_URL, admin_connection, postgres_schema
-from tests.support import RecordingSink, core_on, message
+from tests.support import RecordingSink, core_on, message, settle
 
 WAIT_S = 20.0  # only reached if something hangs
 SETTINGS = HandoffSettings(failover_s=30.0, max_age_s=900.0)
@@ -124,6 +125,31 @@ async def test_the_per_person_limit_counts_across_instances() -> None:
         answers = [t for t in sink.texts if " after " in t]
         assert answers == ["q0 after 0", "q1 after 1", "q2 after 2"]
         assert len(sink.texts) == 4  # told once, not once per instance
+
+
+async def test_a_turn_of_a_platform_not_run_here_is_logged_once_not_every_sweep(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bot.recovery")
+    conv = ConversationKey("discord", "g1", "c1").as_str()
+    async with postgres_schema() as url:
+        store = PostgresStore(url)
+        await store.open()
+        core = core_on(FakeModel(default=Step(respond=numbered)), store)
+        try:
+            handoff = await share_store(core, SETTINGS, LimitsConfig())
+            assert isinstance(handoff, Handoff)
+            handoff.serve([Platform()])  # a console-only instance
+            turn = Turn("user", "for another instance", 1, message_id="m1")
+            await store.add_user_turn(conv, turn, Origin("channel-1"))
+            for _ in range(3):
+                await handoff.sweep()
+                await settle(core)
+        finally:
+            await core.close(1.0)
+            await store.close()
+    unserved = [r for r in caplog.records if "is not running" in r.getMessage()]
+    assert [r.levelno for r in unserved] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
 
 
 @pytest.mark.parametrize("redeliver_to", [0, 1])
