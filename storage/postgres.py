@@ -547,6 +547,8 @@ async def _migrate(pool: Any, shown: str) -> None:
             for statement in sql.MIGRATIONS[number - 1]:
                 await con.execute(statement)
             await con.execute(sql.SQL_RECORD_VERSION, number)
+        for statement in sql.SQL_CATCH_UP_SEQUENCES:
+            await con.execute(statement)
     if version < sql.SCHEMA_VERSION:
         log.info("storage: migrated %s from schema v%d to v%d", shown, version, sql.SCHEMA_VERSION)
 

@@ -26,6 +26,19 @@ SQL_VERSION_TABLE = """
 SQL_LOCK = "SELECT pg_advisory_xact_lock($1)"
 SQL_CURRENT_VERSION = "SELECT coalesce(max(version), 0) FROM chatbridge_schema"
 SQL_RECORD_VERSION = "INSERT INTO chatbridge_schema (version) VALUES ($1)"
+# At each start: a sequence behind its table's ids (rows copied in with their ids by
+# a migrate-store that was stopped before its end) would fail every insert. Only a
+# sequence strictly behind is moved (never back, under a running instance's feet).
+SQL_CATCH_UP_SEQUENCES = (
+    """
+    SELECT setval('turns_id', m) FROM (SELECT max(id) AS m FROM turns) AS t
+    WHERE (m, true) > (SELECT last_value, is_called FROM turns_id)
+    """,
+    """
+    SELECT setval('media_id', m) FROM (SELECT max(id) AS m FROM media) AS t
+    WHERE (m, true) > (SELECT last_value, is_called FROM media_id)
+    """,
+)
 
 # v1: everything SQLite's v1..v5 hold. ``turns_id`` hands out ids that are never
 # reused (a reset cannot make a stale reply_to point at a newer turn); a user

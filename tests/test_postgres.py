@@ -154,6 +154,22 @@ async def test_a_newer_schema_is_refused_at_start(schema_url: str) -> None:
         await PostgresStore(schema_url).open()
 
 
+async def test_a_sequence_left_behind_its_rows_is_caught_up_at_start(schema_url: str) -> None:
+    """Rows copied in with their ids by a migrate-store stopped before its end leave
+    the sequence behind them: every new message would fail on a duplicate key."""
+    first = PostgresStore(schema_url)
+    await first.open()
+    assert await first.add_user_turn(CONV, user("m1", "copied")) is not None
+    await first.close()
+    await rows(schema_url, "SELECT setval('turns_id', 1, false)")  # behind the copied row
+    second = PostgresStore(schema_url)
+    await second.open()
+    try:
+        assert await second.add_user_turn(CONV, user("m2", "new")) is not None
+    finally:
+        await second.close()
+
+
 async def test_everything_is_kept_across_a_restart(schema_url: str) -> None:
     first = PostgresStore(schema_url)
     await first.open()
