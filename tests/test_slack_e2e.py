@@ -494,11 +494,12 @@ async def test_http_refuses_unsigned_garbage_before_reading_it_and_logs_it_once(
         (b"{{{not json", {"X-Slack-Request-Timestamp": now, "X-Slack-Signature": "v0=00"}),
         (b"payload=%7B", {"Content-Type": "application/x-www-form-urlencoded"}),
         (b"{}", {"X-Slack-Request-Timestamp": "abc", "X-Slack-Signature": "v0=00"}),
+        (b"{{{", {"X-Slack-Request-Timestamp": now, "X-Slack-Signature": "v0=\u00e9"}),
     ]
     async with http_app(fake_slack, memory_core) as (adapter, url):
         statuses = [await post_raw(url, body, headers) for body, headers in requests * 5]
         assert adapter.connected  # still listening
-    assert statuses == [401] * 20
+    assert statuses == [401] * 25
     assert adapter.events_handled == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     refused = [r for r in caplog.records if "refused" in r.getMessage()]

@@ -36,8 +36,8 @@ class SignatureGate:
         timestamp, signature = headers.get(TIMESTAMP), headers.get(SIGNATURE)
         try:
             signed = self._verifier.is_valid(body, timestamp, signature)
-        except ValueError:  # a timestamp that is not a number
-            signed = False
+        except (ValueError, TypeError):  # a timestamp that is not a number, or a
+            signed = False  # signature with characters hmac cannot compare
         if not signed:
             self._refused.failed(
                 f"{len(body)} bytes, signature {'present' if signature else 'missing'}"
