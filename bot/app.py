@@ -199,7 +199,8 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
         # instances left).
         max_age = cfg.recovery.max_age_minutes if handoff is None else 0
         async with recovering(core, max_age) as recovery:
-            await _start(adapters, started)
+            if not await _start(adapters, started, stop):
+                return 0  # stopped by a signal while starting: shut down as usual
             _tune_collector()
             leftovers = (
                 recovery.answering(started) if handoff is None else handoff.sweeping(started)
@@ -209,12 +210,28 @@ async def serve(cfg: Config, platforms: Sequence[Platform], *, local: bool = Fal
     return EXIT_STORAGE if any(_storage_failed(w) for w in ended) else 0
 
 
-async def _start(adapters: Sequence[Adapter], started: list[Adapter]) -> None:
-    """Start each adapter; ``started`` lists those to close, a failed one included."""
+async def _start(adapters: Sequence[Adapter], started: list[Adapter], stop: asyncio.Event) -> bool:
+    """Start each adapter; ``started`` lists those to close, a failed one included.
+    False if a signal came first: a start can wait long (a platform's retries), and
+    SIGTERM must still stop the bot then."""
     for adapter in adapters:
         started.append(adapter)
-        await adapter.start()
+        starting = asyncio.ensure_future(adapter.start())
+        signalled = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            signalled.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+        if not starting.cancelled():
+            starting.result()  # a failed start raises here
+        if stop.is_set():
+            return False
         log.info("%s adapter running", adapter.name)
+    return True
 
 
 def _handoff_settings(cfg: Config) -> HandoffSettings:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
+import time
 from asyncio.subprocess import Process
 from pathlib import Path
 
@@ -25,7 +27,9 @@ from tests.support import (
     spawn_bot,
 )
 
-IMPORTING_S = 0.2  # after start-up, while ``python -m bot`` still imports its libraries
+IMPORTING_S = 0.2
+START_RETRYING_S = 2.5  # started, and waiting between two tries of Slack's auth.test
+PROMPT_STOP_S = 3.0  # after start-up, while ``python -m bot`` still imports its libraries
 
 
 def answers(stdout: str) -> list[str]:
@@ -253,6 +257,22 @@ async def test_ctrl_c_while_the_libraries_load_exits_without_a_traceback(
     # machine the signal came before Python itself had started.
     assert proc.returncode in (0, 130, -signal.SIGINT), err.decode()
     assert "Traceback" not in err.decode(), err.decode()
+
+
+async def test_sigterm_while_a_platform_start_is_retried_stops_at_once(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # a Slack API nobody listens on: auth.test is retried
+        taken.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{taken.getsockname()[1]}/api/"
+    env = bot_env(tmp_path, SLACK_API_URL=nowhere)
+    env.update({name: SECRETS[name] for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")})
+    env.pop("DISCORD_BOT_TOKEN", None)
+    proc = await spawn_bot(env=env)
+    await asyncio.sleep(START_RETRYING_S)
+    proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT_S)
+    assert proc.returncode == 0, err.decode()
+    assert time.monotonic() - stopped < PROMPT_STOP_S  # not after the retries (15 s)
 
 
 async def test_sigterm_lets_the_answer_in_flight_finish(

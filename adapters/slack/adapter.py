@@ -205,7 +205,9 @@ class SlackAdapter:
                     ) from None
                 if not _may_pass(exc):
                     raise StartupError(f"slack: auth.test failed: {error or exc}") from None
-                if wait is None:
+                # A 429 comes back only once the client's own retries ran out (each
+                # after Retry-After): trying again here would multiply the wait.
+                if wait is None or _status(exc) == HTTP_TOO_MANY:
                     raise PlatformUnavailable(
                         f"slack: auth.test kept failing ({error or exc}); start again later"
                     ) from None
@@ -486,8 +488,12 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
 
 def _may_pass(exc: SlackApiError) -> bool:
     """A rate limit or a server-side error: the same call may work in a moment."""
-    status = getattr(exc.response, "status_code", 200)
+    status = _status(exc)
     return _error(exc) in PASSING_ERRORS or status == HTTP_TOO_MANY or status >= HTTP_SERVER_ERROR
+
+
+def _status(exc: SlackApiError) -> int:
+    return int(getattr(exc.response, "status_code", 200))
 
 
 def _error(exc: SlackApiError) -> str:
