@@ -29,7 +29,7 @@ from .coordination import Arrivals, PersonLimit
 from .delivery import DeliveryError, ReplyStream
 from .errors import LLMError, PlatformRefused, ShuttingDown
 from .events import EVENTS
-from .floodgate import CountedSlot, Notices, NoticeWindow, Refusal, WaitingCaps
+from .floodgate import CountedSlot, Notices, NoticeWindow, Refusal, Refused, WaitingCaps
 from .history_memo import MEMO_BYTES, HistoryMemo
 from .indicator import TypingIndicator
 from .jsonlog import answering
@@ -223,9 +223,9 @@ class Core:
         if accepted in self._accepted and self._arrivals is None:
             EVENTS.dedupe_hits += 1
             return False
-        place = self._enter(msg.key, person, sink)
-        if place is None:
-            return True
+        place = self._enter(msg.key, person)
+        if isinstance(place, Refused):
+            return await self._turn_away(msg, person, sink, place)
         self._accepted.add(accepted)
         try:
             job = await self._accept(conv, msg, sink, text)
@@ -240,23 +240,33 @@ class Core:
         place.fill(job)
         return True
 
-    def _enter(self, key: ConversationKey, person: str, sink: ReplySink) -> CountedSlot | None:
-        """A place in the lane, or None when a waiting cap refuses the message.
-
-        A refused message is not stored and never answered (so it is not deduped
-        either: a redelivery is judged afresh); its sender is told once, and at most
-        once a minute together with the per-minute limit's notice.
-        """
+    def _enter(self, key: ConversationKey, person: str) -> CountedSlot | Refused:
+        """A place in the lane, or why a waiting cap refuses the message."""
         conv, place = key.as_str(), key.place()
         refused = self._waiting.admit(conv, person, place)
         if refused is None:
             return CountedSlot(self._lanes.reserve(conv), self._waiting, conv, person, place)
+        return refused
+
+    async def _turn_away(
+        self, msg: IncomingMessage, person: str, sink: ReplySink, refused: Refused
+    ) -> bool:
+        """A message a waiting cap refused: not stored and never answered (so not
+        deduped either: a redelivery is judged afresh); its sender is told once, and
+        at most once a minute together with the per-minute limit's notice. A
+        redelivery of a message stored before is dropped without a word, as any
+        duplicate (False: it costs no allowance)."""
+        conv = msg.key.as_str()
+        if await self.store.seen(conv, msg.message_id):
+            log.info("duplicate message %s in %s ignored", msg.message_id, conv)
+            EVENTS.dedupe_hits += 1
+            return False
         log.info("conversation %s: message refused (%s)", conv, refused.reason.value)
         if refused.notify and self._told.allow(person):
             limit = self.settings.max_waiting_per_person
             text = "busy" if refused.reason is Refusal.CONVERSATION_FULL else "too_many_waiting"
             self._notices.send(sink, self.texts.get(text, count=limit))
-        return None
+        return True
 
     async def _accept(
         self, conv: str, msg: IncomingMessage, sink: ReplySink, text: str
@@ -368,9 +378,9 @@ class Core:
         self, name: str, arg: str, msg: IncomingMessage, sink: ReplySink, person: str
     ) -> bool:
         """A text command, counted in the conversation's waiting caps; False if seen."""
-        place = self._enter(msg.key, person, sink)
-        if place is None:
-            return True
+        place = self._enter(msg.key, person)
+        if isinstance(place, Refused):
+            return await self._turn_away(msg, person, sink, place)
         try:
             return await self._command_in(place, name, arg, msg, sink)
         finally:

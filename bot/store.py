@@ -102,6 +102,9 @@ class Store(Protocol):
     async def has_turns(self, conversation: str) -> bool:
         """Whether the conversation has any stored turn (the bot is in it)."""
 
+    async def seen(self, conversation: str, message_id: str) -> bool:
+        """Whether ``message_id`` was stored (or claimed) before: read only."""
+
     async def reset(self, conversation: str) -> None:
         """Forget the conversation's turns (its settings stay)."""
 

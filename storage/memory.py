@@ -185,6 +185,10 @@ class MemoryStore:
         """Whether the conversation has any stored turn."""
         return conversation in self._histories
 
+    async def seen(self, conversation: str, message_id: str) -> bool:
+        """Whether ``message_id`` was stored (or claimed) before: read only."""
+        return (conversation, message_id) in self._seen
+
     async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
         """``message_id``'s user turn if a crash cut its answer off (see Store)."""
         history = self._histories.get(conversation)

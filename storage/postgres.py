@@ -217,6 +217,10 @@ class PostgresStore:
         """Whether the conversation has any stored turn."""
         return await self._fetchrow(sql.SQL_HAS_TURNS, conversation) is not None
 
+    async def seen(self, conversation: str, message_id: str) -> bool:
+        """Whether ``message_id`` was stored (or claimed) before: read only."""
+        return await self._fetchrow(sql.SQL_SEEN, conversation, message_id) is not None
+
     async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
         """``message_id``'s user turn if a crash cut its answer off (see Store)."""
         row = await self._fetchrow(sql.SQL_PENDING, conversation, message_id)

@@ -250,6 +250,7 @@ SQL_PENDING = f"""
 SQL_MARK_DELIVERED = "UPDATE turns SET delivered = TRUE WHERE id = $1 AND conversation = $2"
 SQL_MARK_DONE = "UPDATE seen SET done = TRUE WHERE conversation = $1 AND message_id = $2"
 SQL_HAS_TURNS = "SELECT 1 FROM turns WHERE conversation = $1 LIMIT 1"
+SQL_SEEN = "SELECT 1 FROM seen WHERE conversation = $1 AND message_id = $2"
 # Run twice by reset, in one transaction: the first waits for answers in flight
 # (their FOR SHARE on the question), the second, with a fresh snapshot, deletes
 # what they inserted meanwhile.

@@ -275,6 +275,11 @@ class SqliteStore:
         row = await self._run(ops.fetch_one, ops.SQL_HAS_TURNS, (conversation,))
         return row is not None
 
+    async def seen(self, conversation: str, message_id: str) -> bool:
+        """Whether ``message_id`` was stored (or claimed) before: read only."""
+        row = await self._run(ops.fetch_one, ops.SQL_SEEN, (conversation, message_id))
+        return row is not None
+
     async def pending_turn(self, conversation: str, message_id: str) -> Pending | None:
         """``message_id``'s user turn if a crash cut its answer off (see Store)."""
         row = await self._run(ops.fetch_one, ops.SQL_PENDING, (conversation, message_id))

@@ -56,6 +56,7 @@ SQL_INSERT_TURN = f"""
 """
 SQL_SELF_ANCHOR = "UPDATE turns SET anchor = id WHERE id = ?"
 SQL_CLAIM = "INSERT OR IGNORE INTO seen (conversation, message_id, at) VALUES (?, ?, ?)"
+SQL_SEEN = "SELECT 1 FROM seen WHERE conversation = ? AND message_id = ?"
 # -- restart recovery (bot/instances.py) --
 SQL_ANCHOR_USER = "UPDATE turns SET anchor = id, reply_target = ?, is_dm = ? WHERE id = ?"
 SQL_CLAIM_OWNED = """

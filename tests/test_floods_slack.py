@@ -82,3 +82,26 @@ async def test_a_flood_of_top_level_mentions_holds_three_places_in_the_channel(
     asked = [user_contents(r) for r in fake_openai.chat_requests]
     assert len(asked) == 4 and asked[-1].endswith("what time is it?")
     assert fake_slack.texts().count(too_many) == 1  # one notice, not seventeen
+
+
+async def test_a_redelivery_refused_by_a_full_channel_is_a_duplicate_not_a_notice(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, core_factory: CoreFactory
+) -> None:
+    core = await core_factory(
+        max_waiting_per_person=3, first_token_timeout_s=30.0, request_timeout_s=60.0
+    )
+    fake_openai.script(*(reply(echo_last_user) for _ in range(10)))
+    first, _ = fake_slack.mention("answered long ago")
+    later = [fake_slack.mention(f"waiting {i}")[0] for i in range(3)]
+    async with running(fake_slack, core) as adapter:
+        await deliver(fake_slack, adapter, core, first)
+        fake_openai.gate.clear()  # three more of hers wait in other threads
+        for body in later:
+            await fake_slack.wait_ack(await fake_slack.push(body))
+        await fake_slack.wait_ack(await fake_slack.push(first, retry_attempt=1))
+        await until(lambda: adapter.events_handled == 5, "the listener")
+        fake_openai.gate.set()
+        await settle(core)
+    too_many = Texts("en").get("too_many_waiting", count=3)
+    assert too_many not in fake_slack.texts()  # she was not told to send it again
+    assert len(fake_openai.chat_requests) == 4  # and it was not answered twice

@@ -84,6 +84,15 @@ async def test_claim_shares_dedupe_with_user_turns(store: Store) -> None:
     assert contents(await store.recent_turns(CONV, END, 10)) == ["hi"]
 
 
+async def test_seen_reads_what_was_stored_or_claimed_and_writes_nothing(store: Store) -> None:
+    assert not await store.seen(CONV, "m1")
+    assert not await store.seen(CONV, "m1")  # asking did not record it
+    assert await store.add_user_turn(CONV, user("m1")) is not None
+    assert await store.claim(CONV, "cmd1")
+    assert await store.seen(CONV, "m1") and await store.seen(CONV, "cmd1")
+    assert not await store.seen(OTHER, "m1")
+
+
 async def test_turns_without_message_id_are_never_deduplicated(store: Store) -> None:
     a = await store.add_user_turn(CONV, user(None, "a"))
     b = await store.add_user_turn(CONV, user(None, "b"))
