@@ -67,9 +67,9 @@ EN: Mapping[str, str] = {
     ),
     "reset_denied": "Only admins can reset this conversation here. Nothing was forgotten.",
     "too_many_waiting": (
-        "You already have messages waiting for an answer here (I hold at most {count} "
-        "per person), so I skipped this one. Please send it again after I've answered "
-        "those."
+        "You already have messages waiting for an answer in this channel (I hold at most "
+        "{count} per person), so I skipped this one. Please send it again after I've "
+        "answered those."
     ),
     # -- shown to the model, not the user --
     "message_shortened": "[This message was too long, so {removed} tokens were cut from it.]",
@@ -212,7 +212,7 @@ KO: Mapping[str, str] = {
     "user_rate_limited": "메시지를 너무 빨리 보내고 있어요. {seconds}초 뒤에 다시 보내 주세요.",
     "reset_denied": "여기서는 관리자만 대화를 초기화할 수 있어요. 아무것도 지우지 않았어요.",
     "too_many_waiting": (
-        "여기에 답을 기다리는 메시지가 이미 {count}개 있어서 이번 메시지는 건너뛰었어요. "
+        "이 채널에 답을 기다리는 메시지가 이미 {count}개 있어서 이번 메시지는 건너뛰었어요. "
         "앞의 메시지에 답한 뒤에 다시 보내 주세요."
     ),
     # -- shown to the model, not the user --
