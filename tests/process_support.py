@@ -18,6 +18,7 @@ from tests.support import spawn_bot
 START_LIMIT_S = 30.0  # from exec to connected; normally about a second
 ANSWER_LIMIT_S = 20.0
 STOP_LIMIT_S = 15.0  # SIGTERM to exit (the core's grace period is 5 s)
+LOG_POLL_S = 0.05  # how often a log another process writes is read again
 
 
 @dataclass
@@ -82,3 +83,9 @@ def slack_env(fake: FakeSlack) -> dict[str, str]:
 def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         return list(db.execute(sql))
+
+
+async def logged(bot: Bot, line: str) -> None:
+    """Wait until the bot's log has ``line`` (another process writes it: poll)."""
+    while line not in bot.log.read_text(errors="replace"):  # noqa: ASYNC110
+        await asyncio.sleep(LOG_POLL_S)

@@ -19,7 +19,7 @@ from bot.errors import ConfigError, StartupError
 from fakes.fake_discord import FakeDiscord, guild, member, text_channel
 from fakes.fake_openai import FakeOpenAI, echo_last_user
 from tests.postgres_support import postgres_schema
-from tests.process_support import START_LIMIT_S, bot_process, discord_env
+from tests.process_support import START_LIMIT_S, bot_process, discord_env, logged
 from tests.support import (
     ALICE,
     DISCORD_FAST,
@@ -156,6 +156,9 @@ async def test_two_processes_split_the_shards_and_answer_each_server_once(
                     ANSWER_LIMIT_S,
                 )
             await asyncio.sleep(0.5)  # room for a second answer, which must not come
+            for shard, bot in enumerate(bots):  # answering starts before the start ends
+                started = f"server(s), on shards {shard} of {SHARDS}"
+                await bot.alive_until(logged(bot, started), START_LIMIT_S)
             for bot in bots:
                 assert await bot.stop() == 0, bot.tail()
     assert sorted(answers_to(fake)) == sorted(asked)  # every question once, none twice

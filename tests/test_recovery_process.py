@@ -22,7 +22,7 @@ from bot.instances import STALE_AFTER_S
 from fakes.fake_discord import FakeDiscord, JsonDict
 from fakes.fake_openai import Behaviour, FakeOpenAI
 from fakes.fake_slack import FakeSlack
-from tests.process_support import Bot, bot_process, discord_env, rows, slack_env
+from tests.process_support import Bot, bot_process, discord_env, logged, rows, slack_env
 from tests.support import (
     ALICE,
     GENERAL,
@@ -57,12 +57,6 @@ def stalls_mid_stream() -> Behaviour:
 
 async def started(bot: Bot, ready: Awaitable[Any]) -> None:
     await bot.alive_until(ready, START_LIMIT_S)
-
-
-async def logged(bot: Bot, line: str) -> None:
-    """Wait until the bot's log has ``line`` (another process writes it: poll)."""
-    while line not in bot.log.read_text(errors="replace"):  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
 
 
 def age_everything(db: Path, seconds: float) -> None:
