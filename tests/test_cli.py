@@ -17,6 +17,7 @@ from bot.__main__ import EXIT_BROKEN_PIPE
 from bot.errors import PlatformUnavailable
 from bot.texts import Texts
 from fakes.fake_openai import FakeOpenAI, reply
+from tests.postgres_support import postgres_schema
 from tests.support import (
     ROOT,
     RUN_LIMIT_S,
@@ -239,6 +240,23 @@ async def test_a_question_cut_off_by_sigkill_is_answered_at_the_next_start_and_s
     proc.kill()
     await proc.wait()
     code, out, err = await run_bot(["console"], env, b"and times three?\n")
+    assert code == 0, err
+    recovered = Texts("en").get("console_answer_recovered")
+    assert out.splitlines() == [f"{recovered}four", "answer: twelve"]
+
+
+async def test_on_postgresql_a_question_cut_off_by_sigkill_is_answered_first_at_the_next_start(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    # On PostgreSQL the handoff answers what a dead instance left, not restart
+    # recovery; the killed process is on this machine, so its lease is taken at once.
+    fake_openai.script(reply("never shown", ttft_s=30.0), reply("four"), reply("twelve"))
+    async with postgres_schema() as url:
+        env = bot_env(tmp_path, fake_openai, DATABASE_URL=url)
+        proc = await asking(fake_openai, env, b"what is two plus two?\n")
+        proc.kill()
+        await proc.wait()
+        code, out, err = await run_bot(["console"], env, b"and times three?\n")
     assert code == 0, err
     recovered = Texts("en").get("console_answer_recovered")
     assert out.splitlines() == [f"{recovered}four", "answer: twelve"]
