@@ -231,12 +231,11 @@ async def test_sigterm_says_how_many_piped_lines_were_not_asked(
     assert "stopping: 3 line(s) read but not asked." in err.decode()
 
 
-async def test_a_question_cut_off_by_sigkill_is_answered_at_the_next_start_and_says_so(
-    fake_openai: FakeOpenAI, tmp_path: Path
-) -> None:
-    fake_openai.script(reply("never shown", ttft_s=30.0), reply("four"), reply("twelve"))
-    env = bot_env(tmp_path, fake_openai)
-    proc = await asking(fake_openai, env, b"what is two plus two?\n")
+async def assert_cut_off_question_answered_first(fake: FakeOpenAI, env: dict[str, str]) -> None:
+    """kill -9 while the model is silent on a question; the next console answers
+    that question first, labelled, then its own."""
+    fake.script(reply("never shown", ttft_s=30.0), reply("four"), reply("twelve"))
+    proc = await asking(fake, env, b"what is two plus two?\n")
     proc.kill()
     await proc.wait()
     code, out, err = await run_bot(["console"], env, b"and times three?\n")
@@ -245,21 +244,20 @@ async def test_a_question_cut_off_by_sigkill_is_answered_at_the_next_start_and_s
     assert out.splitlines() == [f"{recovered}four", "answer: twelve"]
 
 
+async def test_a_question_cut_off_by_sigkill_is_answered_at_the_next_start_and_says_so(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    await assert_cut_off_question_answered_first(fake_openai, bot_env(tmp_path, fake_openai))
+
+
 async def test_on_postgresql_a_question_cut_off_by_sigkill_is_answered_first_at_the_next_start(
     fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     # On PostgreSQL the handoff answers what a dead instance left, not restart
     # recovery; the killed process is on this machine, so its lease is taken at once.
-    fake_openai.script(reply("never shown", ttft_s=30.0), reply("four"), reply("twelve"))
     async with postgres_schema() as url:
         env = bot_env(tmp_path, fake_openai, DATABASE_URL=url)
-        proc = await asking(fake_openai, env, b"what is two plus two?\n")
-        proc.kill()
-        await proc.wait()
-        code, out, err = await run_bot(["console"], env, b"and times three?\n")
-    assert code == 0, err
-    recovered = Texts("en").get("console_answer_recovered")
-    assert out.splitlines() == [f"{recovered}four", "answer: twelve"]
+        await assert_cut_off_question_answered_first(fake_openai, env)
 
 
 async def test_ctrl_c_while_the_libraries_load_exits_without_a_traceback(
