@@ -9,9 +9,10 @@ by the number of conversations that are busy right now, not ever seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -97,3 +98,35 @@ class Lanes:
             lane.slots.clear()
             if lane.worker is not None:
                 lane.worker.cancel()
+
+
+@dataclass(slots=True)
+class _Turnstile:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # holding or waiting
+
+
+class KeyedLock:
+    """``async with keyed(key)``: one holder per key at a time, in the order they
+    asked (asyncio.Lock is fair); holders of different keys do not wait for each
+    other. Only keys in use are kept, so memory follows the work in flight."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, _Turnstile] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, key: str) -> AsyncIterator[None]:
+        turnstile = self._keys.get(key)
+        if turnstile is None:
+            turnstile = self._keys[key] = _Turnstile()
+        turnstile.users += 1
+        try:
+            async with turnstile.lock:
+                yield
+        finally:
+            turnstile.users -= 1
+            if not turnstile.users:
+                del self._keys[key]

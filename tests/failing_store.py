@@ -18,12 +18,14 @@ DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 class BrokenDiskStore(SqliteStore):
     """While ``failure`` is set, every write raises it before touching the file
     (``answer_failure``: only storing an answer; ``load_failure``: loading a history).
-    While ``gate`` is set, storing a user turn first waits for it (a slow disk)."""
+    While ``gate`` is set, storing a user turn first waits for it (a slow disk); with
+    ``gate_text`` too, only a user turn whose text contains it waits."""
 
     failure: Exception | None = None
     answer_failure: Exception | None = None  # only storing an answer fails
     load_failure: Exception | None = None  # only loading a history fails
     gate: asyncio.Event | None = None
+    gate_text: str | None = None
     waiting = 0  # user turns waiting at the gate
 
     def _check(self) -> None:
@@ -33,7 +35,7 @@ class BrokenDiskStore(SqliteStore):
     async def add_user_turn(
         self, conversation: str, turn: Turn, origin: Origin | None = None
     ) -> int | None:
-        if self.gate is not None:
+        if self.gate is not None and (self.gate_text or "") in turn.content:
             self.waiting += 1
             await self.gate.wait()
             self.waiting -= 1

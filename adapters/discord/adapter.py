@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import ShuttingDown, StartupError, StorageError
+from bot.lanes import KeyedLock
 from bot.shards import ShardPlan, describe, shard_plan
 from bot.shutdown import INTAKE_GRACE_S
 from bot.tools.approval import parse_action_id
@@ -108,7 +109,9 @@ class DiscordAdapter:
         self._shards = shard_plan(cfg.shard_count, cfg.shard_ids)  # None: one connection
         self._tree: app_commands.CommandTree | None = None
         self._task: asyncio.Task[None] | None = None
-        self._intake = asyncio.Lock()  # hand messages to the core in gateway order
+        # Messages reach the core in gateway order within each conversation; other
+        # conversations do not wait while one's message is being stored.
+        self._intake = KeyedLock()
         self._handing_over: set[asyncio.Task[Any]] = set()  # stop_intake waits for these
         self.message_content = True  # whether Discord granted the Message Content intent
 
@@ -343,7 +346,7 @@ class DiscordAdapter:
 
     async def _hand_over(self, msg: IncomingMessage, sink: ChannelSink) -> None:
         try:
-            async with self._intake:
+            async with self._intake(msg.key.as_str()):
                 await self._core.handle(msg, sink)
         except (StorageError, ShuttingDown) as exc:
             await self._refused(msg.message_id, sink, exc)
